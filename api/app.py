@@ -1,0 +1,37 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api.errors import register_error_handlers
+from api.publisher import JobPublisher
+from api.routes import generate, health, jobs
+from api.submission import Services
+from core.settings import Settings, get_settings
+from core.store import JobStore, connect
+
+log = logging.getLogger("llm.api")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API for these settings (the environment's when none are given)."""
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
+    app.extensions["llm"] = Services(
+        settings=settings,
+        store=JobStore(client, job_ttl_s=settings.job_ttl_seconds),
+        publisher=JobPublisher(settings),
+    )
+    register_error_handlers(app)
+    for module in (jobs, generate, health):
+        app.register_blueprint(module.bp)
+    if not settings.api_keys:
+        log.warning("API_KEYS is not set: the API is open to anyone who can reach it")
+    return app

@@ -1,0 +1,52 @@
+"""The one place where errors become HTTP responses, always as the contract's JSON shape."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from core.errors import BodyTooLarge, ServiceError
+
+log = logging.getLogger("llm.api")
+
+_HTTP_ERROR_TYPES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    400: "malformed_body",
+    415: "unsupported_media_type",
+}
+
+
+def service_error_response(error: ServiceError):
+    """Render a typed error with its status (and Retry-After where it has one)."""
+    response = jsonify(error.to_dict())
+    response.status_code = error.http_status
+    if error.retry_after_s is not None:
+        response.headers["Retry-After"] = str(error.retry_after_s)
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map typed errors, Werkzeug's HTTP errors and anything unexpected to JSON."""
+
+    @app.errorhandler(ServiceError)
+    def _service_error(error: ServiceError):
+        return service_error_response(error)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(error: RequestEntityTooLarge):
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        return service_error_response(BodyTooLarge(f"the request body is larger than {limit} bytes"))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        status = error.code or 500
+        body = {"error": {"type": _HTTP_ERROR_TYPES.get(status, "http_error"), "message": error.description}}
+        return jsonify(body), status
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unhandled error")
+        return jsonify({"error": {"type": "internal_error", "message": "internal error"}}), 500

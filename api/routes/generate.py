@@ -1,0 +1,46 @@
+"""The seed's synchronous `POST /v1/generate`: same body, now a queued job that this request waits for."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from api.routes.common import caller, generation_input, json_body, services
+from core.errors import GenerationFailed, WaitTimedOut
+from core.jobs import JobStatus
+
+bp = Blueprint("generate", __name__)
+
+
+@bp.post("/v1/generate")
+def generate():
+    """Enqueue, wait up to SYNC_WAIT_SECONDS, and return the text; on timeout 504 names the job to poll."""
+    owner = caller()
+    params = generation_input(json_body())
+    svc = services()
+    job = svc.submit(params, owner)
+    job = svc.store.wait_until_terminal(job.id, svc.settings.sync_wait_seconds)
+    if job.status == JobStatus.SUCCEEDED:
+        output = job.output or {}
+        return jsonify(
+            {
+                "id": job.id,
+                # `generated_text` is the seed's name for it; `text` matches the job object.
+                "generated_text": output.get("text", ""),
+                "text": output.get("text", ""),
+                "finish_reason": output.get("finish_reason"),
+                "usage": job.usage,
+                "metrics": job.metrics,
+                "resources": job.resources,
+            }
+        )
+    if job.status == JobStatus.FAILED:
+        error = job.error or {}
+        raise GenerationFailed(
+            error.get("message", "generation failed"), job_id=job.id, error_type=error.get("type", "failed")
+        )
+    if job.status == JobStatus.CANCELED:
+        raise GenerationFailed("the job was canceled", job_id=job.id, error_type="canceled")
+    raise WaitTimedOut(
+        f"the job did not finish within {svc.settings.sync_wait_seconds:g} s; poll /jobs/{job.id}",
+        job_id=job.id,
+    )

@@ -1,0 +1,26 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from api.routes.common import services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """The API process is up."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready when Redis answers and at least one worker has its model loaded."""
+    store = services().store
+    redis_ok = store.ping()
+    workers = store.live_workers() if redis_ok else []
+    ready = redis_ok and bool(workers)
+    body = {"status": "ready" if ready else "not_ready", "redis": redis_ok, "workers": workers}
+    return jsonify(body), 200 if ready else 503

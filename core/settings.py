@@ -1,0 +1,97 @@
+"""The one settings object: every process reads its configuration here and nowhere else."""
+
+from __future__ import annotations
+
+import re
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class Settings(BaseSettings):
+    """Configuration from environment variables (and `.env`); a bad value refuses to start."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    port: int = Field(8001, ge=1, le=65535)
+    # None means "not given": `make run` then starts an embedded redis-server;
+    # other processes use the default.
+    redis_url: str | None = None
+    model_dir: Path = Path("./model")
+    device: str = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    max_batch_size: int = Field(1, ge=1, le=1024)
+    max_queue_depth: int = Field(10_000, ge=1)
+    max_tokens_limit: int = Field(4096, ge=1)
+    max_prompt_chars: int = Field(200_000, ge=1)
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_secret: str | None = None
+    webhook_allow_private: bool = False
+    job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    log_dir: Path = Path("./logs")
+    # How long the synchronous /v1/generate waits before answering 504 with the job id.
+    sync_wait_seconds: float = Field(300.0, gt=0)
+    # The seed emptied the CUDA cache after every generation; keep that as the default.
+    empty_cuda_cache_after_job: bool = True
+    gpu_queue: str = "gpu"
+    worker_heartbeat_seconds: float = Field(5.0, gt=0)
+    redis_socket_timeout_seconds: float = Field(2.0, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _DEVICE_PATTERN.match(value):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> Settings:
+        if self.webhook_secret is not None and not self.webhook_secret.startswith("whsec_"):
+            raise ValueError("WEBHOOK_SECRET must start with whsec_")
+        return self
+
+    @property
+    def effective_redis_url(self) -> str:
+        """The Redis URL processes connect to."""
+        return self.redis_url or DEFAULT_REDIS_URL
+
+
+def _one_line_reason(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]).upper() or "settings"
+        parts.append(f"{name}: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(parts)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Build the settings once; on a bad value print one line and exit."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        print(f"configuration error: {_one_line_reason(error)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,185 @@
+"""The Redis job store: the one source of truth about jobs and live workers.
+
+Every Redis key this project writes is named at the top of this module.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from core.errors import JobNotFound, StoreUnavailable, WrongState
+from core.jobs import ALLOWED_TRANSITIONS, Job, JobStatus
+
+JOB_KEY = "llm:job:{job_id}"  # JSON of the job object; expires job_ttl_s after its last write
+OWNER_INDEX_KEY = "llm:jobs:owner:{owner}"  # sorted set: job ids by submission sequence, newest highest
+JOB_SEQUENCE_KEY = "llm:jobs:seq"  # counter giving each job a unique, ordered listing position
+JOB_DONE_CHANNEL = "llm:job-done:{job_id}"  # pub/sub: one message when the job reaches a terminal state
+WORKER_KEY = "llm:worker:{name}"  # JSON heartbeat of a live GPU worker; expires unless refreshed
+WORKER_KEY_PATTERN = "llm:worker:*"
+
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis:
+    """A Redis client whose calls fail fast instead of hanging when Redis is away."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+        health_check_interval=30,
+    )
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except _REDIS_DOWN as error:
+        raise StoreUnavailable(f"the job store is unreachable: {error}", retry_after_s=5) from error
+
+
+class JobStore:
+    """Reads and writes jobs; every status change goes through `transition`, which enforces the table."""
+
+    def __init__(self, client: redis.Redis, *, job_ttl_s: int) -> None:
+        self.redis = client
+        self.job_ttl_s = job_ttl_s
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        try:
+            return bool(self.redis.ping())
+        except _REDIS_DOWN:
+            return False
+
+    def create(self, job: Job) -> None:
+        """Store a new job durably and add it to its owner's listing."""
+        with _redis_errors():
+            sequence = self.redis.incr(JOB_SEQUENCE_KEY)
+            index_key = OWNER_INDEX_KEY.format(owner=job.owner)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json(), ex=self.job_ttl_s)
+            pipe.zadd(index_key, {job.id: sequence})
+            pipe.expire(index_key, self.job_ttl_s)
+            pipe.execute()
+
+    def delete(self, job_id: str, owner: str) -> None:
+        """Remove a job that was never accepted (its publishing failed)."""
+        with _redis_errors():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(JOB_KEY.format(job_id=job_id))
+            pipe.zrem(OWNER_INDEX_KEY.format(owner=owner), job_id)
+            pipe.execute()
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None if it never existed or has expired."""
+        with _redis_errors():
+            raw = self.redis.get(JOB_KEY.format(job_id=job_id))
+        return Job.model_validate_json(raw) if raw else None
+
+    def get_for_owner(self, job_id: str, owner: str) -> Job:
+        """The job if this owner may see it; another owner's job is as unknown as a missing one."""
+        job = self.get(job_id)
+        if job is None or job.owner != owner:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return job
+
+    def transition(
+        self, job_id: str, to_status: JobStatus, change: Callable[[Job], None] | None = None
+    ) -> Job:
+        """Atomically move a job to `to_status` (if the table allows) and apply `change` to it."""
+        key = JOB_KEY.format(job_id=job_id)
+        with _redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise JobNotFound(f"no job with id {job_id!r}")
+                    job = Job.model_validate_json(raw)
+                    if to_status not in ALLOWED_TRANSITIONS[job.status]:
+                        raise WrongState(
+                            f"job {job_id} is {job.status.value}; it cannot become {to_status.value}"
+                        )
+                    job.status = to_status
+                    if change is not None:
+                        change(job)
+                    pipe.multi()
+                    pipe.set(key, job.model_dump_json(), ex=self.job_ttl_s)
+                    if to_status.is_terminal:
+                        pipe.publish(JOB_DONE_CHANNEL.format(job_id=job_id), to_status.value)
+                    pipe.execute()
+                    return job
+                except redis.WatchError:
+                    continue
+
+    def list_for_owner(
+        self, owner: str, *, status: JobStatus | None, limit: int, before_sequence: int | None
+    ) -> tuple[list[Job], int | None]:
+        """Up to `limit` jobs, newest first, older than the cursor; returns them and the next cursor."""
+        index_key = OWNER_INDEX_KEY.format(owner=owner)
+        upper: float | str = f"({before_sequence}" if before_sequence is not None else "+inf"
+        found: list[Job] = []
+        page_size = max(limit, 50)
+        with _redis_errors():
+            while len(found) < limit:
+                rows = self.redis.zrevrangebyscore(
+                    index_key, upper, "-inf", start=0, num=page_size, withscores=True
+                )
+                if not rows:
+                    return found, None
+                raws = self.redis.mget([JOB_KEY.format(job_id=job_id) for job_id, _ in rows])
+                for (job_id, sequence), raw in zip(rows, raws, strict=True):
+                    upper = f"({int(sequence)}"
+                    if raw is None:
+                        self.redis.zrem(index_key, job_id)  # expired: tidy the index as we pass
+                        continue
+                    job = Job.model_validate_json(raw)
+                    if status is None or job.status == status:
+                        found.append(job)
+                        if len(found) == limit:
+                            return found, int(sequence)
+        return found, None
+
+    def wait_until_terminal(self, job_id: str, timeout_s: float) -> Job:
+        """Block until the job is terminal or the timeout passes; returns the job as it then is."""
+        deadline = time.monotonic() + timeout_s
+        with _redis_errors():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(JOB_DONE_CHANNEL.format(job_id=job_id))
+                while True:
+                    # Read after subscribing so a completion between the two is never missed.
+                    job = self.get(job_id)
+                    if job is None:
+                        raise JobNotFound(f"job {job_id} expired while waiting")
+                    remaining = deadline - time.monotonic()
+                    if job.status.is_terminal or remaining <= 0:
+                        return job
+                    pubsub.get_message(timeout=min(remaining, 1.0))
+            finally:
+                pubsub.close()
+
+    def register_worker(self, name: str, info: dict[str, Any], ttl_s: float) -> None:
+        """Announce (or refresh) a live worker that has its model loaded."""
+        with _redis_errors():
+            self.redis.set(WORKER_KEY.format(name=name), json.dumps(info), px=int(ttl_s * 1000))
+
+    def unregister_worker(self, name: str) -> None:
+        """Withdraw a worker that is shutting down."""
+        with _redis_errors():
+            self.redis.delete(WORKER_KEY.format(name=name))
+
+    def live_workers(self) -> list[dict[str, Any]]:
+        """The workers whose heartbeat has not expired."""
+        with _redis_errors():
+            keys = list(self.redis.scan_iter(match=WORKER_KEY_PATTERN, count=100))
+            raws = self.redis.mget(keys) if keys else []
+        return [json.loads(raw) for raw in raws if raw]

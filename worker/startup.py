@@ -1,0 +1,50 @@
+"""Building a GPU worker's runtime: logs, device, the one model load, the engine."""
+
+from __future__ import annotations
+
+import logging
+
+from core.jobs import utc_now_iso
+from core.settings import Settings
+from core.store import JobStore, connect
+from worker.engine import Engine
+from worker.model_loading import choose_device, gpu_name, load_model, pin_visible_gpu
+from worker.resources import ResourceSampler, log_resources, setup_resource_logger
+from worker.runner import WorkerRuntime
+
+log = logging.getLogger("llm.worker")
+
+_DEMO_WARNING = (
+    "\n" + "!" * 78 + "\n"
+    "!!  DEMO MODEL: {path} holds random weights, so every answer is random text.\n"
+    "!!  Put a real model in MODEL_DIR (fp16/ + tokenizer/, or a Hugging Face folder) to get real answers.\n"
+    + "!"
+    * 78
+)
+
+
+def build_runtime(settings: Settings, *, worker_name: str) -> WorkerRuntime:
+    """Load the model once and return everything the worker needs to run jobs."""
+    pin_visible_gpu(settings.device)
+    device = choose_device(settings.device)
+    resource_log = setup_resource_logger(settings.log_dir)
+    sampler = ResourceSampler(device.cuda_index, gpu_name(device))
+    log_resources(resource_log, sampler, "Before model load")
+    loaded = load_model(settings, device)
+    log_resources(resource_log, sampler, "After model load")
+    if loaded.paths.is_demo:
+        log.warning(_DEMO_WARNING.format(path=loaded.paths.weights_dir.parent))
+    store = JobStore(
+        connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds),
+        job_ttl_s=settings.job_ttl_seconds,
+    )
+    return WorkerRuntime(
+        settings=settings,
+        store=store,
+        engine=Engine(loaded),
+        sampler=sampler,
+        resource_log=resource_log,
+        worker_name=worker_name,
+        model_name=loaded.paths.name,
+        started_at=utc_now_iso(),
+    )
