@@ -75,7 +75,7 @@ class WaitTimedOut(ServiceError):
 
     def to_dict(self) -> dict:
         body = super().to_dict()
-        body["job_id"] = self.job_id
+        body["error"]["job_id"] = self.job_id
         return body
 
 
@@ -92,5 +92,5 @@ class GenerationFailed(ServiceError):
 
     def to_dict(self) -> dict:
         body = super().to_dict()
-        body["job_id"] = self.job_id
+        body["error"]["job_id"] = self.job_id
         return body

@@ -120,7 +120,8 @@ def build_model(
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
         max_position_embeddings=2048,
-        tie_word_embeddings=True,
+        # Untied: a tied random model greedily repeats its last input token, a dull demo.
+        tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=[end_of_text_id, eot_id],
         pad_token_id=end_of_text_id,

@@ -1,0 +1,43 @@
+# `make run` and `make test` work on a fresh machine that has only Python 3.11.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+
+.PHONY: run test test-fast lint format demo-model clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## run: Redis (embedded unless REDIS_URL is set) + GPU worker + API on http://127.0.0.1:$${PORT:-8001}
+run: $(RUNTIME_STAMP)
+	$(PY) scripts/run_local.py
+
+## test: the whole suite against real Redis, worker, HTTP server and a tiny real model
+test: $(DEV_STAMP)
+	$(PY) -m pytest
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(DEV_STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## demo-model: build the random-weight demo model into ./model
+demo-model: $(RUNTIME_STAMP)
+	$(PY) scripts/make_demo_model.py --out model
+
+clean:
+	rm -rf .run .pytest_cache

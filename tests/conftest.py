@@ -1,0 +1,182 @@
+"""Shared fixtures: a test-owned redis-server, the tiny real model, a real worker process, real HTTP servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from core.settings import Settings
+from core.store import JobStore, connect
+from scripts.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_START_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the tests' own, on a free port."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random-weight demo model, built once for the session by the project's own script."""
+    from scripts.make_demo_model import build_demo_model
+
+    return build_demo_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture
+def make_settings(redis_server: RedisServer, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for in-process use, pointing at the test Redis; keyword arguments override."""
+
+    def build(**overrides) -> Settings:
+        values = {
+            "redis_url": redis_server.url,
+            "model_dir": tmp_path / "no-model",
+            "log_dir": tmp_path / "logs",
+            "device": "cpu",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return build
+
+
+@pytest.fixture
+def store(redis_server: RedisServer) -> JobStore:
+    return JobStore(connect(redis_server.url), job_ttl_s=3600)
+
+
+def unconsumed_queue_name(request: pytest.FixtureRequest) -> str:
+    """A queue no worker reads, so a test can count exactly what was enqueued."""
+    return f"test-queue-{request.node.name}-{time.monotonic_ns()}"
+
+
+def queue_length(redis_url: str, queue: str) -> int:
+    return int(redis.Redis.from_url(redis_url).llen(queue))
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen
+    log_dir: Path
+    stdout_path: Path
+    env: dict[str, str]
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+
+def service_env(redis_url: str, model_dir: Path, log_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment the real processes get: everything through the settings' variables."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "MODEL_DIR": str(model_dir),
+            "LOG_DIR": str(log_dir),
+            "DEVICE": "cpu",
+            "WORKER_HEARTBEAT_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def start_worker(env: dict[str, str], stdout_path: Path, store: JobStore, name: str) -> subprocess.Popen:
+    """Start a real Celery GPU worker and wait until it has announced its loaded model."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO",
+        "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    with stdout_path.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited at start:\n{stdout_path.read_text()}")
+        if any(w["name"].startswith(f"{name}@") for w in store.live_workers()):
+            return process
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"worker not ready in {WORKER_START_TIMEOUT_S} s:\n{stdout_path.read_text()}")
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(redis_server: RedisServer, demo_model_dir: Path, tmp_path_factory) -> Iterator[WorkerProcess]:
+    """One real GPU worker process (on the CPU here) serving the default queue for the whole session."""
+    base = tmp_path_factory.mktemp("worker")
+    env = service_env(redis_server.url, demo_model_dir, base / "logs")
+    stdout_path = base / "worker.out"
+    store = JobStore(connect(redis_server.url), job_ttl_s=3600)
+    process = start_worker(env, stdout_path, store, "gpu-test")
+    yield WorkerProcess(process, base / "logs", stdout_path, env)
+    stop_process(process)
+
+
+@dataclass
+class HttpServer:
+    base_url: str
+    process: subprocess.Popen
+
+
+@pytest.fixture(scope="session")
+def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
+    """The API under gunicorn, over real HTTP, wired to the session's worker."""
+    port = free_port()
+    out = (tmp_path_factory.mktemp("api") / "gunicorn.out").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
+         "--workers", "2", "--threads", "8", "api.wsgi:app"],
+        cwd=ROOT, env=dict(worker.env, PORT=str(port)), stdout=out, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    else:
+        raise RuntimeError("gunicorn did not start")
+    yield HttpServer(base_url, process)
+    stop_process(process)
+    out.close()
+
+
+def wait_for_terminal(base_url: str, job_id: str, timeout_s: float = 60) -> dict:
+    """Poll GET /jobs/<id> as a client would, until the job is finished."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = requests.get(f"{base_url}/jobs/{job_id}", timeout=5).json()
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} not finished within {timeout_s} s")
