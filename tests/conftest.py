@@ -1,4 +1,4 @@
-"""Shared fixtures: a test-owned redis-server, the tiny real model, a real worker process, real HTTP servers."""
+"""Shared fixtures: a test-owned redis-server, the tiny real model, a real worker process, real HTTP."""
 
 from __future__ import annotations
 

@@ -1,0 +1,113 @@
+"""The Redis job store against a real Redis: transitions are enforced, listings are ordered."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from core.errors import JobNotFound, WrongState
+from core.jobs import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus, new_job_id, utc_now_iso
+from core.store import JOB_KEY
+
+
+def new_job(owner: str = "owner-a") -> Job:
+    return Job(
+        id=new_job_id(), status=JobStatus.QUEUED, created_at=utc_now_iso(), input={"prompt": "x"}, owner=owner
+    )
+
+
+def test_terminal_states_have_no_way_out():
+    for status in TERMINAL_STATUSES:
+        assert ALLOWED_TRANSITIONS[status] == frozenset()
+
+
+def test_job_round_trips_and_expires_after_the_ttl(store):
+    job = new_job()
+    store.create(job)
+    assert store.get(job.id) == job
+    ttl = store.redis.ttl(JOB_KEY.format(job_id=job.id))
+    assert 3500 < ttl <= 3600
+
+
+def test_transitions_follow_the_table(store):
+    job = new_job()
+    store.create(job)
+    running = store.transition(job.id, JobStatus.RUNNING, lambda j: setattr(j, "attempts", j.attempts + 1))
+    assert running.status == JobStatus.RUNNING and running.attempts == 1
+    store.transition(job.id, JobStatus.SUCCEEDED)
+    for target in JobStatus:
+        with pytest.raises(WrongState):
+            store.transition(job.id, target)
+    assert store.get(job.id).status == JobStatus.SUCCEEDED
+
+
+def test_queued_job_cannot_jump_to_succeeded(store):
+    job = new_job()
+    store.create(job)
+    with pytest.raises(WrongState):
+        store.transition(job.id, JobStatus.SUCCEEDED)
+
+
+def test_missing_job_is_not_found(store):
+    with pytest.raises(JobNotFound):
+        store.transition("missing", JobStatus.RUNNING)
+    assert store.get("missing") is None
+
+
+def test_another_owners_job_is_not_found(store):
+    job = new_job(owner="owner-a")
+    store.create(job)
+    with pytest.raises(JobNotFound):
+        store.get_for_owner(job.id, "owner-b")
+
+
+def test_concurrent_takers_only_one_wins(store):
+    job = new_job()
+    store.create(job)
+    wins, losses = [], []
+
+    def take():
+        try:
+            store.transition(job.id, JobStatus.RUNNING)
+            wins.append(1)
+        except WrongState:
+            losses.append(1)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(wins) == 1 and len(losses) == 7
+
+
+def test_listing_skips_expired_jobs_and_filters_by_status(store):
+    owner = f"owner-{new_job_id()}"
+    jobs = [new_job(owner) for _ in range(4)]
+    for job in jobs:
+        store.create(job)
+    store.redis.delete(JOB_KEY.format(job_id=jobs[1].id))
+    store.transition(jobs[2].id, JobStatus.CANCELED)
+    listed, cursor = store.list_for_owner(owner, status=None, limit=10, before_sequence=None)
+    assert [j.id for j in listed] == [jobs[3].id, jobs[2].id, jobs[0].id] and cursor is None
+    canceled, _ = store.list_for_owner(owner, status=JobStatus.CANCELED, limit=10, before_sequence=None)
+    assert [j.id for j in canceled] == [jobs[2].id]
+
+
+def test_waiting_returns_as_soon_as_the_job_finishes(store):
+    job = new_job()
+    store.create(job)
+    store.transition(job.id, JobStatus.RUNNING)
+    threading.Timer(0.2, lambda: store.transition(job.id, JobStatus.SUCCEEDED)).start()
+    started = time.monotonic()
+    finished = store.wait_until_terminal(job.id, timeout_s=10)
+    assert finished.status == JobStatus.SUCCEEDED
+    assert time.monotonic() - started < 5
+
+
+def test_waiting_gives_up_at_the_timeout(store):
+    job = new_job()
+    store.create(job)
+    assert store.wait_until_terminal(job.id, timeout_s=0.3).status == JobStatus.QUEUED
