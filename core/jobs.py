@@ -62,6 +62,8 @@ class GenerationInput(BaseModel):
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
     stop: list[str] | None = Field(None, max_length=MAX_STOP_STRINGS)
     seed: int | None = Field(None, ge=0, lt=2**63)
+    # Generate exactly max_tokens, never ending at EOS (benchmarks; vLLM calls it the same).
+    ignore_eos: bool = False
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("stop", mode="before")

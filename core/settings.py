@@ -27,7 +27,11 @@ class Settings(BaseSettings):
     model_dir: Path = Path("./model")
     device: str = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
-    max_batch_size: int = Field(1, ge=1, le=1024)
+    # Jobs the GPU worker runs at once; 1 = the seed's one-at-a-time `generate`, more = continuous batching.
+    max_batch_size: int = Field(8, ge=1, le=1024)
+    # KV-cache budget of the batching engine: a share of the GPU memory left after loading, or GiB of RAM on CPU.
+    kv_cache_memory_percent: float = Field(0.8, gt=0, lt=1)
+    kv_cache_cpu_gb: float = Field(1.0, gt=0)
     max_queue_depth: int = Field(10_000, ge=1)
     max_tokens_limit: int = Field(4096, ge=1)
     max_prompt_chars: int = Field(200_000, ge=1)

@@ -91,9 +91,7 @@ class JobStore:
             raise JobNotFound(f"no job with id {job_id!r}")
         return job
 
-    def transition(
-        self, job_id: str, to_status: JobStatus, change: Callable[[Job], None] | None = None
-    ) -> Job:
+    def transition(self, job_id: str, to_status: JobStatus, change: Callable[[Job], None] | None = None) -> Job:
         """Atomically move a job to `to_status` (if the table allows) and apply `change` to it."""
         key = JOB_KEY.format(job_id=job_id)
         with _redis_errors(), self.redis.pipeline(transaction=True) as pipe:
@@ -105,9 +103,7 @@ class JobStore:
                         raise JobNotFound(f"no job with id {job_id!r}")
                     job = Job.model_validate_json(raw)
                     if to_status not in ALLOWED_TRANSITIONS[job.status]:
-                        raise WrongState(
-                            f"job {job_id} is {job.status.value}; it cannot become {to_status.value}"
-                        )
+                        raise WrongState(f"job {job_id} is {job.status.value}; it cannot become {to_status.value}")
                     job.status = to_status
                     if change is not None:
                         change(job)
@@ -130,9 +126,7 @@ class JobStore:
         page_size = max(limit, 50)
         with _redis_errors():
             while len(found) < limit:
-                rows = self.redis.zrevrangebyscore(
-                    index_key, upper, "-inf", start=0, num=page_size, withscores=True
-                )
+                rows = self.redis.zrevrangebyscore(index_key, upper, "-inf", start=0, num=page_size, withscores=True)
                 if not rows:
                     return found, None
                 raws = self.redis.mget([JOB_KEY.format(job_id=job_id) for job_id, _ in rows])

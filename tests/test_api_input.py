@@ -35,7 +35,7 @@ def test_valid_job_is_stored_and_enqueued_once(client, redis_server, queue):
     assert queue_length(redis_server.url, queue) == 1
     assert client.get(f"/jobs/{job['id']}").get_json()["status"] == "queued"
     assert job["input"] == {"prompt": "Xin chào", "max_tokens": 8, "temperature": 0.7, "top_p": 0.9,
-                            "do_sample": True}  # fmt: skip
+                            "do_sample": True, "ignore_eos": False}  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -23,9 +23,14 @@ celery_app = Celery("llm-worker", include=["worker.tasks"])
 celery_app.config_from_object("celeryconfig")
 celery_app.conf.broker_url = settings.effective_redis_url
 celery_app.conf.task_default_queue = settings.gpu_queue
-# Jobs run in the process that holds the model: no forking after CUDA starts (celery#3402).
-celery_app.conf.worker_pool = "solo"
-celery_app.conf.worker_concurrency = 1
+# Jobs run in the process that holds the model: no forking after CUDA starts (celery#3402). With batching,
+# one thread per batch slot hands its job to the engine; prefetch 1 per thread keeps the reserve bounded.
+if settings.max_batch_size > 1:
+    celery_app.conf.worker_pool = "threads"
+    celery_app.conf.worker_concurrency = settings.max_batch_size
+else:
+    celery_app.conf.worker_pool = "solo"
+    celery_app.conf.worker_concurrency = 1
 
 log = logging.getLogger("llm.worker")
 
@@ -70,7 +75,13 @@ def load_model_at_start(sender=None, **_kwargs) -> None:
     from worker.startup import build_runtime
 
     name = getattr(sender, "hostname", None) or f"gpu@{socket.gethostname()}"
-    _runtime = build_runtime(settings, worker_name=name)
+    try:
+        _runtime = build_runtime(settings, worker_name=name)
+    except BaseException:
+        # Celery would log this and serve on without a model: exit instead, so a supervisor sees it.
+        log.critical("the model could not be loaded: the worker exits", exc_info=True)
+        logging.shutdown()
+        os._exit(3)
 
 
 @worker_ready.connect
@@ -85,5 +96,6 @@ def withdraw(sender=None, **_kwargs) -> None:
     """Stop announcing this worker."""
     _stop_heartbeat.set()
     if _runtime is not None:
+        _runtime.engine.shutdown()
         with contextlib.suppress(StoreUnavailable):
             _runtime.store.unregister_worker(_runtime.worker_name)

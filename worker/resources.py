@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -18,6 +21,7 @@ RESOURCE_LOG_FILE = "resources.log"
 
 _CGROUP_V2 = Path("/sys/fs/cgroup")
 _CGROUP_V1 = Path("/sys/fs/cgroup/memory")
+PEAK_POLL_S = 0.02
 # cgroup v1 reports "no limit" as a huge page-aligned number.
 _NO_LIMIT_BYTES = 1 << 60
 
@@ -85,12 +89,27 @@ def ram_used_and_total_bytes() -> tuple[int, int]:
     return memory.total - memory.available, memory.total
 
 
+class PeakWindow:
+    """The highest VRAM seen while one job ran (GB)."""
+
+    def __init__(self) -> None:
+        self.allocated_gb = 0.0
+        self.reserved_gb = 0.0
+
+    def note(self, allocated_gb: float, reserved_gb: float) -> None:
+        self.allocated_gb = max(self.allocated_gb, allocated_gb)
+        self.reserved_gb = max(self.reserved_gb, reserved_gb)
+
+
 class ResourceSampler:
     """Samples RAM and, when the model is on a CUDA device, that device's VRAM and name."""
 
     def __init__(self, cuda_index: int | None, gpu_name: str | None = None) -> None:
         self.cuda_index = cuda_index
         self.gpu_name = gpu_name or ("none" if cuda_index is None else f"cuda:{cuda_index}")
+        self._windows: set[PeakWindow] = set()
+        self._windows_lock = threading.Lock()
+        self._poller: threading.Thread | None = None
 
     def sample(self) -> ResourceSample:
         """A reading now."""
@@ -110,23 +129,56 @@ class ResourceSampler:
             ram_percent=round(100.0 * used / total, 1) if total else 0.0,
         )
 
-    def reset_peak(self) -> None:
-        """Start a new peak-VRAM window (a no-op without a GPU)."""
-        if self.cuda_index is not None:
-            import torch
-
-            torch.cuda.reset_peak_memory_stats(self.cuda_index)
-
-    def peak_gb(self) -> tuple[float, float]:
-        """Peak allocated and reserved VRAM since the last reset."""
+    @contextmanager
+    def peak_window(self) -> Iterator[PeakWindow]:
+        """The peak VRAM while the block runs; jobs overlap in a batch, so each has its own window."""
+        window = PeakWindow()
         if self.cuda_index is None:
-            return 0.0, 0.0
+            yield window
+            return
         import torch
 
-        return (
-            round(torch.cuda.max_memory_allocated(self.cuda_index) / GIB, 2),
-            round(torch.cuda.max_memory_reserved(self.cuda_index) / GIB, 2),
+        with self._windows_lock:
+            # Alone, the job may reset torch's exact peak counters: nobody else's window is spoiled by it,
+            # and no later window resets them while this one is open.
+            exact = not self._windows
+            if exact:
+                torch.cuda.reset_peak_memory_stats(self.cuda_index)
+            self._windows.add(window)
+            if self._poller is None or not self._poller.is_alive():
+                self._poller = threading.Thread(target=self._poll_peaks, name="vram-peaks", daemon=True)
+                self._poller.start()
+        try:
+            self._record(window)
+            yield window
+        finally:
+            self._record(window)
+            if exact:
+                window.note(
+                    torch.cuda.max_memory_allocated(self.cuda_index) / GIB,
+                    torch.cuda.max_memory_reserved(self.cuda_index) / GIB,
+                )
+            with self._windows_lock:
+                self._windows.discard(window)
+
+    def _record(self, window: PeakWindow) -> None:
+        import torch
+
+        window.note(
+            torch.cuda.memory_allocated(self.cuda_index) / GIB, torch.cuda.memory_reserved(self.cuda_index) / GIB
         )
+
+    def _poll_peaks(self) -> None:
+        # Overlapping jobs can't each reset torch's process-wide peak counters: sample for them instead.
+        while True:
+            with self._windows_lock:
+                windows = list(self._windows)
+                if not windows:
+                    self._poller = None
+                    return
+            for window in windows:
+                self._record(window)
+            time.sleep(PEAK_POLL_S)
 
 
 def format_resource_line(operation: str, sample: ResourceSample, job_id: str | None = None) -> str:
@@ -148,9 +200,7 @@ def setup_resource_logger(log_dir: Path) -> logging.Logger:
     plain = logging.Formatter("%(message)s")
     for handler in (
         logging.StreamHandler(sys.stdout),
-        RotatingFileHandler(
-            log_dir / RESOURCE_LOG_FILE, maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8"
-        ),
+        RotatingFileHandler(log_dir / RESOURCE_LOG_FILE, maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8"),
     ):
         handler.setFormatter(plain)
         logger.addHandler(handler)

@@ -9,7 +9,7 @@ from core.errors import JobNotFound, WrongState
 from core.jobs import GenerationInput, Job, JobStatus, parse_iso, utc_now_iso
 from core.settings import Settings
 from core.store import JobStore
-from worker.engine import Engine, EngineInputError, EngineOutOfMemory, GenerationResult
+from worker.generation import Engine, EngineFailed, EngineInputError, EngineOutOfMemory, GenerationResult
 from worker.resources import ResourceSampler, log_resources
 
 log = logging.getLogger("llm.worker")
@@ -62,21 +62,22 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         return
 
     params = GenerationInput.model_validate(job.input | {"metadata": job.metadata})
-    runtime.sampler.reset_peak()
     before, before_line = log_resources(runtime.resource_log, runtime.sampler, "Before generation", job_id)
     result: GenerationResult | None = None
     error: dict[str, str] | None = None
-    try:
-        result = runtime.engine.generate(params)
-    except EngineInputError as failure:
-        error = {"type": "invalid_input", "message": str(failure)}
-    except EngineOutOfMemory as failure:
-        error = {"type": "out_of_memory", "message": f"the device ran out of memory: {failure}"}
-    except Exception as failure:  # any engine failure fails this job only; the worker serves on
-        log.exception("job %s: generation failed", job_id)
-        error = {"type": "generation_error", "message": f"{type(failure).__name__}: {failure}"}
+    with runtime.sampler.peak_window() as peak:
+        try:
+            result = runtime.engine.generate(params)
+        except EngineInputError as failure:
+            error = {"type": "invalid_input", "message": str(failure)}
+        except EngineOutOfMemory as failure:
+            error = {"type": "out_of_memory", "message": f"the device ran out of memory: {failure}"}
+        except EngineFailed as failure:
+            error = {"type": "generation_error", "message": str(failure)}
+        except Exception as failure:  # any engine failure fails this job only; the worker serves on
+            log.exception("job %s: generation failed", job_id)
+            error = {"type": "generation_error", "message": f"{type(failure).__name__}: {failure}"}
     after, after_line = log_resources(runtime.resource_log, runtime.sampler, "After generation", job_id)
-    peak_allocated, peak_reserved = runtime.sampler.peak_gb()
     if runtime.settings.empty_cuda_cache_after_job:
         runtime.engine.release_cached_memory()
 
@@ -86,9 +87,9 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         job.resources = {
             "before": before.as_dict(),
             "after": after.as_dict(),
-            "peak_vram_allocated_gb": peak_allocated,
-            "peak_vram_reserved_gb": peak_reserved,
-            "batch_size": 1,
+            "peak_vram_allocated_gb": round(peak.allocated_gb, 2),
+            "peak_vram_reserved_gb": round(peak.reserved_gb, 2),
+            "batch_size": result.batch_size if result is not None else 1,
         }
         if result is not None:
             job.output = {"text": result.text, "finish_reason": result.finish_reason}

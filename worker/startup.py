@@ -7,19 +7,19 @@ import logging
 from core.jobs import utc_now_iso
 from core.settings import Settings
 from core.store import JobStore, connect
-from worker.engine import Engine
+from worker.batching_engine import BatchingEngine
+from worker.generation import Engine
 from worker.model_loading import choose_device, gpu_name, load_model, pin_visible_gpu
 from worker.resources import ResourceSampler, log_resources, setup_resource_logger
 from worker.runner import WorkerRuntime
+from worker.sequential_engine import SequentialEngine
 
 log = logging.getLogger("llm.worker")
 
 _DEMO_WARNING = (
     "\n" + "!" * 78 + "\n"
     "!!  DEMO MODEL: {path} holds random weights, so every answer is random text.\n"
-    "!!  Put a real model in MODEL_DIR (fp16/ + tokenizer/, or a Hugging Face folder) to get real answers.\n"
-    + "!"
-    * 78
+    "!!  Put a real model in MODEL_DIR (fp16/ + tokenizer/, or a Hugging Face folder) to get real answers.\n" + "!" * 78
 )
 
 
@@ -34,6 +34,13 @@ def build_runtime(settings: Settings, *, worker_name: str) -> WorkerRuntime:
     log_resources(resource_log, sampler, "After model load")
     if loaded.paths.is_demo:
         log.warning(_DEMO_WARNING.format(path=loaded.paths.weights_dir.parent))
+    engine: Engine
+    if settings.max_batch_size > 1:
+        engine = BatchingEngine(loaded, settings)
+        log.info("continuous batching: up to %d jobs share the model", settings.max_batch_size)
+    else:
+        engine = SequentialEngine(loaded)
+        log.info("MAX_BATCH_SIZE=1: one job at a time, as the seed ran")
     store = JobStore(
         connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds),
         job_ttl_s=settings.job_ttl_seconds,
@@ -41,7 +48,7 @@ def build_runtime(settings: Settings, *, worker_name: str) -> WorkerRuntime:
     return WorkerRuntime(
         settings=settings,
         store=store,
-        engine=Engine(loaded),
+        engine=engine,
         sampler=sampler,
         resource_log=resource_log,
         worker_name=worker_name,

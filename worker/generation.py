@@ -1,0 +1,96 @@
+"""What every engine shares: prompt encoding, the result type, typed failures, stop-string handling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.jobs import GenerationInput
+
+
+class EngineInputError(Exception):
+    """The job's input can't be run by this model (no chat template, longer than the context)."""
+
+
+class EngineOutOfMemory(Exception):
+    """The device ran out of memory during this job."""
+
+
+class EngineFailed(Exception):
+    """The engine could not produce a result for this job (its error says why)."""
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str
+    finish_reason: str  # "stop" | "length" | "canceled"
+    prompt_tokens: int
+    completion_tokens: int
+    time_to_first_token_s: float | None
+    generation_s: float
+    batch_size: int = 1  # the most jobs that shared the model while this one ran
+
+
+class Engine(Protocol):
+    """What the worker needs of an engine, sequential or batching."""
+
+    device: str
+
+    def generate(
+        self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None
+    ) -> GenerationResult: ...
+
+    def release_cached_memory(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+def cut_at_first_stop(text: str, stops: list[str]) -> str:
+    """The text before the earliest stop string."""
+    positions = [text.find(stop) for stop in stops if stop in text]
+    return text[: min(positions)] if positions else text
+
+
+class PromptEncoder:
+    """Turns a job's prompt or chat messages into token ids, refusing what the model can't hold."""
+
+    def __init__(self, tokenizer, context_tokens: int | None) -> None:
+        self.tokenizer = tokenizer
+        self.context_tokens = context_tokens
+
+    def encode(self, params: GenerationInput) -> list[int]:
+        """Token ids of the prompt, or of the messages rendered with the tokenizer's chat template."""
+        if params.messages is not None:
+            if not self.tokenizer.chat_template:
+                raise EngineInputError("this model's tokenizer has no chat template: send `prompt` instead")
+            encoded = self.tokenizer.apply_chat_template(
+                [m.model_dump() for m in params.messages], add_generation_prompt=True, return_dict=True
+            )
+            input_ids = list(encoded["input_ids"])
+        else:
+            input_ids = list(self.tokenizer(params.prompt)["input_ids"])
+        if self.context_tokens and len(input_ids) + params.max_tokens > self.context_tokens:
+            raise EngineInputError(
+                f"the prompt ({len(input_ids)} tokens) plus max_tokens ({params.max_tokens}) exceeds "
+                f"the model's context of {self.context_tokens} tokens"
+            )
+        return input_ids
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every id that ends a generation: the model's generation config and the tokenizer's."""
+    ids: set[int] = set()
+    for source in (model.generation_config.eos_token_id, tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(source)
+    return sorted(ids)
+
+
+def finish_reason_of(new_ids: list[int], eos_ids: list[int], *, stop_hit: bool, canceled: bool) -> str:
+    """Why generation ended: a stop string or EOS is `stop`; a cancel is `canceled`; else the budget ran out."""
+    if stop_hit or (new_ids and new_ids[-1] in eos_ids):
+        return "stop"
+    return "canceled" if canceled else "length"

@@ -1,0 +1,117 @@
+"""The seed's way: one `model.generate` per job, every sampling parameter honoured exactly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+from core.jobs import GenerationInput
+from worker.generation import (
+    EngineOutOfMemory,
+    GenerationResult,
+    PromptEncoder,
+    cut_at_first_stop,
+    eos_token_ids,
+    finish_reason_of,
+)
+from worker.model_loading import LoadedModel
+
+
+class _WatchOutput(StoppingCriteria):
+    """Called after every new token: notes the first token's time, ends on a stop string or a cancel."""
+
+    def __init__(self, tokenizer, prompt_len: int, stops: list[str], should_cancel: Callable[[], bool] | None):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.stops = stops
+        self.should_cancel = should_cancel
+        self.first_token_at: float | None = None
+        self.stop_hit = False
+        self.canceled = False
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        if self.stops:
+            text = self.tokenizer.decode(input_ids[0, self.prompt_len :], skip_special_tokens=True)
+            self.stop_hit = any(stop in text for stop in self.stops)
+        if self.should_cancel is not None and self.should_cancel():
+            self.canceled = True
+        done = self.stop_hit or self.canceled
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+class SequentialEngine:
+    """Runs one generation at a time on the loaded model (a lock keeps it so across threads)."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.device = loaded.device.torch_device
+        self.encoder = PromptEncoder(self.tokenizer, getattr(self.model.config, "max_position_embeddings", None))
+        self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
+        self._lock = threading.Lock()
+
+    def release_cached_memory(self) -> None:
+        """Hand cached CUDA blocks back to the driver, as the seed did after every job."""
+        if self.device.startswith("cuda") and not self._lock.locked():
+            torch.cuda.empty_cache()
+
+    def shutdown(self) -> None:
+        """Nothing runs in the background here."""
+
+    def _generation_config(self, params: GenerationInput) -> GenerationConfig:
+        sampling = not params.is_greedy
+        return GenerationConfig(
+            max_new_tokens=params.max_tokens,
+            # ignore_eos: EOS is masked until the budget is spent, so every job has its full length.
+            min_new_tokens=params.max_tokens if params.ignore_eos else None,
+            do_sample=sampling,
+            temperature=params.temperature if sampling else None,
+            top_p=params.top_p if sampling else None,
+            # 0 switches top-k off; otherwise the model's default (often 50) would apply unasked.
+            top_k=(params.top_k or 0) if sampling else None,
+            repetition_penalty=params.repetition_penalty,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+
+    def generate(self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
+        """Run one job's generation; raises EngineInputError or EngineOutOfMemory."""
+        prompt_ids = self.encoder.encode(params)
+        input_ids = torch.tensor([prompt_ids], device=self.device)
+        stops = params.stop or []
+        watcher = _WatchOutput(self.tokenizer, len(prompt_ids), stops, should_cancel)
+        with self._lock:
+            if params.seed is not None:
+                torch.manual_seed(params.seed)  # also seeds every CUDA device
+            started = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    output = self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        generation_config=self._generation_config(params),
+                        stopping_criteria=StoppingCriteriaList([watcher]),
+                    )
+            except torch.OutOfMemoryError as error:
+                raise EngineOutOfMemory(str(error).splitlines()[0]) from error
+            generation_s = time.perf_counter() - started
+        new_ids = output[0, len(prompt_ids) :].tolist()
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        if watcher.stop_hit:
+            text = cut_at_first_stop(text, stops)
+        return GenerationResult(
+            text=text,
+            finish_reason=finish_reason_of(
+                new_ids, self.eos_token_ids, stop_hit=watcher.stop_hit, canceled=watcher.canceled
+            ),
+            prompt_tokens=len(prompt_ids),
+            completion_tokens=len(new_ids),
+            time_to_first_token_s=(watcher.first_token_at - started) if watcher.first_token_at else None,
+            generation_s=generation_s,
+        )
