@@ -40,9 +40,7 @@ def ensure_model(model_dir: Path) -> None:
     say(f"NO MODEL in {model_dir}: building a small RANDOM-WEIGHT demo model there.")
     say("Its answers are random text. Put a real model in MODEL_DIR for real answers.")
     say("!" * 70)
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_demo_model.py"), "--out", str(model_dir)], check=True
-    )
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_model.py"), "--out", str(model_dir)], check=True)
 
 
 def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -120,7 +118,7 @@ def main() -> int:
     exit_code = 0
     try:
         if wait_until_ready(url, children):
-            say(f"ready: {url}  (try: curl -s -X POST {url}/jobs -d '{{\"prompt\": \"Xin chào\"}}')")
+            say(f'ready: {url}  (try: curl -s -X POST {url}/jobs -d \'{{"prompt": "Xin chào"}}\')')
         while not stopping:
             for name, process in children.items():
                 if process.poll() is not None:

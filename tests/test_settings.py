@@ -62,8 +62,6 @@ def test_the_api_never_imports_torch_or_the_worker():
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'worker')))"
     )
     env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://127.0.0.1:1/0"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

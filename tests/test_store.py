@@ -13,9 +13,7 @@ from core.store import JOB_KEY
 
 
 def new_job(owner: str = "owner-a") -> Job:
-    return Job(
-        id=new_job_id(), status=JobStatus.QUEUED, created_at=utc_now_iso(), input={"prompt": "x"}, owner=owner
-    )
+    return Job(id=new_job_id(), status=JobStatus.QUEUED, created_at=utc_now_iso(), input={"prompt": "x"}, owner=owner)
 
 
 def test_terminal_states_have_no_way_out():

@@ -52,9 +52,7 @@ def _page_args() -> tuple[JobStatus | None, int, int | None]:
 def list_jobs():
     """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
     status, limit, cursor = _page_args()
-    jobs, next_cursor = services().store.list_for_owner(
-        caller(), status=status, limit=limit, before_sequence=cursor
-    )
+    jobs, next_cursor = services().store.list_for_owner(caller(), status=status, limit=limit, before_sequence=cursor)
     return jsonify(
         {
             "data": [job.public_view() for job in jobs],
