@@ -7,7 +7,16 @@ import time
 from collections.abc import Callable
 
 import torch
-from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from core.jobs import GenerationInput
 from worker.generation import (
@@ -45,6 +54,30 @@ class _WatchOutput(StoppingCriteria):
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
+class _SeededSampler(LogitsProcessor):
+    """Samples with the job's own RNG, so a seed reproduces its text whatever else runs in the process.
+
+    transformers samples from the global RNG, which other threads (the batch) draw from too. This processor
+    applies the job's temperature/top-k/top-p, draws the token from a private generator, and leaves only that
+    token possible; generation then runs greedy and picks it.
+    """
+
+    def __init__(self, params: GenerationInput, device: str) -> None:
+        self.generator = torch.Generator(device=device).manual_seed(params.seed)
+        warpers = [TemperatureLogitsWarper(params.temperature)]
+        if params.top_k:
+            warpers.append(TopKLogitsWarper(params.top_k))
+        if params.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(params.top_p))
+        self.warpers = LogitsProcessorList(warpers)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probabilities = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)
+        chosen = torch.multinomial(probabilities, 1, generator=self.generator)
+        only_chosen = torch.full_like(scores, float("-inf"))
+        return only_chosen.scatter_(1, chosen, 0.0)
+
+
 class SequentialEngine:
     """Runs one generation at a time on the loaded model (a lock keeps it so across threads)."""
 
@@ -65,7 +98,8 @@ class SequentialEngine:
         """Nothing runs in the background here."""
 
     def _generation_config(self, params: GenerationInput) -> GenerationConfig:
-        sampling = not params.is_greedy
+        # A seeded job samples in _SeededSampler; transformers itself then only takes the one token left.
+        sampling = not params.is_greedy and params.seed is None
         return GenerationConfig(
             max_new_tokens=params.max_tokens,
             # ignore_eos: EOS is masked until the budget is spent, so every job has its full length.
@@ -86,9 +120,10 @@ class SequentialEngine:
         input_ids = torch.tensor([prompt_ids], device=self.device)
         stops = params.stop or []
         watcher = _WatchOutput(self.tokenizer, len(prompt_ids), stops, should_cancel)
+        processors = LogitsProcessorList()
+        if params.seed is not None and not params.is_greedy:
+            processors.append(_SeededSampler(params, self.device))
         with self._lock:
-            if params.seed is not None:
-                torch.manual_seed(params.seed)  # also seeds every CUDA device
             started = time.perf_counter()
             try:
                 with torch.inference_mode():
@@ -97,6 +132,7 @@ class SequentialEngine:
                         attention_mask=torch.ones_like(input_ids),
                         generation_config=self._generation_config(params),
                         stopping_criteria=StoppingCriteriaList([watcher]),
+                        logits_processor=processors,
                     )
             except torch.OutOfMemoryError as error:
                 raise EngineOutOfMemory(str(error).splitlines()[0]) from error
