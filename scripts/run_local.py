@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.settings import get_settings  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
+from scripts.service_processes import api_command, worker_command  # noqa: E402
 from worker.model_loading import ModelNotFound, locate_model  # noqa: E402
 
 RUN_DIR = ROOT / ".run"
@@ -99,21 +100,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    python = sys.executable
     children = {
-        "GPU worker": start(
-            "GPU worker",
-            [python, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO",
-             "--hostname", "gpu@%h", "--without-gossip", "--without-mingle"],
-            env,
-        ),
-        "API": start(
-            "API",
-            [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{settings.port}", "--worker-class", "gthread",
-             "--workers", "2", "--threads", "16", "--graceful-timeout", "10", "api.wsgi:app"],
-            env,
-        ),
-    }  # fmt: skip
+        "GPU worker": start("GPU worker", worker_command(), env),
+        "API": start("API", api_command(f"127.0.0.1:{settings.port}"), env),
+    }
     url = f"http://127.0.0.1:{settings.port}"
     exit_code = 0
     try:

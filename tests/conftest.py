@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import requests
 from core.settings import Settings
 from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
+from scripts.service_processes import api_command, wait_for_worker, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT_S = 120
@@ -101,21 +101,15 @@ def service_env(redis_url: str, model_dir: Path, log_dir: Path, **extra: str) ->
 
 def start_worker(env: dict[str, str], stdout_path: Path, store: JobStore, name: str) -> subprocess.Popen:
     """Start a real Celery GPU worker and wait until it has announced its loaded model."""
-    command = [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO",
-        "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
     with stdout_path.open("w") as out:
+        command = worker_command(f"{name}@%h")
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited at start:\n{stdout_path.read_text()}")
-        if any(w["name"].startswith(f"{name}@") for w in store.live_workers()):
-            return process
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"worker not ready in {WORKER_START_TIMEOUT_S} s:\n{stdout_path.read_text()}")
+    try:
+        wait_for_worker(store, process, name, WORKER_START_TIMEOUT_S)
+    except RuntimeError as error:
+        process.kill()
+        raise RuntimeError(f"{error}:\n{stdout_path.read_text()}") from None
+    return process
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
@@ -152,10 +146,12 @@ def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
     port = free_port()
     out = (tmp_path_factory.mktemp("api") / "gunicorn.out").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
-         "--workers", "2", "--threads", "8", "api.wsgi:app"],
-        cwd=ROOT, env=dict(worker.env, PORT=str(port)), stdout=out, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        api_command(f"127.0.0.1:{port}", threads=8),
+        cwd=ROOT,
+        env=dict(worker.env, PORT=str(port)),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -1,0 +1,38 @@
+"""The command lines of the service's processes, shared by `make run`, the tests and the benchmark."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from core.store import JobStore
+
+
+def worker_command(hostname: str = "gpu@%h") -> list[str]:
+    """The GPU worker: a Celery worker on worker.celery_app (pool and concurrency follow MAX_BATCH_SIZE)."""
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO",
+        "--hostname", hostname, "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+def api_command(bind: str, *, workers: int = 2, threads: int = 16) -> list[str]:
+    """The API under gunicorn; gthread, since /v1/generate holds a thread while it waits for its job."""
+    return [
+        sys.executable, "-m", "gunicorn", "--bind", bind, "--worker-class", "gthread",
+        "--workers", str(workers), "--threads", str(threads), "--graceful-timeout", "10", "api.wsgi:app",
+    ]  # fmt: skip
+
+
+def wait_for_worker(store: JobStore, process: subprocess.Popen, name_prefix: str, timeout_s: float = 120) -> dict:
+    """Block until a worker whose name starts with `name_prefix@` has announced its loaded model."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker exited at start with code {process.returncode}")
+        for worker in store.live_workers():
+            if worker["name"].startswith(f"{name_prefix}@"):
+                return worker
+        time.sleep(0.2)
+    raise RuntimeError(f"no worker {name_prefix}@... ready within {timeout_s} s")
