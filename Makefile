@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test test-fast lint format demo-model clean
+.PHONY: run test lint format demo-model bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ demo-model: $(RUNTIME_STAMP)
 
 clean:
 	rm -rf .run .pytest_cache
+
+## bench: the service against the seed-style baseline; appends the figures to bench/RESULTS.md
+bench: $(DEV_STAMP)
+	$(PY) bench/run_bench.py
