@@ -31,8 +31,13 @@ class Services:
             id=new_job_id(),
             status=JobStatus.QUEUED,
             created_at=utc_now_iso(),
-            input=params.model_dump(mode="json", exclude_none=True, exclude={"metadata"}),
+            input=params.generation_fields,
             metadata=params.metadata,
+            webhook=(
+                {"url": params.webhook, "events": params.webhook_events, "state": {}, "deliveries": []}
+                if params.webhook
+                else None
+            ),
             owner=owner,
         )
         self.store.create(job)

@@ -65,6 +65,13 @@ class GenerationInput(BaseModel):
     # Generate exactly max_tokens, never ending at EOS (benchmarks; vLLM calls it the same).
     ignore_eos: bool = False
     metadata: dict[str, str] = Field(default_factory=dict)
+    webhook: str | None = Field(None, min_length=1, max_length=2048)
+    webhook_events: list[Literal["started", "completed"]] = Field(default_factory=lambda: ["completed"], min_length=1)
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _events_unique(cls, value: list[str]) -> list[str]:
+        return sorted(set(value), key=["started", "completed"].index)
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -93,6 +100,11 @@ class GenerationInput(BaseModel):
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of `prompt` (string) or `messages` (chat list)")
         return self
+
+    @property
+    def generation_fields(self) -> dict[str, Any]:
+        """What the engine needs, as stored in `job.input` (delivery and labels live elsewhere on the job)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"metadata", "webhook", "webhook_events"})
 
     @property
     def is_greedy(self) -> bool:

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_secret: str | None = None
     webhook_allow_private: bool = False
+    # Seconds to wait before each retry of a failed delivery (jittered); the default spans about a day.
+    webhook_retry_schedule_seconds: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000]
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    webhook_concurrency: int = Field(16, ge=1, le=256)
     job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
     log_dir: Path = Path("./logs")
     # How long the synchronous /v1/generate waits before answering 504 with the job id.
@@ -64,6 +70,20 @@ class Settings(BaseSettings):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
+    @field_validator("webhook_retry_schedule_seconds", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule_seconds")
+    @classmethod
+    def _schedule_positive(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays must be zero or more seconds")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
@@ -73,8 +93,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:
-        if self.webhook_secret is not None and not self.webhook_secret.startswith("whsec_"):
-            raise ValueError("WEBHOOK_SECRET must start with whsec_")
+        if self.webhook_secret is not None:
+            from core.webhooks import secret_key_bytes
+
+            secret_key_bytes(self.webhook_secret)  # raises ValueError with the reason
         return self
 
     @property

@@ -1,7 +1,4 @@
-"""The Redis job store: the one source of truth about jobs and live workers.
-
-Every Redis key this project writes is named at the top of this module.
-"""
+"""The Redis job store: the one source of truth about jobs and live workers (key names: core/keys.py)."""
 
 from __future__ import annotations
 
@@ -15,13 +12,17 @@ import redis
 
 from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs import ALLOWED_TRANSITIONS, Job, JobStatus
-
-JOB_KEY = "llm:job:{job_id}"  # JSON of the job object; expires job_ttl_s after its last write
-OWNER_INDEX_KEY = "llm:jobs:owner:{owner}"  # sorted set: job ids by submission sequence, newest highest
-JOB_SEQUENCE_KEY = "llm:jobs:seq"  # counter giving each job a unique, ordered listing position
-JOB_DONE_CHANNEL = "llm:job-done:{job_id}"  # pub/sub: one message when the job reaches a terminal state
-WORKER_KEY = "llm:worker:{name}"  # JSON heartbeat of a live GPU worker; expires unless refreshed
-WORKER_KEY_PATTERN = "llm:worker:*"
+from core.keys import (
+    JOB_DONE_CHANNEL,
+    JOB_KEY,
+    JOB_SEQUENCE_KEY,
+    OWNER_INDEX_KEY,
+    WEBHOOK_DELIVERY_KEY,
+    WEBHOOK_DUE_KEY,
+    WORKER_KEY,
+    WORKER_KEY_PATTERN,
+)
+from core.webhooks import STATE_PENDING, event_for_status, new_delivery_for
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
@@ -107,12 +108,48 @@ class JobStore:
                     job.status = to_status
                     if change is not None:
                         change(job)
+                    delivery = self._webhook_delivery(job)
                     pipe.multi()
+                    if delivery is not None:
+                        # In the same transaction: the event exists exactly when the transition does.
+                        pipe.set(WEBHOOK_DELIVERY_KEY.format(delivery_id=delivery.id), delivery.model_dump_json())
+                        pipe.expire(WEBHOOK_DELIVERY_KEY.format(delivery_id=delivery.id), self.job_ttl_s)
+                        pipe.zadd(WEBHOOK_DUE_KEY, {delivery.id: time.time()})
                     pipe.set(key, job.model_dump_json(), ex=self.job_ttl_s)
                     if to_status.is_terminal:
                         pipe.publish(JOB_DONE_CHANNEL.format(job_id=job_id), to_status.value)
                     pipe.execute()
                     return job
+                except redis.WatchError:
+                    continue
+
+    @staticmethod
+    def _webhook_delivery(job: Job):
+        """The webhook event this (just changed) job raises, noting it as pending on the job."""
+        event = event_for_status(job.status.value)
+        if job.webhook is None or event is None or event not in job.webhook["events"]:
+            return None
+        job.webhook["state"][event] = STATE_PENDING
+        return new_delivery_for(job, event)
+
+    def update_webhook(self, job_id: str, change: Callable[[dict], None]) -> None:
+        """Change the job's `webhook` record (delivery attempts) without touching its status."""
+        key = JOB_KEY.format(job_id=job_id)
+        with _redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        return  # expired: nothing left to record on
+                    job = Job.model_validate_json(raw)
+                    if job.webhook is None:
+                        return
+                    change(job.webhook)
+                    pipe.multi()
+                    pipe.set(key, job.model_dump_json(), keepttl=True)
+                    pipe.execute()
+                    return
                 except redis.WatchError:
                     continue
 

@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import JobNotFound, WrongState
 from core.jobs import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus, new_job_id, utc_now_iso
-from core.store import JOB_KEY
+from core.keys import JOB_KEY
 
 
 def new_job(owner: str = "owner-a") -> Job:

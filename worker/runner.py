@@ -61,7 +61,7 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         log.info("job %s skipped: %s", job_id, reason)
         return
 
-    params = GenerationInput.model_validate(job.input | {"metadata": job.metadata})
+    params = GenerationInput.model_validate(job.input)
     before, before_line = log_resources(runtime.resource_log, runtime.sampler, "Before generation", job_id)
     result: GenerationResult | None = None
     error: dict[str, str] | None = None

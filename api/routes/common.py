@@ -8,7 +8,8 @@ from flask import current_app, request
 
 from api.auth import owner_of
 from api.submission import Services
-from core.errors import MalformedBody
+from core.callback_urls import check_callback_url
+from core.errors import InvalidInput, MalformedBody
 from core.jobs import GenerationInput, parse_generation_input
 
 
@@ -33,6 +34,11 @@ def json_body() -> Any:
 def generation_input(body: Any) -> GenerationInput:
     """Validate a generation body against this deployment's limits."""
     settings = services().settings
-    return parse_generation_input(
+    params = parse_generation_input(
         body, max_tokens_limit=settings.max_tokens_limit, max_prompt_chars=settings.max_prompt_chars
     )
+    if params.webhook is not None:
+        if settings.webhook_secret is None:
+            raise InvalidInput("webhook: this server has no WEBHOOK_SECRET, so it can't send webhooks", field="webhook")
+        check_callback_url(params.webhook, allow_private=settings.webhook_allow_private)
+    return params

@@ -1,0 +1,10 @@
+"""Every Redis key this project writes, in one place (kombu's own queue keys are named after the queue)."""
+
+JOB_KEY = "llm:job:{job_id}"  # JSON of the job object; expires job_ttl_s after its last write
+OWNER_INDEX_KEY = "llm:jobs:owner:{owner}"  # sorted set: job ids by submission sequence, newest highest
+JOB_SEQUENCE_KEY = "llm:jobs:seq"  # counter giving each job a unique, ordered listing position
+JOB_DONE_CHANNEL = "llm:job-done:{job_id}"  # pub/sub: one message when the job reaches a terminal state
+WORKER_KEY = "llm:worker:{name}"  # JSON heartbeat of a live GPU worker; expires unless refreshed
+WORKER_KEY_PATTERN = "llm:worker:*"
+WEBHOOK_DELIVERY_KEY = "llm:webhook:{delivery_id}"  # JSON of one webhook event still being delivered
+WEBHOOK_DUE_KEY = "llm:webhooks:due"  # sorted set: delivery ids by the Unix time their next attempt is due
