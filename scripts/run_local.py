@@ -1,7 +1,7 @@
-"""`make run`: Redis (embedded unless REDIS_URL is set), the GPU worker and the API, in the foreground.
+"""`make run`: Redis (embedded unless REDIS_URL is set), the GPU worker, the webhook worker and the API.
 
-Ctrl-C (SIGINT) or SIGTERM stops every process it started: the API first, then the worker (which finishes
-its job), then Redis (which flushes its append-only file).
+All in the foreground. Ctrl-C (SIGINT) or SIGTERM stops every process it started: the API first, then the
+workers (the GPU worker finishes its jobs), then Redis (which flushes its append-only file).
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.settings import get_settings  # noqa: E402
+from core.webhooks import generate_secret  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
-from scripts.service_processes import api_command, worker_command  # noqa: E402
+from scripts.service_processes import api_command, webhook_worker_command, worker_command  # noqa: E402
 from worker.model_loading import ModelNotFound, locate_model  # noqa: E402
 
 RUN_DIR = ROOT / ".run"
+WEBHOOK_SECRET_FILE = RUN_DIR / "webhook_secret"
 STOP_GRACE_S = 30.0
 
 
@@ -42,6 +44,16 @@ def ensure_model(model_dir: Path) -> None:
     say("Its answers are random text. Put a real model in MODEL_DIR for real answers.")
     say("!" * 70)
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_model.py"), "--out", str(model_dir)], check=True)
+
+
+def ensure_webhook_secret() -> str:
+    """The secret webhooks are signed with: generated once and kept under .run/ when none is configured."""
+    if not WEBHOOK_SECRET_FILE.is_file():
+        RUN_DIR.mkdir(exist_ok=True)
+        WEBHOOK_SECRET_FILE.write_text(generate_secret() + "\n")
+        WEBHOOK_SECRET_FILE.chmod(0o600)
+    say(f"WEBHOOK_SECRET is not set: webhooks are signed with the secret in {WEBHOOK_SECRET_FILE}")
+    return WEBHOOK_SECRET_FILE.read_text().strip()
 
 
 def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -82,6 +94,8 @@ def main() -> int:
     settings = get_settings()
     ensure_model(settings.model_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if settings.webhook_secret is None:
+        env["WEBHOOK_SECRET"] = ensure_webhook_secret()
     redis_server: RedisServer | None = None
     if settings.redis_url is None:
         redis_server = RedisServer(RUN_DIR / "redis")
@@ -102,6 +116,7 @@ def main() -> int:
 
     children = {
         "GPU worker": start("GPU worker", worker_command(), env),
+        "webhook worker": start("webhook worker", webhook_worker_command(), env),
         "API": start("API", api_command(f"127.0.0.1:{settings.port}"), env),
     }
     url = f"http://127.0.0.1:{settings.port}"
@@ -116,7 +131,7 @@ def main() -> int:
                     stopping, exit_code = True, 1
             time.sleep(0.2)
     finally:
-        for name in ("API", "GPU worker"):
+        for name in ("API", "webhook worker", "GPU worker"):
             stop(name, children[name])
         if redis_server is not None:
             say("stopping embedded redis-server")

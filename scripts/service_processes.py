@@ -25,6 +25,11 @@ def api_command(bind: str, *, workers: int = 2, threads: int = 16) -> list[str]:
     ]  # fmt: skip
 
 
+def webhook_worker_command() -> list[str]:
+    """The light webhook worker (no model, no torch)."""
+    return [sys.executable, "-m", "worker.webhook_sender"]
+
+
 def wait_for_worker(store: JobStore, process: subprocess.Popen, name_prefix: str, timeout_s: float = 120) -> dict:
     """Block until a worker whose name starts with `name_prefix@` has announced its loaded model."""
     deadline = time.monotonic() + timeout_s

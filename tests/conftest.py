@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import time
@@ -16,10 +17,13 @@ import requests
 from core.settings import Settings
 from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
-from scripts.service_processes import api_command, wait_for_worker, worker_command
+from scripts.service_processes import api_command, wait_for_worker, webhook_worker_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT_S = 120
+# The tests' webhook secret, and a retry schedule compressed from a day to about two seconds.
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tests-own-webhook-signing-key!!!").decode()
+TEST_RETRY_SCHEDULE = "0.25,0.25,0.25,0.25,0.25,0.25,0.25,0.25"
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +95,11 @@ def service_env(redis_url: str, model_dir: Path, log_dir: Path, **extra: str) ->
             "LOG_DIR": str(log_dir),
             "DEVICE": "cpu",
             "WORKER_HEARTBEAT_SECONDS": "1",
+            "WEBHOOK_SECRET": WEBHOOK_SECRET,
+            # Receivers in these tests listen on loopback.
+            "WEBHOOK_ALLOW_PRIVATE": "true",
+            "WEBHOOK_RETRY_SCHEDULE_SECONDS": TEST_RETRY_SCHEDULE,
+            "WEBHOOK_TIMEOUT_SECONDS": "3",
             "PYTHONUNBUFFERED": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }
@@ -132,6 +141,16 @@ def worker(redis_server: RedisServer, demo_model_dir: Path, tmp_path_factory) ->
     process = start_worker(env, stdout_path, store, "gpu-test")
     yield WorkerProcess(process, base / "logs", stdout_path, env)
     stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def webhook_worker(worker: WorkerProcess, tmp_path_factory) -> Iterator[subprocess.Popen]:
+    """The light webhook worker process, delivering for the session's jobs."""
+    out = (tmp_path_factory.mktemp("webhooks") / "webhooks.out").open("w")
+    process = subprocess.Popen(webhook_worker_command(), cwd=ROOT, env=worker.env, stdout=out, stderr=subprocess.STDOUT)
+    yield process
+    stop_process(process)
+    out.close()
 
 
 @dataclass

@@ -1,0 +1,145 @@
+"""Webhooks end to end: real API, worker and webhook worker; a real receiver on loopback verifies them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from core.webhooks import sign
+from scripts.redis_server import free_port
+from tests.conftest import WEBHOOK_SECRET, wait_for_terminal
+from tests.receivers import Receiver
+from tests.test_job_spine import submit
+
+QUICK = {"prompt": "Webhook, xin chào", "max_tokens": 4}
+
+
+@pytest.fixture
+def receiver():
+    made: list[Receiver] = []
+
+    def make(statuses: list[int] | None = None, delay_s: float = 0.0, start: bool = True) -> Receiver:
+        server = Receiver(free_port(), statuses, delay_s)
+        made.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in made:
+        server.stop()
+
+
+def job_when(base_url: str, job_id: str, predicate, timeout_s: float = 20) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = requests.get(f"{base_url}/jobs/{job_id}", timeout=5).json()
+        if predicate(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached the expected state: {job}")
+
+
+def delivered(event: str = "completed"):
+    return lambda job: job["webhook"]["state"].get(event) not in (None, "pending")
+
+
+def test_delivery_verifies_with_the_standard_webhooks_library(api_server, webhook_worker, receiver):
+    hook = receiver()
+    job = submit(api_server.base_url, QUICK | {"webhook": hook.url})
+    [request] = hook.wait_for(1)
+    payload = Webhook(WEBHOOK_SECRET).verify(request.body, request.headers)
+    assert payload["type"] == "job.completed" and payload["data"]["id"] == job["id"]
+    assert payload["data"]["status"] == "succeeded" and payload["data"]["output"]["text"]
+    finished = job_when(api_server.base_url, job["id"], delivered())
+    assert finished["webhook"]["state"] == {"completed": "delivered"}
+    [attempt] = finished["webhook"]["deliveries"]
+    assert attempt["status_code"] == 200 and attempt["webhook_id"] == request.headers["webhook-id"]
+
+    tampered = request.body.replace(b'"succeeded"', b'"failed"')
+    with pytest.raises(WebhookVerificationError):
+        Webhook(WEBHOOK_SECRET).verify(tampered, request.headers)
+    # A correctly signed delivery whose timestamp is 10 minutes old is a replay: refused.
+    old = int(time.time()) - 600
+    key = Webhook(WEBHOOK_SECRET)._whsecret
+    replayed = dict(request.headers)
+    replayed["webhook-timestamp"] = str(old)
+    replayed["webhook-signature"] = sign(key, request.headers["webhook-id"], old, request.body.decode())
+    with pytest.raises(WebhookVerificationError):
+        Webhook(WEBHOOK_SECRET).verify(request.body, replayed)
+
+
+def test_failures_are_retried_with_the_same_webhook_id_and_recorded(api_server, webhook_worker, receiver):
+    hook = receiver(statuses=[500, 500, 200])
+    job = submit(api_server.base_url, QUICK | {"webhook": hook.url})
+    requests_seen = hook.wait_for(3)
+    finished = job_when(api_server.base_url, job["id"], delivered())
+    time.sleep(1.0)  # nothing more may come
+    assert len(hook.requests) == 3
+    assert len({r.headers["webhook-id"] for r in requests_seen}) == 1
+    assert [d["status_code"] for d in finished["webhook"]["deliveries"]] == [500, 500, 200]
+    assert [d["attempt"] for d in finished["webhook"]["deliveries"]] == [1, 2, 3]
+    assert finished["webhook"]["state"]["completed"] == "delivered"
+
+
+def test_410_stops_after_one_attempt(api_server, webhook_worker, receiver):
+    hook = receiver(statuses=[410])
+    job = submit(api_server.base_url, QUICK | {"webhook": hook.url})
+    finished = job_when(api_server.base_url, job["id"], delivered())
+    time.sleep(1.0)
+    assert len(hook.requests) == 1
+    assert finished["webhook"]["state"]["completed"] == "gone"
+
+
+def test_redirect_is_a_failure_and_the_last_failure_marks_it_failed(api_server, webhook_worker, receiver):
+    hook = receiver(statuses=[302] * 20)
+    job = submit(api_server.base_url, QUICK | {"webhook": hook.url})
+    finished = job_when(api_server.base_url, job["id"], delivered(), timeout_s=30)
+    attempts = len(finished["webhook"]["deliveries"])
+    assert finished["webhook"]["state"]["completed"] == "failed"
+    assert attempts == 1 + len([s for s in ["0.25", "0.25", "0.25", "0.25", "0.25", "0.25", "0.25", "0.25"]])
+    assert len(hook.requests) == attempts and all(d["status_code"] == 302 for d in finished["webhook"]["deliveries"])
+    # The result stays available by polling.
+    assert finished["status"] == "succeeded" and finished["output"]["text"]
+
+
+def test_receiver_down_then_up_gets_it_once_up(api_server, webhook_worker, receiver):
+    hook = receiver(start=False)
+    job = submit(api_server.base_url, QUICK | {"webhook": hook.url})
+    job_when(api_server.base_url, job["id"], lambda j: len(j["webhook"]["deliveries"]) >= 2)
+    hook.start()
+    finished = job_when(api_server.base_url, job["id"], delivered())
+    assert finished["webhook"]["state"]["completed"] == "delivered"
+    failures = [d for d in finished["webhook"]["deliveries"] if d["status_code"] is None]
+    assert failures and all("Connection" in d["error"] or "refused" in d["error"].lower() for d in failures)
+    assert len(hook.requests) == 1
+
+
+def test_started_then_completed_arrive_in_order(api_server, webhook_worker, receiver):
+    hook = receiver()
+    job = submit(api_server.base_url, QUICK | {"webhook": hook.url, "webhook_events": ["completed", "started"]})
+    first, second = hook.wait_for(2)
+    types = [json.loads(r.body)["type"] for r in (first, second)]
+    assert types == ["job.started", "job.completed"]
+    assert json.loads(first.body)["data"]["status"] == "running"
+    assert first.headers["webhook-id"] != second.headers["webhook-id"]
+    finished = job_when(api_server.base_url, job["id"], lambda j: len(j["webhook"]["state"]) == 2 and all(
+        v == "delivered" for v in j["webhook"]["state"].values()))  # fmt: skip
+    assert finished["webhook"]["events"] == ["started", "completed"]
+
+
+def test_slow_receiver_never_delays_the_next_job(api_server, webhook_worker, receiver):
+    slow = receiver(delay_s=10)
+    first = wait_for_terminal(api_server.base_url, submit(api_server.base_url, QUICK | {"webhook": slow.url})["id"])
+    slow.wait_for(1)  # the receiver is now holding the webhook worker's request
+    second = wait_for_terminal(api_server.base_url, submit(api_server.base_url, QUICK)["id"])
+    from core.jobs import parse_iso
+
+    assert (parse_iso(second["started_at"]) - parse_iso(first["completed_at"])).total_seconds() < 5
+    assert time.time() - slow.requests[0].at < 10  # the slow answer has not even come yet
+
+
+def test_job_without_webhook_has_none(api_server):
+    assert submit(api_server.base_url, QUICK)["webhook"] is None
