@@ -84,6 +84,12 @@ class Settings(BaseSettings):
             raise ValueError("retry delays must be zero or more seconds")
         return value
 
+    @field_validator("redis_url", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `KEY=` in .env or `${KEY:-}` in compose means "not configured".
+        return None if value == "" else value
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:

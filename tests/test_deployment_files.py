@@ -28,7 +28,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 # Services run from the project's own image, which read the settings object.
-APP_SERVICES = ("api", "gpu-worker")
+APP_SERVICES = ("api", "gpu-worker", "webhook-worker")
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
 # Interpolated in docker-compose.yml but not settings: the image's build arguments.
 COMPOSE_ONLY_VARIABLES = {"APP_UID", "APP_GID"}
@@ -228,12 +228,12 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 # docker-compose.yml
 
 
-def test_compose_starts_redis_api_and_gpu_worker_and_keeps_flower_behind_a_profile() -> None:
-    """`docker compose up -d` starts redis, api and gpu-worker; flower only with `--profile monitoring`."""
+def test_compose_starts_redis_api_and_both_workers_and_keeps_flower_behind_a_profile() -> None:
+    """`docker compose up -d` starts redis, api and both workers; flower only with `--profile monitoring`."""
     services = compose()["services"]
-    assert set(services) == {"redis", "api", "gpu-worker", "flower"}
+    assert set(services) == {"redis", "api", "gpu-worker", "webhook-worker", "flower"}
     assert services["flower"]["profiles"] == ["monitoring"]
-    assert all("profiles" not in services[name] for name in ("redis", "api", "gpu-worker"))
+    assert all("profiles" not in services[name] for name in ("redis", "api", "gpu-worker", "webhook-worker"))
     assert services["flower"]["image"].startswith("mher/flower:")
 
 
@@ -524,3 +524,17 @@ def test_gpu_worker_command_finds_its_celery_app_in_only_the_copied_files(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Start worker instance" in result.stdout
+
+
+def test_webhook_worker_holds_no_gpu_and_no_model_and_never_imports_torch(tmp_path: Path) -> None:
+    """The webhook worker is light: no GPU reserved, no model mounted, and its module pulls in no torch."""
+    webhook = service("webhook-worker")
+    assert webhook["command"] == ["python", "-m", "worker.webhook_sender"]
+    assert "deploy" not in webhook and "volumes" not in webhook
+    assert environment_of("webhook-worker")["REDIS_URL"] == "redis://redis:6379/0"
+    app_dir = copy_image_tree(tmp_path / "app")
+    check = "import sys, worker.webhook_sender; assert 'torch' not in sys.modules, 'torch imported'"
+    result = subprocess.run(
+        [sys.executable, "-c", check], cwd=app_dir, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

@@ -158,19 +158,21 @@ class WebhookSender:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
-    try:
-        sender = WebhookSender(
-            settings,
-            JobStore(client, job_ttl_s=settings.job_ttl_seconds),
-            WebhookQueue(client, ttl_s=settings.job_ttl_seconds),
-        )
-    except ValueError as error:
-        print(f"webhook worker: {error}", file=sys.stderr)
-        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    if settings.webhook_secret is None:
+        # The API refuses webhook jobs without a secret, so there is nothing to deliver; idle rather than
+        # exit, so a supervisor doesn't restart this process in a loop.
+        log.warning("WEBHOOK_SECRET is not set: webhooks are disabled and this worker idles")
+        stop.wait()
+        return 0
+    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
+    sender = WebhookSender(
+        settings,
+        JobStore(client, job_ttl_s=settings.job_ttl_seconds),
+        WebhookQueue(client, ttl_s=settings.job_ttl_seconds),
+    )
     log.info("webhook worker delivering (schedule %s s)", settings.webhook_retry_schedule_seconds)
     sender.run(stop)
     log.info("webhook worker stopped")
