@@ -30,6 +30,9 @@ broker_transport_options = {
     "socket_timeout": 2,
     "socket_connect_timeout": 2,
     "max_retries": 1,
+    # Priorities are emulated with one Redis list per step; api/publisher.py names the steps it uses.
+    "priority_steps": [0, 3, 6, 9],
+    "queue_order_strategy": "priority",
 }
 result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 visibility_timeout = VISIBILITY_TIMEOUT_S

@@ -8,7 +8,7 @@ from flask import Flask
 
 from api.errors import register_error_handlers
 from api.publisher import JobPublisher
-from api.routes import generate, health, jobs
+from api.routes import batches, generate, health, jobs
 from api.submission import Services
 from core.settings import Settings, get_settings
 from core.store import JobStore, connect
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         publisher=JobPublisher(settings),
     )
     register_error_handlers(app)
-    for module in (jobs, generate, health):
+    for module in (jobs, batches, generate, health):
         app.register_blueprint(module.bp)
     if not settings.api_keys:
         log.warning("API_KEYS is not set: the API is open to anyone who can reach it")

@@ -1,17 +1,33 @@
-"""Accepting a job: check capacity, store it durably, then publish its id."""
+"""Accepting work: check capacity, store it durably, then publish the job ids."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
+import uuid
 from dataclasses import dataclass
 
+import redis
+
 from api.publisher import JobPublisher
-from core.errors import QueueFull, StoreUnavailable
+from core.batch_store import BatchStore
+from core.batches import Batch, BatchLine
+from core.errors import InvalidInput, QueueFull, StoreUnavailable
 from core.jobs import GenerationInput, Job, JobStatus, new_job_id, utc_now_iso
+from core.keys import IDEMPOTENCY_KEY
 from core.settings import Settings
 from core.store import JobStore
 
 log = logging.getLogger("llm.api")
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+def webhook_record(url: str | None, events: list[str]) -> dict | None:
+    """The `webhook` field of a new job or batch."""
+    return {"url": url, "events": events, "state": {}, "deliveries": []} if url else None
 
 
 @dataclass
@@ -22,27 +38,40 @@ class Services:
     store: JobStore
     publisher: JobPublisher
 
-    def submit(self, params: GenerationInput, owner: str) -> Job:
-        """Store and enqueue one generation job; returns it as `queued`."""
+    @property
+    def batches(self) -> BatchStore:
+        return BatchStore(self.store)
+
+    def _check_capacity(self, adding: int) -> None:
         depth = self.publisher.queue_depth(self.store.redis)
-        if depth >= self.settings.max_queue_depth:
-            raise QueueFull(f"the queue holds {depth} jobs, its limit; try again later", retry_after_s=10)
+        if depth + adding > self.settings.max_queue_depth:
+            raise QueueFull(
+                f"the queue holds {depth} jobs; {adding} more would pass its limit of "
+                f"{self.settings.max_queue_depth}; try again later",
+                retry_after_s=10,
+            )
+
+    def submit(self, params: GenerationInput, owner: str, idempotency_key: str | None = None) -> Job:
+        """Store and enqueue one generation job; returns it as `queued` (or the earlier job for a repeated key)."""
+        job_id = new_job_id()
+        if idempotency_key is not None:
+            earlier = self._claim_idempotency_key(idempotency_key, params, owner, job_id)
+            if earlier is not None:
+                return earlier
+        self._check_capacity(1)
         job = Job(
-            id=new_job_id(),
+            id=job_id,
             status=JobStatus.QUEUED,
             created_at=utc_now_iso(),
             input=params.generation_fields,
             metadata=params.metadata,
-            webhook=(
-                {"url": params.webhook, "events": params.webhook_events, "state": {}, "deliveries": []}
-                if params.webhook
-                else None
-            ),
+            priority=params.priority,
+            webhook=webhook_record(params.webhook, params.webhook_events),
             owner=owner,
         )
         self.store.create(job)
         try:
-            self.publisher.publish(job.id)
+            self.publisher.publish(job.id, job.priority)
         except StoreUnavailable:
             # Not published means not accepted: take the stored copy back so nothing waits forever.
             try:
@@ -52,3 +81,66 @@ class Services:
             raise
         log.info("job %s queued", job.id)
         return job
+
+    def _claim_idempotency_key(self, key: str, params: GenerationInput, owner: str, job_id: str) -> Job | None:
+        """The job an earlier request with this key made, or None after claiming the key for `job_id`."""
+        if not 0 < len(key) <= 255:
+            raise InvalidInput("Idempotency-Key must have 1 to 255 characters", field="Idempotency-Key")
+        body_hash = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
+        redis_key = IDEMPOTENCY_KEY.format(owner=owner, key_hash=hashlib.sha256(key.encode()).hexdigest())
+        claim = json.dumps({"job_id": job_id, "body_hash": body_hash})
+        try:
+            if self.store.redis.set(redis_key, claim, nx=True, ex=IDEMPOTENCY_TTL_S):
+                return None
+            earlier = json.loads(self.store.redis.get(redis_key) or claim)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise StoreUnavailable(f"the job store is unreachable: {error}", retry_after_s=5) from error
+        if earlier["body_hash"] != body_hash:
+            raise InvalidInput("this Idempotency-Key was used with a different body", field="Idempotency-Key")
+        # The first request may still be storing its job: wait a moment for it.
+        for _ in range(50):
+            job = self.store.get(earlier["job_id"])
+            if job is not None:
+                return job
+            time.sleep(0.05)
+        raise StoreUnavailable("the job of this Idempotency-Key is not stored yet; retry", retry_after_s=1)
+
+    def submit_batch(
+        self, lines: list[BatchLine], owner: str, *, webhook: str | None, metadata: dict[str, str]
+    ) -> Batch:
+        """Store one job per line under a new batch and enqueue them all at the batch priority."""
+        self._check_capacity(len(lines))
+        batch = Batch(
+            id=f"batch_{uuid.uuid4().hex}",
+            created_at=utc_now_iso(),
+            total=len(lines),
+            webhook=webhook_record(webhook, ["completed"]),
+            metadata=metadata,
+            owner=owner,
+        )
+        jobs = [
+            Job(
+                id=new_job_id(),
+                status=JobStatus.QUEUED,
+                created_at=batch.created_at,
+                input=line.params.generation_fields,
+                metadata=line.params.metadata,
+                batch_id=batch.id,
+                custom_id=line.custom_id,
+                priority="batch",
+                owner=owner,
+            )
+            for line in lines
+        ]
+        self.batches.create(batch, jobs)
+        try:
+            self.publisher.publish_many([job.id for job in jobs], "batch")
+        except StoreUnavailable:
+            # Some lines may be on the queue already: cancel the batch so none of them runs, then say so.
+            try:
+                self.batches.cancel(batch)
+            except StoreUnavailable:
+                log.error("batch %s stored but neither fully published nor canceled", batch.id)
+            raise
+        log.info("batch %s queued with %d jobs", batch.id, len(jobs))
+        return batch

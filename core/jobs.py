@@ -65,6 +65,8 @@ class GenerationInput(BaseModel):
     # Generate exactly max_tokens, never ending at EOS (benchmarks; vLLM calls it the same).
     ignore_eos: bool = False
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Interactive work first: high and normal jobs are taken before low ones, and all before batch jobs.
+    priority: Literal["high", "normal", "low"] = "normal"
     webhook: str | None = Field(None, min_length=1, max_length=2048)
     webhook_events: list[Literal["started", "completed"]] = Field(default_factory=lambda: ["completed"], min_length=1)
 
@@ -104,7 +106,9 @@ class GenerationInput(BaseModel):
     @property
     def generation_fields(self) -> dict[str, Any]:
         """What the engine needs, as stored in `job.input` (delivery and labels live elsewhere on the job)."""
-        return self.model_dump(mode="json", exclude_none=True, exclude={"metadata", "webhook", "webhook_events"})
+        return self.model_dump(
+            mode="json", exclude_none=True, exclude={"metadata", "webhook", "webhook_events", "priority"}
+        )
 
     @property
     def is_greedy(self) -> bool:
@@ -165,6 +169,8 @@ class Job(BaseModel):
     logs: list[str] = Field(default_factory=list)
     webhook: dict[str, Any] | None = None
     batch_id: str | None = None
+    custom_id: str | None = None
+    priority: str = "normal"  # high | normal | low | batch
     metadata: dict[str, str] = Field(default_factory=dict)
     attempts: int = 0
     worker: str | None = None

@@ -32,10 +32,13 @@ class Settings(BaseSettings):
     # KV-cache budget of the batching engine: a share of the GPU memory left after loading, or GiB of RAM on CPU.
     kv_cache_memory_percent: float = Field(0.8, gt=0, lt=1)
     kv_cache_cpu_gb: float = Field(1.0, gt=0)
-    max_queue_depth: int = Field(10_000, ge=1)
+    # Jobs waiting on the queue (batch lines included) beyond which submissions get 503.
+    max_queue_depth: int = Field(200_000, ge=1)
     max_tokens_limit: int = Field(4096, ge=1)
     max_prompt_chars: int = Field(200_000, ge=1)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    # POST /batches takes up to 50,000 lines in one body.
+    max_batch_body_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_secret: str | None = None
     webhook_allow_private: bool = False

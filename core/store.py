@@ -10,18 +10,18 @@ from typing import Any
 
 import redis
 
+from core.batch_store import BatchStore, stage_batch_counts
 from core.errors import JobNotFound, StoreUnavailable, WrongState
-from core.jobs import ALLOWED_TRANSITIONS, Job, JobStatus
+from core.jobs import ALLOWED_TRANSITIONS, Job, JobStatus, utc_now_iso
 from core.keys import (
     JOB_DONE_CHANNEL,
     JOB_KEY,
     JOB_SEQUENCE_KEY,
     OWNER_INDEX_KEY,
-    WEBHOOK_DELIVERY_KEY,
-    WEBHOOK_DUE_KEY,
     WORKER_KEY,
     WORKER_KEY_PATTERN,
 )
+from core.webhook_queue import stage_delivery
 from core.webhooks import STATE_PENDING, event_for_status, new_delivery_for
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -105,23 +105,59 @@ class JobStore:
                     job = Job.model_validate_json(raw)
                     if to_status not in ALLOWED_TRANSITIONS[job.status]:
                         raise WrongState(f"job {job_id} is {job.status.value}; it cannot become {to_status.value}")
-                    job.status = to_status
+                    from_status, job.status = job.status, to_status
                     if change is not None:
                         change(job)
-                    delivery = self._webhook_delivery(job)
                     pipe.multi()
-                    if delivery is not None:
-                        # In the same transaction: the event exists exactly when the transition does.
-                        pipe.set(WEBHOOK_DELIVERY_KEY.format(delivery_id=delivery.id), delivery.model_dump_json())
-                        pipe.expire(WEBHOOK_DELIVERY_KEY.format(delivery_id=delivery.id), self.job_ttl_s)
-                        pipe.zadd(WEBHOOK_DUE_KEY, {delivery.id: time.time()})
-                    pipe.set(key, job.model_dump_json(), ex=self.job_ttl_s)
-                    if to_status.is_terminal:
-                        pipe.publish(JOB_DONE_CHANNEL.format(job_id=job_id), to_status.value)
+                    self._stage_write(pipe, job, from_status)
                     pipe.execute()
-                    return job
+                    break
                 except redis.WatchError:
                     continue
+        self._after_write([job])
+        return job
+
+    def _stage_write(self, pipe: redis.client.Pipeline, job: Job, from_status: JobStatus) -> None:
+        """Queue, in one transaction, a changed job and everything its change raises."""
+        pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json(), ex=self.job_ttl_s)
+        delivery = self._webhook_delivery(job)
+        if delivery is not None:
+            stage_delivery(pipe, delivery, self.job_ttl_s)
+        if job.batch_id is not None:
+            stage_batch_counts(pipe, job, from_status)
+        if job.status.is_terminal:
+            pipe.publish(JOB_DONE_CHANNEL.format(job_id=job.id), job.status.value)
+
+    def _after_write(self, jobs: list[Job]) -> None:
+        """What may follow a committed change: a batch whose last job just finished is completed."""
+        for batch_id in {job.batch_id for job in jobs if job.batch_id and job.status.is_terminal}:
+            BatchStore(self).complete_if_done(batch_id)
+
+    def cancel_queued(self, job_ids: list[str], reason: str) -> int:
+        """Cancel, in one transaction, those of these jobs that are still queued; returns how many were."""
+        keys = [JOB_KEY.format(job_id=job_id) for job_id in job_ids]
+        with _redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(*keys)
+                    changed = []
+                    for raw in pipe.mget(keys):
+                        job = Job.model_validate_json(raw) if raw else None
+                        if job is not None and job.status == JobStatus.QUEUED:
+                            job.status = JobStatus.CANCELED
+                            job.completed_at = utc_now_iso()
+                            job.output = {"text": "", "finish_reason": "canceled"}
+                            job.error = {"type": "canceled", "message": reason}
+                            changed.append(job)
+                    pipe.multi()
+                    for job in changed:
+                        self._stage_write(pipe, job, JobStatus.QUEUED)
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue  # a worker took one of them meanwhile: look again
+        self._after_write(changed)
+        return len(changed)
 
     @staticmethod
     def _webhook_delivery(job: Job):

@@ -18,6 +18,13 @@ return ids
 """
 
 
+def stage_delivery(pipe: redis.client.Pipeline, delivery: Delivery, ttl_s: int) -> None:
+    """Add a new delivery, due now, to a transaction: the event exists exactly when the change that raised it does."""
+    key = WEBHOOK_DELIVERY_KEY.format(delivery_id=delivery.id)
+    pipe.set(key, delivery.model_dump_json(), ex=ttl_s)
+    pipe.zadd(WEBHOOK_DUE_KEY, {delivery.id: time.time()})
+
+
 class WebhookQueue:
     """The deliveries waiting for their next attempt."""
 

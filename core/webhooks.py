@@ -21,6 +21,7 @@ SECRET_PREFIX = "whsec_"
 EVENT_STARTED = "started"
 EVENT_COMPLETED = "completed"
 EVENT_TYPES = {EVENT_STARTED: "job.started", EVENT_COMPLETED: "job.completed"}
+BATCH_COMPLETED_TYPE = "batch.completed"
 RETRY_JITTER = 0.2  # each delay moves by up to ±20%, so receivers that failed together don't retry together
 
 # What a delivery ends as; "pending" until then.
@@ -35,7 +36,8 @@ class Delivery(BaseModel):
     """One event on its way to one URL; `id` is the `webhook-id` header, the same on every retry."""
 
     id: str
-    job_id: str
+    subject: str = "job"  # "job" or "batch": where the attempts are recorded
+    subject_id: str
     event: str
     url: str
     body: str  # signed byte for byte, so it is fixed when the event happens
@@ -90,4 +92,17 @@ def new_delivery_for(job: Job, event: str) -> Delivery:
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    return Delivery(id=f"msg_{uuid.uuid4().hex}", job_id=job.id, event=event, url=job.webhook["url"], body=body)
+    return Delivery(id=f"msg_{uuid.uuid4().hex}", subject_id=job.id, event=event, url=job.webhook["url"], body=body)
+
+
+def new_batch_delivery(batch_view: dict, url: str, timestamp: str) -> Delivery:
+    """The `batch.completed` delivery, its body a snapshot of the batch object."""
+    body = json.dumps(
+        {"type": BATCH_COMPLETED_TYPE, "timestamp": timestamp, "data": batch_view},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return Delivery(
+        id=f"msg_{uuid.uuid4().hex}", subject="batch", subject_id=batch_view["id"], event=EVENT_COMPLETED, url=url,
+        body=body,
+    )  # fmt: skip

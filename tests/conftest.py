@@ -14,6 +14,7 @@ import pytest
 import redis
 import requests
 
+from api.publisher import priority_list_names
 from core.settings import Settings
 from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
@@ -71,7 +72,9 @@ def unconsumed_queue_name(request: pytest.FixtureRequest) -> str:
 
 
 def queue_length(redis_url: str, queue: str) -> int:
-    return int(redis.Redis.from_url(redis_url).llen(queue))
+    """Messages waiting on a queue, all priority lists together."""
+    client = redis.Redis.from_url(redis_url)
+    return sum(int(client.llen(name)) for name in priority_list_names(queue))
 
 
 @dataclass

@@ -137,7 +137,7 @@ def test_address_refused_at_send_time_is_never_contacted(make_settings, redis_se
     settings = make_settings(webhook_secret=WEBHOOK_SECRET, webhook_allow_private=False)
     client = connect(redis_server.url)
     store, queue = JobStore(client, job_ttl_s=3600), WebhookQueue(client, ttl_s=3600)
-    delivery = Delivery(id="msg_sendtime", job_id="gone-job", event="completed", url=canary.url, body="{}")
+    delivery = Delivery(id="msg_sendtime", subject_id="gone-job", event="completed", url=canary.url, body="{}")
     queue.retry_later(delivery, 0)
     WebhookSender(settings, store, queue).attempt(delivery.id)
     assert canary.requests == []

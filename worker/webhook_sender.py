@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from core.batch_store import BatchStore
 from core.callback_urls import CallbackUrlRefused, check_callback_url
 from core.errors import StoreUnavailable
 from core.jobs import utc_now_iso
@@ -23,9 +24,12 @@ from core.settings import Settings, get_settings
 from core.store import JobStore, connect
 from core.webhook_queue import WebhookQueue
 from core.webhooks import (
+    EVENT_COMPLETED,
+    EVENT_STARTED,
     STATE_DELIVERED,
     STATE_FAILED,
     STATE_GONE,
+    STATE_PENDING,
     STATE_REFUSED,
     Delivery,
     retry_delay_s,
@@ -37,6 +41,7 @@ from worker.webhook_http import post_json
 log = logging.getLogger("llm.webhooks")
 
 IDLE_POLL_S = 0.1
+ORDER_WAIT_S = 0.2  # how soon a job's `completed` event looks again whether its `started` event is done
 USER_AGENT = "llm-offline-queue-webhooks/1"
 
 
@@ -49,6 +54,7 @@ class WebhookSender:
         self.settings = settings
         self.key = secret_key_bytes(settings.webhook_secret)
         self.store = store
+        self.batches = BatchStore(store)
         self.queue = queue
         self.pool = ThreadPoolExecutor(settings.webhook_concurrency, thread_name_prefix="webhook")
         self.free_slots = threading.Semaphore(settings.webhook_concurrency)
@@ -100,6 +106,9 @@ class WebhookSender:
         if delivery is None:
             self.queue.drop_missing(delivery_id)
             return
+        if self._must_wait_for_started(delivery):
+            self.queue.retry_later(delivery, ORDER_WAIT_S)
+            return
         delivery.attempts += 1
         status, error, final_state = self._send(delivery)
         delay = retry_delay_s(self.settings.webhook_retry_schedule_seconds, delivery.attempts)
@@ -119,15 +128,25 @@ class WebhookSender:
             if final_state is not None:
                 webhook["state"][delivery.event] = final_state
 
-        self.store.update_webhook(delivery.job_id, note)
+        if delivery.subject == "batch":
+            self.batches.update_webhook(delivery.subject_id, note)
+        else:
+            self.store.update_webhook(delivery.subject_id, note)
         if final_state is None:
             self.queue.retry_later(delivery, delay)
         else:
             self.queue.finish(delivery.id)
         log.info(
-            "job %s webhook %s attempt %d: %s", delivery.job_id, delivery.event, delivery.attempts,
+            "%s %s webhook %s attempt %d: %s", delivery.subject, delivery.subject_id, delivery.event, delivery.attempts,
             status if status is not None else error,
         )  # fmt: skip
+
+    def _must_wait_for_started(self, delivery: Delivery) -> bool:
+        """A job's `completed` event goes out only after its `started` event is done with (in order)."""
+        if delivery.subject != "job" or delivery.event != EVENT_COMPLETED:
+            return False
+        job = self.store.get(delivery.subject_id)
+        return job is not None and job.webhook is not None and job.webhook["state"].get(EVENT_STARTED) == STATE_PENDING
 
     def _send(self, delivery: Delivery) -> tuple[int | None, str | None, str | None]:
         """(HTTP status, error, final state or None to retry)."""

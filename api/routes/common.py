@@ -12,6 +12,8 @@ from core.callback_urls import check_callback_url
 from core.errors import InvalidInput, MalformedBody
 from core.jobs import GenerationInput, parse_generation_input
 
+MAX_PAGE_SIZE = 100
+
 
 def services() -> Services:
     """The process's Services, set up by create_app."""
@@ -38,7 +40,25 @@ def generation_input(body: Any) -> GenerationInput:
         body, max_tokens_limit=settings.max_tokens_limit, max_prompt_chars=settings.max_prompt_chars
     )
     if params.webhook is not None:
-        if settings.webhook_secret is None:
-            raise InvalidInput("webhook: this server has no WEBHOOK_SECRET, so it can't send webhooks", field="webhook")
-        check_callback_url(params.webhook, allow_private=settings.webhook_allow_private)
+        check_webhook_url(params.webhook)
     return params
+
+
+def check_webhook_url(url: str) -> None:
+    """Refuse (422) a callback this server can't sign or must not call."""
+    settings = services().settings
+    if settings.webhook_secret is None:
+        raise InvalidInput("webhook: this server has no WEBHOOK_SECRET, so it can't send webhooks", field="webhook")
+    check_callback_url(url, allow_private=settings.webhook_allow_private)
+
+
+def page_args() -> tuple[int, int | None]:
+    """`limit` (1-100, default 20) and `cursor` from the query string."""
+    try:
+        limit = int(request.args.get("limit", "20"))
+        cursor = int(request.args["cursor"]) if request.args.get("cursor") else None
+    except ValueError:
+        raise InvalidInput("limit and cursor must be whole numbers", field="limit") from None
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE_SIZE}", field="limit")
+    return limit, cursor

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from api.routes.common import caller, generation_input, json_body, services
+from api.routes.common import caller, generation_input, json_body, page_args, services
 from core.errors import InvalidInput
 from core.jobs import JobStatus
 
 bp = Blueprint("jobs", __name__)
-
-MAX_PAGE_SIZE = 100
 
 
 @bp.post("/jobs")
@@ -18,7 +16,7 @@ def create_job():
     """Validate, store and enqueue a generation; 202 with the queued job."""
     owner = caller()
     params = generation_input(json_body())
-    job = services().submit(params, owner)
+    job = services().submit(params, owner, request.headers.get("Idempotency-Key"))
     response = jsonify(job.public_view())
     response.status_code = 202
     response.headers["Location"] = f"/jobs/{job.id}"
@@ -31,27 +29,20 @@ def get_job(job_id: str):
     return jsonify(services().store.get_for_owner(job_id, caller()).public_view())
 
 
-def _page_args() -> tuple[JobStatus | None, int, int | None]:
+def _status_arg() -> JobStatus | None:
     status_arg = request.args.get("status")
     try:
-        status = JobStatus(status_arg) if status_arg else None
+        return JobStatus(status_arg) if status_arg else None
     except ValueError:
         allowed = ", ".join(s.value for s in JobStatus)
         raise InvalidInput(f"status: must be one of {allowed}", field="status") from None
-    try:
-        limit = int(request.args.get("limit", "20"))
-        cursor = int(request.args["cursor"]) if request.args.get("cursor") else None
-    except ValueError:
-        raise InvalidInput("limit and cursor must be whole numbers", field="limit") from None
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE_SIZE}", field="limit")
-    return status, limit, cursor
 
 
 @bp.get("/jobs")
 def list_jobs():
     """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
-    status, limit, cursor = _page_args()
+    status = _status_arg()
+    limit, cursor = page_args()
     jobs, next_cursor = services().store.list_for_owner(caller(), status=status, limit=limit, before_sequence=cursor)
     return jsonify(
         {

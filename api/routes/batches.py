@@ -1,0 +1,92 @@
+"""Batches: one handle for thousands of prompts (JSONL of custom_id + body, as the OpenAI Batch API has it)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.routes.common import caller, check_webhook_url, page_args, services
+from core.batches import split_batch_body, validate_batch_lines
+from core.errors import InvalidInput, WrongState
+
+bp = Blueprint("batches", __name__)
+
+
+def _batch_request() -> tuple[list, str | None, dict[str, str]]:
+    """The lines, webhook and metadata: `{"requests": [...], "webhook", "metadata"}`, a JSON list, or JSONL."""
+    request.max_content_length = services().settings.max_batch_body_bytes
+    raw = request.get_data(cache=False)
+    webhook, metadata = request.args.get("webhook"), {}
+    if raw.lstrip().startswith(b"{") and b'"requests"' in raw[:4096]:
+        try:
+            envelope = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"the body is not valid JSON: {error}") from None
+        if isinstance(envelope, dict) and isinstance(envelope.get("requests"), list):
+            webhook = envelope.get("webhook", webhook)
+            metadata = envelope.get("metadata") or {}
+            if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+                raise InvalidInput("metadata: must be a map of strings", field="metadata")
+            return envelope["requests"], webhook, metadata
+    return split_batch_body(raw), webhook, metadata
+
+
+@bp.post("/batches")
+def create_batch():
+    """Validate every line first; any bad line refuses the whole batch (422 listing them), nothing enqueued."""
+    owner = caller()
+    items, webhook, metadata = _batch_request()
+    if webhook is not None:
+        check_webhook_url(webhook)
+    settings = services().settings
+    lines = validate_batch_lines(
+        items, max_tokens_limit=settings.max_tokens_limit, max_prompt_chars=settings.max_prompt_chars
+    )
+    svc = services()
+    batch = svc.submit_batch(lines, owner, webhook=webhook, metadata=metadata)
+    response = jsonify(svc.batches.view(batch))
+    response.status_code = 202
+    response.headers["Location"] = f"/batches/{batch.id}"
+    return response
+
+
+@bp.get("/batches/<batch_id>")
+def get_batch(batch_id: str):
+    """Status, counts by job status, times, tokens so far."""
+    batches = services().batches
+    return jsonify(batches.view(batches.get_for_owner(batch_id, caller())))
+
+
+@bp.get("/batches")
+def list_batches():
+    """The caller's batches, newest first."""
+    limit, cursor = page_args()
+    batches = services().batches
+    found, next_cursor = batches.list_for_owner(caller(), limit=limit, before_sequence=cursor)
+    return jsonify(
+        {
+            "data": [batches.view(batch) for batch in found],
+            "next_cursor": str(next_cursor) if next_cursor is not None else None,
+        }
+    )
+
+
+@bp.get("/batches/<batch_id>/results")
+def batch_results(batch_id: str):
+    """JSONL, one line per input line in input order, streamed from Redis a chunk at a time."""
+    batches = services().batches
+    batch = batches.get_for_owner(batch_id, caller())
+    return Response(batches.result_lines(batch.id), mimetype="application/jsonl")
+
+
+@bp.post("/batches/<batch_id>/cancel")
+def cancel_batch(batch_id: str):
+    """Queued jobs are canceled and never run; running ones finish; a completed batch can't be canceled (409)."""
+    batches = services().batches
+    batch = batches.get_for_owner(batch_id, caller())
+    if batch.cancel_requested_at is None and batches.view(batch)["status"] == "completed":
+        raise WrongState(f"batch {batch_id} is completed; there is nothing left to cancel")
+    canceled = batches.cancel(batch)
+    body = batches.view(batch) | {"canceled_now": canceled}
+    return jsonify(body)

@@ -1,0 +1,120 @@
+"""Batches: many prompts under one handle, in the OpenAI Batch API's JSONL convention (custom_id + body)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from core.errors import InvalidInput
+from core.jobs import GenerationInput, parse_generation_input
+
+MAX_BATCH_LINES = 50_000
+MAX_CUSTOM_ID_CHARS = 256
+MAX_LISTED_LINE_ERRORS = 1000
+
+
+class BatchStatus(StrEnum):
+    """queued -> running -> completed; canceled once a cancel was asked (its running jobs still finish)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+class Batch(BaseModel):
+    """What is stored about a batch; counts and tokens live in a Redis hash beside it (see BatchStore)."""
+
+    id: str
+    created_at: str
+    total: int
+    webhook: dict[str, Any] | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    cancel_requested_at: str | None = None
+    owner: str = "anonymous"
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    custom_id: str
+    params: GenerationInput
+
+
+class InvalidBatch(InvalidInput):
+    """One or more lines are bad: nothing of the batch is accepted."""
+
+    def __init__(self, line_errors: list[dict[str, Any]], total_bad: int) -> None:
+        super().__init__(f"{total_bad} line(s) of the batch are invalid; nothing was enqueued")
+        self.line_errors = line_errors
+
+    def to_dict(self) -> dict:
+        body = super().to_dict()
+        body["error"]["lines"] = self.line_errors
+        return body
+
+
+def split_batch_body(raw: bytes) -> list[Any]:
+    """The batch's lines: a JSON list, or JSONL (one JSON value per non-blank line); a bad line stays a string."""
+    text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(stripped)
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"the body starts like a JSON list but is not valid JSON: {error}") from None
+        return items
+    lines: list[Any] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            lines.append(_BadLine(f"not valid JSON: {error.msg}"))
+    return lines
+
+
+@dataclass(frozen=True)
+class _BadLine:
+    reason: str
+
+
+def validate_batch_lines(items: list[Any], *, max_tokens_limit: int, max_prompt_chars: int) -> list[BatchLine]:
+    """Every line validated with the rules of POST /jobs; raises InvalidBatch listing each bad line (1-based)."""
+    if not items:
+        raise InvalidInput("the batch has no lines")
+    if len(items) > MAX_BATCH_LINES:
+        raise InvalidInput(f"the batch has {len(items)} lines; at most {MAX_BATCH_LINES} are accepted")
+    errors: list[dict[str, Any]] = []
+    lines: list[BatchLine] = []
+    seen: set[str] = set()
+    for number, item in enumerate(items, start=1):
+        try:
+            lines.append(_validate_line(item, seen, max_tokens_limit, max_prompt_chars))
+        except InvalidInput as bad:
+            errors.append({"line": number, "message": bad.message})
+    if errors:
+        raise InvalidBatch(errors[:MAX_LISTED_LINE_ERRORS], len(errors))
+    return lines
+
+
+def _validate_line(item: Any, seen: set[str], max_tokens_limit: int, max_prompt_chars: int) -> BatchLine:
+    if isinstance(item, _BadLine):
+        raise InvalidInput(item.reason)
+    if not isinstance(item, dict) or set(item) - {"custom_id", "body", "method", "url"}:
+        raise InvalidInput('each line must be {"custom_id": "...", "body": {...}}')
+    custom_id = item.get("custom_id")
+    if not isinstance(custom_id, str) or not 0 < len(custom_id) <= MAX_CUSTOM_ID_CHARS:
+        raise InvalidInput(f"custom_id: must be a string of 1 to {MAX_CUSTOM_ID_CHARS} characters")
+    if custom_id in seen:
+        raise InvalidInput(f"custom_id: {custom_id!r} appears more than once")
+    seen.add(custom_id)
+    body = item.get("body")
+    if isinstance(body, dict) and ("webhook" in body or "webhook_events" in body or "priority" in body):
+        raise InvalidInput("body: webhook and priority are set on the batch, not on its lines")
+    params = parse_generation_input(body, max_tokens_limit=max_tokens_limit, max_prompt_chars=max_prompt_chars)
+    return BatchLine(custom_id, params)
