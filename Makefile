@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint format demo-model bench clean
+.PHONY: run test lint format demo-model bench batch clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,8 @@ clean:
 ## bench: the service against the seed-style baseline; appends the figures to bench/RESULTS.md
 bench: $(DEV_STAMP)
 	$(PY) bench/run_bench.py
+
+## batch: send IN (JSONL, .txt or .csv) to the running service and collect results into OUT (resumable)
+batch: $(RUNTIME_STAMP)
+	@test -n "$(IN)" -a -n "$(OUT)" || (echo "usage: make batch IN=prompts.txt OUT=results.jsonl [ARGS='--max-tokens 64']"; exit 2)
+	$(PY) scripts/submit_batch.py "$(IN)" "$(OUT)" $(ARGS)

@@ -55,9 +55,10 @@ class Services:
         """Store and enqueue one generation job; returns it as `queued` (or the earlier job for a repeated key)."""
         job_id = new_job_id()
         if idempotency_key is not None:
-            earlier = self._claim_idempotency_key(idempotency_key, params, owner, job_id)
-            if earlier is not None:
-                return earlier
+            body_hash = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
+            earlier_id = self._claim_idempotency_key(idempotency_key, body_hash, owner, job_id)
+            if earlier_id is not None:
+                return self._wait_stored(lambda: self.store.get(earlier_id))
         self._check_capacity(1)
         job = Job(
             id=job_id,
@@ -82,13 +83,12 @@ class Services:
         log.info("job %s queued", job.id)
         return job
 
-    def _claim_idempotency_key(self, key: str, params: GenerationInput, owner: str, job_id: str) -> Job | None:
-        """The job an earlier request with this key made, or None after claiming the key for `job_id`."""
+    def _claim_idempotency_key(self, key: str, body_hash: str, owner: str, new_id: str) -> str | None:
+        """The id an earlier request with this key and body made, or None after claiming the key for `new_id`."""
         if not 0 < len(key) <= 255:
             raise InvalidInput("Idempotency-Key must have 1 to 255 characters", field="Idempotency-Key")
-        body_hash = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
         redis_key = IDEMPOTENCY_KEY.format(owner=owner, key_hash=hashlib.sha256(key.encode()).hexdigest())
-        claim = json.dumps({"job_id": job_id, "body_hash": body_hash})
+        claim = json.dumps({"id": new_id, "body_hash": body_hash})
         try:
             if self.store.redis.set(redis_key, claim, nx=True, ex=IDEMPOTENCY_TTL_S):
                 return None
@@ -97,21 +97,37 @@ class Services:
             raise StoreUnavailable(f"the job store is unreachable: {error}", retry_after_s=5) from error
         if earlier["body_hash"] != body_hash:
             raise InvalidInput("this Idempotency-Key was used with a different body", field="Idempotency-Key")
-        # The first request may still be storing its job: wait a moment for it.
-        for _ in range(50):
-            job = self.store.get(earlier["job_id"])
-            if job is not None:
-                return job
+        return earlier["id"]
+
+    @staticmethod
+    def _wait_stored(load):
+        """What an earlier request with the same key made; it may still be storing it, so wait a moment."""
+        for _ in range(100):
+            found = load()
+            if found is not None:
+                return found
             time.sleep(0.05)
-        raise StoreUnavailable("the job of this Idempotency-Key is not stored yet; retry", retry_after_s=1)
+        raise StoreUnavailable("the work of this Idempotency-Key is not stored yet; retry", retry_after_s=1)
 
     def submit_batch(
-        self, lines: list[BatchLine], owner: str, *, webhook: str | None, metadata: dict[str, str]
+        self,
+        lines: list[BatchLine],
+        owner: str,
+        *,
+        webhook: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str | None = None,
+        body_hash: str = "",
     ) -> Batch:
         """Store one job per line under a new batch and enqueue them all at the batch priority."""
+        batch_id = f"batch_{uuid.uuid4().hex}"
+        if idempotency_key is not None:
+            earlier_id = self._claim_idempotency_key(idempotency_key, body_hash, owner, batch_id)
+            if earlier_id is not None:
+                return self._wait_stored(lambda: self.batches.get(earlier_id))
         self._check_capacity(len(lines))
         batch = Batch(
-            id=f"batch_{uuid.uuid4().hex}",
+            id=batch_id,
             created_at=utc_now_iso(),
             total=len(lines),
             webhook=webhook_record(webhook, ["completed"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from flask import Blueprint, Response, jsonify, request
@@ -16,7 +17,7 @@ bp = Blueprint("batches", __name__)
 def _batch_request() -> tuple[list, str | None, dict[str, str]]:
     """The lines, webhook and metadata: `{"requests": [...], "webhook", "metadata"}`, a JSON list, or JSONL."""
     request.max_content_length = services().settings.max_batch_body_bytes
-    raw = request.get_data(cache=False)
+    raw = request.get_data()
     webhook, metadata = request.args.get("webhook"), {}
     if raw.lstrip().startswith(b"{") and b'"requests"' in raw[:4096]:
         try:
@@ -44,7 +45,14 @@ def create_batch():
         items, max_tokens_limit=settings.max_tokens_limit, max_prompt_chars=settings.max_prompt_chars
     )
     svc = services()
-    batch = svc.submit_batch(lines, owner, webhook=webhook, metadata=metadata)
+    batch = svc.submit_batch(
+        lines,
+        owner,
+        webhook=webhook,
+        metadata=metadata,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        body_hash=hashlib.sha256(request.get_data() + (webhook or "").encode()).hexdigest(),
+    )
     response = jsonify(svc.batches.view(batch))
     response.status_code = 202
     response.headers["Location"] = f"/batches/{batch.id}"
