@@ -136,10 +136,10 @@ def main() -> int:
         figures = measure_large_batch(redis_server.url)
     finally:
         redis_server.stop()
-    line = f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, {os.cpu_count()} CPU cores: {figures.markdown()}"
+    line = f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, {os.cpu_count()} CPU cores: {figures.markdown()[2:]}"
     print(line)
     with (ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as out:
-        out.write(f"\n## Large batch\n\n{line}\n")
+        out.write(f"\n## Large batch, {line}\n")
     return 0
 
 
