@@ -1,6 +1,7 @@
 """Celery options shared by the API (which only publishes) and the workers.
 
-The broker URL is not here: it comes from the settings object (REDIS_URL) when each Celery app is built.
+What depends on the settings (broker URL, queue, visibility timeout) is set by `apply_settings`, which every
+Celery app of this project calls.
 """
 
 # Messages carry only a job id; JSON keeps them readable and safe.
@@ -19,23 +20,20 @@ worker_prefetch_multiplier = 1
 task_reject_on_worker_lost = True
 
 task_default_queue = "gpu"
+GENERATE_TASK_NAME = "llm.generate"
+# kombu emulates priorities on Redis with one list per step, and takes from the lowest number first.
+PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6, "batch": 9}
 task_routes = {"llm.generate": {"queue": "gpu"}}
 
-# A message unacked for longer than this is delivered again (celery#7651): it must exceed the longest job
-# and be set in all three places, in every process.
-VISIBILITY_TIMEOUT_S = 3600
 broker_transport_options = {
-    "visibility_timeout": VISIBILITY_TIMEOUT_S,
     # Publishing must fail fast, not hang, when Redis is away (celery#4296).
     "socket_timeout": 2,
     "socket_connect_timeout": 2,
     "max_retries": 1,
     # Priorities are emulated with one Redis list per step; api/publisher.py names the steps it uses.
-    "priority_steps": [0, 3, 6, 9],
+    "priority_steps": sorted(PRIORITY_STEPS.values()),
     "queue_order_strategy": "priority",
 }
-result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
-visibility_timeout = VISIBILITY_TIMEOUT_S
 
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None
@@ -44,3 +42,16 @@ task_publish_retry = False
 worker_hijack_root_logger = False
 worker_send_task_events = False
 worker_enable_remote_control = False
+
+
+def apply_settings(app, settings) -> None:
+    """Configure a Celery app of this project from this module and the settings object."""
+    app.config_from_object(__name__)
+    app.conf.broker_url = settings.effective_redis_url
+    app.conf.task_default_queue = settings.gpu_queue
+    # A message unacked for longer than this is delivered again (celery#7651): it must exceed the longest job
+    # (the settings refuse a job deadline that does not fit) and be set in all three places, in every process.
+    timeout_s = settings.broker_visibility_timeout_seconds
+    app.conf.broker_transport_options = dict(broker_transport_options, visibility_timeout=timeout_s)
+    app.conf.result_backend_transport_options = {"visibility_timeout": timeout_s}
+    app.conf.visibility_timeout = timeout_s

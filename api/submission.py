@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ class Services:
             owner=owner,
         )
         self.store.create(job)
+        if self.settings.fault_exit_after_store:
+            os._exit(9)  # test hook: die between storing and publishing; the reconciler must publish the job
         try:
             self.publisher.publish(job.id, job.priority)
         except StoreUnavailable:

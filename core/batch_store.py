@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,15 @@ import redis
 from core.batches import Batch, BatchStatus
 from core.errors import JobNotFound
 from core.jobs import Job, JobStatus, utc_now_iso
-from core.keys import BATCH_JOBS_KEY, BATCH_KEY, BATCH_OWNER_INDEX_KEY, BATCH_SEQUENCE_KEY, BATCH_STATS_KEY, JOB_KEY
+from core.keys import (
+    BATCH_JOBS_KEY,
+    BATCH_KEY,
+    BATCH_OWNER_INDEX_KEY,
+    BATCH_SEQUENCE_KEY,
+    BATCH_STATS_KEY,
+    JOB_KEY,
+    QUEUED_INDEX_KEY,
+)
 from core.webhook_queue import stage_delivery
 from core.webhooks import EVENT_COMPLETED, STATE_PENDING, new_batch_delivery
 
@@ -52,6 +61,7 @@ class BatchStore:
             pipe = self.redis.pipeline(transaction=True)
             for job in chunk:
                 pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json(), ex=self.ttl_s)
+            pipe.zadd(QUEUED_INDEX_KEY, dict.fromkeys((job.id for job in chunk), time.time()))
             pipe.rpush(jobs_key, *[job.id for job in chunk])
             pipe.expire(jobs_key, self.ttl_s)
             pipe.execute()
@@ -149,7 +159,7 @@ class BatchStore:
             self.redis.set(BATCH_KEY.format(batch_id=batch.id), batch.model_dump_json(), keepttl=True)
         canceled = 0
         for chunk in self.job_ids(batch.id):
-            canceled += self.jobs.cancel_queued(chunk, reason="the batch was canceled")
+            canceled += self.jobs.cancel_queued(chunk)
         self.complete_if_done(batch.id)
         return canceled
 

@@ -14,3 +14,6 @@ BATCH_JOBS_KEY = "llm:batch:{batch_id}:jobs"  # list: the batch's job ids in inp
 BATCH_OWNER_INDEX_KEY = "llm:batches:owner:{owner}"  # sorted set: batch ids by submission sequence
 BATCH_SEQUENCE_KEY = "llm:batches:seq"
 IDEMPOTENCY_KEY = "llm:idempotency:{owner}:{key_hash}"  # JSON {job_id, body_hash}; expires after 24 h
+RUNNING_INDEX_KEY = "llm:jobs:running"  # set: ids of running jobs, for the reconciler
+QUEUED_INDEX_KEY = "llm:jobs:queued"  # sorted set: ids of queued jobs by the Unix time they were (re)queued
+CANCEL_KEY = "llm:job:{job_id}:cancel"  # exists while a cancel of a running job is pending

@@ -56,6 +56,19 @@ class Settings(BaseSettings):
     empty_cuda_cache_after_job: bool = True
     gpu_queue: str = "gpu"
     worker_heartbeat_seconds: float = Field(5.0, gt=0)
+    # Reliability (CONTRACT section 8).
+    max_attempts: int = Field(3, ge=1, le=20)
+    job_timeout_seconds: float = Field(900.0, gt=0)
+    broker_visibility_timeout_seconds: int = Field(3600, ge=60)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    reconcile_interval_seconds: float = Field(5.0, gt=0)
+    # A queued job with no message on the broker for this long is published again (an API died mid-submit).
+    stale_queued_seconds: float = Field(60.0, gt=0)
+    # One line per execution (job, attempt, worker), kept outside Redis: an audit of what really ran.
+    execution_log: Path | None = None
+    # Test hooks: wrap the engine ("module:function"), or make the API die between storing and publishing.
+    engine_wrapper: str | None = None
+    fault_exit_after_store: bool = False
     redis_socket_timeout_seconds: float = Field(2.0, gt=0)
 
     @field_validator("device")
@@ -99,6 +112,17 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @model_validator(mode="after")
+    def _deadline_fits_the_broker(self) -> Settings:
+        # A job outliving the visibility timeout would be delivered to a second worker while it still runs.
+        if self.job_timeout_seconds + self.shutdown_grace_seconds + 60 > self.broker_visibility_timeout_seconds:
+            raise ValueError(
+                "JOB_TIMEOUT_SECONDS + SHUTDOWN_GRACE_SECONDS + 60 must stay below BROKER_VISIBILITY_TIMEOUT_SECONDS "
+                f"({self.job_timeout_seconds:g} + {self.shutdown_grace_seconds:g} + 60 > "
+                f"{self.broker_visibility_timeout_seconds})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:

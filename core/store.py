@@ -9,15 +9,20 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core.batch_store import BatchStore, stage_batch_counts
 from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs import ALLOWED_TRANSITIONS, Job, JobStatus, utc_now_iso
 from core.keys import (
+    CANCEL_KEY,
     JOB_DONE_CHANNEL,
     JOB_KEY,
     JOB_SEQUENCE_KEY,
     OWNER_INDEX_KEY,
+    QUEUED_INDEX_KEY,
+    RUNNING_INDEX_KEY,
     WORKER_KEY,
     WORKER_KEY_PATTERN,
 )
@@ -35,6 +40,8 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis:
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,
         health_check_interval=30,
+        # One quick retry rides over a dropped connection; more would hold callers past their 2 s answer.
+        retry=Retry(NoBackoff(), 1),
     )
 
 
@@ -67,6 +74,7 @@ class JobStore:
             index_key = OWNER_INDEX_KEY.format(owner=job.owner)
             pipe = self.redis.pipeline(transaction=True)
             pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json(), ex=self.job_ttl_s)
+            pipe.zadd(QUEUED_INDEX_KEY, {job.id: time.time()})
             pipe.zadd(index_key, {job.id: sequence})
             pipe.expire(index_key, self.job_ttl_s)
             pipe.execute()
@@ -76,6 +84,7 @@ class JobStore:
         with _redis_errors():
             pipe = self.redis.pipeline(transaction=True)
             pipe.delete(JOB_KEY.format(job_id=job_id))
+            pipe.zrem(QUEUED_INDEX_KEY, job_id)
             pipe.zrem(OWNER_INDEX_KEY.format(owner=owner), job_id)
             pipe.execute()
 
@@ -92,8 +101,18 @@ class JobStore:
             raise JobNotFound(f"no job with id {job_id!r}")
         return job
 
-    def transition(self, job_id: str, to_status: JobStatus, change: Callable[[Job], None] | None = None) -> Job:
-        """Atomically move a job to `to_status` (if the table allows) and apply `change` to it."""
+    def transition(
+        self,
+        job_id: str,
+        to_status: JobStatus,
+        change: Callable[[Job], None] | None = None,
+        *,
+        attempt: int | None = None,
+    ) -> Job:
+        """Atomically move a job to `to_status` (if the table allows) and apply `change` to it.
+
+        With `attempt`, only that attempt of the job may do it: a superseded execution records nothing.
+        """
         key = JOB_KEY.format(job_id=job_id)
         with _redis_errors(), self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -105,6 +124,8 @@ class JobStore:
                     job = Job.model_validate_json(raw)
                     if to_status not in ALLOWED_TRANSITIONS[job.status]:
                         raise WrongState(f"job {job_id} is {job.status.value}; it cannot become {to_status.value}")
+                    if attempt is not None and job.attempts != attempt:
+                        raise WrongState(f"job {job_id} is on attempt {job.attempts}, not {attempt}")
                     from_status, job.status = job.status, to_status
                     if change is not None:
                         change(job)
@@ -120,6 +141,16 @@ class JobStore:
     def _stage_write(self, pipe: redis.client.Pipeline, job: Job, from_status: JobStatus) -> None:
         """Queue, in one transaction, a changed job and everything its change raises."""
         pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json(), ex=self.job_ttl_s)
+        if from_status == JobStatus.QUEUED:
+            pipe.zrem(QUEUED_INDEX_KEY, job.id)
+        if from_status == JobStatus.RUNNING:
+            pipe.srem(RUNNING_INDEX_KEY, job.id)
+        if job.status == JobStatus.QUEUED:
+            pipe.zadd(QUEUED_INDEX_KEY, {job.id: time.time()})
+        elif job.status == JobStatus.RUNNING:
+            pipe.sadd(RUNNING_INDEX_KEY, job.id)
+        if job.status.is_terminal:
+            pipe.delete(CANCEL_KEY.format(job_id=job.id))
         delivery = self._webhook_delivery(job)
         if delivery is not None:
             stage_delivery(pipe, delivery, self.job_ttl_s)
@@ -133,7 +164,7 @@ class JobStore:
         for batch_id in {job.batch_id for job in jobs if job.batch_id and job.status.is_terminal}:
             BatchStore(self).complete_if_done(batch_id)
 
-    def cancel_queued(self, job_ids: list[str], reason: str) -> int:
+    def cancel_queued(self, job_ids: list[str]) -> int:
         """Cancel, in one transaction, those of these jobs that are still queued; returns how many were."""
         keys = [JOB_KEY.format(job_id=job_id) for job_id in job_ids]
         with _redis_errors(), self.redis.pipeline(transaction=True) as pipe:
@@ -147,7 +178,6 @@ class JobStore:
                             job.status = JobStatus.CANCELED
                             job.completed_at = utc_now_iso()
                             job.output = {"text": "", "finish_reason": "canceled"}
-                            job.error = {"type": "canceled", "message": reason}
                             changed.append(job)
                     pipe.multi()
                     for job in changed:
@@ -233,6 +263,40 @@ class JobStore:
                     pubsub.get_message(timeout=min(remaining, 1.0))
             finally:
                 pubsub.close()
+
+    def request_cancel(self, job_id: str) -> None:
+        """Ask the worker running this job to stop it between two decoding steps."""
+        with _redis_errors():
+            self.redis.set(CANCEL_KEY.format(job_id=job_id), "1", ex=self.job_ttl_s)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with _redis_errors():
+            return bool(self.redis.exists(CANCEL_KEY.format(job_id=job_id)))
+
+    def running_job_ids(self) -> list[str]:
+        """Every job the store believes is running somewhere."""
+        with _redis_errors():
+            return list(self.redis.smembers(RUNNING_INDEX_KEY))
+
+    def queued_since_before(self, moment_s: float, limit: int = 10_000) -> list[str]:
+        """Jobs queued (or requeued) before `moment_s` and still queued."""
+        with _redis_errors():
+            return list(self.redis.zrangebyscore(QUEUED_INDEX_KEY, "-inf", moment_s, start=0, num=limit))
+
+    def touch_queued(self, job_ids: list[str]) -> None:
+        """Restart the queued clock of jobs just republished, so they are not republished again at once."""
+        if job_ids:
+            with _redis_errors():
+                self.redis.zadd(QUEUED_INDEX_KEY, dict.fromkeys(job_ids, time.time()), xx=True)
+
+    def forget_index_entries(self, job_ids: list[str]) -> None:
+        """Drop index entries whose jobs have expired."""
+        if job_ids:
+            with _redis_errors():
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.srem(RUNNING_INDEX_KEY, *job_ids)
+                pipe.zrem(QUEUED_INDEX_KEY, *job_ids)
+                pipe.execute()
 
     def register_worker(self, name: str, info: dict[str, Any], ttl_s: float) -> None:
         """Announce (or refresh) a live worker that has its model loaded."""

@@ -1,6 +1,6 @@
 """The GPU worker's Celery app: it loads the model once when the worker starts and announces itself.
 
-Start it with `celery -A worker.celery_app worker` (see scripts/run_local.py for the full command line).
+Start it with `celery -A worker.celery_app worker` (scripts/service_processes.py has the full command line).
 """
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
+import celeryconfig
 from core.errors import StoreUnavailable
 from core.settings import get_settings
 
 settings = get_settings()
 
 celery_app = Celery("llm-worker", include=["worker.tasks"])
-celery_app.config_from_object("celeryconfig")
-celery_app.conf.broker_url = settings.effective_redis_url
-celery_app.conf.task_default_queue = settings.gpu_queue
+celeryconfig.apply_settings(celery_app, settings)
 # Jobs run in the process that holds the model: no forking after CUDA starts (celery#3402). With batching,
 # one thread per batch slot hands its job to the engine; prefetch 1 per thread keeps the reserve bounded.
 if settings.max_batch_size > 1:
@@ -34,8 +34,11 @@ else:
 
 log = logging.getLogger("llm.worker")
 
+# A job still running this long past its deadline has a hung engine: only a new process can free the device.
+WATCHDOG_GRACE_S = 30.0
+
 _runtime = None
-_stop_heartbeat = threading.Event()
+_stop_background = threading.Event()
 
 
 def get_runtime():
@@ -43,6 +46,15 @@ def get_runtime():
     if _runtime is None:
         raise RuntimeError("the worker runtime is not loaded (not started through `celery worker`?)")
     return _runtime
+
+
+def _republish(job_id: str, priority: str) -> None:
+    celery_app.send_task(
+        celeryconfig.GENERATE_TASK_NAME,
+        args=[job_id],
+        queue=settings.gpu_queue,
+        priority=celeryconfig.PRIORITY_STEPS.get(priority, celeryconfig.PRIORITY_STEPS["normal"]),
+    )
 
 
 def _worker_info(name: str) -> dict:
@@ -60,12 +72,22 @@ def _worker_info(name: str) -> dict:
 
 def _heartbeat_loop(name: str) -> None:
     interval_s = settings.worker_heartbeat_seconds
-    while not _stop_heartbeat.is_set():
+    while not _stop_background.is_set():
         try:
             get_runtime().store.register_worker(name, _worker_info(name), ttl_s=interval_s * 3)
         except StoreUnavailable as error:
             log.warning("heartbeat not written: %s", error)
-        _stop_heartbeat.wait(interval_s)
+        _stop_background.wait(interval_s)
+
+
+def _watchdog_loop() -> None:
+    while not _stop_background.wait(1.0):
+        deadlines = list(get_runtime().deadlines.items())
+        overdue = [job_id for job_id, deadline in deadlines if time.monotonic() > deadline + WATCHDOG_GRACE_S]
+        if overdue:
+            log.critical("jobs %s ignore their deadline (hung engine): the worker exits to free the device", overdue)
+            logging.shutdown()
+            os._exit(71)  # the supervisor restarts the worker; the reconciler requeues or fails the jobs
 
 
 @worker_init.connect
@@ -74,7 +96,9 @@ def load_model_at_start(sender=None, **_kwargs) -> None:
     global _runtime
     from worker.startup import build_runtime
 
-    name = getattr(sender, "hostname", None) or f"gpu@{socket.gethostname()}"
+    hostname = getattr(sender, "hostname", None) or f"gpu@{socket.gethostname()}"
+    # Unique per process: a restarted worker on the same host must not pass for the one that died.
+    name = f"{hostname}#{os.getpid()}"
     try:
         _runtime = build_runtime(settings, worker_name=name)
     except BaseException:
@@ -82,20 +106,34 @@ def load_model_at_start(sender=None, **_kwargs) -> None:
         log.critical("the model could not be loaded: the worker exits", exc_info=True)
         logging.shutdown()
         os._exit(3)
+    _runtime.republish = _republish
 
 
 @worker_ready.connect
 def announce_ready(sender=None, **_kwargs) -> None:
-    """Start the heartbeat that /readyz reads."""
+    """Start the heartbeat that /readyz and the reconciler read, and the hung-engine watchdog."""
     name = get_runtime().worker_name
     threading.Thread(target=_heartbeat_loop, args=(name,), name="heartbeat", daemon=True).start()
+    threading.Thread(target=_watchdog_loop, name="watchdog", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def start_grace_period(sig=None, how=None, exitcode=None, **_kwargs) -> None:
+    """SIGTERM: Celery stops taking jobs; running ones get SHUTDOWN_GRACE_SECONDS, then go back to the queue."""
+    if _runtime is None:
+        return
+    log.warning("stopping: running jobs have %.0f s to finish", settings.shutdown_grace_seconds)
+    timer = threading.Timer(settings.shutdown_grace_seconds, _runtime.stopping.set)
+    timer.daemon = True
+    timer.start()
 
 
 @worker_shutdown.connect
 def withdraw(sender=None, **_kwargs) -> None:
-    """Stop announcing this worker."""
-    _stop_heartbeat.set()
+    """Stop announcing this worker and stop the engine's threads."""
+    _stop_background.set()
     if _runtime is not None:
+        _runtime.stopping.set()
         _runtime.engine.shutdown()
         with contextlib.suppress(StoreUnavailable):
             _runtime.store.unregister_worker(_runtime.worker_name)

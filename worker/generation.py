@@ -13,10 +13,6 @@ class EngineInputError(Exception):
     """The job's input can't be run by this model (no chat template, longer than the context)."""
 
 
-class EngineOutOfMemory(Exception):
-    """The device ran out of memory during this job."""
-
-
 class EngineFailed(Exception):
     """The engine could not produce a result for this job (its error says why)."""
 
@@ -44,6 +40,25 @@ class Engine(Protocol):
     def release_cached_memory(self) -> None: ...
 
     def shutdown(self) -> None: ...
+
+
+_FATAL_DEVICE_ERRORS = ("CUDA error", "device-side assert", "CUBLAS_STATUS", "cudaError", "NCCL error")
+
+
+def classify_failure(failure: BaseException) -> tuple[dict[str, str], bool]:
+    """The job's `error` for an engine failure, and whether the device is beyond use (the worker must exit)."""
+    import torch
+
+    message = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    if isinstance(failure, EngineInputError):
+        return {"type": "invalid_input", "message": message}, False
+    if isinstance(failure, torch.OutOfMemoryError) or "out of memory" in message.lower():
+        return {"type": "out_of_memory", "message": f"the device ran out of memory: {message}"}, False
+    if isinstance(failure, RuntimeError) and any(marker in message for marker in _FATAL_DEVICE_ERRORS):
+        return {"type": "device_error", "message": message}, True
+    if isinstance(failure, EngineFailed):
+        return {"type": "generation_error", "message": message}, False
+    return {"type": "generation_error", "message": f"{type(failure).__name__}: {message}"}, False
 
 
 def cut_at_first_stop(text: str, stops: list[str]) -> str:

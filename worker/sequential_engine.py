@@ -20,7 +20,6 @@ from transformers import (
 
 from core.jobs import GenerationInput
 from worker.generation import (
-    EngineOutOfMemory,
     GenerationResult,
     PromptEncoder,
     cut_at_first_stop,
@@ -115,7 +114,7 @@ class SequentialEngine:
         )
 
     def generate(self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
-        """Run one job's generation; raises EngineInputError or EngineOutOfMemory."""
+        """Run one job's generation; raises EngineInputError, or whatever torch raises (see classify_failure)."""
         prompt_ids = self.encoder.encode(params)
         input_ids = torch.tensor([prompt_ids], device=self.device)
         stops = params.stop or []
@@ -125,17 +124,14 @@ class SequentialEngine:
             processors.append(_SeededSampler(params, self.device))
         with self._lock:
             started = time.perf_counter()
-            try:
-                with torch.inference_mode():
-                    output = self.model.generate(
-                        input_ids=input_ids,
-                        attention_mask=torch.ones_like(input_ids),
-                        generation_config=self._generation_config(params),
-                        stopping_criteria=StoppingCriteriaList([watcher]),
-                        logits_processor=processors,
-                    )
-            except torch.OutOfMemoryError as error:
-                raise EngineOutOfMemory(str(error).splitlines()[0]) from error
+            with torch.inference_mode():
+                output = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    generation_config=self._generation_config(params),
+                    stopping_criteria=StoppingCriteriaList([watcher]),
+                    logits_processor=processors,
+                )
             generation_s = time.perf_counter() - started
         new_ids = output[0, len(prompt_ids) :].tolist()
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from core.jobs import utc_now_iso
@@ -41,6 +42,11 @@ def build_runtime(settings: Settings, *, worker_name: str) -> WorkerRuntime:
     else:
         engine = SequentialEngine(loaded)
         log.info("MAX_BATCH_SIZE=1: one job at a time, as the seed ran")
+    if settings.engine_wrapper:
+        # Test hook: a fake fault (out of memory, a hang, a crash) wrapped around the real engine.
+        module_name, _, function_name = settings.engine_wrapper.partition(":")
+        engine = getattr(importlib.import_module(module_name), function_name)(engine)
+        log.warning("engine wrapped by %s (a test hook)", settings.engine_wrapper)
     store = JobStore(
         connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds),
         job_ttl_s=settings.job_ttl_seconds,

@@ -2,6 +2,7 @@
 
 Run it with `python -m worker.webhook_sender`. It signs each attempt per Standard Webhooks, retries on the
 configured schedule, and records every attempt on the job. Several may run; they never take the same delivery.
+The same process runs the reconciler (worker/reconciler.py), which recovers jobs after crashes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from api.publisher import JobPublisher
 from core.batch_store import BatchStore
 from core.callback_urls import CallbackUrlRefused, check_callback_url
 from core.errors import StoreUnavailable
@@ -36,6 +38,7 @@ from core.webhooks import (
     secret_key_bytes,
     sign,
 )
+from worker.reconciler import Reconciler
 from worker.webhook_http import post_json
 
 log = logging.getLogger("llm.webhooks")
@@ -180,18 +183,17 @@ def main() -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
+    store = JobStore(client, job_ttl_s=settings.job_ttl_seconds)
+    reconciler = Reconciler(settings, store, JobPublisher(settings))
+    threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True).start()
+    log.info("reconciler running every %g s", settings.reconcile_interval_seconds)
     if settings.webhook_secret is None:
-        # The API refuses webhook jobs without a secret, so there is nothing to deliver; idle rather than
-        # exit, so a supervisor doesn't restart this process in a loop.
-        log.warning("WEBHOOK_SECRET is not set: webhooks are disabled and this worker idles")
+        # The API refuses webhook jobs without a secret, so there is nothing to deliver.
+        log.warning("WEBHOOK_SECRET is not set: webhooks are disabled")
         stop.wait()
         return 0
-    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
-    sender = WebhookSender(
-        settings,
-        JobStore(client, job_ttl_s=settings.job_ttl_seconds),
-        WebhookQueue(client, ttl_s=settings.job_ttl_seconds),
-    )
+    sender = WebhookSender(settings, store, WebhookQueue(client, ttl_s=settings.job_ttl_seconds))
     log.info("webhook worker delivering (schedule %s s)", settings.webhook_retry_schedule_seconds)
     sender.run(stop)
     log.info("webhook worker stopped")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from api.routes.common import caller, generation_input, json_body, page_args, services
-from core.errors import InvalidInput
+from core.errors import InvalidInput, WrongState
 from core.jobs import JobStatus
 
 bp = Blueprint("jobs", __name__)
@@ -21,6 +21,20 @@ def create_job():
     response.status_code = 202
     response.headers["Location"] = f"/jobs/{job.id}"
     return response
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str):
+    """Queued: canceled at once, never runs. Running: stops within a second, keeps its text. Finished: 409."""
+    store = services().store
+    job = store.get_for_owner(job_id, caller())
+    if job.status == JobStatus.QUEUED and store.cancel_queued([job_id]):
+        return jsonify(store.get_for_owner(job_id, job.owner).public_view())
+    job = store.get_for_owner(job_id, job.owner)
+    if job.status == JobStatus.RUNNING:
+        store.request_cancel(job_id)
+        return jsonify(job.public_view()), 202
+    raise WrongState(f"job {job_id} is {job.status.value}: there is nothing to cancel")
 
 
 @bp.get("/jobs/<job_id>")

@@ -1,0 +1,113 @@
+"""Recovery that does not wait for the broker's visibility timeout.
+
+Runs in the light worker process (beside webhook delivery). Every few seconds it
+- returns to the queue the running jobs of workers whose heartbeat stopped (or fails them with `max_attempts`
+  once they have used up their attempts, or cancels them if a cancel was pending), and
+- publishes again the queued jobs that have no message on the broker (an API that died between storing a job and
+  publishing it; a message lost with a worker that died before starting it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+
+from api.publisher import JobPublisher, job_ids_with_live_messages
+from core.errors import JobNotFound, StoreUnavailable, WrongState
+from core.jobs import Job, JobStatus, utc_now_iso
+from core.settings import Settings
+from core.store import JobStore
+
+log = logging.getLogger("llm.reconciler")
+
+
+class Reconciler:
+    """Makes the store and the broker agree again after a crash."""
+
+    def __init__(self, settings: Settings, store: JobStore, publisher: JobPublisher) -> None:
+        self.settings = settings
+        self.store = store
+        self.publisher = publisher
+
+    def run(self, stop: threading.Event) -> None:
+        """Reconcile every RECONCILE_INTERVAL_SECONDS until `stop` is set."""
+        while not stop.wait(self.settings.reconcile_interval_seconds):
+            try:
+                self.run_once()
+            except (StoreUnavailable, redis.RedisError) as error:
+                log.warning("reconcile skipped, Redis unreachable: %s", error)
+
+    def run_once(self) -> None:
+        """One pass over running and stale queued jobs."""
+        self.recover_orphaned_running_jobs()
+        self.republish_jobs_without_messages()
+
+    def recover_orphaned_running_jobs(self) -> list[str]:
+        """Running jobs whose worker is gone: requeued, canceled, or failed after MAX_ATTEMPTS."""
+        live = {worker["name"] for worker in self.store.live_workers()}
+        recovered, expired = [], []
+        for job_id in self.store.running_job_ids():
+            job = self.store.get(job_id)
+            if job is None:
+                expired.append(job_id)
+            elif job.status == JobStatus.RUNNING and job.worker not in live:
+                self._recover(job)
+                recovered.append(job_id)
+        self.store.forget_index_entries(expired)
+        return recovered
+
+    def _recover(self, job: Job) -> None:
+        dead = job.worker
+        try:
+            if self.store.cancel_requested(job.id):
+                self.store.transition(job.id, JobStatus.CANCELED, _finish_as_canceled, attempt=job.attempts)
+                log.warning("job %s: its worker %s died; it was being canceled: canceled", job.id, dead)
+            elif job.attempts >= self.settings.max_attempts:
+                self.store.transition(job.id, JobStatus.FAILED, _fail_max_attempts, attempt=job.attempts)
+                log.error("job %s: its worker died on each of %d attempts: failed", job.id, job.attempts)
+            else:
+                self.store.transition(job.id, JobStatus.QUEUED, _back_to_queue, attempt=job.attempts)
+                self.publisher.publish(job.id, job.priority)
+                log.warning("job %s: its worker %s died; back on the queue (attempt %d)", job.id, dead, job.attempts)
+        except (JobNotFound, WrongState):
+            pass  # it moved on meanwhile (the worker was alive after all, or another reconciler got there)
+
+    def republish_jobs_without_messages(self) -> list[str]:
+        """Queued jobs stale for STALE_QUEUED_SECONDS that no message carries: published again."""
+        stale = self.store.queued_since_before(time.time() - self.settings.stale_queued_seconds)
+        if not stale:
+            return []
+        live = job_ids_with_live_messages(self.store.redis, self.publisher.queue, self.settings.stale_queued_seconds)
+        orphans = [job_id for job_id in stale if job_id not in live]
+        expired = []
+        for job_id in orphans:
+            job = self.store.get(job_id)
+            if job is None:
+                expired.append(job_id)
+            elif job.status == JobStatus.QUEUED:
+                self.publisher.publish(job.id, job.priority)
+                log.warning("job %s: queued with no message on the broker: published again", job_id)
+        self.store.forget_index_entries(expired)
+        self.store.touch_queued([job_id for job_id in orphans if job_id not in expired])
+        return orphans
+
+
+def _back_to_queue(job: Job) -> None:
+    job.worker = None
+    job.started_at = None
+
+
+def _fail_max_attempts(job: Job) -> None:
+    job.completed_at = utc_now_iso()
+    job.error = {
+        "type": "max_attempts",
+        "message": f"the worker running this job died on each of its {job.attempts} attempts",
+    }
+
+
+def _finish_as_canceled(job: Job) -> None:
+    job.completed_at = utc_now_iso()
+    job.output = {"text": "", "finish_reason": "canceled"}
