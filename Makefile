@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint format demo-model bench batch clean
+.PHONY: run test test-faults lint format demo-model bench batch clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(RUNTIME_STAMP)
 ## test: the whole suite against real Redis, worker, HTTP server and a tiny real model
 test: $(DEV_STAMP)
 	$(PY) -m pytest
+
+## test-faults: only the fault-injection suite (kill -9, Redis restart, OOM, deadlines, SIGTERM)
+test-faults: $(DEV_STAMP)
+	$(PY) -m pytest -m faults
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -168,11 +168,28 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, watch: StopWatch) -> 
         job.error = error
 
     try:
-        runtime.store.transition(job.id, final_status, record_outcome, attempt=job.attempts)
+        _while_redis_is_away(
+            lambda: runtime.store.transition(job.id, final_status, record_outcome, attempt=job.attempts)
+        )
     except (JobNotFound, WrongState) as reason:
         log.warning("job %s: outcome not recorded (another execution owns it): %s", job.id, reason)
         return
     log.info("job %s %s", job.id, final_status.value)
+
+
+def _while_redis_is_away(write: Callable[[], object], give_up_after_s: float = 600.0) -> None:
+    """Retry a result write while Redis restarts: the result exists only in this process until it is stored."""
+    deadline, wait_s = time.monotonic() + give_up_after_s, 0.2
+    while True:
+        try:
+            write()
+            return
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Redis unreachable: retrying the result write in %.1f s", wait_s)
+            time.sleep(wait_s)
+            wait_s = min(wait_s * 2, 5.0)
 
 
 def _hand_back(runtime: WorkerRuntime, job: Job) -> None:

@@ -1,0 +1,143 @@
+"""Fault-test fixtures: a Redis of the test's own (to stop and restart), worker processes to kill, fast clocks."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from api.app import create_app
+from core.settings import Settings
+from core.store import JobStore, connect
+from scripts.redis_server import RedisServer, free_port
+from scripts.service_processes import api_command, wait_for_worker, webhook_worker_command, worker_command
+from tests.conftest import ROOT, service_env, stop_process
+
+# Clocks compressed from seconds-to-minutes to fractions of a second, so each fault plays out quickly.
+FAST_RECOVERY = {
+    "WORKER_HEARTBEAT_SECONDS": "0.5",
+    "RECONCILE_INTERVAL_SECONDS": "0.5",
+    "STALE_QUEUED_SECONDS": "3",
+    "SHUTDOWN_GRACE_SECONDS": "1",
+}
+LONG_JOB = {"prompt": "Một câu chuyện rất dài", "max_tokens": 1800, "ignore_eos": True, "do_sample": False}
+
+
+class FaultLab:
+    """One test's world: its Redis, its workers, the light worker (reconciler), an execution log on disk."""
+
+    def __init__(self, tmp: Path, model_dir: Path) -> None:
+        self.tmp = tmp
+        self.model_dir = model_dir
+        self.redis = RedisServer(tmp / "redis")
+        self.redis.start()
+        self.execution_log = tmp / "executions.log"
+        self.processes: list[subprocess.Popen] = []
+        self.store = JobStore(connect(self.redis.url), job_ttl_s=3600)
+        self._names = collections.Counter()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return service_env(
+            self.redis.url,
+            self.model_dir,
+            self.tmp / "logs",
+            EXECUTION_LOG=str(self.execution_log),
+            **(FAST_RECOVERY | extra),
+        )
+
+    def _spawn(self, command: list[str], label: str, env: dict[str, str]) -> subprocess.Popen:
+        self._names[label] += 1
+        out = (self.tmp / f"{label}-{self._names[label]}.out").open("w")
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def start_worker(self, name: str = "gpu", **extra: str) -> subprocess.Popen:
+        """A GPU worker (CPU here), ready once it has announced its loaded model."""
+        process = self._spawn(worker_command(f"{name}@%h"), name, self.env(**extra))
+        wait_for_worker(self.store, process, name, timeout_s=120)
+        return process
+
+    def start_light_worker(self, **extra: str) -> subprocess.Popen:
+        """The webhook worker, whose reconciler recovers jobs."""
+        return self._spawn(webhook_worker_command(), "light", self.env(**extra))
+
+    def start_api(self, **extra: str) -> str:
+        port = free_port()
+        self._spawn(api_command(f"127.0.0.1:{port}", workers=1, threads=4), "api", self.env(**extra))
+        base_url = f"http://127.0.0.1:{port}"
+        import requests
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{base_url}/healthz", timeout=1)
+                return base_url
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("the API did not start")
+
+    def client(self, **overrides):
+        """The API in-process (Flask test client) on this lab's Redis."""
+        settings = Settings(
+            _env_file=None, redis_url=self.redis.url, log_dir=self.tmp / "logs", device="cpu", **overrides
+        )
+        return create_app(settings).test_client()
+
+    def submit(self, client, body: dict) -> str:
+        response = client.post("/jobs", json=body)
+        assert response.status_code == 202, response.get_data(as_text=True)
+        return response.get_json()["id"]
+
+    def job(self, job_id: str) -> dict:
+        job = self.store.get(job_id)
+        assert job is not None, job_id
+        return job.public_view()
+
+    def wait(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
+        """Poll until `predicate()`; returns the seconds it took."""
+        started = time.monotonic()
+        while not predicate():
+            if time.monotonic() - started > timeout_s:
+                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def all_done(self, job_ids: list[str]) -> bool:
+        return all(self.job(job_id)["status"] in ("succeeded", "failed", "canceled") for job_id in job_ids)
+
+    def executions(self) -> collections.Counter:
+        """How many times each job started, read from the log kept outside Redis."""
+        if not self.execution_log.exists():
+            return collections.Counter()
+        return collections.Counter(line.split()[1] for line in self.execution_log.read_text().splitlines())
+
+    def kill(self, process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            stop_process(process, timeout_s=10)
+        self.redis.stop()
+
+
+@pytest.fixture
+def lab(tmp_path: Path, demo_model_dir: Path) -> Iterator[FaultLab]:
+    world = FaultLab(tmp_path, demo_model_dir)
+    yield world
+    world.close()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
