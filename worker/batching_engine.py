@@ -53,6 +53,7 @@ class _Pending:
     prompt_len: int
     stops: list[str]
     submitted_at: float
+    should_cancel: Callable[[], bool] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     tokens: list[int] = field(default_factory=list)
     first_token_at: float | None = None
@@ -89,6 +90,9 @@ class BatchingEngine:
         self.manager = self._start_manager(settings)
         self._dispatcher = threading.Thread(target=self._dispatch_outputs, name="cb-dispatcher", daemon=True)
         self._dispatcher.start()
+        # One thread asks every job whether to stop, rather than each job's thread waking up to ask.
+        self._canceller = threading.Thread(target=self._watch_for_cancels, name="cb-cancels", daemon=True)
+        self._canceller.start()
 
     def _start_manager(self, settings: Settings):
         # Non-default temperature/top_p/top_k make transformers build the per-request processors; each job then
@@ -161,7 +165,7 @@ class BatchingEngine:
         if not self.manager.is_running():
             raise EngineFailed("the batching engine is not running")
         request_id = uuid.uuid4().hex
-        pending = _Pending(len(prompt_ids), params.stop or [], time.perf_counter())
+        pending = _Pending(len(prompt_ids), params.stop or [], time.perf_counter(), should_cancel)
         with self._lock:
             self._pending[request_id] = pending
             self._note_batch_size()
@@ -175,10 +179,7 @@ class BatchingEngine:
             eos_token_id=-1 if params.ignore_eos else self.eos_token_ids,
             **self._sampling_kwargs(params),
         )
-        while not pending.done.wait(CANCEL_POLL_S):
-            if should_cancel is not None and should_cancel():
-                self._finish(request_id, canceled=True)
-                self.manager.cancel_request(request_id)
+        pending.done.wait()
         if pending.error is not None:
             raise EngineFailed(pending.error)
         return self._result(pending)
@@ -251,6 +252,15 @@ class BatchingEngine:
                 pending.stop_hit = True
                 self._finish(output.request_id)
                 self.manager.cancel_request(output.request_id)
+
+    def _watch_for_cancels(self) -> None:
+        while not self._stopping.wait(CANCEL_POLL_S):
+            with self._lock:
+                watched = [(rid, p.should_cancel) for rid, p in self._pending.items() if p.should_cancel is not None]
+            for request_id, should_cancel in watched:
+                if should_cancel():
+                    self._finish(request_id, canceled=True)
+                    self.manager.cancel_request(request_id)
 
     def _stop_string_seen(self, pending: _Pending) -> bool:
         text = self.tokenizer.decode(pending.tokens, skip_special_tokens=True)
