@@ -21,6 +21,7 @@ from core.keys import (
     JOB_KEY,
     QUEUED_INDEX_KEY,
 )
+from core.redis_transactions import watched_update
 from core.webhook_queue import stage_delivery
 from core.webhooks import EVENT_COMPLETED, STATE_PENDING, new_batch_delivery
 
@@ -185,18 +186,14 @@ class BatchStore:
     def update_webhook(self, batch_id: str, change: Callable[[dict], None]) -> None:
         """Record a delivery attempt on the batch's `webhook`."""
         key = BATCH_KEY.format(batch_id=batch_id)
-        with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    batch = Batch.model_validate_json(raw) if raw else None
-                    if batch is None or batch.webhook is None:
-                        return
-                    change(batch.webhook)
-                    pipe.multi()
-                    pipe.set(key, batch.model_dump_json(), keepttl=True)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue
+
+        def step(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.get(key)
+            batch = Batch.model_validate_json(raw) if raw else None
+            if batch is None or batch.webhook is None:
+                return
+            change(batch.webhook)
+            pipe.multi()
+            pipe.set(key, batch.model_dump_json(), keepttl=True)
+
+        watched_update(self.redis, [key], step)

@@ -26,6 +26,7 @@ from core.keys import (
     WORKER_KEY,
     WORKER_KEY_PATTERN,
 )
+from core.redis_transactions import watched_update
 from core.webhook_queue import stage_delivery
 from core.webhooks import STATE_PENDING, event_for_status, new_delivery_for
 
@@ -114,27 +115,25 @@ class JobStore:
         With `attempt`, only that attempt of the job may do it: a superseded execution records nothing.
         """
         key = JOB_KEY.format(job_id=job_id)
-        with _redis_errors(), self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    if raw is None:
-                        raise JobNotFound(f"no job with id {job_id!r}")
-                    job = Job.model_validate_json(raw)
-                    if to_status not in ALLOWED_TRANSITIONS[job.status]:
-                        raise WrongState(f"job {job_id} is {job.status.value}; it cannot become {to_status.value}")
-                    if attempt is not None and job.attempts != attempt:
-                        raise WrongState(f"job {job_id} is on attempt {job.attempts}, not {attempt}")
-                    from_status, job.status = job.status, to_status
-                    if change is not None:
-                        change(job)
-                    pipe.multi()
-                    self._stage_write(pipe, job, from_status)
-                    pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue
+
+        def step(pipe: redis.client.Pipeline) -> Job:
+            raw = pipe.get(key)
+            if raw is None:
+                raise JobNotFound(f"no job with id {job_id!r}")
+            job = Job.model_validate_json(raw)
+            if to_status not in ALLOWED_TRANSITIONS[job.status]:
+                raise WrongState(f"job {job_id} is {job.status.value}; it cannot become {to_status.value}")
+            if attempt is not None and job.attempts != attempt:
+                raise WrongState(f"job {job_id} is on attempt {job.attempts}, not {attempt}")
+            from_status, job.status = job.status, to_status
+            if change is not None:
+                change(job)
+            pipe.multi()
+            self._stage_write(pipe, job, from_status)
+            return job
+
+        with _redis_errors():
+            job = watched_update(self.redis, [key], step)
         self._after_write([job])
         return job
 
@@ -167,25 +166,23 @@ class JobStore:
     def cancel_queued(self, job_ids: list[str]) -> int:
         """Cancel, in one transaction, those of these jobs that are still queued; returns how many were."""
         keys = [JOB_KEY.format(job_id=job_id) for job_id in job_ids]
-        with _redis_errors(), self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(*keys)
-                    changed = []
-                    for raw in pipe.mget(keys):
-                        job = Job.model_validate_json(raw) if raw else None
-                        if job is not None and job.status == JobStatus.QUEUED:
-                            job.status = JobStatus.CANCELED
-                            job.completed_at = utc_now_iso()
-                            job.output = {"text": "", "finish_reason": "canceled"}
-                            changed.append(job)
-                    pipe.multi()
-                    for job in changed:
-                        self._stage_write(pipe, job, JobStatus.QUEUED)
-                    pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue  # a worker took one of them meanwhile: look again
+
+        def step(pipe: redis.client.Pipeline) -> list[Job]:
+            changed = []
+            for raw in pipe.mget(keys):
+                job = Job.model_validate_json(raw) if raw else None
+                if job is not None and job.status == JobStatus.QUEUED:
+                    job.status = JobStatus.CANCELED
+                    job.completed_at = utc_now_iso()
+                    job.output = {"text": "", "finish_reason": "canceled"}
+                    changed.append(job)
+            pipe.multi()
+            for job in changed:
+                self._stage_write(pipe, job, JobStatus.QUEUED)
+            return changed
+
+        with _redis_errors():
+            changed = watched_update(self.redis, keys, step)  # a worker may take one meanwhile: then look again
         self._after_write(changed)
         return len(changed)
 
@@ -201,23 +198,18 @@ class JobStore:
     def update_webhook(self, job_id: str, change: Callable[[dict], None]) -> None:
         """Change the job's `webhook` record (delivery attempts) without touching its status."""
         key = JOB_KEY.format(job_id=job_id)
-        with _redis_errors(), self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    if raw is None:
-                        return  # expired: nothing left to record on
-                    job = Job.model_validate_json(raw)
-                    if job.webhook is None:
-                        return
-                    change(job.webhook)
-                    pipe.multi()
-                    pipe.set(key, job.model_dump_json(), keepttl=True)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue
+
+        def step(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.get(key)
+            job = Job.model_validate_json(raw) if raw else None
+            if job is None or job.webhook is None:
+                return  # expired: nothing left to record on
+            change(job.webhook)
+            pipe.multi()
+            pipe.set(key, job.model_dump_json(), keepttl=True)
+
+        with _redis_errors():
+            watched_update(self.redis, [key], step)
 
     def list_for_owner(
         self, owner: str, *, status: JobStatus | None, limit: int, before_sequence: int | None

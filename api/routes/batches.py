@@ -7,7 +7,7 @@ import json
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.routes.common import caller, check_webhook_url, page_args, services
+from api.routes.common import accepted, caller, check_webhook_url, page_args, services
 from core.batches import split_batch_body, validate_batch_lines
 from core.errors import InvalidInput, WrongState
 
@@ -53,10 +53,7 @@ def create_batch():
         idempotency_key=request.headers.get("Idempotency-Key"),
         body_hash=hashlib.sha256(request.get_data() + (webhook or "").encode()).hexdigest(),
     )
-    response = jsonify(svc.batches.view(batch))
-    response.status_code = 202
-    response.headers["Location"] = f"/batches/{batch.id}"
-    return response
+    return accepted(svc.batches.view(batch), f"/batches/{batch.id}")
 
 
 @bp.get("/batches/<batch_id>")

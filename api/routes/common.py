@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, current_app, jsonify, request
 
 from api.auth import owner_of
 from api.submission import Services
@@ -13,6 +13,14 @@ from core.errors import InvalidInput, MalformedBody
 from core.jobs import GenerationInput, parse_generation_input
 
 MAX_PAGE_SIZE = 100
+
+
+def accepted(body: dict, location: str) -> Response:
+    """202 Accepted with the stored object and where to poll it."""
+    response = jsonify(body)
+    response.status_code = 202
+    response.headers["Location"] = location
+    return response
 
 
 def services() -> Services:

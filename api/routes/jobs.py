@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from api.routes.common import caller, generation_input, json_body, page_args, services
+from api.routes.common import accepted, caller, generation_input, json_body, page_args, services
 from core.errors import InvalidInput, WrongState
 from core.jobs import JobStatus
 
@@ -17,10 +17,7 @@ def create_job():
     owner = caller()
     params = generation_input(json_body())
     job = services().submit(params, owner, request.headers.get("Idempotency-Key"))
-    response = jsonify(job.public_view())
-    response.status_code = 202
-    response.headers["Location"] = f"/jobs/{job.id}"
-    return response
+    return accepted(job.public_view(), f"/jobs/{job.id}")
 
 
 @bp.post("/jobs/<job_id>/cancel")
