@@ -143,3 +143,23 @@ def test_slow_receiver_never_delays_the_next_job(api_server, webhook_worker, rec
 
 def test_job_without_webhook_has_none(api_server):
     assert submit(api_server.base_url, QUICK)["webhook"] is None
+
+
+def test_batch_webhook_receives_a_signed_batch_completed(api_server, webhook_worker, receiver):
+    hook = receiver()
+    lines = "\n".join(json.dumps({"custom_id": f"w{i}", "body": QUICK}) for i in range(5))
+    response = requests.post(f"{api_server.base_url}/batches", params={"webhook": hook.url}, data=lines, timeout=30)
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["id"]
+    [request] = hook.wait_for(1)
+    event = Webhook(WEBHOOK_SECRET).verify(request.body, request.headers)
+    assert event["type"] == "batch.completed" and event["data"]["id"] == batch_id
+    assert event["data"]["counts"]["succeeded"] == 5 and event["data"]["completed_at"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        batch = requests.get(f"{api_server.base_url}/batches/{batch_id}", timeout=5).json()
+        if batch["webhook"]["state"].get("completed") == "delivered":
+            break
+        time.sleep(0.05)
+    assert batch["webhook"]["state"]["completed"] == "delivered"
+    assert batch["webhook"]["deliveries"][0]["status_code"] == 200

@@ -22,6 +22,7 @@ from transformers.generation.continuous_batching.requests import RequestStatus
 from core.jobs import GenerationInput
 from core.settings import Settings
 from worker.generation import (
+    EngineDead,
     EngineFailed,
     GenerationResult,
     PromptEncoder,
@@ -61,6 +62,7 @@ class _Pending:
     stop_hit: bool = False
     canceled: bool = False
     error: str | None = None
+    engine_died: bool = False
     batch_size: int = 1
 
 
@@ -139,7 +141,7 @@ class BatchingEngine:
         """Stop the manager's generation thread (it is not a daemon: a worker would hang at exit without this)."""
         self._stopping.set()
         self.manager.stop(block=True, timeout=10, hard_stop=True)
-        self._fail_all("the engine shut down")
+        self._fail_all("the engine shut down", engine_died=False)
 
     def release_cached_memory(self) -> None:
         """Empty the CUDA cache, but only when no job is in the batch (it would only slow them down)."""
@@ -163,7 +165,7 @@ class BatchingEngine:
             return self.sequential.generate(params, should_cancel)
         prompt_ids = self.encoder.encode(params)
         if not self.manager.is_running():
-            raise EngineFailed("the batching engine is not running")
+            raise EngineDead("the batching engine's generation thread is not running")
         request_id = uuid.uuid4().hex
         pending = _Pending(len(prompt_ids), params.stop or [], time.perf_counter(), should_cancel)
         with self._lock:
@@ -180,6 +182,8 @@ class BatchingEngine:
             **self._sampling_kwargs(params),
         )
         pending.done.wait()
+        if pending.engine_died:
+            raise EngineDead(pending.error or "the batching engine stopped")
         if pending.error is not None:
             raise EngineFailed(pending.error)
         return self._result(pending)
@@ -209,21 +213,24 @@ class BatchingEngine:
         for pending in self._pending.values():
             pending.batch_size = max(pending.batch_size, active)
 
-    def _finish(self, request_id: str, *, canceled: bool = False, error: str | None = None) -> None:
+    def _finish(
+        self, request_id: str, *, canceled: bool = False, error: str | None = None, engine_died: bool = False
+    ) -> None:
         with self._lock:
             pending = self._pending.pop(request_id, None)
         if pending is None:
             return
         pending.canceled = pending.canceled or canceled
         pending.error = error
+        pending.engine_died = engine_died
         pending.finished_at = time.perf_counter()
         pending.done.set()
 
-    def _fail_all(self, reason: str) -> None:
+    def _fail_all(self, reason: str, *, engine_died: bool) -> None:
         with self._lock:
             request_ids = list(self._pending)
         for request_id in request_ids:
-            self._finish(request_id, error=reason)
+            self._finish(request_id, error=reason, engine_died=engine_died)
 
     def _dispatch_outputs(self) -> None:
         """The only reader of the manager's output queue (get_result by id would shuffle others' outputs)."""
@@ -231,8 +238,9 @@ class BatchingEngine:
             output = self.manager.get_result(timeout=0.1)
             if output is None:
                 if not self.manager.is_running() and not self._stopping.is_set():
-                    log.error("the continuous-batching thread died: failing its jobs")
-                    self._fail_all("the batching engine stopped unexpectedly")
+                    # Its jobs make the worker exit (see classify_failure): the reconciler requeues them.
+                    log.error("the continuous-batching thread died")
+                    self._fail_all("the batching engine stopped unexpectedly", engine_died=True)
                     return
                 continue
             with self._lock:

@@ -17,6 +17,10 @@ class EngineFailed(Exception):
     """The engine could not produce a result for this job (its error says why)."""
 
 
+class EngineDead(Exception):
+    """The engine's generation thread died: no job can run in this process any more."""
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     text: str
@@ -54,7 +58,9 @@ def classify_failure(failure: BaseException) -> tuple[dict[str, str], bool]:
         return {"type": "invalid_input", "message": message}, False
     if isinstance(failure, torch.OutOfMemoryError) or "out of memory" in message.lower():
         return {"type": "out_of_memory", "message": f"the device ran out of memory: {message}"}, False
-    if isinstance(failure, RuntimeError) and any(marker in message for marker in _FATAL_DEVICE_ERRORS):
+    if isinstance(failure, EngineDead) or (
+        isinstance(failure, RuntimeError) and any(marker in message for marker in _FATAL_DEVICE_ERRORS)
+    ):
         return {"type": "device_error", "message": message}, True
     if isinstance(failure, EngineFailed):
         return {"type": "generation_error", "message": message}, False

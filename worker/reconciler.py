@@ -91,7 +91,9 @@ class Reconciler:
                 self.publisher.publish(job.id, job.priority)
                 log.warning("job %s: queued with no message on the broker: published again", job_id)
         self.store.forget_index_entries(expired)
-        self.store.touch_queued([job_id for job_id in orphans if job_id not in expired])
+        # Every job looked at starts a new clock, those with a message too: a long backlog (a big batch) is
+        # then scanned once per STALE_QUEUED_SECONDS, not on every pass.
+        self.store.touch_queued([job_id for job_id in stale if job_id not in expired])
         return orphans
 
 

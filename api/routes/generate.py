@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from api.routes.common import caller, generation_input, json_body, services
-from core.errors import GenerationFailed, WaitTimedOut
+from core.errors import GenerationFailed, WaitTimedOut, WrongState
 from core.jobs import JobStatus
 
 bp = Blueprint("generate", __name__)
@@ -39,7 +39,7 @@ def generate():
             error.get("message", "generation failed"), job_id=job.id, error_type=error.get("type", "failed")
         )
     if job.status == JobStatus.CANCELED:
-        raise GenerationFailed("the job was canceled", job_id=job.id, error_type="canceled")
+        raise WrongState(f"job {job.id} was canceled before it finished")
     raise WaitTimedOut(
         f"the job did not finish within {svc.settings.sync_wait_seconds:g} s; poll /jobs/{job.id}",
         job_id=job.id,
