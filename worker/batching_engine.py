@@ -26,6 +26,7 @@ from worker.generation import (
     EngineFailed,
     GenerationResult,
     PromptEncoder,
+    context_tokens,
     cut_at_first_stop,
     eos_token_ids,
     finish_reason_of,
@@ -82,7 +83,7 @@ class BatchingEngine:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = loaded.device.torch_device
-        self.encoder = PromptEncoder(self.tokenizer, getattr(self.model.config, "max_position_embeddings", None))
+        self.encoder = PromptEncoder(self.tokenizer, context_tokens(self.model))
         self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
         self.vocab_size = self.model.config.get_text_config().vocab_size
         self.sequential = SequentialEngine(loaded)

@@ -85,9 +85,12 @@ class PromptEncoder:
         if params.messages is not None:
             if not self.tokenizer.chat_template:
                 raise EngineInputError("this model's tokenizer has no chat template: send `prompt` instead")
-            encoded = self.tokenizer.apply_chat_template(
-                [m.model_dump() for m in params.messages], add_generation_prompt=True, return_dict=True
-            )
+            try:
+                encoded = self.tokenizer.apply_chat_template(
+                    [m.model_dump() for m in params.messages], add_generation_prompt=True, return_dict=True
+                )
+            except Exception as refused:  # noqa: BLE001 - templates raise what they like (e.g. "no system role")
+                raise EngineInputError(f"the model's chat template refused these messages: {refused}") from None
             input_ids = list(encoded["input_ids"])
         else:
             input_ids = list(self.tokenizer(params.prompt)["input_ids"])
@@ -97,6 +100,16 @@ class PromptEncoder:
                 f"the model's context of {self.context_tokens} tokens"
             )
         return input_ids
+
+
+def context_tokens(model) -> int | None:
+    """The longest sequence the model takes, under whichever name its config uses."""
+    config = model.config.get_text_config()
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:

@@ -22,6 +22,7 @@ from core.jobs import GenerationInput
 from worker.generation import (
     GenerationResult,
     PromptEncoder,
+    context_tokens,
     cut_at_first_stop,
     eos_token_ids,
     finish_reason_of,
@@ -84,7 +85,7 @@ class SequentialEngine:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = loaded.device.torch_device
-        self.encoder = PromptEncoder(self.tokenizer, getattr(self.model.config, "max_position_embeddings", None))
+        self.encoder = PromptEncoder(self.tokenizer, context_tokens(self.model))
         self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
         self._lock = threading.Lock()
 

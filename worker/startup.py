@@ -35,12 +35,14 @@ def build_runtime(settings: Settings, *, worker_name: str) -> WorkerRuntime:
     log_resources(resource_log, sampler, "After model load")
     if loaded.paths.is_demo:
         log.warning(_DEMO_WARNING.format(path=loaded.paths.weights_dir.parent))
-    engine: Engine
+    engine: Engine = SequentialEngine(loaded)
     if settings.max_batch_size > 1:
-        engine = BatchingEngine(loaded, settings)
-        log.info("continuous batching: up to %d jobs share the model", settings.max_batch_size)
+        try:
+            engine = BatchingEngine(loaded, settings)
+            log.info("continuous batching: up to %d jobs share the model", settings.max_batch_size)
+        except Exception:  # noqa: BLE001 - an architecture the batching manager can't run still gets served
+            log.exception("continuous batching is not available for this model: serving one job at a time")
     else:
-        engine = SequentialEngine(loaded)
         log.info("MAX_BATCH_SIZE=1: one job at a time, as the seed ran")
     if settings.engine_wrapper:
         # Test hook: a fake fault (out of memory, a hang, a crash) wrapped around the real engine.
