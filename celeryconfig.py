@@ -23,7 +23,6 @@ task_default_queue = "gpu"
 GENERATE_TASK_NAME = "llm.generate"
 # kombu emulates priorities on Redis with one list per step, and takes from the lowest number first.
 PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6, "batch": 9}
-task_routes = {"llm.generate": {"queue": "gpu"}}
 
 broker_transport_options = {
     # Publishing must fail fast, not hang, when Redis is away (celery#4296).

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+import redis
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from core.errors import BodyTooLarge, ServiceError
+from core.errors import BodyTooLarge, ServiceError, StoreUnavailable
 
 log = logging.getLogger("llm.api")
 
@@ -37,8 +38,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(error: RequestEntityTooLarge):
-        limit = app.config.get("MAX_CONTENT_LENGTH")
+        limit = request.max_content_length
         return service_error_response(BodyTooLarge(f"the request body is larger than {limit} bytes"))
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def _redis_away(error: redis.RedisError):
+        # Stores wrap what they expect; this catches the rest, so Redis being away is never a 500.
+        return service_error_response(StoreUnavailable(f"the job store is unreachable: {error}", retry_after_s=5))
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):

@@ -155,9 +155,18 @@ class BatchStore:
 
     def cancel(self, batch: Batch) -> int:
         """Cancel every queued job of the batch (running ones finish); returns how many were canceled."""
-        if batch.cancel_requested_at is None:
-            batch.cancel_requested_at = utc_now_iso()
-            self.redis.set(BATCH_KEY.format(batch_id=batch.id), batch.model_dump_json(), keepttl=True)
+        key = BATCH_KEY.format(batch_id=batch.id)
+
+        def mark_canceled(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.get(key)
+            current = Batch.model_validate_json(raw) if raw else None
+            if current is None or current.cancel_requested_at is not None:
+                return
+            current.cancel_requested_at = batch.cancel_requested_at = utc_now_iso()
+            pipe.multi()
+            pipe.set(key, current.model_dump_json(), keepttl=True)
+
+        watched_update(self.redis, [key], mark_canceled)
         canceled = 0
         for chunk in self.job_ids(batch.id):
             canceled += self.jobs.cancel_queued(chunk)

@@ -64,6 +64,8 @@ def split_batch_body(raw: bytes) -> list[Any]:
     if stripped.startswith("["):
         try:
             items = json.loads(stripped)
+        except RecursionError:
+            raise InvalidInput("the body nests deeper than any batch line can") from None
         except json.JSONDecodeError as error:
             raise InvalidInput(f"the body starts like a JSON list but is not valid JSON: {error}") from None
         return items
@@ -75,6 +77,8 @@ def split_batch_body(raw: bytes) -> list[Any]:
             lines.append(json.loads(line))
         except json.JSONDecodeError as error:
             lines.append(_BadLine(f"not valid JSON: {error.msg}"))
+        except RecursionError:
+            lines.append(_BadLine("nested too deeply"))
     return lines
 
 

@@ -40,6 +40,10 @@ class CallbackUrlRefused(InvalidInput):
     """The callback URL points where this service must not send requests."""
 
 
+class CallbackHostUnresolved(CallbackUrlRefused):
+    """The host did not resolve: refused at submit, but at send time possibly a passing DNS failure."""
+
+
 @dataclass(frozen=True)
 class CheckedUrl:
     """A URL whose host was resolved and vetted; connect to `address`, send `Host: host`."""
@@ -83,7 +87,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
-        raise CallbackUrlRefused(f"webhook: the host {host!r} does not resolve", field="webhook") from error
+        raise CallbackHostUnresolved(f"webhook: the host {host!r} does not resolve", field="webhook") from error
     return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
 
 

@@ -29,7 +29,7 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED}),
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
     # running -> queued: a dead worker's job goes back to the queue, as does one a stopping worker hands back.
     JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}),
     JobStatus.SUCCEEDED: frozenset(),
@@ -59,7 +59,7 @@ class GenerationInput(BaseModel):
     temperature: float = Field(0.7, ge=0.0, le=5.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     do_sample: bool = True
-    top_k: int | None = Field(None, ge=1)
+    top_k: int | None = Field(None, ge=1, le=1_000_000)
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
     stop: list[str] | None = Field(None, max_length=MAX_STOP_STRINGS)
     seed: int | None = Field(None, ge=0, lt=2**63)
@@ -92,10 +92,17 @@ class GenerationInput(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_small(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_METADATA_KEYS:
-            raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
-        if any(len(k) > 64 or len(v) > 512 for k, v in value.items()):
-            raise ValueError("keys are at most 64 characters and values at most 512")
+        problem = metadata_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_usable(cls, value: float) -> float:
+        # Below 0.01 the scaled logits overflow and sampling gets NaN probabilities: 0 means greedy instead.
+        if 0.0 < value < 0.01:
+            raise ValueError("must be 0 (greedy) or at least 0.01")
         return value
 
     @model_validator(mode="after")
@@ -117,6 +124,25 @@ class GenerationInput(BaseModel):
         return not self.do_sample or self.temperature == 0.0
 
 
+def metadata_problem(value: Any) -> str | None:
+    """Why a metadata map is not acceptable (a small map of strings), or None."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return "must be a map of strings"
+    if len(value) > MAX_METADATA_KEYS:
+        return f"at most {MAX_METADATA_KEYS} keys"
+    if any(len(k) > 64 or len(v) > 512 for k, v in value.items()):
+        return "keys are at most 64 characters and values at most 512"
+    return None
+
+
+def check_metadata(value: Any) -> dict[str, str]:
+    """The metadata map, or InvalidInput saying what is wrong with it."""
+    problem = metadata_problem(value)
+    if problem:
+        raise InvalidInput(f"metadata: {problem}", field="metadata")
+    return value
+
+
 def parse_generation_input(body: Any, *, max_tokens_limit: int, max_prompt_chars: int) -> GenerationInput:
     """Validate a request body into a GenerationInput, or raise InvalidInput naming the first bad field."""
     if not isinstance(body, dict):
@@ -128,6 +154,8 @@ def parse_generation_input(body: Any, *, max_tokens_limit: int, max_prompt_chars
         field = ".".join(str(p) for p in first["loc"]) or None
         message = first["msg"].removeprefix("Value error, ")
         raise InvalidInput(f"{field}: {message}" if field else message, field=field) from None
+    if "max_tokens" not in body and params.max_tokens > max_tokens_limit:
+        params.max_tokens = max_tokens_limit  # the default (128) never exceeds a deployment's smaller limit
     if params.max_tokens > max_tokens_limit:
         raise InvalidInput(f"max_tokens: must be at most {max_tokens_limit}", field="max_tokens")
     prompt_chars = len(params.prompt or "") + sum(len(m.content) for m in params.messages or [])

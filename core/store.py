@@ -139,6 +139,7 @@ class JobStore:
 
     def _stage_write(self, pipe: redis.client.Pipeline, job: Job, from_status: JobStatus) -> None:
         """Queue, in one transaction, a changed job and everything its change raises."""
+        delivery = self._webhook_delivery(job)  # first: it notes the event as pending on the job we write
         pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json(), ex=self.job_ttl_s)
         if from_status == JobStatus.QUEUED:
             pipe.zrem(QUEUED_INDEX_KEY, job.id)
@@ -150,7 +151,6 @@ class JobStore:
             pipe.sadd(RUNNING_INDEX_KEY, job.id)
         if job.status.is_terminal:
             pipe.delete(CANCEL_KEY.format(job_id=job.id))
-        delivery = self._webhook_delivery(job)
         if delivery is not None:
             stage_delivery(pipe, delivery, self.job_ttl_s)
         if job.batch_id is not None:

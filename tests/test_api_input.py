@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from api.app import create_app
+from api.publisher import priority_list_names
 from tests.conftest import queue_length, unconsumed_queue_name
 
 
@@ -159,3 +161,34 @@ def test_readyz_is_503_without_a_worker_and_healthz_stays_200(make_settings, red
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["workers"] == []
+
+
+def test_idempotency_key_returns_the_same_job_and_refuses_another_body(client, redis_server, queue):
+    headers = {"Idempotency-Key": "retry-me"}
+    first = client.post("/jobs", json={"prompt": "một lần"}, headers=headers)
+    again = client.post("/jobs", json={"prompt": "một lần"}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.get_json()["id"] == again.get_json()["id"]
+    assert queue_length(redis_server.url, queue) == 1
+    other = client.post("/jobs", json={"prompt": "khác"}, headers=headers)
+    assert_error_shape(other, 422, "invalid_input")
+
+
+def test_idempotency_key_is_freed_when_the_submission_fails(make_settings, queue, redis_server):
+    client = create_app(make_settings(gpu_queue=queue, max_queue_depth=1)).test_client()
+    assert client.post("/jobs", json={"prompt": "đầy"}).status_code == 202
+    headers = {"Idempotency-Key": "after-full"}
+    assert client.post("/jobs", json={"prompt": "x"}, headers=headers).status_code == 503
+    redis.Redis.from_url(redis_server.url).delete(*priority_list_names(queue))  # the queue drains
+    retried = client.post("/jobs", json={"prompt": "x"}, headers=headers)
+    assert retried.status_code == 202
+
+
+@pytest.mark.parametrize("body", [{"prompt": "a", "temperature": 1e-300}, {"prompt": "a", "top_k": 10**12}])
+def test_sampling_values_that_would_break_the_engine_are_refused(client, body):
+    assert_error_shape(client.post("/jobs", json=body), 422, "invalid_input")
+
+
+def test_deeply_nested_json_is_a_client_error(client):
+    response = client.post("/jobs", data="[" * 50_000, content_type="application/json")
+    assert response.status_code == 400

@@ -157,7 +157,7 @@ class BatchingEngine:
         return {
             "temperature": float(params.temperature),
             "top_p": float(params.top_p),
-            "top_k": int(params.top_k or self.vocab_size),
+            "top_k": int(min(params.top_k or self.vocab_size, self.vocab_size)),
         }
 
     def generate(self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None) -> GenerationResult:

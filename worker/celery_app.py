@@ -64,9 +64,11 @@ def _worker_info(name: str) -> dict:
         "pid": os.getpid(),
         "model": runtime.model_name,
         "device": runtime.engine.device,
+        "dtype": runtime.dtype_name,
         "gpu": runtime.sampler.gpu_name,
         "max_batch_size": settings.max_batch_size,
         "started_at": runtime.started_at,
+        "model_load_seconds": round(runtime.model_load_seconds, 3),
     }
 
 

@@ -17,7 +17,7 @@ import redis
 
 from api.publisher import JobPublisher, job_ids_with_live_messages
 from core.errors import JobNotFound, StoreUnavailable, WrongState
-from core.jobs import Job, JobStatus, utc_now_iso
+from core.jobs import Job, JobStatus, parse_iso, utc_now_iso
 from core.settings import Settings
 from core.store import JobStore
 
@@ -31,6 +31,7 @@ class Reconciler:
         self.settings = settings
         self.store = store
         self.publisher = publisher
+        self.trust_heartbeats_after = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Reconcile every RECONCILE_INTERVAL_SECONDS until `stop` is set."""
@@ -39,6 +40,9 @@ class Reconciler:
                 self.run_once()
             except (StoreUnavailable, redis.RedisError) as error:
                 log.warning("reconcile skipped, Redis unreachable: %s", error)
+                # Heartbeats expired while Redis was away: give live workers time to announce themselves again
+                # before taking their jobs for orphans.
+                self.trust_heartbeats_after = time.monotonic() + 3 * self.settings.worker_heartbeat_seconds
 
     def run_once(self) -> None:
         """One pass over running and stale queued jobs."""
@@ -46,14 +50,21 @@ class Reconciler:
         self.republish_jobs_without_messages()
 
     def recover_orphaned_running_jobs(self) -> list[str]:
-        """Running jobs whose worker is gone: requeued, canceled, or failed after MAX_ATTEMPTS."""
+        """Running jobs whose worker is gone (or that overran every deadline): requeued, canceled, or failed."""
+        heartbeats_trusted = time.monotonic() >= self.trust_heartbeats_after
         live = {worker["name"] for worker in self.store.live_workers()}
+        # Past its deadline, the watchdog's grace and a margin, a job is lost even if its worker still beats.
+        overdue_after_s = self.settings.job_timeout_seconds + self.settings.shutdown_grace_seconds + 120
         recovered, expired = [], []
         for job_id in self.store.running_job_ids():
             job = self.store.get(job_id)
             if job is None:
                 expired.append(job_id)
-            elif job.status == JobStatus.RUNNING and job.worker not in live:
+                continue
+            if job.status != JobStatus.RUNNING:
+                continue
+            overdue = job.started_at is not None and seconds_since(job.started_at) > overdue_after_s
+            if overdue or (heartbeats_trusted and job.worker not in live):
                 self._recover(job)
                 recovered.append(job_id)
         self.store.forget_index_entries(expired)
@@ -95,6 +106,10 @@ class Reconciler:
         # then scanned once per STALE_QUEUED_SECONDS, not on every pass.
         self.store.touch_queued([job_id for job_id in stale if job_id not in expired])
         return orphans
+
+
+def seconds_since(iso_moment: str) -> float:
+    return (parse_iso(utc_now_iso()) - parse_iso(iso_moment)).total_seconds()
 
 
 def _back_to_queue(job: Job) -> None:

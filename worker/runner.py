@@ -34,6 +34,8 @@ class WorkerRuntime:
     worker_name: str
     model_name: str
     started_at: str
+    model_load_seconds: float
+    dtype_name: str
     # Hands a job id back to the queue (set by the Celery app: the runner itself knows no broker).
     republish: Callable[[str, str], None] = lambda job_id, priority: None
     stopping: threading.Event = field(default_factory=threading.Event)

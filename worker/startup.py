@@ -61,5 +61,7 @@ def build_runtime(settings: Settings, *, worker_name: str) -> WorkerRuntime:
         resource_log=resource_log,
         worker_name=worker_name,
         model_name=loaded.paths.name,
+        model_load_seconds=loaded.load_seconds,
+        dtype_name=loaded.dtype_name,
         started_at=utc_now_iso(),
     )

@@ -19,7 +19,7 @@ import redis
 
 from api.publisher import JobPublisher
 from core.batch_store import BatchStore
-from core.callback_urls import CallbackUrlRefused, check_callback_url
+from core.callback_urls import CallbackHostUnresolved, CallbackUrlRefused, check_callback_url
 from core.errors import StoreUnavailable
 from core.jobs import utc_now_iso
 from core.settings import Settings, get_settings
@@ -156,6 +156,8 @@ class WebhookSender:
         try:
             # Resolved and vetted again now: an address that turned private since submission is refused.
             target = check_callback_url(delivery.url, allow_private=self.settings.webhook_allow_private)
+        except CallbackHostUnresolved as unresolved:
+            return None, unresolved.message, None  # DNS may be back by the next attempt
         except CallbackUrlRefused as refused:
             return None, refused.message, STATE_REFUSED
         timestamp = int(time.time())

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from api.routes.common import accepted, caller, check_webhook_url, page_args, services
 from core.batches import split_batch_body, validate_batch_lines
 from core.errors import InvalidInput, WrongState
+from core.jobs import check_metadata
 
 bp = Blueprint("batches", __name__)
 
@@ -22,14 +23,15 @@ def _batch_request() -> tuple[list, str | None, dict[str, str]]:
     if raw.lstrip().startswith(b"{") and b'"requests"' in raw[:4096]:
         try:
             envelope = json.loads(raw)
+        except RecursionError:
+            raise InvalidInput("the body nests too deeply") from None
         except json.JSONDecodeError as error:
             raise InvalidInput(f"the body is not valid JSON: {error}") from None
         if isinstance(envelope, dict) and isinstance(envelope.get("requests"), list):
             webhook = envelope.get("webhook", webhook)
-            metadata = envelope.get("metadata") or {}
-            if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-                raise InvalidInput("metadata: must be a map of strings", field="metadata")
-            return envelope["requests"], webhook, metadata
+            if webhook is not None and not isinstance(webhook, str):
+                raise InvalidInput("webhook: must be a URL string", field="webhook")
+            return envelope["requests"], webhook, check_metadata(envelope.get("metadata") or {})
     return split_batch_body(raw), webhook, metadata
 
 

@@ -35,7 +35,10 @@ def caller() -> str:
 
 def json_body() -> Any:
     """The request's JSON body, whatever its Content-Type; a body that is not JSON is a 400."""
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:  # nesting deeper than the parser goes is not JSON we take
+        body = None
     if body is None:
         raise MalformedBody("the request body must be valid JSON")
     return body

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from api.routes.common import caller, generation_input, json_body, services
-from core.errors import GenerationFailed, WaitTimedOut, WrongState
+from core.errors import GenerationFailed, InvalidInput, WaitTimedOut, WrongState
 from core.jobs import JobStatus
 
 bp = Blueprint("generate", __name__)
@@ -35,6 +35,8 @@ def generate():
         )
     if job.status == JobStatus.FAILED:
         error = job.error or {}
+        if error.get("type") == "invalid_input":  # the model refused this input: the client's to fix, not a 5xx
+            raise InvalidInput(error.get("message", "the model can't run this input"))
         raise GenerationFailed(
             error.get("message", "generation failed"), job_id=job.id, error_type=error.get("type", "failed")
         )
