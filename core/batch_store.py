@@ -19,6 +19,7 @@ from core.keys import (
     BATCH_SEQUENCE_KEY,
     BATCH_STATS_KEY,
     JOB_KEY,
+    OPEN_BATCHES_KEY,
     QUEUED_INDEX_KEY,
 )
 from core.redis_transactions import watched_update
@@ -75,6 +76,7 @@ class BatchStore:
         pipe.set(BATCH_KEY.format(batch_id=batch.id), batch.model_dump_json(), ex=self.ttl_s)
         pipe.zadd(index_key, {batch.id: sequence})
         pipe.expire(index_key, self.ttl_s)
+        pipe.sadd(OPEN_BATCHES_KEY, batch.id)
         pipe.execute()
 
     def get(self, batch_id: str) -> Batch | None:
@@ -174,23 +176,41 @@ class BatchStore:
         return canceled
 
     def complete_if_done(self, batch_id: str) -> None:
-        """Once every job is finished: note the time, once, and raise `batch.completed` if a webhook waits."""
+        """Once every job is finished: note the time and raise `batch.completed` (if a webhook waits), together
+        and once, whoever calls it first (the last job's worker, a cancel, or the reconciler's sweep)."""
         stats_key = BATCH_STATS_KEY.format(batch_id=batch_id)
-        finished, total = self.redis.hmget(stats_key, ["finished", "total"])
-        if total is None or int(finished or 0) < int(total):
-            return
-        now = utc_now_iso()
-        if not self.redis.hsetnx(stats_key, "completed_at", now):
-            return  # someone else completed it
-        batch = self.get(batch_id)
-        if batch is None or batch.webhook is None:
-            return
-        batch.webhook["state"][EVENT_COMPLETED] = STATE_PENDING
-        delivery = new_batch_delivery(self.view(batch), batch.webhook["url"], now)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(BATCH_KEY.format(batch_id=batch_id), batch.model_dump_json(), keepttl=True)
-        stage_delivery(pipe, delivery, self.ttl_s)
-        pipe.execute()
+        batch_key = BATCH_KEY.format(batch_id=batch_id)
+
+        def complete(pipe: redis.client.Pipeline) -> None:
+            finished, total, completed_at = pipe.hmget(stats_key, ["finished", "total", "completed_at"])
+            raw = pipe.get(batch_key)
+            if total is None or raw is None or completed_at is not None:
+                pipe.multi()
+                pipe.srem(OPEN_BATCHES_KEY, batch_id)  # expired or already completed
+                return
+            if int(finished or 0) < int(total):
+                return
+            now = utc_now_iso()
+            batch = Batch.model_validate_json(raw)
+            pipe.multi()
+            pipe.hset(stats_key, "completed_at", now)
+            pipe.srem(OPEN_BATCHES_KEY, batch_id)
+            if batch.webhook is not None:
+                batch.webhook["state"][EVENT_COMPLETED] = STATE_PENDING
+                view = self.view(batch) | {"completed_at": now, "status": self._status_once_done(batch)}
+                pipe.set(batch_key, batch.model_dump_json(), keepttl=True)
+                stage_delivery(pipe, new_batch_delivery(view, batch.webhook["url"], now), self.ttl_s)
+
+        watched_update(self.redis, [stats_key, batch_key], complete)
+
+    @staticmethod
+    def _status_once_done(batch: Batch) -> str:
+        return (BatchStatus.CANCELED if batch.cancel_requested_at else BatchStatus.COMPLETED).value
+
+    def complete_finished_batches(self) -> None:
+        """Complete any batch whose last job finished while its completion was cut short (a crash, Redis away)."""
+        for batch_id in self.redis.smembers(OPEN_BATCHES_KEY):
+            self.complete_if_done(batch_id)
 
     def update_webhook(self, batch_id: str, change: Callable[[dict], None]) -> None:
         """Record a delivery attempt on the batch's `webhook`."""

@@ -17,3 +17,4 @@ IDEMPOTENCY_KEY = "llm:idempotency:{owner}:{key_hash}"  # JSON {job_id, body_has
 RUNNING_INDEX_KEY = "llm:jobs:running"  # set: ids of running jobs, for the reconciler
 QUEUED_INDEX_KEY = "llm:jobs:queued"  # sorted set: ids of queued jobs by the Unix time they were (re)queued
 CANCEL_KEY = "llm:job:{job_id}:cancel"  # exists while a cancel of a running job is pending
+OPEN_BATCHES_KEY = "llm:batches:open"  # set: batches not completed yet, swept by the reconciler

@@ -109,3 +109,21 @@ def test_waiting_gives_up_at_the_timeout(store):
     job = new_job()
     store.create(job)
     assert store.wait_until_terminal(job.id, timeout_s=0.3).status == JobStatus.QUEUED
+
+
+def test_a_batch_whose_completion_was_cut_short_is_completed_by_the_sweep(store):
+    from core.batch_store import BatchStore
+    from core.batches import Batch
+    from core.keys import BATCH_STATS_KEY, OPEN_BATCHES_KEY
+
+    batches = BatchStore(store)
+    batch = Batch(id=f"batch_{new_job_id()}", created_at=utc_now_iso(), total=1)
+    job = new_job()
+    job.batch_id = batch.id
+    batches.create(batch, [job])
+    # The last job finished, then the process died before completing the batch.
+    store.redis.hset(BATCH_STATS_KEY.format(batch_id=batch.id), mapping={"finished": 1, "succeeded": 1, "queued": 0})
+    assert batches.view(batch)["completed_at"] is None
+    batches.complete_finished_batches()
+    assert batches.view(batch)["completed_at"] is not None
+    assert not store.redis.sismember(OPEN_BATCHES_KEY, batch.id)

@@ -16,6 +16,7 @@ import time
 import redis
 
 from api.publisher import JobPublisher, job_ids_with_live_messages
+from core.batch_store import BatchStore
 from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs import Job, JobStatus, parse_iso, utc_now_iso
 from core.settings import Settings
@@ -48,6 +49,7 @@ class Reconciler:
         """One pass over running and stale queued jobs."""
         self.recover_orphaned_running_jobs()
         self.republish_jobs_without_messages()
+        BatchStore(self.store).complete_finished_batches()
 
     def recover_orphaned_running_jobs(self) -> list[str]:
         """Running jobs whose worker is gone (or that overran every deadline): requeued, canceled, or failed."""
