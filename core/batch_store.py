@@ -33,7 +33,7 @@ WRITE_CHUNK = 1000  # jobs written per transaction at submission
 READ_CHUNK = 500  # jobs read per round trip when streaming results or cancelling
 
 
-def stage_batch_counts(pipe: redis.client.Pipeline, job: Job, from_status: JobStatus) -> None:
+def stage_batch_counts(pipe: redis.client.Pipeline, job: Job, from_status: JobStatus, ttl_s: int) -> None:
     """Add to a job's transition the batch counters it moves (same transaction, so they never drift)."""
     key = BATCH_STATS_KEY.format(batch_id=job.batch_id)
     pipe.hincrby(key, from_status.value, -1)
@@ -45,6 +45,7 @@ def stage_batch_counts(pipe: redis.client.Pipeline, job: Job, from_status: JobSt
     if job.status == JobStatus.SUCCEEDED and job.usage:
         pipe.hincrby(key, "completion_tokens", job.usage.get("completion_tokens", 0))
         pipe.hincrby(key, "prompt_tokens", job.usage.get("prompt_tokens", 0))
+    pipe.expire(key, ttl_s)  # it lives as long as its jobs, even one the batch record never joined
 
 
 class BatchStore:

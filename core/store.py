@@ -154,7 +154,7 @@ class JobStore:
         if delivery is not None:
             stage_delivery(pipe, delivery, self.job_ttl_s)
         if job.batch_id is not None:
-            stage_batch_counts(pipe, job, from_status)
+            stage_batch_counts(pipe, job, from_status, self.job_ttl_s)
         if job.status.is_terminal:
             pipe.publish(JOB_DONE_CHANNEL.format(job_id=job.id), job.status.value)
 

@@ -96,11 +96,18 @@ class Reconciler:
         live = job_ids_with_live_messages(self.store.redis, self.publisher.queue, self.settings.stale_queued_seconds)
         orphans = [job_id for job_id in stale if job_id not in live]
         expired = []
+        batches = BatchStore(self.store)
         for job_id in orphans:
             job = self.store.get(job_id)
             if job is None:
                 expired.append(job_id)
-            elif job.status == JobStatus.QUEUED:
+            elif job.status != JobStatus.QUEUED:
+                continue
+            elif job.batch_id is not None and batches.get(job.batch_id) is None:
+                # The API died while storing this batch: it was never accepted, so its lines must not run.
+                self.store.cancel_queued([job_id])
+                log.warning("job %s: line of a batch whose submission never completed: canceled", job_id)
+            else:
                 self.publisher.publish(job.id, job.priority)
                 log.warning("job %s: queued with no message on the broker: published again", job_id)
         self.store.forget_index_entries(expired)
