@@ -9,13 +9,27 @@ import pytest
 from api.publisher import JobPublisher
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.keys import QUEUED_INDEX_KEY
+from core.store import JobStore, connect
 from tests.conftest import queue_length, unconsumed_queue_name
 from worker.reconciler import Reconciler
 
 
 @pytest.fixture
-def reconciler(make_settings, store, request):
-    settings = make_settings(gpu_queue=unconsumed_queue_name(request), stale_queued_seconds=1)
+def redis_url(redis_server) -> str:
+    """Database 5 of the test Redis, emptied: the reconciler looks at every job, so it must see only ours."""
+    url = redis_server.url.rsplit("/", 1)[0] + "/5"
+    connect(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def store(redis_url) -> JobStore:
+    return JobStore(connect(redis_url), job_ttl_s=3600)
+
+
+@pytest.fixture
+def reconciler(make_settings, store, redis_url, request):
+    settings = make_settings(redis_url=redis_url, gpu_queue=unconsumed_queue_name(request), stale_queued_seconds=1)
     return Reconciler(settings, store, JobPublisher(settings))
 
 
@@ -26,20 +40,20 @@ def stale_queued_job(store, **fields) -> Job:
     return job
 
 
-def test_queued_job_without_a_message_is_published_again(reconciler, store, redis_server):
+def test_queued_job_without_a_message_is_published_again(reconciler, store, redis_url):
     job = stale_queued_job(store)
     assert job.id in reconciler.republish_jobs_without_messages()
-    assert queue_length(redis_server.url, reconciler.publisher.queue) == 1
+    assert queue_length(redis_url, reconciler.publisher.queue) == 1
     assert store.get(job.id).status == JobStatus.QUEUED
     # Its clock restarted: the next pass leaves it alone while its message waits.
     assert job.id not in reconciler.republish_jobs_without_messages()
 
 
-def test_line_of_a_batch_that_was_never_accepted_is_canceled_not_run(reconciler, store, redis_server):
+def test_line_of_a_batch_that_was_never_accepted_is_canceled_not_run(reconciler, store, redis_url):
     job = stale_queued_job(store, batch_id="batch_never_written", custom_id="a")
     reconciler.republish_jobs_without_messages()
     assert store.get(job.id).status == JobStatus.CANCELED
-    assert queue_length(redis_server.url, reconciler.publisher.queue) == 0
+    assert queue_length(redis_url, reconciler.publisher.queue) == 0
 
 
 def test_running_job_of_a_dead_worker_goes_back_to_the_queue_then_fails_after_max_attempts(reconciler, store):
