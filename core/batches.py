@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from core.errors import InvalidInput
-from core.jobs import GenerationInput, parse_generation_input
+from core.jobs import GenerationInput, check_metadata, parse_generation_input
 
 MAX_BATCH_LINES = 50_000
 MAX_CUSTOM_ID_CHARS = 256
@@ -57,18 +57,43 @@ class InvalidBatch(InvalidInput):
         return body
 
 
-def split_batch_body(raw: bytes) -> list[Any]:
-    """The batch's lines: a JSON list, or JSONL (one JSON value per non-blank line); a bad line stays a string."""
+@dataclass(frozen=True)
+class BatchBody:
+    items: list[Any]
+    webhook: str | None
+    metadata: dict[str, str]
+
+
+def _load_whole_body(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InvalidInput("the body nests too deeply") from None
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"the body is not valid JSON: {error}") from None
+
+
+def read_batch_body(raw: bytes, webhook: str | None) -> BatchBody:
+    """`{"requests": [...], "webhook", "metadata"}`, a JSON list, or JSONL (one line per request).
+
+    `webhook` is the one given beside the body (a query parameter); the envelope's own takes precedence.
+    """
     text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
     stripped = text.lstrip()
+    if stripped.startswith("{") and '"requests"' in stripped[:4096]:
+        envelope = _load_whole_body(stripped)
+        if isinstance(envelope, dict) and isinstance(envelope.get("requests"), list):
+            webhook = envelope.get("webhook", webhook)
+            if webhook is not None and not isinstance(webhook, str):
+                raise InvalidInput("webhook: must be a URL string", field="webhook")
+            return BatchBody(envelope["requests"], webhook, check_metadata(envelope.get("metadata") or {}))
     if stripped.startswith("["):
-        try:
-            items = json.loads(stripped)
-        except RecursionError:
-            raise InvalidInput("the body nests deeper than any batch line can") from None
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"the body starts like a JSON list but is not valid JSON: {error}") from None
-        return items
+        return BatchBody(_load_whole_body(stripped), webhook, {})
+    return BatchBody(_split_jsonl(text), webhook, {})
+
+
+def _split_jsonl(text: str) -> list[Any]:
+    """One JSON value per non-blank line; a line that is not JSON is kept as a _BadLine to report."""
     lines: list[Any] = []
     for line in text.splitlines():
         if not line.strip():

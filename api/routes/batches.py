@@ -3,57 +3,36 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from flask import Blueprint, Response, jsonify, request
 
 from api.routes.common import accepted, caller, check_webhook_url, page_args, services
-from core.batches import split_batch_body, validate_batch_lines
-from core.errors import InvalidInput, WrongState
-from core.jobs import check_metadata
+from core.batches import read_batch_body, validate_batch_lines
+from core.errors import WrongState
 
 bp = Blueprint("batches", __name__)
-
-
-def _batch_request() -> tuple[list, str | None, dict[str, str]]:
-    """The lines, webhook and metadata: `{"requests": [...], "webhook", "metadata"}`, a JSON list, or JSONL."""
-    request.max_content_length = services().settings.max_batch_body_bytes
-    raw = request.get_data()
-    webhook, metadata = request.args.get("webhook"), {}
-    if raw.lstrip().startswith(b"{") and b'"requests"' in raw[:4096]:
-        try:
-            envelope = json.loads(raw)
-        except RecursionError:
-            raise InvalidInput("the body nests too deeply") from None
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"the body is not valid JSON: {error}") from None
-        if isinstance(envelope, dict) and isinstance(envelope.get("requests"), list):
-            webhook = envelope.get("webhook", webhook)
-            if webhook is not None and not isinstance(webhook, str):
-                raise InvalidInput("webhook: must be a URL string", field="webhook")
-            return envelope["requests"], webhook, check_metadata(envelope.get("metadata") or {})
-    return split_batch_body(raw), webhook, metadata
 
 
 @bp.post("/batches")
 def create_batch():
     """Validate every line first; any bad line refuses the whole batch (422 listing them), nothing enqueued."""
     owner = caller()
-    items, webhook, metadata = _batch_request()
-    if webhook is not None:
-        check_webhook_url(webhook)
-    settings = services().settings
-    lines = validate_batch_lines(
-        items, max_tokens_limit=settings.max_tokens_limit, max_prompt_chars=settings.max_prompt_chars
-    )
     svc = services()
+    request.max_content_length = svc.settings.max_batch_body_bytes
+    raw = request.get_data()
+    body = read_batch_body(raw, request.args.get("webhook"))
+    if body.webhook is not None:
+        check_webhook_url(body.webhook)
+    lines = validate_batch_lines(
+        body.items, max_tokens_limit=svc.settings.max_tokens_limit, max_prompt_chars=svc.settings.max_prompt_chars
+    )
     batch = svc.submit_batch(
         lines,
         owner,
-        webhook=webhook,
-        metadata=metadata,
+        webhook=body.webhook,
+        metadata=body.metadata,
         idempotency_key=request.headers.get("Idempotency-Key"),
-        body_hash=hashlib.sha256(request.get_data() + (webhook or "").encode()).hexdigest(),
+        body_hash=hashlib.sha256(raw + (body.webhook or "").encode()).hexdigest(),
     )
     return accepted(svc.batches.view(batch), f"/batches/{batch.id}")
 

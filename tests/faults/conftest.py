@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import subprocess
 import time
@@ -133,11 +132,3 @@ def lab(tmp_path: Path, demo_model_dir: Path) -> Iterator[FaultLab]:
     world = FaultLab(tmp_path, demo_model_dir)
     yield world
     world.close()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
