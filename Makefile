@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test test-faults lint format demo-model bench batch clean
+.PHONY: run test test-faults lint format demo-model bench batch clean gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,11 @@ bench: $(DEV_STAMP)
 batch: $(RUNTIME_STAMP)
 	@test -n "$(IN)" -a -n "$(OUT)" || (echo "usage: make batch IN=prompts.txt OUT=results.jsonl [ARGS='--max-tokens 64']"; exit 2)
 	$(PY) scripts/submit_batch.py "$(IN)" "$(OUT)" $(ARGS)
+
+## gpu-check: on a GPU box (its own python3 with CUDA torch; wheels from scripts/fetch_gpu_wheels.sh in .whl/):
+## the service with a Llama-3.2-3B-shaped FP16 model; figures printed and written to gpu-check-results/
+GPU_PYTHON ?= python3
+gpu-check:
+	@if [ -d .whl ]; then $(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --no-compile --upgrade \
+		--target .gpu-site .whl/*.whl; fi
+	PYTHONPATH=$(CURDIR)/.gpu-site$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) scripts/gpu_check.py $(ARGS)

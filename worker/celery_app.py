@@ -92,6 +92,23 @@ def _watchdog_loop() -> None:
             os._exit(71)  # the supervisor restarts the worker; the reconciler requeues or fails the jobs
 
 
+@contextlib.contextmanager
+def _startup_logging():
+    """Celery configures logging only after worker_init: until then the model load's INFO lines (load time,
+    attention, KV-cache size) would be dropped, so they get a stderr handler of their own while the model loads."""
+    worker_log = logging.getLogger("llm.worker")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"))
+    previous_level = worker_log.level
+    worker_log.addHandler(handler)
+    worker_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        worker_log.removeHandler(handler)
+        worker_log.setLevel(previous_level)
+
+
 @worker_init.connect
 def load_model_at_start(sender=None, **_kwargs) -> None:
     """Load the model once, before the worker takes its first job."""
@@ -102,7 +119,8 @@ def load_model_at_start(sender=None, **_kwargs) -> None:
     # Unique per process: a restarted worker on the same host must not pass for the one that died.
     name = f"{hostname}#{os.getpid()}"
     try:
-        _runtime = build_runtime(settings, worker_name=name)
+        with _startup_logging():
+            _runtime = build_runtime(settings, worker_name=name)
     except BaseException:
         # Celery would log this and serve on without a model: exit instead, so a supervisor sees it.
         log.critical("the model could not be loaded: the worker exits", exc_info=True)
