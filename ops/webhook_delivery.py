@@ -1,29 +1,24 @@
-"""The webhook worker: a light process (no model, no torch) that delivers due webhook events.
+"""Webhook delivery: takes due deliveries, signs each attempt per Standard Webhooks, and records it on its subject.
 
-Run it with `python -m worker.webhook_sender`. It signs each attempt per Standard Webhooks, retries on the
-configured schedule, and records every attempt on the job. Several may run; they never take the same delivery.
-The same process runs the reconciler (worker/reconciler.py), which recovers jobs after crashes.
+It retries on the configured schedule. Several senders may run; they never take the same delivery.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from api.publisher import JobPublisher
 from core.batch_store import BatchStore
 from core.callback_urls import CallbackHostUnresolved, CallbackUrlRefused, check_callback_url
 from core.errors import StoreUnavailable
 from core.jobs import utc_now_iso
-from core.settings import Settings, get_settings
-from core.store import JobStore, connect
+from core.settings import Settings
+from core.store import JobStore
 from core.webhook_queue import WebhookQueue
 from core.webhooks import (
     EVENT_COMPLETED,
@@ -38,8 +33,7 @@ from core.webhooks import (
     secret_key_bytes,
     sign,
 )
-from worker.reconciler import Reconciler
-from worker.webhook_http import post_json
+from ops.webhook_http import post_json
 
 log = logging.getLogger("llm.webhooks")
 
@@ -177,30 +171,3 @@ class WebhookSender:
         if status == 410:
             return status, None, STATE_GONE
         return status, None, None
-
-
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
-    store = JobStore(client, job_ttl_s=settings.job_ttl_seconds)
-    reconciler = Reconciler(settings, store, JobPublisher(settings))
-    threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True).start()
-    log.info("reconciler running every %g s", settings.reconcile_interval_seconds)
-    if settings.webhook_secret is None:
-        # The API refuses webhook jobs without a secret, so there is nothing to deliver.
-        log.warning("WEBHOOK_SECRET is not set: webhooks are disabled")
-        stop.wait()
-        return 0
-    sender = WebhookSender(settings, store, WebhookQueue(client, ttl_s=settings.job_ttl_seconds))
-    log.info("webhook worker delivering (schedule %s s)", settings.webhook_retry_schedule_seconds)
-    sender.run(stop)
-    log.info("webhook worker stopped")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
