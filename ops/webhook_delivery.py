@@ -22,11 +22,9 @@ from core.store import JobStore
 from core.webhook_queue import WebhookQueue
 from core.webhooks import (
     EVENT_COMPLETED,
-    EVENT_STARTED,
     STATE_DELIVERED,
     STATE_FAILED,
     STATE_GONE,
-    STATE_PENDING,
     STATE_REFUSED,
     Delivery,
     retry_delay_s,
@@ -38,7 +36,6 @@ from ops.webhook_http import post_json
 log = logging.getLogger("llm.webhooks")
 
 IDLE_POLL_S = 0.1
-ORDER_WAIT_S = 0.2  # how soon a job's `completed` event looks again whether its `started` event is done
 USER_AGENT = "llm-offline-queue-webhooks/1"
 
 
@@ -103,9 +100,8 @@ class WebhookSender:
         if delivery is None:
             self.queue.drop_missing(delivery_id)
             return
-        if self._must_wait_for_started(delivery):
-            self.queue.retry_later(delivery, ORDER_WAIT_S)
-            return
+        if self._is_job_completion(delivery) and self.queue.park_behind_started(delivery):
+            return  # the job's `started` event goes first; finishing it makes this one due again
         delivery.attempts += 1
         status, error, final_state = self._send(delivery)
         delay = retry_delay_s(self.settings.webhook_retry_schedule_seconds, delivery.attempts)
@@ -132,18 +128,16 @@ class WebhookSender:
         if final_state is None:
             self.queue.retry_later(delivery, delay)
         else:
-            self.queue.finish(delivery.id)
+            self.queue.finish(delivery)
         log.info(
             "%s %s webhook %s attempt %d: %s", delivery.subject, delivery.subject_id, delivery.event, delivery.attempts,
             status if status is not None else error,
         )  # fmt: skip
 
-    def _must_wait_for_started(self, delivery: Delivery) -> bool:
-        """A job's `completed` event goes out only after its `started` event is done with (in order)."""
-        if delivery.subject != "job" or delivery.event != EVENT_COMPLETED:
-            return False
-        job = self.store.get(delivery.subject_id)
-        return job is not None and job.webhook is not None and job.webhook["state"].get(EVENT_STARTED) == STATE_PENDING
+    @staticmethod
+    def _is_job_completion(delivery: Delivery) -> bool:
+        """A job's `completed` event, which goes out only after the job's `started` event is done with."""
+        return delivery.subject == "job" and delivery.event == EVENT_COMPLETED
 
     def _send(self, delivery: Delivery) -> tuple[int | None, str | None, str | None]:
         """(HTTP status, error, final state or None to retry)."""
