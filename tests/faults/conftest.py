@@ -78,7 +78,7 @@ class FaultLab:
             try:
                 requests.get(f"{base_url}/healthz", timeout=1)
                 return base_url
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting may accept, then stall
                 time.sleep(0.1)
         raise RuntimeError("the API did not start")
 
