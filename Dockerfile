@@ -30,8 +30,10 @@ RUN pip install --no-cache-dir -r requirements.txt
 # The code stays root-owned and read-only to the app user; only the log folder is its to write.
 COPY celeryconfig.py ./
 COPY core/ core/
+COPY broker/ broker/
 COPY api/ api/
 COPY worker/ worker/
+COPY ops/ ops/
 COPY scripts/ scripts/
 RUN mkdir -p /app/model /app/logs && chown app:app /app/logs
 

@@ -1,7 +1,7 @@
-"""Celery options shared by the API (which only publishes) and the workers.
+"""Celery options shared by the publishers (the API, the ops worker) and the GPU worker.
 
-What depends on the settings (broker URL, queue, visibility timeout) is set by `apply_settings`, which every
-Celery app of this project calls.
+What depends on the settings (broker URL, queue, visibility timeout) is set by `apply_settings`. This module
+imports nothing of this project: broker/app.py builds every Celery app from it and adds the queue's priority steps.
 """
 
 # Messages carry only a job id; JSON keeps them readable and safe.
@@ -20,17 +20,13 @@ worker_prefetch_multiplier = 1
 task_reject_on_worker_lost = True
 
 task_default_queue = "gpu"
-GENERATE_TASK_NAME = "llm.generate"
-# kombu emulates priorities on Redis with one list per step, and takes from the lowest number first.
-PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6, "batch": 9}
 
 broker_transport_options = {
     # Publishing must fail fast, not hang, when Redis is away (celery#4296).
     "socket_timeout": 2,
     "socket_connect_timeout": 2,
     "max_retries": 1,
-    # Priorities are emulated with one Redis list per step; api/publisher.py names the steps it uses.
-    "priority_steps": sorted(PRIORITY_STEPS.values()),
+    # Priorities are emulated with one Redis list per step (broker/names.py names the steps).
     "queue_order_strategy": "priority",
 }
 

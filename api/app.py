@@ -7,9 +7,9 @@ import logging
 from flask import Flask
 
 from api.errors import register_error_handlers
-from api.publisher import JobPublisher
 from api.routes import batches, generate, health, jobs
 from api.submission import Services
+from broker.publisher import JobPublisher
 from core.settings import Settings, get_settings
 from core.store import JobStore, connect
 

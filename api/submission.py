@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
-from api.publisher import JobPublisher
+from broker.publisher import JobPublisher
 from core.batch_store import BatchStore
 from core.batches import Batch, BatchLine
 from core.errors import InvalidInput, QueueFull, StoreUnavailable

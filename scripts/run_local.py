@@ -1,4 +1,4 @@
-"""`make run`: Redis (embedded unless REDIS_URL is set), the GPU worker, the webhook worker and the API.
+"""`make run`: Redis (embedded unless REDIS_URL is set), the GPU worker, the ops worker and the API.
 
 All in the foreground. Ctrl-C (SIGINT) or SIGTERM stops every process it started: the API first, then the
 workers (the GPU worker finishes its jobs), then Redis (which flushes its append-only file).
@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from core.settings import get_settings  # noqa: E402
 from core.webhooks import generate_secret  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
-from scripts.service_processes import api_command, webhook_worker_command, worker_command  # noqa: E402
+from scripts.service_processes import api_command, ops_worker_command, worker_command  # noqa: E402
 from worker.model_loading import ModelNotFound, locate_model  # noqa: E402
 
 RUN_DIR = ROOT / ".run"
@@ -116,7 +116,7 @@ def main() -> int:
 
     children = {
         "GPU worker": start("GPU worker", worker_command(), env),
-        "webhook worker": start("webhook worker", webhook_worker_command(), env),
+        "ops worker": start("ops worker", ops_worker_command(), env),
         "API": start("API", api_command(f"127.0.0.1:{settings.port}"), env),
     }
     url = f"http://127.0.0.1:{settings.port}"
@@ -131,7 +131,7 @@ def main() -> int:
                     stopping, exit_code = True, 1
             time.sleep(0.2)
     finally:
-        for name in ("API", "webhook worker", "GPU worker"):
+        for name in ("API", "ops worker", "GPU worker"):
             stop(name, children[name])
         if redis_server is not None:
             say("stopping embedded redis-server")

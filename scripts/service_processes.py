@@ -25,9 +25,9 @@ def api_command(bind: str, *, workers: int = 2, threads: int = 16) -> list[str]:
     ]  # fmt: skip
 
 
-def webhook_worker_command() -> list[str]:
-    """The light webhook worker (no model, no torch)."""
-    return [sys.executable, "-m", "worker.webhook_sender"]
+def ops_worker_command() -> list[str]:
+    """The ops worker: webhook delivery and the reconciler (no model, no torch)."""
+    return [sys.executable, "-m", "ops"]
 
 
 def wait_for_worker(store: JobStore, process: subprocess.Popen, name_prefix: str, timeout_s: float = 120) -> dict:

@@ -14,11 +14,11 @@ import pytest
 import redis
 import requests
 
-from api.publisher import priority_list_names
+from broker.kombu_redis import priority_list_names
 from core.settings import Settings
 from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
-from scripts.service_processes import api_command, wait_for_worker, webhook_worker_command, worker_command
+from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT_S = 120
@@ -148,9 +148,9 @@ def worker(redis_server: RedisServer, demo_model_dir: Path, tmp_path_factory) ->
 
 @pytest.fixture(scope="session")
 def webhook_worker(worker: WorkerProcess, tmp_path_factory) -> Iterator[subprocess.Popen]:
-    """The light webhook worker process, delivering for the session's jobs."""
+    """The ops worker process (webhook delivery and the reconciler), delivering for the session's jobs."""
     out = (tmp_path_factory.mktemp("webhooks") / "webhooks.out").open("w")
-    process = subprocess.Popen(webhook_worker_command(), cwd=ROOT, env=worker.env, stdout=out, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(ops_worker_command(), cwd=ROOT, env=worker.env, stdout=out, stderr=subprocess.STDOUT)
     yield process
     stop_process(process)
     out.close()
@@ -180,7 +180,7 @@ def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a worker still booting may accept, then stall
             time.sleep(0.1)
     else:
         raise RuntimeError("gunicorn did not start")

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from api.app import create_app
-from api.publisher import priority_list_names
+from broker.kombu_redis import priority_list_names
 from tests.conftest import queue_length, unconsumed_queue_name
 
 

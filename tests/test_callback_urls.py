@@ -11,10 +11,10 @@ from core.callback_urls import check_callback_url, is_public
 from core.store import JobStore, connect
 from core.webhook_queue import WebhookQueue
 from core.webhooks import Delivery
+from ops.webhook_delivery import WebhookSender
 from scripts.redis_server import free_port
 from tests.conftest import WEBHOOK_SECRET, queue_length, unconsumed_queue_name
 from tests.receivers import Receiver
-from worker.webhook_sender import WebhookSender
 
 # {port} is the canary's: any of these that got through would knock on it.
 REFUSED_URLS = [

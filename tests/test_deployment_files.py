@@ -28,7 +28,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 # Services run from the project's own image, which read the settings object.
-APP_SERVICES = ("api", "gpu-worker", "webhook-worker")
+APP_SERVICES = ("api", "gpu-worker", "ops-worker")
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
 # Interpolated in docker-compose.yml but not settings: the image's build arguments.
 COMPOSE_ONLY_VARIABLES = {"APP_UID", "APP_GID"}
@@ -36,7 +36,7 @@ COMPOSE_ONLY_VARIABLES = {"APP_UID", "APP_GID"}
 LIBRARY_ENVIRONMENT = {"CUDA_VISIBLE_DEVICES"}
 # Top-level modules the processes need that no `import` statement names (Celery loads it by name).
 MODULES_LOADED_BY_NAME = {"celeryconfig"}
-PROCESS_PACKAGES = ("api", "worker", "core", "scripts")
+PROCESS_PACKAGES = ("api", "broker", "worker", "ops", "core", "scripts")
 SERIOUS = ("error", "warning")  # hadolint levels that fail the build here; "info" and "style" do not
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
@@ -231,9 +231,9 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 def test_compose_starts_redis_api_and_both_workers_and_keeps_flower_behind_a_profile() -> None:
     """`docker compose up -d` starts redis, api and both workers; flower only with `--profile monitoring`."""
     services = compose()["services"]
-    assert set(services) == {"redis", "api", "gpu-worker", "webhook-worker", "flower"}
+    assert set(services) == {"redis", "api", "gpu-worker", "ops-worker", "flower"}
     assert services["flower"]["profiles"] == ["monitoring"]
-    assert all("profiles" not in services[name] for name in ("redis", "api", "gpu-worker", "webhook-worker"))
+    assert all("profiles" not in services[name] for name in ("redis", "api", "gpu-worker", "ops-worker"))
     assert services["flower"]["image"].startswith("mher/flower:")
 
 
@@ -407,10 +407,10 @@ def test_image_is_python_311_slim_pinned_to_a_patch_release() -> None:
 
 
 def test_image_copies_every_top_level_module_the_processes_import() -> None:
-    """api, worker, core, scripts, celeryconfig.py and whatever else of ours they import are in the image."""
+    """The process packages, celeryconfig.py and whatever else of ours they import are in the image."""
     copied = {source.removesuffix(".py") for source in copied_sources()}
     needed = first_party_imports() | MODULES_LOADED_BY_NAME
-    assert {"api", "worker", "core", "celeryconfig"} <= needed
+    assert {"api", "broker", "worker", "ops", "core", "celeryconfig"} <= needed
     assert needed | set(PROCESS_PACKAGES) <= copied, (needed | set(PROCESS_PACKAGES)) - copied
 
 
@@ -526,14 +526,14 @@ def test_gpu_worker_command_finds_its_celery_app_in_only_the_copied_files(
     assert "Start worker instance" in result.stdout
 
 
-def test_webhook_worker_holds_no_gpu_and_no_model_and_never_imports_torch(tmp_path: Path) -> None:
-    """The webhook worker is light: no GPU reserved, no model mounted, and its module pulls in no torch."""
-    webhook = service("webhook-worker")
-    assert webhook["command"] == ["python", "-m", "worker.webhook_sender"]
-    assert "deploy" not in webhook and "volumes" not in webhook
-    assert environment_of("webhook-worker")["REDIS_URL"] == "redis://redis:6379/0"
+def test_ops_worker_holds_no_gpu_and_no_model_and_never_imports_torch(tmp_path: Path) -> None:
+    """The ops worker (webhooks, reconciler) is light: no GPU reserved, no model mounted, and it pulls in no torch."""
+    ops = service("ops-worker")
+    assert ops["command"] == ["python", "-m", "ops"]
+    assert "deploy" not in ops and "volumes" not in ops
+    assert environment_of("ops-worker")["REDIS_URL"] == "redis://redis:6379/0"
     app_dir = copy_image_tree(tmp_path / "app")
-    check = "import sys, worker.webhook_sender; assert 'torch' not in sys.modules, 'torch imported'"
+    check = "import sys, ops.main; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run(
         [sys.executable, "-c", check], cwd=app_dir, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True
     )

@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from api.publisher import JobPublisher
+from broker.publisher import JobPublisher
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.keys import QUEUED_INDEX_KEY
 from core.store import JobStore, connect
+from ops.reconciler import Reconciler
 from tests.conftest import queue_length, unconsumed_queue_name
-from worker.reconciler import Reconciler
 
 
 @pytest.fixture

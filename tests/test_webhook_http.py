@@ -10,7 +10,7 @@ import time
 import pytest
 
 from core.callback_urls import check_callback_url
-from worker.webhook_http import post_json
+from ops.webhook_http import post_json
 
 
 def trickling_receiver(delay_per_byte_s: float) -> int:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 
 import pytest
+import redis
 import requests
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from core.jobs import parse_iso
+from core.keys import WEBHOOK_DELIVERY_KEY
 from core.webhooks import sign
 from scripts.redis_server import free_port
-from tests.conftest import WEBHOOK_SECRET, wait_for_terminal
+from tests.conftest import TEST_RETRY_SCHEDULE, WEBHOOK_SECRET, wait_for_terminal
 from tests.receivers import Receiver
 from tests.test_job_spine import submit
 
@@ -128,6 +132,42 @@ def test_started_then_completed_arrive_in_order(api_server, webhook_worker, rece
     finished = job_when(api_server.base_url, job["id"], lambda j: len(j["webhook"]["state"]) == 2 and all(
         v == "delivered" for v in j["webhook"]["state"].values()))  # fmt: skip
     assert finished["webhook"]["events"] == ["started", "completed"]
+
+
+def test_completed_waits_for_a_failing_started_without_being_rewritten(
+    api_server, webhook_worker, receiver, redis_server
+):
+    """While `started` fails attempt after attempt, `completed` waits parked: its record is written once, at the
+    job's end; it goes out as soon as `started` has failed for good."""
+    started_attempts = 1 + len(TEST_RETRY_SCHEDULE.split(","))
+    hook = receiver(statuses=[500] * started_attempts)  # then 200, for `completed`
+    client = redis.Redis.from_url(redis_server.url)
+    database = client.connection_pool.connection_kwargs.get("db", 0)
+    previous = client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    # Keyspace events of string commands: Redis itself reports every SET of a delivery record.
+    client.config_set("notify-keyspace-events", "K$")
+    events = client.pubsub()
+    events.psubscribe(f"__keyspace@{database}__:{WEBHOOK_DELIVERY_KEY.format(delivery_id='*')}")
+    try:
+        job = submit(api_server.base_url, QUICK | {"webhook": hook.url, "webhook_events": ["started", "completed"]})
+        seen = hook.wait_for(started_attempts + 1)
+        finished = job_when(api_server.base_url, job["id"], delivered("completed"))
+    finally:
+        client.config_set("notify-keyspace-events", previous)
+    writes: collections.Counter[str] = collections.Counter()
+    while (event := events.get_message(timeout=0.5)) is not None:
+        if event["type"] == "pmessage" and event["data"] == b"set":
+            writes[event["channel"].decode().rsplit(":", 1)[1]] += 1
+    events.close()
+
+    types = [json.loads(request.body)["type"] for request in seen]
+    assert types == ["job.started"] * started_attempts + ["job.completed"]
+    assert finished["webhook"]["state"] == {"started": "failed", "completed": "delivered"}
+    # `completed` was raised while `started` was still being retried, and went out only after its last attempt.
+    assert parse_iso(finished["completed_at"]).timestamp() < seen[started_attempts - 1].at
+    started_id, completed_id = seen[0].headers["webhook-id"], seen[-1].headers["webhook-id"]
+    assert writes[started_id] == started_attempts  # staged, then rewritten with each retry: the count is real
+    assert writes[completed_id] == 1
 
 
 def test_slow_receiver_never_delays_the_next_job(api_server, webhook_worker, receiver):

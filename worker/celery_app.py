@@ -12,17 +12,16 @@ import socket
 import threading
 import time
 
-from celery import Celery
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
-import celeryconfig
+from broker.app import new_celery_app
+from broker.publisher import JobPublisher
 from core.errors import StoreUnavailable
 from core.settings import get_settings
 
 settings = get_settings()
 
-celery_app = Celery("llm-worker", include=["worker.tasks"])
-celeryconfig.apply_settings(celery_app, settings)
+celery_app = new_celery_app("llm-worker", settings, include=["worker.tasks"])
 # Jobs run in the process that holds the model: no forking after CUDA starts (celery#3402). With batching,
 # one thread per batch slot hands its job to the engine; prefetch 1 per thread keeps the reserve bounded.
 if settings.max_batch_size > 1:
@@ -46,15 +45,6 @@ def get_runtime():
     if _runtime is None:
         raise RuntimeError("the worker runtime is not loaded (not started through `celery worker`?)")
     return _runtime
-
-
-def _republish(job_id: str, priority: str) -> None:
-    celery_app.send_task(
-        celeryconfig.GENERATE_TASK_NAME,
-        args=[job_id],
-        queue=settings.gpu_queue,
-        priority=celeryconfig.PRIORITY_STEPS.get(priority, celeryconfig.PRIORITY_STEPS["normal"]),
-    )
 
 
 def _worker_info(name: str) -> dict:
@@ -126,7 +116,7 @@ def load_model_at_start(sender=None, **_kwargs) -> None:
         log.critical("the model could not be loaded: the worker exits", exc_info=True)
         logging.shutdown()
         os._exit(3)
-    _runtime.republish = _republish
+    _runtime.republish = JobPublisher(settings, celery_app).publish
 
 
 @worker_ready.connect

@@ -15,7 +15,7 @@ from api.app import create_app
 from core.settings import Settings
 from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
-from scripts.service_processes import api_command, wait_for_worker, webhook_worker_command, worker_command
+from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
 from tests.conftest import ROOT, service_env, stop_process
 
 # Clocks compressed from seconds-to-minutes to fractions of a second, so each fault plays out quickly.
@@ -64,8 +64,8 @@ class FaultLab:
         return process
 
     def start_light_worker(self, **extra: str) -> subprocess.Popen:
-        """The webhook worker, whose reconciler recovers jobs."""
-        return self._spawn(webhook_worker_command(), "light", self.env(**extra))
+        """The ops worker, whose reconciler recovers jobs."""
+        return self._spawn(ops_worker_command(), "light", self.env(**extra))
 
     def start_api(self, **extra: str) -> str:
         port = free_port()
@@ -78,7 +78,7 @@ class FaultLab:
             try:
                 requests.get(f"{base_url}/healthz", timeout=1)
                 return base_url
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting may accept, then stall
                 time.sleep(0.1)
         raise RuntimeError("the API did not start")
 

@@ -1,6 +1,6 @@
 """Recovery that does not wait for the broker's visibility timeout.
 
-Runs in the light worker process (beside webhook delivery). Every few seconds it
+Runs in the ops worker (beside webhook delivery). Every few seconds it
 - returns to the queue the running jobs of workers whose heartbeat stopped (or fails them with `max_attempts`
   once they have used up their attempts, or cancels them if a cancel was pending), and
 - publishes again the queued jobs that have no message on the broker (an API that died between storing a job and
@@ -15,7 +15,8 @@ import time
 
 import redis
 
-from api.publisher import JobPublisher, job_ids_with_live_messages
+from broker.kombu_redis import job_ids_with_live_messages
+from broker.publisher import JobPublisher
 from core.batch_store import BatchStore
 from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs import Job, JobStatus, parse_iso, utc_now_iso
@@ -118,6 +119,7 @@ class Reconciler:
 
 
 def seconds_since(iso_moment: str) -> float:
+    """Seconds elapsed since an ISO 8601 moment."""
     return (parse_iso(utc_now_iso()) - parse_iso(iso_moment)).total_seconds()
 
 

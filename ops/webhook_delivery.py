@@ -1,50 +1,41 @@
-"""The webhook worker: a light process (no model, no torch) that delivers due webhook events.
+"""Webhook delivery: takes due deliveries, signs each attempt per Standard Webhooks, and records it on its subject.
 
-Run it with `python -m worker.webhook_sender`. It signs each attempt per Standard Webhooks, retries on the
-configured schedule, and records every attempt on the job. Several may run; they never take the same delivery.
-The same process runs the reconciler (worker/reconciler.py), which recovers jobs after crashes.
+It retries on the configured schedule. Several senders may run; they never take the same delivery.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from api.publisher import JobPublisher
 from core.batch_store import BatchStore
 from core.callback_urls import CallbackHostUnresolved, CallbackUrlRefused, check_callback_url
 from core.errors import StoreUnavailable
 from core.jobs import utc_now_iso
-from core.settings import Settings, get_settings
-from core.store import JobStore, connect
+from core.settings import Settings
+from core.store import JobStore
 from core.webhook_queue import WebhookQueue
 from core.webhooks import (
     EVENT_COMPLETED,
-    EVENT_STARTED,
     STATE_DELIVERED,
     STATE_FAILED,
     STATE_GONE,
-    STATE_PENDING,
     STATE_REFUSED,
     Delivery,
     retry_delay_s,
     secret_key_bytes,
     sign,
 )
-from worker.reconciler import Reconciler
-from worker.webhook_http import post_json
+from ops.webhook_http import post_json
 
 log = logging.getLogger("llm.webhooks")
 
 IDLE_POLL_S = 0.1
-ORDER_WAIT_S = 0.2  # how soon a job's `completed` event looks again whether its `started` event is done
 USER_AGENT = "llm-offline-queue-webhooks/1"
 
 
@@ -109,9 +100,8 @@ class WebhookSender:
         if delivery is None:
             self.queue.drop_missing(delivery_id)
             return
-        if self._must_wait_for_started(delivery):
-            self.queue.retry_later(delivery, ORDER_WAIT_S)
-            return
+        if self._is_job_completion(delivery) and self.queue.park_behind_started(delivery):
+            return  # the job's `started` event goes first; finishing it makes this one due again
         delivery.attempts += 1
         status, error, final_state = self._send(delivery)
         delay = retry_delay_s(self.settings.webhook_retry_schedule_seconds, delivery.attempts)
@@ -138,18 +128,16 @@ class WebhookSender:
         if final_state is None:
             self.queue.retry_later(delivery, delay)
         else:
-            self.queue.finish(delivery.id)
+            self.queue.finish(delivery)
         log.info(
             "%s %s webhook %s attempt %d: %s", delivery.subject, delivery.subject_id, delivery.event, delivery.attempts,
             status if status is not None else error,
         )  # fmt: skip
 
-    def _must_wait_for_started(self, delivery: Delivery) -> bool:
-        """A job's `completed` event goes out only after its `started` event is done with (in order)."""
-        if delivery.subject != "job" or delivery.event != EVENT_COMPLETED:
-            return False
-        job = self.store.get(delivery.subject_id)
-        return job is not None and job.webhook is not None and job.webhook["state"].get(EVENT_STARTED) == STATE_PENDING
+    @staticmethod
+    def _is_job_completion(delivery: Delivery) -> bool:
+        """A job's `completed` event, which goes out only after the job's `started` event is done with."""
+        return delivery.subject == "job" and delivery.event == EVENT_COMPLETED
 
     def _send(self, delivery: Delivery) -> tuple[int | None, str | None, str | None]:
         """(HTTP status, error, final state or None to retry)."""
@@ -177,30 +165,3 @@ class WebhookSender:
         if status == 410:
             return status, None, STATE_GONE
         return status, None, None
-
-
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
-    store = JobStore(client, job_ttl_s=settings.job_ttl_seconds)
-    reconciler = Reconciler(settings, store, JobPublisher(settings))
-    threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True).start()
-    log.info("reconciler running every %g s", settings.reconcile_interval_seconds)
-    if settings.webhook_secret is None:
-        # The API refuses webhook jobs without a secret, so there is nothing to deliver.
-        log.warning("WEBHOOK_SECRET is not set: webhooks are disabled")
-        stop.wait()
-        return 0
-    sender = WebhookSender(settings, store, WebhookQueue(client, ttl_s=settings.job_ttl_seconds))
-    log.info("webhook worker delivering (schedule %s s)", settings.webhook_retry_schedule_seconds)
-    sender.run(stop)
-    log.info("webhook worker stopped")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The ops worker's process: the reconciler on a thread of its own, webhook delivery on the main one.
+
+Run it with `python -m ops`. Several may run: they never take the same delivery, and the reconciler's moves are
+transactions that a second one finds already done.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from broker.publisher import JobPublisher
+from core.settings import get_settings
+from core.store import JobStore, connect
+from core.webhook_queue import WebhookQueue
+from ops.reconciler import Reconciler
+from ops.webhook_delivery import WebhookSender
+
+log = logging.getLogger("llm.ops")
+
+
+def main() -> int:
+    """Run until SIGINT or SIGTERM; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
+    store = JobStore(client, job_ttl_s=settings.job_ttl_seconds)
+    reconciler = Reconciler(settings, store, JobPublisher(settings))
+    threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True).start()
+    log.info("reconciler running every %g s", settings.reconcile_interval_seconds)
+    if settings.webhook_secret is None:
+        # The API refuses webhook jobs without a secret, so there is nothing to deliver.
+        log.warning("WEBHOOK_SECRET is not set: webhooks are disabled")
+        stop.wait()
+        return 0
+    sender = WebhookSender(settings, store, WebhookQueue(client, ttl_s=settings.job_ttl_seconds))
+    log.info("webhook delivery running (schedule %s s)", settings.webhook_retry_schedule_seconds)
+    sender.run(stop)
+    log.info("ops worker stopped")
+    return 0
