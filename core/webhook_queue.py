@@ -7,6 +7,7 @@ import time
 import redis
 
 from core.keys import WEBHOOK_DELIVERY_KEY, WEBHOOK_DUE_KEY
+from core.redis_errors import redis_boundary
 from core.webhooks import Delivery
 
 # Take the due deliveries and push their due time past a lease in one step: two senders never take the same
@@ -33,15 +34,18 @@ class WebhookQueue:
         self.ttl_s = ttl_s
         self._claim = client.register_script(_CLAIM_DUE)
 
+    @redis_boundary()
     def claim_due(self, limit: int, lease_s: float) -> list[str]:
         """Up to `limit` delivery ids whose attempt is due now, leased to the caller for `lease_s`."""
         now = time.time()
         return list(self._claim(keys=[WEBHOOK_DUE_KEY], args=[now, limit, now + lease_s]))
 
+    @redis_boundary()
     def get(self, delivery_id: str) -> Delivery | None:
         raw = self.redis.get(WEBHOOK_DELIVERY_KEY.format(delivery_id=delivery_id))
         return Delivery.model_validate_json(raw) if raw else None
 
+    @redis_boundary()
     def retry_later(self, delivery: Delivery, delay_s: float) -> None:
         """Store the attempt count and make the delivery due again after `delay_s`."""
         pipe = self.redis.pipeline(transaction=True)
@@ -49,6 +53,7 @@ class WebhookQueue:
         pipe.zadd(WEBHOOK_DUE_KEY, {delivery.id: time.time() + delay_s})
         pipe.execute()
 
+    @redis_boundary()
     def finish(self, delivery_id: str) -> None:
         """The delivery ended (delivered, gone, refused or out of attempts): forget it."""
         pipe = self.redis.pipeline(transaction=True)
@@ -56,6 +61,7 @@ class WebhookQueue:
         pipe.delete(WEBHOOK_DELIVERY_KEY.format(delivery_id=delivery_id))
         pipe.execute()
 
+    @redis_boundary()
     def drop_missing(self, delivery_id: str) -> None:
         """A due id whose record expired: take it off the schedule."""
         self.redis.zrem(WEBHOOK_DUE_KEY, delivery_id)

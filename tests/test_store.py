@@ -21,10 +21,12 @@ def test_terminal_states_have_no_way_out():
         assert ALLOWED_TRANSITIONS[status] == frozenset()
 
 
-def test_job_round_trips_and_expires_after_the_ttl(store):
+def test_job_round_trips_and_expires_the_ttl_after_it_finishes(store):
     job = new_job()
     store.create(job)
     assert store.get(job.id) == job
+    assert store.redis.ttl(JOB_KEY.format(job_id=job.id)) == -1  # accepted work never expires while it waits
+    store.transition(job.id, JobStatus.CANCELED)
     ttl = store.redis.ttl(JOB_KEY.format(job_id=job.id))
     assert 3500 < ttl <= 3600
 
