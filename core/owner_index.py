@@ -20,10 +20,10 @@ class Owned(Protocol):
     owner: str
 
 
-Record = TypeVar("Record", bound=Owned)
+OwnedRecord = TypeVar("OwnedRecord", bound=Owned)
 
 
-def owned_by(record: Record | None, owner: str, not_found: NotFound) -> Record:
+def owned_by(record: OwnedRecord | None, owner: str, not_found: NotFound) -> OwnedRecord:
     """The record if this owner may see it; another owner's record is as unknown as a missing one."""
     if record is None or record.owner != owner:
         raise not_found
@@ -33,19 +33,19 @@ def owned_by(record: Record | None, owner: str, not_found: NotFound) -> Record:
 def page_newest_first(
     client: redis.Redis,
     index_key: str,
-    load: Callable[[list[str]], list[Record | None]],
+    load: Callable[[list[str]], list[OwnedRecord | None]],
     *,
     limit: int,
     before_sequence: int | None,
-    keep: Callable[[Record], bool] = lambda record: True,
-) -> tuple[list[Record], int | None]:
+    keep: Callable[[OwnedRecord], bool] = lambda record: True,
+) -> tuple[list[OwnedRecord], int | None]:
     """Up to `limit` records that `keep` accepts, newest first, older than the cursor; and the next cursor.
 
     Pages are filled: ids whose records are gone (they are removed from the index on the way) or that `keep`
     refuses don't make a page short.
     """
     upper = f"({before_sequence}" if before_sequence is not None else "+inf"
-    found: list[Record] = []
+    found: list[OwnedRecord] = []
     read_size = max(limit, MIN_PAGE_READ)
     while len(found) < limit:
         rows = client.zrevrangebyscore(index_key, upper, "-inf", start=0, num=read_size, withscores=True)
