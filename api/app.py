@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel
 
 from api.errors import register_error_handlers
 from api.routes import batches, generate, health, jobs
@@ -16,13 +19,25 @@ from core.store import JobStore, connect
 log = logging.getLogger("llm.api")
 
 
+class JsonProvider(DefaultJSONProvider):
+    """Flask's JSON, which also writes the job's typed records (pydantic models) as the JSON they dump to."""
+
+    sort_keys = False
+    ensure_ascii = False
+
+    @staticmethod
+    def default(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json")
+        return DefaultJSONProvider.default(value)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for these settings (the environment's when none are given)."""
     settings = settings or get_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
+    app.json = JsonProvider(app)
     client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
     app.extensions["llm"] = Services(
         settings=settings,

@@ -8,24 +8,28 @@ import redis
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from core.errors import BodyTooLarge, ServiceError, StoreUnavailable
+from core.errors import BodyTooLarge, ErrorType, ServiceError
+from core.redis_errors import RETRY_AFTER_S, store_unavailable_from
 
 log = logging.getLogger("llm.api")
 
 _HTTP_ERROR_TYPES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    400: "malformed_body",
-    415: "unsupported_media_type",
+    404: ErrorType.NOT_FOUND,
+    405: ErrorType.METHOD_NOT_ALLOWED,
+    400: ErrorType.MALFORMED_BODY,
+    415: ErrorType.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
 def service_error_response(error: ServiceError):
-    """Render a typed error with its status (and Retry-After where it has one)."""
+    """Render a typed error with its status; a 503 always says when to try again (Retry-After)."""
     response = jsonify(error.to_dict())
     response.status_code = error.http_status
-    if error.retry_after_s is not None:
-        response.headers["Retry-After"] = str(error.retry_after_s)
+    retry_after_s = error.retry_after_s
+    if retry_after_s is None and error.http_status == 503:
+        retry_after_s = RETRY_AFTER_S
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(retry_after_s)
     return response
 
 
@@ -41,19 +45,23 @@ def register_error_handlers(app: Flask) -> None:
         limit = request.max_content_length
         return service_error_response(BodyTooLarge(f"the request body is larger than {limit} bytes"))
 
-    @app.errorhandler(redis.ConnectionError)
-    @app.errorhandler(redis.TimeoutError)
+    @app.errorhandler(redis.RedisError)
     def _redis_away(error: redis.RedisError):
-        # Stores wrap what they expect; this catches the rest, so Redis being away is never a 500.
-        return service_error_response(StoreUnavailable(f"the job store is unreachable: {error}", retry_after_s=5))
+        # Stores wrap their calls; this catches the rest, so Redis away or refusing writes (full, read-only,
+        # loading) is never a 500.
+        unavailable = store_unavailable_from(error)
+        if unavailable is None:
+            return _unexpected(error)
+        return service_error_response(unavailable)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
         status = error.code or 500
-        body = {"error": {"type": _HTTP_ERROR_TYPES.get(status, "http_error"), "message": error.description}}
+        error_type = _HTTP_ERROR_TYPES.get(status, ErrorType.HTTP_ERROR)
+        body = {"error": {"type": error_type, "message": error.description}}
         return jsonify(body), status
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error")
-        return jsonify({"error": {"type": "internal_error", "message": "internal error"}}), 500
+        return jsonify({"error": {"type": ErrorType.INTERNAL_ERROR, "message": "internal error"}}), 500

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InvalidInput
-from core.jobs import GenerationInput, check_metadata, parse_generation_input
+from core.job_records import WebhookRecord
+from core.jobs import GenerationInput, JobStatus, check_metadata, parse_generation_input
 
 MAX_BATCH_LINES = 50_000
 MAX_CUSTOM_ID_CHARS = 256
@@ -29,13 +30,44 @@ class BatchStatus(StrEnum):
 class Batch(BaseModel):
     """What is stored about a batch; counts and tokens live in a Redis hash beside it (see BatchStore)."""
 
+    model_config = ConfigDict(validate_assignment=True)
+
     id: str
     created_at: str
     total: int
-    webhook: dict[str, Any] | None = None
+    webhook: WebhookRecord | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     cancel_requested_at: str | None = None
     owner: str = "anonymous"
+
+
+def batch_view(batch: Batch, stats: dict[str, str]) -> dict[str, Any]:
+    """The batch object the API returns, from the record and its counters hash (status, counts, times, tokens)."""
+    finished = int(stats.get("finished", 0))
+    if batch.cancel_requested_at:
+        status = BatchStatus.CANCELED
+    elif finished >= batch.total:
+        status = BatchStatus.COMPLETED
+    elif stats.get("started_at"):
+        status = BatchStatus.RUNNING
+    else:
+        status = BatchStatus.QUEUED
+    return {
+        "id": batch.id,
+        "status": status.value,
+        "created_at": batch.created_at,
+        "started_at": stats.get("started_at"),
+        "completed_at": stats.get("completed_at"),
+        "cancel_requested_at": batch.cancel_requested_at,
+        "total": batch.total,
+        "counts": {s.value: int(stats.get(s.value, 0)) for s in JobStatus},
+        "usage": {
+            "prompt_tokens": int(stats.get("prompt_tokens", 0)),
+            "completion_tokens": int(stats.get("completion_tokens", 0)),
+        },
+        "webhook": batch.webhook.model_dump(mode="json") if batch.webhook is not None else None,
+        "metadata": batch.metadata,
+    }
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,50 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class ErrorType(StrEnum):
+    """Every `error.type` this service reports: a failed job's reason, or an API error's kind."""
+
+    # Why a job failed (the job object's `error.type`).
+    INVALID_INPUT = "invalid_input"
+    OUT_OF_MEMORY = "out_of_memory"
+    DEVICE_ERROR = "device_error"
+    GENERATION_ERROR = "generation_error"
+    TIMEOUT = "timeout"
+    MAX_ATTEMPTS = "max_attempts"
+    # What went wrong with a request.
+    MALFORMED_BODY = "malformed_body"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    WRONG_STATE = "wrong_state"
+    BODY_TOO_LARGE = "body_too_large"
+    QUEUE_FULL = "queue_full"
+    STORE_UNAVAILABLE = "store_unavailable"
+    GENERATION_FAILED = "generation_failed"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    HTTP_ERROR = "http_error"
+    INTERNAL_ERROR = "internal_error"
+
 
 class ServiceError(Exception):
     """Base class: every error knows its HTTP status and its stable `type` string."""
 
     http_status = 500
-    error_type = "internal_error"
+    error_type: str = ErrorType.INTERNAL_ERROR
+    default_retry_after_s: int | None = None
 
     def __init__(self, message: str, *, field: str | None = None, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = retry_after_s if retry_after_s is not None else self.default_retry_after_s
 
     def to_dict(self) -> dict:
         """The JSON error body of the contract."""
-        body: dict = {"type": self.error_type, "message": self.message}
+        body: dict = {"type": str(self.error_type), "message": self.message}
         if self.field:
             body["field"] = self.field
         return {"error": body}
@@ -25,49 +53,63 @@ class ServiceError(Exception):
 
 class InvalidInput(ServiceError):
     http_status = 422
-    error_type = "invalid_input"
+    error_type = ErrorType.INVALID_INPUT
 
 
 class MalformedBody(ServiceError):
     http_status = 400
-    error_type = "malformed_body"
+    error_type = ErrorType.MALFORMED_BODY
 
 
 class Unauthorized(ServiceError):
     http_status = 401
-    error_type = "unauthorized"
+    error_type = ErrorType.UNAUTHORIZED
 
 
-class JobNotFound(ServiceError):
+class NotFound(ServiceError):
+    """Something the caller named does not exist (or is another owner's, which reads the same)."""
+
     http_status = 404
-    error_type = "not_found"
+    error_type = ErrorType.NOT_FOUND
+
+
+class JobNotFound(NotFound):
+    pass
+
+
+class BatchNotFound(NotFound):
+    pass
 
 
 class WrongState(ServiceError):
     http_status = 409
-    error_type = "wrong_state"
+    error_type = ErrorType.WRONG_STATE
 
 
 class BodyTooLarge(ServiceError):
     http_status = 413
-    error_type = "body_too_large"
+    error_type = ErrorType.BODY_TOO_LARGE
 
 
 class QueueFull(ServiceError):
     http_status = 503
-    error_type = "queue_full"
+    error_type = ErrorType.QUEUE_FULL
+    default_retry_after_s = 10
 
 
 class StoreUnavailable(ServiceError):
+    """Redis can't be reached or can't take a write now; the same call may succeed a few seconds later."""
+
     http_status = 503
-    error_type = "store_unavailable"
+    error_type = ErrorType.STORE_UNAVAILABLE
+    default_retry_after_s = 5
 
 
 class WaitTimedOut(ServiceError):
     """A synchronous call outlived its wait; the job itself goes on and stays pollable."""
 
     http_status = 504
-    error_type = "timeout"
+    error_type = ErrorType.TIMEOUT
 
     def __init__(self, message: str, *, job_id: str) -> None:
         super().__init__(message)
@@ -83,7 +125,7 @@ class GenerationFailed(ServiceError):
     """The job ran and failed (engine error, out of memory): the server's fault, not the input's."""
 
     http_status = 500
-    error_type = "generation_failed"
+    error_type = ErrorType.GENERATION_FAILED
 
     def __init__(self, message: str, *, job_id: str, error_type: str) -> None:
         super().__init__(message)

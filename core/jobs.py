@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import InvalidInput
+from core.job_records import JobError, JobOutput, JobResources, JobUsage, WebhookRecord
 
 
 class JobStatus(StrEnum):
@@ -180,9 +181,13 @@ def new_job_id() -> str:
 
 
 class Job(BaseModel):
-    """The job object of the contract (section 4), as stored in Redis and returned by the API."""
+    """The job object of the contract, as stored in Redis and returned by the API.
 
-    model_config = ConfigDict(extra="ignore")
+    Assignments are validated, so the worker may set `output`, `usage`, `error`, `resources` or `webhook` from
+    plain dicts and still store typed records.
+    """
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
 
     id: str
     status: JobStatus
@@ -190,13 +195,13 @@ class Job(BaseModel):
     started_at: str | None = None
     completed_at: str | None = None
     input: dict[str, Any]
-    output: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    usage: dict[str, int] | None = None
+    output: JobOutput | None = None
+    error: JobError | None = None
+    usage: JobUsage | None = None
     metrics: dict[str, float | None] | None = None
-    resources: dict[str, Any] | None = None
+    resources: JobResources | None = None
     logs: list[str] = Field(default_factory=list)
-    webhook: dict[str, Any] | None = None
+    webhook: WebhookRecord | None = None
     batch_id: str | None = None
     custom_id: str | None = None
     priority: str = "normal"  # high | normal | low | batch

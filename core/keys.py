@@ -1,20 +1,22 @@
 """Every Redis key this project writes, in one place (kombu's own queue keys are named after the queue)."""
 
-JOB_KEY = "llm:job:{job_id}"  # JSON of the job object; expires job_ttl_s after its last write
+JOB_KEY = "llm:job:{job_id}"  # JSON of the job object; no expiry until it is terminal (a batch's: its batch is)
 OWNER_INDEX_KEY = "llm:jobs:owner:{owner}"  # sorted set: job ids by submission sequence, newest highest
 JOB_SEQUENCE_KEY = "llm:jobs:seq"  # counter giving each job a unique, ordered listing position
 JOB_DONE_CHANNEL = "llm:job-done:{job_id}"  # pub/sub: one message when the job reaches a terminal state
-WORKER_KEY = "llm:worker:{name}"  # JSON heartbeat of a live GPU worker; expires unless refreshed
-WORKER_KEY_PATTERN = "llm:worker:*"
+WORKERS_KEY = "llm:workers"  # sorted set: live GPU worker names by the Unix time their heartbeat runs out
+WORKER_INFO_KEY = "llm:workers:info"  # hash: worker name -> JSON of what it announced (model, device...)
 WEBHOOK_DELIVERY_KEY = "llm:webhook:{delivery_id}"  # JSON of one webhook event still being delivered
 WEBHOOK_DUE_KEY = "llm:webhooks:due"  # sorted set: delivery ids by the Unix time their next attempt is due
 WEBHOOK_STARTED_OPEN_KEY = "llm:webhooks:job:{job_id}:started"  # set: the job's `started` deliveries not finished
 WEBHOOK_PARKED_KEY = "llm:webhooks:job:{job_id}:parked"  # set: its `completed` deliveries waiting for those
-BATCH_KEY = "llm:batch:{batch_id}"  # JSON of the batch (see core/batches.py)
+BATCH_KEY = "llm:batch:{batch_id}"  # JSON of the batch (see core/batches.py); expires once it completes
 BATCH_STATS_KEY = "llm:batch:{batch_id}:stats"  # hash: jobs per status, finished, completion_tokens, times
 BATCH_JOBS_KEY = "llm:batch:{batch_id}:jobs"  # list: the batch's job ids in input order
 BATCH_OWNER_INDEX_KEY = "llm:batches:owner:{owner}"  # sorted set: batch ids by submission sequence
 BATCH_SEQUENCE_KEY = "llm:batches:seq"
+# Sorted set: "<owner index key>|<id>" by the Unix time that id's record expires, so listings shed it then.
+EXPIRING_INDEX_ENTRIES_KEY = "llm:index:expiring"
 IDEMPOTENCY_KEY = "llm:idempotency:{owner}:{key_hash}"  # JSON {job_id, body_hash}; expires after 24 h
 RUNNING_INDEX_KEY = "llm:jobs:running"  # set: ids of running jobs, for the reconciler
 QUEUED_INDEX_KEY = "llm:jobs:queued"  # sorted set: ids of queued jobs by the Unix time they were (re)queued

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     )
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
     webhook_concurrency: int = Field(16, ge=1, le=256)
-    job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    # How long a finished job is kept (a batch's jobs: from when the batch completes); nothing expires while it waits.
+    job_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
     log_dir: Path = Path("./logs")
     # How long the synchronous /v1/generate waits before answering 504 with the job id.
     sync_wait_seconds: float = Field(300.0, gt=0)

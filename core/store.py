@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core.batch_store import BatchStore, stage_batch_counts
 from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs import ALLOWED_TRANSITIONS, Job, JobStatus, utc_now_iso
 from core.keys import (
@@ -23,14 +22,15 @@ from core.keys import (
     OWNER_INDEX_KEY,
     QUEUED_INDEX_KEY,
     RUNNING_INDEX_KEY,
-    WORKER_KEY,
-    WORKER_KEY_PATTERN,
+    WORKER_INFO_KEY,
+    WORKERS_KEY,
 )
+from core.owner_index import owned_by, page_newest_first, shed_expired_index_entries
+from core.redis_errors import redis_boundary
 from core.redis_transactions import watched_update
-from core.webhook_queue import stage_delivery
-from core.webhooks import STATE_PENDING, event_for_status, new_delivery_for
+from core.transition_effects import complete_batch_if_done, stage_transition_effects
 
-_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+log = logging.getLogger("llm.store")
 
 
 def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis:
@@ -46,16 +46,12 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis:
     )
 
 
-@contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except _REDIS_DOWN as error:
-        raise StoreUnavailable(f"the job store is unreachable: {error}", retry_after_s=5) from error
-
-
 class JobStore:
-    """Reads and writes jobs; every status change goes through `transition`, which enforces the table."""
+    """Reads and writes jobs; every status change goes through `transition`, which enforces the table.
+
+    Retention: a job never expires while it is queued or running; its JOB_TTL clock starts when it becomes
+    terminal (a batch's job: when its batch completes).
+    """
 
     def __init__(self, client: redis.Redis, *, job_ttl_s: int) -> None:
         self.redis = client
@@ -64,43 +60,39 @@ class JobStore:
     def ping(self) -> bool:
         """True when Redis answers."""
         try:
-            return bool(self.redis.ping())
-        except _REDIS_DOWN:
+            with redis_boundary():
+                return bool(self.redis.ping())
+        except StoreUnavailable:
             return False
 
+    @redis_boundary()
     def create(self, job: Job) -> None:
         """Store a new job durably and add it to its owner's listing."""
-        with _redis_errors():
-            sequence = self.redis.incr(JOB_SEQUENCE_KEY)
-            index_key = OWNER_INDEX_KEY.format(owner=job.owner)
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json(), ex=self.job_ttl_s)
-            pipe.zadd(QUEUED_INDEX_KEY, {job.id: time.time()})
-            pipe.zadd(index_key, {job.id: sequence})
-            pipe.expire(index_key, self.job_ttl_s)
-            pipe.execute()
+        sequence = self.redis.incr(JOB_SEQUENCE_KEY)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json())
+        pipe.zadd(QUEUED_INDEX_KEY, {job.id: time.time()})
+        pipe.zadd(OWNER_INDEX_KEY.format(owner=job.owner), {job.id: sequence})
+        pipe.execute()
 
+    @redis_boundary()
     def delete(self, job_id: str, owner: str) -> None:
         """Remove a job that was never accepted (its publishing failed)."""
-        with _redis_errors():
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.delete(JOB_KEY.format(job_id=job_id))
-            pipe.zrem(QUEUED_INDEX_KEY, job_id)
-            pipe.zrem(OWNER_INDEX_KEY.format(owner=owner), job_id)
-            pipe.execute()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(JOB_KEY.format(job_id=job_id))
+        pipe.zrem(QUEUED_INDEX_KEY, job_id)
+        pipe.zrem(OWNER_INDEX_KEY.format(owner=owner), job_id)
+        pipe.execute()
 
+    @redis_boundary()
     def get(self, job_id: str) -> Job | None:
         """The job, or None if it never existed or has expired."""
-        with _redis_errors():
-            raw = self.redis.get(JOB_KEY.format(job_id=job_id))
+        raw = self.redis.get(JOB_KEY.format(job_id=job_id))
         return Job.model_validate_json(raw) if raw else None
 
     def get_for_owner(self, job_id: str, owner: str) -> Job:
         """The job if this owner may see it; another owner's job is as unknown as a missing one."""
-        job = self.get(job_id)
-        if job is None or job.owner != owner:
-            raise JobNotFound(f"no job with id {job_id!r}")
-        return job
+        return owned_by(self.get(job_id), owner, JobNotFound(f"no job with id {job_id!r}"))
 
     def transition(
         self,
@@ -132,15 +124,20 @@ class JobStore:
             self._stage_write(pipe, job, from_status)
             return job
 
-        with _redis_errors():
+        with redis_boundary():
             job = watched_update(self.redis, [key], step)
         self._after_write([job])
         return job
 
     def _stage_write(self, pipe: redis.client.Pipeline, job: Job, from_status: JobStatus) -> None:
-        """Queue, in one transaction, a changed job and everything its change raises."""
-        delivery = self._webhook_delivery(job)  # first: it notes the event as pending on the job we write
-        pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json(), ex=self.job_ttl_s)
+        """Queue, in one transaction, a changed job, its indexes and everything its change raises."""
+        stage_transition_effects(pipe, job, from_status, self.job_ttl_s)  # first: it may note a webhook event
+        key = JOB_KEY.format(job_id=job.id)
+        if job.status.is_terminal and job.batch_id is None:
+            pipe.set(key, job.model_dump_json(), ex=self.job_ttl_s)
+        else:
+            # Accepted work never expires; a batch's finished job waits for its batch to complete.
+            pipe.set(key, job.model_dump_json())
         if from_status == JobStatus.QUEUED:
             pipe.zrem(QUEUED_INDEX_KEY, job.id)
         if from_status == JobStatus.RUNNING:
@@ -151,17 +148,25 @@ class JobStore:
             pipe.sadd(RUNNING_INDEX_KEY, job.id)
         if job.status.is_terminal:
             pipe.delete(CANCEL_KEY.format(job_id=job.id))
-        if delivery is not None:
-            stage_delivery(pipe, delivery, self.job_ttl_s)
-        if job.batch_id is not None:
-            stage_batch_counts(pipe, job, from_status, self.job_ttl_s)
-        if job.status.is_terminal:
-            pipe.publish(JOB_DONE_CHANNEL.format(job_id=job.id), job.status.value)
 
     def _after_write(self, jobs: list[Job]) -> None:
-        """What may follow a committed change: a batch whose last job just finished is completed."""
-        for batch_id in {job.batch_id for job in jobs if job.batch_id and job.status.is_terminal}:
-            BatchStore(self).complete_if_done(batch_id)
+        """What follows a committed change: a batch whose last job just finished is completed, and listings
+        shed expired entries. The change stands whatever happens here; the reconciler's sweep and the next
+        write finish what Redis refused now."""
+        finished = [job for job in jobs if job.status.is_terminal]
+        if not finished:
+            return
+        by_batch: dict[str, list[str]] = {}
+        for job in finished:
+            if job.batch_id is not None:
+                by_batch.setdefault(job.batch_id, []).append(job.id)
+        try:
+            with redis_boundary():
+                for batch_id, job_ids in by_batch.items():
+                    complete_batch_if_done(self.redis, batch_id, self.job_ttl_s, job_ids)
+                shed_expired_index_entries(self.redis)
+        except StoreUnavailable as error:
+            log.warning("follow-up of a committed change left to the next sweep: %s", error)
 
     def cancel_queued(self, job_ids: list[str]) -> int:
         """Cancel, in one transaction, those of these jobs that are still queued; returns how many were."""
@@ -181,22 +186,17 @@ class JobStore:
                 self._stage_write(pipe, job, JobStatus.QUEUED)
             return changed
 
-        with _redis_errors():
+        with redis_boundary():
             changed = watched_update(self.redis, keys, step)  # a worker may take one meanwhile: then look again
         self._after_write(changed)
         return len(changed)
 
-    @staticmethod
-    def _webhook_delivery(job: Job):
-        """The webhook event this (just changed) job raises, noting it as pending on the job."""
-        event = event_for_status(job.status.value)
-        if job.webhook is None or event is None or event not in job.webhook["events"]:
-            return None
-        job.webhook["state"][event] = STATE_PENDING
-        return new_delivery_for(job, event)
-
+    @redis_boundary()
     def update_webhook(self, job_id: str, change: Callable[[dict], None]) -> None:
-        """Change the job's `webhook` record (delivery attempts) without touching its status."""
+        """Change the job's `webhook` record (delivery attempts) without touching its status or its expiry.
+
+        `change` edits the record as a dict (`deliveries`, `state`); the result is validated back.
+        """
         key = JOB_KEY.format(job_id=job_id)
 
         def step(pipe: redis.client.Pipeline) -> None:
@@ -204,105 +204,120 @@ class JobStore:
             job = Job.model_validate_json(raw) if raw else None
             if job is None or job.webhook is None:
                 return  # expired: nothing left to record on
-            change(job.webhook)
+            record = job.webhook.model_dump()
+            change(record)
+            job.webhook = record
             pipe.multi()
             pipe.set(key, job.model_dump_json(), keepttl=True)
 
-        with _redis_errors():
-            watched_update(self.redis, [key], step)
+        watched_update(self.redis, [key], step)
 
+    @redis_boundary()
     def list_for_owner(
         self, owner: str, *, status: JobStatus | None, limit: int, before_sequence: int | None
     ) -> tuple[list[Job], int | None]:
         """Up to `limit` jobs, newest first, older than the cursor; returns them and the next cursor."""
-        index_key = OWNER_INDEX_KEY.format(owner=owner)
-        upper: float | str = f"({before_sequence}" if before_sequence is not None else "+inf"
-        found: list[Job] = []
-        page_size = max(limit, 50)
-        with _redis_errors():
-            while len(found) < limit:
-                rows = self.redis.zrevrangebyscore(index_key, upper, "-inf", start=0, num=page_size, withscores=True)
-                if not rows:
-                    return found, None
-                raws = self.redis.mget([JOB_KEY.format(job_id=job_id) for job_id, _ in rows])
-                for (job_id, sequence), raw in zip(rows, raws, strict=True):
-                    upper = f"({int(sequence)}"
-                    if raw is None:
-                        self.redis.zrem(index_key, job_id)  # expired: tidy the index as we pass
-                        continue
-                    job = Job.model_validate_json(raw)
-                    if status is None or job.status == status:
-                        found.append(job)
-                        if len(found) == limit:
-                            return found, int(sequence)
-        return found, None
+        shed_expired_index_entries(self.redis)
+        return page_newest_first(
+            self.redis,
+            OWNER_INDEX_KEY.format(owner=owner),
+            self._load_many,
+            limit=limit,
+            before_sequence=before_sequence,
+            keep=lambda job: status is None or job.status == status,
+        )
 
+    def _load_many(self, job_ids: list[str]) -> list[Job | None]:
+        raws = self.redis.mget([JOB_KEY.format(job_id=job_id) for job_id in job_ids])
+        return [Job.model_validate_json(raw) if raw else None for raw in raws]
+
+    @redis_boundary()
     def wait_until_terminal(self, job_id: str, timeout_s: float) -> Job:
         """Block until the job is terminal or the timeout passes; returns the job as it then is."""
         deadline = time.monotonic() + timeout_s
-        with _redis_errors():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(JOB_DONE_CHANNEL.format(job_id=job_id))
-                while True:
-                    # Read after subscribing so a completion between the two is never missed.
-                    job = self.get(job_id)
-                    if job is None:
-                        raise JobNotFound(f"job {job_id} expired while waiting")
-                    remaining = deadline - time.monotonic()
-                    if job.status.is_terminal or remaining <= 0:
-                        return job
-                    pubsub.get_message(timeout=min(remaining, 1.0))
-            finally:
-                pubsub.close()
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(JOB_DONE_CHANNEL.format(job_id=job_id))
+            while True:
+                # Read after subscribing so a completion between the two is never missed.
+                job = self.get(job_id)
+                if job is None:
+                    raise JobNotFound(f"job {job_id} expired while waiting")
+                remaining = deadline - time.monotonic()
+                if job.status.is_terminal or remaining <= 0:
+                    return job
+                pubsub.get_message(timeout=min(remaining, 1.0))
+        finally:
+            pubsub.close()
 
+    @redis_boundary()
     def request_cancel(self, job_id: str) -> None:
         """Ask the worker running this job to stop it between two decoding steps."""
-        with _redis_errors():
-            self.redis.set(CANCEL_KEY.format(job_id=job_id), "1", ex=self.job_ttl_s)
+        self.redis.set(CANCEL_KEY.format(job_id=job_id), "1", ex=self.job_ttl_s)
 
+    @redis_boundary()
     def cancel_requested(self, job_id: str) -> bool:
-        with _redis_errors():
-            return bool(self.redis.exists(CANCEL_KEY.format(job_id=job_id)))
+        """True while a cancel of this (running) job is pending."""
+        return bool(self.redis.exists(CANCEL_KEY.format(job_id=job_id)))
 
+    @redis_boundary()
     def running_job_ids(self) -> list[str]:
         """Every job the store believes is running somewhere."""
-        with _redis_errors():
-            return list(self.redis.smembers(RUNNING_INDEX_KEY))
+        return list(self.redis.smembers(RUNNING_INDEX_KEY))
 
+    @redis_boundary()
     def queued_since_before(self, moment_s: float, limit: int = 10_000) -> list[str]:
         """Jobs queued (or requeued) before `moment_s` and still queued."""
-        with _redis_errors():
-            return list(self.redis.zrangebyscore(QUEUED_INDEX_KEY, "-inf", moment_s, start=0, num=limit))
+        return list(self.redis.zrangebyscore(QUEUED_INDEX_KEY, "-inf", moment_s, start=0, num=limit))
 
+    @redis_boundary()
     def touch_queued(self, job_ids: list[str]) -> None:
         """Restart the queued clock of jobs just republished, so they are not republished again at once."""
         if job_ids:
-            with _redis_errors():
-                self.redis.zadd(QUEUED_INDEX_KEY, dict.fromkeys(job_ids, time.time()), xx=True)
+            self.redis.zadd(QUEUED_INDEX_KEY, dict.fromkeys(job_ids, time.time()), xx=True)
 
+    @redis_boundary()
     def forget_index_entries(self, job_ids: list[str]) -> None:
         """Drop index entries whose jobs have expired."""
         if job_ids:
-            with _redis_errors():
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.srem(RUNNING_INDEX_KEY, *job_ids)
-                pipe.zrem(QUEUED_INDEX_KEY, *job_ids)
-                pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.srem(RUNNING_INDEX_KEY, *job_ids)
+            pipe.zrem(QUEUED_INDEX_KEY, *job_ids)
+            pipe.execute()
 
+    def _server_time_s(self) -> float:
+        """Redis's clock: heartbeats written and read on different hosts are compared on one clock."""
+        seconds, microseconds = self.redis.time()
+        return seconds + microseconds / 1e6
+
+    @redis_boundary()
     def register_worker(self, name: str, info: dict[str, Any], ttl_s: float) -> None:
-        """Announce (or refresh) a live worker that has its model loaded."""
-        with _redis_errors():
-            self.redis.set(WORKER_KEY.format(name=name), json.dumps(info), px=int(ttl_s * 1000))
+        """Announce (or refresh) a live worker that has its model loaded; it counts as live for `ttl_s`."""
 
+        def beat(pipe: redis.client.Pipeline) -> None:
+            now = self._server_time_s()
+            # Workers that stopped beating without withdrawing (killed) are forgotten by the next beat.
+            dead = [other for other in pipe.zrangebyscore(WORKERS_KEY, "-inf", now) if other != name]
+            pipe.multi()
+            pipe.hset(WORKER_INFO_KEY, name, json.dumps(info))
+            pipe.zadd(WORKERS_KEY, {name: now + ttl_s})
+            if dead:
+                pipe.zrem(WORKERS_KEY, *dead)
+                pipe.hdel(WORKER_INFO_KEY, *dead)
+
+        watched_update(self.redis, [WORKERS_KEY], beat)
+
+    @redis_boundary()
     def unregister_worker(self, name: str) -> None:
         """Withdraw a worker that is shutting down."""
-        with _redis_errors():
-            self.redis.delete(WORKER_KEY.format(name=name))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrem(WORKERS_KEY, name)
+        pipe.hdel(WORKER_INFO_KEY, name)
+        pipe.execute()
 
+    @redis_boundary()
     def live_workers(self) -> list[dict[str, Any]]:
-        """The workers whose heartbeat has not expired."""
-        with _redis_errors():
-            keys = list(self.redis.scan_iter(match=WORKER_KEY_PATTERN, count=100))
-            raws = self.redis.mget(keys) if keys else []
+        """The workers whose heartbeat has not run out."""
+        names = self.redis.zrangebyscore(WORKERS_KEY, f"({self._server_time_s()}", "+inf")
+        raws = self.redis.hmget(WORKER_INFO_KEY, names) if names else []
         return [json.loads(raw) for raw in raws if raw]

@@ -7,6 +7,7 @@ import time
 import redis
 
 from core.keys import WEBHOOK_DELIVERY_KEY, WEBHOOK_DUE_KEY, WEBHOOK_PARKED_KEY, WEBHOOK_STARTED_OPEN_KEY
+from core.redis_errors import redis_boundary
 from core.webhooks import EVENT_STARTED, Delivery
 
 # Take the due deliveries and push their due time past a lease in one step: two senders never take the same
@@ -65,22 +66,26 @@ class WebhookQueue:
         self._park = client.register_script(_PARK_BEHIND_STARTED)
         self._finish_started = client.register_script(_FINISH_STARTED)
 
+    @redis_boundary()
     def claim_due(self, limit: int, lease_s: float) -> list[str]:
         """Up to `limit` delivery ids whose attempt is due now, leased to the caller for `lease_s`."""
         now = time.time()
         return list(self._claim(keys=[WEBHOOK_DUE_KEY], args=[now, limit, now + lease_s]))
 
+    @redis_boundary()
     def get(self, delivery_id: str) -> Delivery | None:
         """The stored delivery with this id, or None once it expired or finished."""
         raw = self.redis.get(WEBHOOK_DELIVERY_KEY.format(delivery_id=delivery_id))
         return Delivery.model_validate_json(raw) if raw else None
 
+    @redis_boundary()
     def park_behind_started(self, delivery: Delivery) -> bool:
         """Take the delivery off the schedule while its job's `started` event is unfinished; False if none is."""
         job_id = delivery.subject_id
         open_key, parked_key = WEBHOOK_STARTED_OPEN_KEY.format(job_id=job_id), WEBHOOK_PARKED_KEY.format(job_id=job_id)
         return bool(self._park(keys=[WEBHOOK_DUE_KEY, open_key, parked_key], args=[delivery.id, self.ttl_s]))
 
+    @redis_boundary()
     def retry_later(self, delivery: Delivery, delay_s: float) -> None:
         """Store the attempt count and make the delivery due again after `delay_s`."""
         pipe = self.redis.pipeline(transaction=True)
@@ -88,6 +93,7 @@ class WebhookQueue:
         pipe.zadd(WEBHOOK_DUE_KEY, {delivery.id: time.time() + delay_s})
         pipe.execute()
 
+    @redis_boundary()
     def finish(self, delivery: Delivery) -> None:
         """The delivery ended (delivered, gone, refused or out of attempts): forget it, release what waited on it."""
         delivery_key = WEBHOOK_DELIVERY_KEY.format(delivery_id=delivery.id)
@@ -104,6 +110,7 @@ class WebhookQueue:
         pipe.delete(delivery_key)
         pipe.execute()
 
+    @redis_boundary()
     def drop_missing(self, delivery_id: str) -> None:
         """A due id whose record expired: take it off the schedule."""
         self.redis.zrem(WEBHOOK_DUE_KEY, delivery_id)

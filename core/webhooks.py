@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from core.job_records import WebhookState
+
 if TYPE_CHECKING:
     from core.jobs import Job
 
@@ -24,12 +26,13 @@ EVENT_TYPES = {EVENT_STARTED: "job.started", EVENT_COMPLETED: "job.completed"}
 BATCH_COMPLETED_TYPE = "batch.completed"
 RETRY_JITTER = 0.2  # each delay moves by up to ±20%, so receivers that failed together don't retry together
 
-# What a delivery ends as; "pending" until then.
-STATE_PENDING = "pending"
-STATE_DELIVERED = "delivered"
-STATE_FAILED = "failed"  # the last attempt failed
-STATE_GONE = "gone"  # the receiver answered 410: it wants no more
-STATE_REFUSED = "refused"  # the URL now resolves to an address that may not be called
+
+# What an event's delivery ends as (kept on the job's or batch's webhook record).
+STATE_PENDING = WebhookState.PENDING
+STATE_DELIVERED = WebhookState.DELIVERED
+STATE_FAILED = WebhookState.FAILED
+STATE_GONE = WebhookState.GONE
+STATE_REFUSED = WebhookState.REFUSED
 
 
 class Delivery(BaseModel):
@@ -92,7 +95,7 @@ def new_delivery_for(job: Job, event: str) -> Delivery:
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    return Delivery(id=f"msg_{uuid.uuid4().hex}", subject_id=job.id, event=event, url=job.webhook["url"], body=body)
+    return Delivery(id=f"msg_{uuid.uuid4().hex}", subject_id=job.id, event=event, url=job.webhook.url, body=body)
 
 
 def new_batch_delivery(batch_view: dict, url: str, timestamp: str) -> Delivery:

@@ -180,7 +180,7 @@ def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 break
-        except (requests.ConnectionError, requests.Timeout):  # a worker still booting may accept, then stall
+        except (requests.ConnectionError, requests.Timeout):  # gunicorn listens before the app is loaded
             time.sleep(0.1)
     else:
         raise RuntimeError("gunicorn did not start")

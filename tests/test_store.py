@@ -21,10 +21,12 @@ def test_terminal_states_have_no_way_out():
         assert ALLOWED_TRANSITIONS[status] == frozenset()
 
 
-def test_job_round_trips_and_expires_after_the_ttl(store):
+def test_job_round_trips_and_expires_the_ttl_after_it_finishes(store):
     job = new_job()
     store.create(job)
     assert store.get(job.id) == job
+    assert store.redis.ttl(JOB_KEY.format(job_id=job.id)) == -1  # accepted work never expires while it waits
+    store.transition(job.id, JobStatus.CANCELED)
     ttl = store.redis.ttl(JOB_KEY.format(job_id=job.id))
     assert 3500 < ttl <= 3600
 
@@ -127,3 +129,40 @@ def test_a_batch_whose_completion_was_cut_short_is_completed_by_the_sweep(store)
     batches.complete_finished_batches()
     assert batches.view(batch)["completed_at"] is not None
     assert not store.redis.sismember(OPEN_BATCHES_KEY, batch.id)
+
+
+def test_batch_listing_fills_its_pages_past_expired_batches(store):
+    from core.batch_store import BatchStore
+    from core.batches import Batch
+    from core.keys import BATCH_KEY
+
+    owner = f"owner-{new_job_id()}"
+    batches = BatchStore(store)
+    made = []
+    for _ in range(4):
+        batch = Batch(id=f"batch_{new_job_id()}", created_at=utc_now_iso(), total=1, owner=owner)
+        job = new_job(owner)
+        job.batch_id = batch.id
+        batches.create(batch, [job])
+        made.append(batch)
+    store.redis.delete(BATCH_KEY.format(batch_id=made[2].id))
+    page, cursor = batches.list_for_owner(owner, limit=2, before_sequence=None)
+    assert [b.id for b in page] == [made[3].id, made[1].id] and cursor is not None
+    rest, cursor = batches.list_for_owner(owner, limit=2, before_sequence=cursor)
+    assert [b.id for b in rest] == [made[0].id] and cursor is None
+
+
+def test_another_owners_batch_is_a_batch_not_found(store):
+    from core.batch_store import BatchStore
+    from core.batches import Batch
+    from core.errors import BatchNotFound
+
+    batches = BatchStore(store)
+    batch = Batch(id=f"batch_{new_job_id()}", created_at=utc_now_iso(), total=1, owner="owner-a")
+    job = new_job()
+    job.batch_id = batch.id
+    batches.create(batch, [job])
+    for batch_id, owner in ((batch.id, "owner-b"), ("batch_missing", "owner-a")):
+        with pytest.raises(BatchNotFound) as missing:
+            batches.get_for_owner(batch_id, owner)
+        assert missing.value.to_dict() == {"error": {"type": "not_found", "message": f"no batch with id {batch_id!r}"}}

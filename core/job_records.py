@@ -1,0 +1,94 @@
+"""The typed parts of a job (and a batch): output, usage, error, resources, webhook record.
+
+They are validated from the dicts the worker builds, and dump to the same JSON those dicts had.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import ErrorType
+
+
+class Record(BaseModel):
+    """A typed record that still reads like the dict it replaced (`record["text"]`, `record.get("type")`),
+    so code written against the dicts keeps working."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in type(self).model_fields:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The field's value, or `default` when there is no such field."""
+        return getattr(self, name) if name in type(self).model_fields else default
+
+
+class JobOutput(Record):
+    text: str
+    finish_reason: Literal["stop", "length", "canceled"]
+
+
+class JobUsage(Record):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class JobError(Record):
+    type: ErrorType
+    message: str
+
+
+class ResourceReading(Record):
+    """One RAM/VRAM sample, in GB (the units of the resource log line)."""
+
+    gpu: str
+    vram_allocated_gb: float
+    vram_reserved_gb: float
+    ram_used_gb: float
+    ram_total_gb: float
+    ram_percent: float
+
+
+class JobResources(Record):
+    before: ResourceReading
+    after: ResourceReading
+    peak_vram_allocated_gb: float
+    peak_vram_reserved_gb: float
+    batch_size: int
+
+
+class WebhookState(StrEnum):
+    """What an event's delivery ends as; "pending" until then."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # the last attempt failed
+    GONE = "gone"  # the receiver answered 410: it wants no more
+    REFUSED = "refused"  # the URL now resolves to an address that may not be called
+
+
+class WebhookAttempt(Record):
+    """One delivery attempt: the receiver's status code, or the error that stopped the request."""
+
+    event: Literal["started", "completed"]
+    webhook_id: str
+    attempt: int
+    at: str
+    status_code: int | None
+    error: str | None
+
+
+class WebhookRecord(Record):
+    """A job's (or batch's) callback: where, for which events, how each event's delivery ended, every attempt."""
+
+    url: str
+    events: list[Literal["started", "completed"]]
+    state: dict[str, WebhookState] = Field(default_factory=dict)
+    deliveries: list[WebhookAttempt] = Field(default_factory=list)

@@ -1,0 +1,77 @@
+"""The one Redis error boundary, against real redis-servers that are full, read-only or gone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from core.batch_store import BatchStore
+from core.batches import Batch
+from core.errors import StoreUnavailable
+from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
+from core.store import JobStore, connect
+from core.webhook_queue import WebhookQueue
+from core.webhooks import Delivery
+from scripts.redis_server import RedisServer, free_port
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, so filling or demoting it affects no other test."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def new_job(**fields) -> Job:
+    return Job(id=new_job_id(), status=JobStatus.QUEUED, created_at=utc_now_iso(), input={"prompt": "x"}, **fields)
+
+
+def every_store_write(client: redis.Redis) -> dict[str, Callable[[], None]]:
+    """One write of each store (JobStore, BatchStore, WebhookQueue)."""
+    store = JobStore(client, job_ttl_s=60)
+    batch = Batch(id=f"batch_{new_job_id()}", created_at=utc_now_iso(), total=1)
+    delivery = Delivery(id="msg_x", subject_id="job", event="completed", url="http://x", body="{}")
+    return {
+        "JobStore.create": lambda: store.create(new_job()),
+        "BatchStore.create": lambda: BatchStore(store).create(batch, [new_job(batch_id=batch.id)]),
+        "WebhookQueue.retry_later": lambda: WebhookQueue(client, ttl_s=60).retry_later(delivery, 1.0),
+    }
+
+
+def test_a_full_redis_under_noeviction_is_store_unavailable_for_every_store(own_redis):
+    client = connect(own_redis.url)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    try:
+        for name, write in every_store_write(client).items():
+            with pytest.raises(StoreUnavailable, match="maxmemory"):
+                write()
+            assert client.dbsize() == 0, name  # the refused transaction left nothing half-written
+    finally:
+        client.config_set("maxmemory", 0)
+    for write in every_store_write(client).values():
+        write()  # the same writes succeed once memory is freed
+
+
+def test_a_read_only_replica_is_store_unavailable_for_every_store(own_redis):
+    client = connect(own_redis.url)
+    client.replicaof("127.0.0.1", free_port())  # a primary that isn't there: this server refuses writes
+    try:
+        for write in every_store_write(client).values():
+            with pytest.raises(StoreUnavailable, match="read only replica"):
+                write()
+    finally:
+        client.replicaof("NO", "ONE")
+
+
+def test_an_unreachable_redis_is_store_unavailable_for_every_store(own_redis):
+    client = connect(own_redis.url, socket_timeout_s=0.5)
+    own_redis.stop()
+    for write in every_store_write(client).values():
+        with pytest.raises(StoreUnavailable, match="unreachable"):
+            write()
+    assert JobStore(client, job_ttl_s=60).ping() is False
