@@ -12,9 +12,9 @@ from broker.publisher import JobPublisher
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.keys import WORKER_INFO_KEY, WORKERS_KEY
 from core.store import JobStore, connect
+from ops.reconciler import Reconciler
 from scripts.redis_server import RedisServer
 from tests.conftest import unconsumed_queue_name
-from ops.reconciler import Reconciler
 
 UNRELATED_KEYS = 100_000
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,7 +19,11 @@ class EngineFailed(Exception):
 
 
 class EngineDead(Exception):
-    """The engine's generation thread died: no job can run in this process any more."""
+    """One of the engine's threads died: no job can run in this process any more (its jobs go back to the queue)."""
+
+
+class EngineStopped(Exception):
+    """The engine is shutting down: the job did not finish here and goes back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,13 @@ class Engine(Protocol):
     """What the worker needs of an engine, sequential or batching."""
 
     device: str
+
+    def slot(self, params: GenerationInput) -> AbstractContextManager[None]:
+        """Wait until the engine can start this job (a place in the batch, or the one-at-a-time lane), and hold it.
+
+        Raises EngineStopped or EngineDead instead of waiting on an engine that will never take the job.
+        """
+        ...
 
     def generate(
         self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None
@@ -65,12 +77,6 @@ def classify_failure(failure: BaseException) -> tuple[dict[str, str], bool]:
     if isinstance(failure, EngineFailed):
         return {"type": "generation_error", "message": message}, False
     return {"type": "generation_error", "message": f"{type(failure).__name__}: {message}"}, False
-
-
-def cut_at_first_stop(text: str, stops: list[str]) -> str:
-    """The text before the earliest stop string."""
-    positions = [text.find(stop) for stop in stops if stop in text]
-    return text[: min(positions)] if positions else text
 
 
 class PromptEncoder:
