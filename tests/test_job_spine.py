@@ -6,7 +6,7 @@ import re
 
 import requests
 
-from tests.conftest import wait_for_terminal
+from tests.polling import wait_for_terminal
 
 # The seed README's resource-log format, plus the job id this service appends on generation lines.
 SEED_LOG_LINE = re.compile(
