@@ -1,12 +1,11 @@
-"""Typed errors shared by the API and the worker; the API maps them to HTTP in one place."""
+"""Typed errors shared by the API and the worker; the API maps them to HTTP statuses in api/errors.py."""
 
 from __future__ import annotations
 
 
 class ServiceError(Exception):
-    """Base class: every error knows its HTTP status and its stable `type` string."""
+    """Base class: every error knows its stable `type` string and renders the API's JSON error body."""
 
-    http_status = 500
     error_type = "internal_error"
 
     def __init__(self, message: str, *, field: str | None = None, retry_after_s: int | None = None) -> None:
@@ -16,7 +15,7 @@ class ServiceError(Exception):
         self.retry_after_s = retry_after_s
 
     def to_dict(self) -> dict:
-        """The JSON error body of the contract."""
+        """The JSON error body: `{"error": {"type", "message", "field"?}}`."""
         body: dict = {"type": self.error_type, "message": self.message}
         if self.field:
             body["field"] = self.field
@@ -24,49 +23,40 @@ class ServiceError(Exception):
 
 
 class InvalidInput(ServiceError):
-    http_status = 422
     error_type = "invalid_input"
 
 
 class MalformedBody(ServiceError):
-    http_status = 400
     error_type = "malformed_body"
 
 
 class Unauthorized(ServiceError):
-    http_status = 401
     error_type = "unauthorized"
 
 
 class JobNotFound(ServiceError):
-    http_status = 404
     error_type = "not_found"
 
 
 class WrongState(ServiceError):
-    http_status = 409
     error_type = "wrong_state"
 
 
 class BodyTooLarge(ServiceError):
-    http_status = 413
     error_type = "body_too_large"
 
 
 class QueueFull(ServiceError):
-    http_status = 503
     error_type = "queue_full"
 
 
 class StoreUnavailable(ServiceError):
-    http_status = 503
     error_type = "store_unavailable"
 
 
 class WaitTimedOut(ServiceError):
     """A synchronous call outlived its wait; the job itself goes on and stays pollable."""
 
-    http_status = 504
     error_type = "timeout"
 
     def __init__(self, message: str, *, job_id: str) -> None:
@@ -82,7 +72,6 @@ class WaitTimedOut(ServiceError):
 class GenerationFailed(ServiceError):
     """The job ran and failed (engine error, out of memory): the server's fault, not the input's."""
 
-    http_status = 500
     error_type = "generation_failed"
 
     def __init__(self, message: str, *, job_id: str, error_type: str) -> None:

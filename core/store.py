@@ -306,3 +306,18 @@ class JobStore:
             keys = list(self.redis.scan_iter(match=WORKER_KEY_PATTERN, count=100))
             raws = self.redis.mget(keys) if keys else []
         return [json.loads(raw) for raw in raws if raw]
+
+    def request_cancel_if_running(self, job_id: str) -> Job | None:
+        """In one watched transaction: set the cancel flag only if the job is running; returns the job as read."""
+        key = JOB_KEY.format(job_id=job_id)
+
+        def step(pipe: redis.client.Pipeline) -> Job | None:
+            raw = pipe.get(key)
+            job = Job.model_validate_json(raw) if raw else None
+            if job is not None and job.status == JobStatus.RUNNING:
+                pipe.multi()
+                pipe.set(CANCEL_KEY.format(job_id=job_id), "1", ex=self.job_ttl_s)
+            return job
+
+        with _redis_errors():
+            return watched_update(self.redis, [key], step)  # a worker finishing meanwhile: read it again
