@@ -81,18 +81,18 @@ def test_seed_and_repetition_penalty_are_honoured_beside_a_batch(api_server):
 
 
 @pytest.fixture
-def seedlike_worker(redis_server, demo_model_dir, tmp_path, request):
+def one_at_a_time_worker(redis_server, demo_model_dir, tmp_path, request):
     """A second worker with MAX_BATCH_SIZE=1 on a queue of its own."""
-    queue = f"seedlike-{request.node.name}"
+    queue = f"one-at-a-time-{request.node.name}"
     env = service_env(redis_server.url, demo_model_dir, tmp_path / "logs", MAX_BATCH_SIZE="1", GPU_QUEUE=queue)
     store = JobStore(connect(redis_server.url), job_ttl_s=3600)
-    process = start_worker(env, tmp_path / "worker.out", store, "seedlike")
+    process = start_worker(env, tmp_path / "worker.out", store, "one-at-a-time")
     yield queue
     stop_process(process)
 
 
-def test_batch_size_one_runs_jobs_one_at_a_time_like_the_seed(make_settings, seedlike_worker):
-    client = create_app(make_settings(gpu_queue=seedlike_worker)).test_client()
+def test_batch_size_one_runs_jobs_one_at_a_time(make_settings, one_at_a_time_worker):
+    client = create_app(make_settings(gpu_queue=one_at_a_time_worker)).test_client()
     body = {"prompt": "Từng việc một", "max_tokens": 60, "ignore_eos": True}
     ids = [client.post("/jobs", json=body).get_json()["id"] for _ in range(4)]
     jobs = poll_until(
