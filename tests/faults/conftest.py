@@ -82,7 +82,7 @@ class FaultLab:
             try:
                 requests.get(f"{base_url}/healthz", timeout=1)
                 return base_url
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
                 time.sleep(0.1)
         raise RuntimeError("the API did not start")
 
