@@ -1,4 +1,4 @@
-"""The synchronous `POST /v1/generate` of the earlier FastAPI service: same body, now a queued job it waits for."""
+"""The synchronous `POST /v1/generate`: one request, one answer, served by a queued job that the request waits for."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def generate():
         return jsonify(
             {
                 "id": job.id,
-                # `generated_text` is the earlier service's name for it; `text` matches the job object.
+                # `generated_text` is what synchronous clients read; `text` matches the job object.
                 "generated_text": output.get("text", ""),
                 "text": output.get("text", ""),
                 "finish_reason": output.get("finish_reason"),
