@@ -11,10 +11,10 @@ from pydantic import BaseModel
 
 from api.errors import register_error_handlers
 from api.routes import batches, generate, health, jobs
-from api.submission import Services
-from broker.publisher import JobPublisher
+from api.services import Services
 from core.settings import Settings, get_settings
 from core.store import JobStore, connect
+from core.submission import JobQueue
 
 log = logging.getLogger("llm.api")
 
@@ -32,18 +32,14 @@ class JsonProvider(DefaultJSONProvider):
         return DefaultJSONProvider.default(value)
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the API for these settings (the environment's when none are given)."""
+def create_app(settings: Settings | None = None, *, queue: JobQueue | None = None) -> Flask:
+    """Build the API for these settings (the environment's when none are given) and queue (the broker's)."""
     settings = settings or get_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json = JsonProvider(app)
     client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
-    app.extensions["llm"] = Services(
-        settings=settings,
-        store=JobStore(client, job_ttl_s=settings.job_ttl_seconds),
-        publisher=JobPublisher(settings),
-    )
+    app.extensions["llm"] = Services.build(settings, JobStore(client, job_ttl_s=settings.job_ttl_seconds), queue)
     register_error_handlers(app)
     for module in (jobs, batches, generate, health):
         app.register_blueprint(module.bp)

@@ -1,4 +1,4 @@
-"""The one place where errors become HTTP responses, always as the contract's JSON shape."""
+"""The one place where errors become HTTP responses, always as `{"error": {"type", "message", ...}}`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,37 @@ import redis
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from core.errors import BodyTooLarge, ErrorType, ServiceError
+from core.errors import (
+    BodyTooLarge,
+    ErrorType,
+    GenerationFailed,
+    InvalidInput,
+    MalformedBody,
+    NotFound,
+    QueueFull,
+    ServiceError,
+    StoreUnavailable,
+    Unauthorized,
+    WaitTimedOut,
+    WrongState,
+)
 from core.redis_errors import RETRY_AFTER_S, store_unavailable_from
 
 log = logging.getLogger("llm.api")
+
+# The HTTP status of each typed error (a subclass answers as its nearest listed ancestor).
+HTTP_STATUS_OF: dict[type[ServiceError], int] = {
+    MalformedBody: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    WrongState: 409,
+    BodyTooLarge: 413,
+    InvalidInput: 422,
+    GenerationFailed: 500,
+    QueueFull: 503,
+    StoreUnavailable: 503,
+    WaitTimedOut: 504,
+}
 
 _HTTP_ERROR_TYPES = {
     404: ErrorType.NOT_FOUND,
@@ -21,12 +48,20 @@ _HTTP_ERROR_TYPES = {
 }
 
 
+def http_status_of(error: ServiceError) -> int:
+    """The status a typed error answers with; an unlisted one is a 500."""
+    for kind in type(error).__mro__:
+        if kind in HTTP_STATUS_OF:
+            return HTTP_STATUS_OF[kind]
+    return 500
+
+
 def service_error_response(error: ServiceError):
     """Render a typed error with its status; a 503 always says when to try again (Retry-After)."""
     response = jsonify(error.to_dict())
-    response.status_code = error.http_status
+    response.status_code = http_status_of(error)
     retry_after_s = error.retry_after_s
-    if retry_after_s is None and error.http_status == 503:
+    if retry_after_s is None and response.status_code == 503:
         retry_after_s = RETRY_AFTER_S
     if retry_after_s is not None:
         response.headers["Retry-After"] = str(retry_after_s)

@@ -78,7 +78,7 @@ def measure_large_batch(redis_url: str, lines: int = LINES) -> LargeBatchFigures
             try:
                 requests.get(f"{base_url}/healthz", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
                 time.sleep(0.1)
         worker = psutil.Process(api.pid).children()[0]
         rss_before = worker.memory_info().rss

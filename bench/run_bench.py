@@ -1,6 +1,6 @@
-"""`make bench`: the service against the seed's one-`generate`-at-a-time baseline, in one run, on one machine.
+"""`make bench`: the service against a one-`generate`-at-a-time baseline, in one run, on one machine.
 
-Prints, side by side: the seed-style baseline; the service end to end (real API, Redis, worker) at 1, 8 and 32
+Prints, side by side: the one-at-a-time baseline; the service end to end (real API, Redis, worker) at 1, 8 and 32
 concurrent clients; the queue's own overhead on 1-token jobs; model load time against a raw read of the weight
 files; the worker's resident memory after 10 and after 500 jobs. Appends the figures to bench/RESULTS.md.
 """
@@ -32,8 +32,8 @@ CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 NEW_TOKENS = 64
 PROMPT = "Hà Nội là thủ đô của nước nào? Hãy kể về lịch sử, ẩm thực và con người nơi đây."
-# About 30M parameters: the shape issue 3 names (the bundled corpus gives the tokenizer ~2.4k tokens, not 8k,
-# so the MLP is a little wider to keep the size).
+# About 30M parameters, a small model of realistic shape (the bundled corpus gives the tokenizer ~2.4k tokens,
+# not 8k, so the MLP is a little wider to keep the size).
 BENCH_MODEL_SHAPE = {"hidden_size": 512, "layers": 8, "heads": 8, "kv_heads": 4, "intermediate_size": 2048}
 
 
@@ -51,8 +51,8 @@ def build_bench_model() -> Path:
     return target
 
 
-def seed_style_baseline(model_dir: Path, jobs: int) -> dict:
-    """One `model.generate` at a time, as the seed ran: tokens/s and per-job latency."""
+def one_at_a_time_baseline(model_dir: Path, jobs: int) -> dict:
+    """One `model.generate` at a time, no queue and no batching: tokens/s and per-job latency."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -223,7 +223,7 @@ def report(figures: dict) -> str:
         "",
         "| run | jobs | tokens/s | x baseline | p50 latency s | p95 latency s | p50 / baseline p50 | batch seen |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| seed-style baseline (one `generate` at a time) | {figures['baseline_jobs']} | {b['tokens_per_s']:.1f} "
+        f"| baseline (one `generate` at a time) | {figures['baseline_jobs']} | {b['tokens_per_s']:.1f} "
         f"| 1.00 | {b['p50_s']:.3f} | {b['p95_s']:.3f} | 1.00 | 1 |",
     ]
     for row in figures["service"]:
@@ -253,8 +253,8 @@ def main() -> int:
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     model_dir = build_bench_model()
-    print("baseline: seed-style, one generate at a time ...", flush=True)
-    baseline = seed_style_baseline(model_dir, args.baseline_jobs)
+    print("baseline: one generate at a time ...", flush=True)
+    baseline = one_at_a_time_baseline(model_dir, args.baseline_jobs)
     load = load_versus_read(model_dir)
     service = Service(model_dir, args.max_batch_size)
     try:

@@ -1,4 +1,4 @@
-"""Typed errors shared by the API and the worker; the API maps them to HTTP in one place."""
+"""Typed errors shared by the API and the worker; the API maps them to HTTP statuses in api/errors.py."""
 
 from __future__ import annotations
 
@@ -31,9 +31,8 @@ class ErrorType(StrEnum):
 
 
 class ServiceError(Exception):
-    """Base class: every error knows its HTTP status and its stable `type` string."""
+    """Base class: every error knows its stable `type` string and renders the API's JSON error body."""
 
-    http_status = 500
     error_type: str = ErrorType.INTERNAL_ERROR
     default_retry_after_s: int | None = None
 
@@ -52,24 +51,20 @@ class ServiceError(Exception):
 
 
 class InvalidInput(ServiceError):
-    http_status = 422
     error_type = ErrorType.INVALID_INPUT
 
 
 class MalformedBody(ServiceError):
-    http_status = 400
     error_type = ErrorType.MALFORMED_BODY
 
 
 class Unauthorized(ServiceError):
-    http_status = 401
     error_type = ErrorType.UNAUTHORIZED
 
 
 class NotFound(ServiceError):
     """Something the caller named does not exist (or is another owner's, which reads the same)."""
 
-    http_status = 404
     error_type = ErrorType.NOT_FOUND
 
 
@@ -82,17 +77,14 @@ class BatchNotFound(NotFound):
 
 
 class WrongState(ServiceError):
-    http_status = 409
     error_type = ErrorType.WRONG_STATE
 
 
 class BodyTooLarge(ServiceError):
-    http_status = 413
     error_type = ErrorType.BODY_TOO_LARGE
 
 
 class QueueFull(ServiceError):
-    http_status = 503
     error_type = ErrorType.QUEUE_FULL
     default_retry_after_s = 10
 
@@ -100,7 +92,6 @@ class QueueFull(ServiceError):
 class StoreUnavailable(ServiceError):
     """Redis can't be reached or can't take a write now; the same call may succeed a few seconds later."""
 
-    http_status = 503
     error_type = ErrorType.STORE_UNAVAILABLE
     default_retry_after_s = 5
 
@@ -108,7 +99,6 @@ class StoreUnavailable(ServiceError):
 class WaitTimedOut(ServiceError):
     """A synchronous call outlived its wait; the job itself goes on and stays pollable."""
 
-    http_status = 504
     error_type = ErrorType.TIMEOUT
 
     def __init__(self, message: str, *, job_id: str) -> None:
@@ -124,7 +114,6 @@ class WaitTimedOut(ServiceError):
 class GenerationFailed(ServiceError):
     """The job ran and failed (engine error, out of memory): the server's fault, not the input's."""
 
-    http_status = 500
     error_type = ErrorType.GENERATION_FAILED
 
     def __init__(self, message: str, *, job_id: str, error_type: str) -> None:

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     model_dir: Path = Path("./model")
     device: str = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
-    # Jobs the GPU worker runs at once; 1 = the seed's one-at-a-time `generate`, more = continuous batching.
+    # Jobs the GPU worker runs at once; 1 = one `generate` at a time, more = continuous batching.
     max_batch_size: int = Field(8, ge=1, le=1024)
     # KV-cache budget of the batching engine: a share of the GPU memory left after loading, or GiB of RAM on CPU.
     kv_cache_memory_percent: float = Field(0.8, gt=0, lt=1)
@@ -53,11 +53,12 @@ class Settings(BaseSettings):
     log_dir: Path = Path("./logs")
     # How long the synchronous /v1/generate waits before answering 504 with the job id.
     sync_wait_seconds: float = Field(300.0, gt=0)
-    # The seed emptied the CUDA cache after every generation; keep that as the default.
+    # Give cached CUDA memory back after every generation: a little slower, but each job's resource log
+    # starts from the same baseline.
     empty_cuda_cache_after_job: bool = True
     gpu_queue: str = "gpu"
     worker_heartbeat_seconds: float = Field(5.0, gt=0)
-    # Reliability (CONTRACT section 8).
+    # Reliability: retries of jobs whose worker died, deadlines, graceful shutdown, recovery of lost jobs.
     max_attempts: int = Field(3, ge=1, le=20)
     job_timeout_seconds: float = Field(900.0, gt=0)
     broker_visibility_timeout_seconds: int = Field(3600, ge=60)
@@ -67,9 +68,8 @@ class Settings(BaseSettings):
     stale_queued_seconds: float = Field(60.0, gt=0)
     # One line per execution (job, attempt, worker), kept outside Redis: an audit of what really ran.
     execution_log: Path | None = None
-    # Test hooks: wrap the engine ("module:function"), or make the API die between storing and publishing.
+    # Test hook: wrap the engine ("module:function"), to inject faults into a real worker.
     engine_wrapper: str | None = None
-    fault_exit_after_store: bool = False
     redis_socket_timeout_seconds: float = Field(2.0, gt=0)
 
     @field_validator("device")

@@ -321,3 +321,18 @@ class JobStore:
         names = self.redis.zrangebyscore(WORKERS_KEY, f"({self._server_time_s()}", "+inf")
         raws = self.redis.hmget(WORKER_INFO_KEY, names) if names else []
         return [json.loads(raw) for raw in raws if raw]
+
+    def request_cancel_if_running(self, job_id: str) -> Job | None:
+        """In one watched transaction: set the cancel flag only if the job is running; returns the job as read."""
+        key = JOB_KEY.format(job_id=job_id)
+
+        def step(pipe: redis.client.Pipeline) -> Job | None:
+            raw = pipe.get(key)
+            job = Job.model_validate_json(raw) if raw else None
+            if job is not None and job.status == JobStatus.RUNNING:
+                pipe.multi()
+                pipe.set(CANCEL_KEY.format(job_id=job_id), "1", ex=self.job_ttl_s)
+            return job
+
+        with redis_boundary():
+            return watched_update(self.redis, [key], step)  # a worker finishing meanwhile: read it again

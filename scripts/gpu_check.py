@@ -378,7 +378,8 @@ def report(figures: dict) -> str:
         f"- 1-job decode: {single['ms_per_token_p50']:.2f} ms/token; memory-bandwidth limit "
         f"{bound_ms:.2f} ms/token ({load['weight_bytes'] / 1e9:.2f} GB / {bw['bytes_per_s'] / 1e12:.2f} TB/s measured "
         f"device-to-device copy): {single['ms_per_token_p50'] / bound_ms:.2f}x the limit.",
-        f"- Resource log lines: {res['lines']} checked, every one names {bw['gpu']}, with non-zero VRAM once the model is loaded: "
+        f"- Resource log lines: {res['lines']} checked, every one names {bw['gpu']}, with non-zero VRAM once the "
+        "model is loaded: "
         f"{'yes' if res['ok'] else 'NO: ' + repr(res['bad'])}.",
         oom_line,
         "",

@@ -180,21 +180,10 @@ def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 break
-        except (requests.ConnectionError, requests.Timeout):  # gunicorn listens before the app is loaded
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
             time.sleep(0.1)
     else:
         raise RuntimeError("gunicorn did not start")
     yield HttpServer(base_url, process)
     stop_process(process)
     out.close()
-
-
-def wait_for_terminal(base_url: str, job_id: str, timeout_s: float = 60) -> dict:
-    """Poll GET /jobs/<id> as a client would, until the job is finished."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = requests.get(f"{base_url}/jobs/{job_id}", timeout=5).json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} not finished within {timeout_s} s")

@@ -85,7 +85,7 @@ def test_json_that_is_not_an_object_is_a_422(client):
     assert_error_shape(client.post("/jobs", json=["prompt"]), 422, "invalid_input")
 
 
-def test_seed_endpoint_rejects_bad_input_the_same_way(client, redis_server, queue):
+def test_sync_generate_endpoint_rejects_bad_input_the_same_way(client, redis_server, queue):
     assert_error_shape(client.post("/v1/generate", json={"prompt": 1}), 422, "invalid_input")
     assert queue_length(redis_server.url, queue) == 0
 

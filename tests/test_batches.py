@@ -16,7 +16,8 @@ import requests
 from api.app import create_app
 from core.jobs import parse_iso
 from core.keys import JOB_KEY
-from tests.conftest import ROOT, queue_length, unconsumed_queue_name, wait_for_terminal
+from tests.conftest import ROOT, queue_length, unconsumed_queue_name
+from tests.polling import poll_until, wait_for_terminal
 from tests.test_job_spine import submit
 
 
@@ -35,14 +36,18 @@ def post_batch(base_url: str, lines: list[dict], as_jsonl: bool = True) -> dict:
     return response.json()
 
 
+def get_batch(base_url: str, batch_id: str) -> dict:
+    return requests.get(f"{base_url}/batches/{batch_id}", timeout=10).json()
+
+
 def wait_for_batch(base_url: str, batch_id: str, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        batch = requests.get(f"{base_url}/batches/{batch_id}", timeout=10).json()
-        if batch["completed_at"] is not None:
-            return batch
-        time.sleep(0.1)
-    raise AssertionError(f"batch {batch_id} did not finish: {batch}")
+    return poll_until(
+        lambda: get_batch(base_url, batch_id),
+        lambda batch: batch["completed_at"] is not None,
+        timeout_s,
+        f"batch {batch_id} to finish",
+        interval_s=0.1,
+    )
 
 
 def results(base_url: str, batch_id: str) -> list[dict]:
@@ -116,10 +121,12 @@ def test_unknown_batch_is_404(quiet_client):
 def test_cancel_midway_keeps_finished_results_and_never_runs_the_rest(api_server):
     lines = batch_lines(300, f"cancel-{uuid.uuid4().hex[:6]}", max_tokens=48, ignore_eos=True)
     batch = post_batch(api_server.base_url, lines)
-    deadline = time.monotonic() + 60
-    while requests.get(f"{api_server.base_url}/batches/{batch['id']}", timeout=5).json()["counts"]["succeeded"] < 10:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    poll_until(
+        lambda: get_batch(api_server.base_url, batch["id"]),
+        lambda batch: batch["counts"]["succeeded"] >= 10,
+        60,
+        "10 lines of the batch to succeed",
+    )
     canceled = requests.post(f"{api_server.base_url}/batches/{batch['id']}/cancel", timeout=60).json()
     assert canceled["status"] == "canceled" and canceled["canceled_now"] > 0
     done = wait_for_batch(api_server.base_url, batch["id"])

@@ -8,7 +8,8 @@ import pytest
 
 from api.app import create_app
 from core.jobs import parse_iso
-from tests.conftest import JobStore, connect, service_env, start_worker, stop_process, wait_for_terminal
+from tests.conftest import JobStore, connect, service_env, start_worker, stop_process
+from tests.polling import is_terminal, poll_until, wait_for_terminal
 from tests.test_job_spine import run, submit
 
 LONG = {"prompt": "Một bài thơ dài về Hà Nội", "max_tokens": 160, "ignore_eos": True, "do_sample": False}
@@ -80,27 +81,26 @@ def test_seed_and_repetition_penalty_are_honoured_beside_a_batch(api_server):
 
 
 @pytest.fixture
-def seedlike_worker(redis_server, demo_model_dir, tmp_path, request):
+def one_at_a_time_worker(redis_server, demo_model_dir, tmp_path, request):
     """A second worker with MAX_BATCH_SIZE=1 on a queue of its own."""
-    queue = f"seedlike-{request.node.name}"
+    queue = f"one-at-a-time-{request.node.name}"
     env = service_env(redis_server.url, demo_model_dir, tmp_path / "logs", MAX_BATCH_SIZE="1", GPU_QUEUE=queue)
     store = JobStore(connect(redis_server.url), job_ttl_s=3600)
-    process = start_worker(env, tmp_path / "worker.out", store, "seedlike")
+    process = start_worker(env, tmp_path / "worker.out", store, "one-at-a-time")
     yield queue
     stop_process(process)
 
 
-def test_batch_size_one_runs_jobs_one_at_a_time_like_the_seed(make_settings, seedlike_worker):
-    client = create_app(make_settings(gpu_queue=seedlike_worker)).test_client()
+def test_batch_size_one_runs_jobs_one_at_a_time(make_settings, one_at_a_time_worker):
+    client = create_app(make_settings(gpu_queue=one_at_a_time_worker)).test_client()
     body = {"prompt": "Từng việc một", "max_tokens": 60, "ignore_eos": True}
     ids = [client.post("/jobs", json=body).get_json()["id"] for _ in range(4)]
-    jobs = [client.get(f"/jobs/{job_id}").get_json() for job_id in ids]
-    import time
-
-    deadline = time.monotonic() + 60
-    while any(job["status"] != "succeeded" for job in jobs) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        jobs = [client.get(f"/jobs/{job_id}").get_json() for job_id in ids]
+    jobs = poll_until(
+        lambda: [client.get(f"/jobs/{job_id}").get_json() for job_id in ids],
+        lambda jobs: all(is_terminal(job) for job in jobs),
+        60,
+        "4 jobs to finish",
+    )
     assert all(job["status"] == "succeeded" for job in jobs)
     assert all(job["resources"]["batch_size"] == 1 for job in jobs)
     spans = sorted((parse_iso(job["started_at"]), parse_iso(job["completed_at"])) for job in jobs)

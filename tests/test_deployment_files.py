@@ -263,7 +263,7 @@ def test_every_dependency_and_named_volume_is_defined() -> None:
 
 
 def test_api_is_published_on_host_port_8001() -> None:
-    """Host port 8001 reaches the API's container port 8000, as in the seed."""
+    """Host port 8001 (the port clients know) reaches the API's container port 8000."""
     assert ("8001", "8000") in published_ports("api")
     assert "8000" in dockerfile_arguments("EXPOSE")
 

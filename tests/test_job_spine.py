@@ -6,10 +6,10 @@ import re
 
 import requests
 
-from tests.conftest import wait_for_terminal
+from tests.polling import wait_for_terminal
 
-# The seed README's resource-log format, plus the job id this service appends on generation lines.
-SEED_LOG_LINE = re.compile(
+# The resource-log line's format (see README, Resource logs), with the job id on generation lines.
+RESOURCE_LOG_LINE = re.compile(
     r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \| "
     r"\[(Before model load|After model load|Before generation|After generation)\] "
     r"GPU: .+ - VRAM: \d+(\.\d+)?GB \(allocated\) / \d+(\.\d+)?GB \(reserved\) \| "
@@ -46,7 +46,7 @@ def test_prompt_job_succeeds_with_text_usage_metrics_and_resources(api_server):
     assert job["resources"]["batch_size"] == 1
     assert job["attempts"] == 1 and job["worker"].startswith("gpu-test@")
     assert job["started_at"] <= job["completed_at"]
-    assert len(job["logs"]) == 2 and all(SEED_LOG_LINE.match(line) for line in job["logs"])
+    assert len(job["logs"]) == 2 and all(RESOURCE_LOG_LINE.match(line) for line in job["logs"])
     assert all(job["id"] in line for line in job["logs"])
 
 
@@ -107,21 +107,21 @@ def test_prompt_longer_than_the_context_fails_clearly(api_server):
     assert job["error"]["type"] == "invalid_input" and "context" in job["error"]["message"]
 
 
-def test_model_loads_once_across_jobs_and_every_log_line_has_the_seed_format(api_server, worker):
+def test_model_loads_once_across_jobs_and_every_log_line_has_the_resource_format(api_server, worker):
     for i in range(5):
         run(api_server.base_url, {"prompt": f"Câu hỏi số {i}", "max_tokens": 4})
     log_lines = (worker.log_dir / "resources.log").read_text(encoding="utf-8").splitlines()
     assert sum("[After model load]" in line for line in log_lines) == 1
     assert sum("[Before model load]" in line for line in log_lines) == 1
     assert sum("[After generation]" in line for line in log_lines) >= 5
-    bad = [line for line in log_lines if not SEED_LOG_LINE.match(line)]
+    bad = [line for line in log_lines if not RESOURCE_LOG_LINE.match(line)]
     assert not bad, bad
     stdout_lines = [line for line in worker.stdout().splitlines() if "] GPU: " in line]
     assert sum("[After model load]" in line for line in stdout_lines) == 1
-    assert all(SEED_LOG_LINE.match(line) for line in stdout_lines)
+    assert all(RESOURCE_LOG_LINE.match(line) for line in stdout_lines)
 
 
-def test_seed_generate_endpoint_answers_synchronously(api_server):
+def test_sync_generate_endpoint_answers_synchronously(api_server):
     body = {"prompt": "Câu hỏi của bạn", "max_tokens": 8, "temperature": 0.7, "top_p": 0.9, "do_sample": True}
     response = requests.post(f"{api_server.base_url}/v1/generate", json=body, timeout=60)
     assert response.status_code == 200, response.text

@@ -1,8 +1,8 @@
-"""Resource samples and the seed's log line, on a machine without a GPU."""
+"""Resource samples and their log line, on a machine without a GPU."""
 
 from __future__ import annotations
 
-from tests.test_job_spine import SEED_LOG_LINE
+from tests.test_job_spine import RESOURCE_LOG_LINE
 from worker.resources import ResourceSample, ResourceSampler, format_resource_line, ram_used_and_total_bytes
 
 
@@ -18,11 +18,11 @@ def test_sample_without_gpu_says_none_and_zero_vram():
     assert 0 < sample.ram_percent < 100
 
 
-def test_line_matches_the_seed_format_for_every_operation():
+def test_line_matches_the_resource_log_format_for_every_operation():
     sample = ResourceSample("NVIDIA GeForce RTX 4060 Laptop GPU", 5.98, 6.59, 1.95, 7.63, 30.3)
     for operation in ("Before model load", "After model load"):
-        assert SEED_LOG_LINE.match(format_resource_line(operation, sample))
+        assert RESOURCE_LOG_LINE.match(format_resource_line(operation, sample))
     for operation in ("Before generation", "After generation"):
         line = format_resource_line(operation, sample, "0" * 32)
-        assert SEED_LOG_LINE.match(line) and line.endswith(" | job " + "0" * 32)
+        assert RESOURCE_LOG_LINE.match(line) and line.endswith(" | job " + "0" * 32)
     assert "VRAM: 5.98GB (allocated) / 6.59GB (reserved) | RAM: 1.95GB/7.63GB (30.3%)" in line

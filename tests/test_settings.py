@@ -12,7 +12,7 @@ from core.settings import Settings
 from tests.conftest import ROOT
 
 
-def test_defaults_match_the_contract():
+def test_defaults_match_the_readme():
     settings = Settings(_env_file=None)
     assert settings.port == 8001
     assert settings.device == "auto" and settings.dtype == "auto"

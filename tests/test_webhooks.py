@@ -15,7 +15,8 @@ from core.jobs import parse_iso
 from core.keys import WEBHOOK_DELIVERY_KEY
 from core.webhooks import sign
 from scripts.redis_server import free_port
-from tests.conftest import TEST_RETRY_SCHEDULE, WEBHOOK_SECRET, wait_for_terminal
+from tests.conftest import TEST_RETRY_SCHEDULE, WEBHOOK_SECRET
+from tests.polling import poll_until, wait_for_job, wait_for_terminal
 from tests.receivers import Receiver
 from tests.test_job_spine import submit
 
@@ -36,16 +37,6 @@ def receiver():
         server.stop()
 
 
-def job_when(base_url: str, job_id: str, predicate, timeout_s: float = 20) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = requests.get(f"{base_url}/jobs/{job_id}", timeout=5).json()
-        if predicate(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached the expected state: {job}")
-
-
 def delivered(event: str = "completed"):
     return lambda job: job["webhook"]["state"].get(event) not in (None, "pending")
 
@@ -57,7 +48,7 @@ def test_delivery_verifies_with_the_standard_webhooks_library(api_server, webhoo
     payload = Webhook(WEBHOOK_SECRET).verify(request.body, request.headers)
     assert payload["type"] == "job.completed" and payload["data"]["id"] == job["id"]
     assert payload["data"]["status"] == "succeeded" and payload["data"]["output"]["text"]
-    finished = job_when(api_server.base_url, job["id"], delivered())
+    finished = wait_for_job(api_server.base_url, job["id"], delivered())
     assert finished["webhook"]["state"] == {"completed": "delivered"}
     [attempt] = finished["webhook"]["deliveries"]
     assert attempt["status_code"] == 200 and attempt["webhook_id"] == request.headers["webhook-id"]
@@ -79,7 +70,7 @@ def test_failures_are_retried_with_the_same_webhook_id_and_recorded(api_server, 
     hook = receiver(statuses=[500, 500, 200])
     job = submit(api_server.base_url, QUICK | {"webhook": hook.url})
     requests_seen = hook.wait_for(3)
-    finished = job_when(api_server.base_url, job["id"], delivered())
+    finished = wait_for_job(api_server.base_url, job["id"], delivered())
     time.sleep(1.0)  # nothing more may come
     assert len(hook.requests) == 3
     assert len({r.headers["webhook-id"] for r in requests_seen}) == 1
@@ -91,7 +82,7 @@ def test_failures_are_retried_with_the_same_webhook_id_and_recorded(api_server, 
 def test_410_stops_after_one_attempt(api_server, webhook_worker, receiver):
     hook = receiver(statuses=[410])
     job = submit(api_server.base_url, QUICK | {"webhook": hook.url})
-    finished = job_when(api_server.base_url, job["id"], delivered())
+    finished = wait_for_job(api_server.base_url, job["id"], delivered())
     time.sleep(1.0)
     assert len(hook.requests) == 1
     assert finished["webhook"]["state"]["completed"] == "gone"
@@ -100,7 +91,7 @@ def test_410_stops_after_one_attempt(api_server, webhook_worker, receiver):
 def test_redirect_is_a_failure_and_the_last_failure_marks_it_failed(api_server, webhook_worker, receiver):
     hook = receiver(statuses=[302] * 20)
     job = submit(api_server.base_url, QUICK | {"webhook": hook.url})
-    finished = job_when(api_server.base_url, job["id"], delivered(), timeout_s=30)
+    finished = wait_for_job(api_server.base_url, job["id"], delivered(), timeout_s=30)
     attempts = len(finished["webhook"]["deliveries"])
     assert finished["webhook"]["state"]["completed"] == "failed"
     assert attempts == 1 + len([s for s in ["0.25", "0.25", "0.25", "0.25", "0.25", "0.25", "0.25", "0.25"]])
@@ -112,9 +103,9 @@ def test_redirect_is_a_failure_and_the_last_failure_marks_it_failed(api_server, 
 def test_receiver_down_then_up_gets_it_once_up(api_server, webhook_worker, receiver):
     hook = receiver(start=False)
     job = submit(api_server.base_url, QUICK | {"webhook": hook.url})
-    job_when(api_server.base_url, job["id"], lambda j: len(j["webhook"]["deliveries"]) >= 2)
+    wait_for_job(api_server.base_url, job["id"], lambda j: len(j["webhook"]["deliveries"]) >= 2)
     hook.start()
-    finished = job_when(api_server.base_url, job["id"], delivered())
+    finished = wait_for_job(api_server.base_url, job["id"], delivered())
     assert finished["webhook"]["state"]["completed"] == "delivered"
     failures = [d for d in finished["webhook"]["deliveries"] if d["status_code"] is None]
     assert failures and all("Connection" in d["error"] or "refused" in d["error"].lower() for d in failures)
@@ -129,7 +120,7 @@ def test_started_then_completed_arrive_in_order(api_server, webhook_worker, rece
     assert types == ["job.started", "job.completed"]
     assert json.loads(first.body)["data"]["status"] == "running"
     assert first.headers["webhook-id"] != second.headers["webhook-id"]
-    finished = job_when(api_server.base_url, job["id"], lambda j: len(j["webhook"]["state"]) == 2 and all(
+    finished = wait_for_job(api_server.base_url, job["id"], lambda j: len(j["webhook"]["state"]) == 2 and all(
         v == "delivered" for v in j["webhook"]["state"].values()))  # fmt: skip
     assert finished["webhook"]["events"] == ["started", "completed"]
 
@@ -151,7 +142,7 @@ def test_completed_waits_for_a_failing_started_without_being_rewritten(
     try:
         job = submit(api_server.base_url, QUICK | {"webhook": hook.url, "webhook_events": ["started", "completed"]})
         seen = hook.wait_for(started_attempts + 1)
-        finished = job_when(api_server.base_url, job["id"], delivered("completed"))
+        finished = wait_for_job(api_server.base_url, job["id"], delivered("completed"))
     finally:
         client.config_set("notify-keyspace-events", previous)
     writes: collections.Counter[str] = collections.Counter()
@@ -195,11 +186,11 @@ def test_batch_webhook_receives_a_signed_batch_completed(api_server, webhook_wor
     event = Webhook(WEBHOOK_SECRET).verify(request.body, request.headers)
     assert event["type"] == "batch.completed" and event["data"]["id"] == batch_id
     assert event["data"]["counts"]["succeeded"] == 5 and event["data"]["completed_at"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        batch = requests.get(f"{api_server.base_url}/batches/{batch_id}", timeout=5).json()
-        if batch["webhook"]["state"].get("completed") == "delivered":
-            break
-        time.sleep(0.05)
+    batch = poll_until(
+        lambda: requests.get(f"{api_server.base_url}/batches/{batch_id}", timeout=5).json(),
+        lambda batch: batch["webhook"]["state"].get("completed") == "delivered",
+        10,
+        "the batch's delivery to be recorded",
+    )
     assert batch["webhook"]["state"]["completed"] == "delivered"
     assert batch["webhook"]["deliveries"][0]["status_code"] == 200

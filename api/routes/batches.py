@@ -6,9 +6,8 @@ import hashlib
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.routes.common import accepted, caller, check_webhook_url, page_args, services
-from core.batches import read_batch_body, validate_batch_lines
-from core.errors import WrongState
+from api.routes.common import accepted, caller, page_args, services
+from core.batches import read_batch_body
 
 bp = Blueprint("batches", __name__)
 
@@ -21,16 +20,9 @@ def create_batch():
     request.max_content_length = svc.settings.max_batch_body_bytes
     raw = request.get_data()
     body = read_batch_body(raw, request.args.get("webhook"))
-    if body.webhook is not None:
-        check_webhook_url(body.webhook)
-    lines = validate_batch_lines(
-        body.items, max_tokens_limit=svc.settings.max_tokens_limit, max_prompt_chars=svc.settings.max_prompt_chars
-    )
     batch = svc.submit_batch(
-        lines,
+        body,
         owner,
-        webhook=body.webhook,
-        metadata=body.metadata,
         idempotency_key=request.headers.get("Idempotency-Key"),
         body_hash=hashlib.sha256(raw + (body.webhook or "").encode()).hexdigest(),
     )
@@ -69,10 +61,5 @@ def batch_results(batch_id: str):
 @bp.post("/batches/<batch_id>/cancel")
 def cancel_batch(batch_id: str):
     """Queued jobs are canceled and never run; running ones finish; a completed batch can't be canceled (409)."""
-    batches = services().batches
-    batch = batches.get_for_owner(batch_id, caller())
-    if batch.cancel_requested_at is None and batches.view(batch)["status"] == "completed":
-        raise WrongState(f"batch {batch_id} is completed; there is nothing left to cancel")
-    canceled = batches.cancel(batch)
-    body = batches.view(batch) | {"canceled_now": canceled}
-    return jsonify(body)
+    cancellation = services().cancel_batch(batch_id, caller())
+    return jsonify(cancellation.view | {"canceled_now": cancellation.canceled_now})

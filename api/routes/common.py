@@ -1,4 +1,4 @@
-"""Helpers every route module uses: the services, the caller, the parsed body."""
+"""Helpers every route module uses: the services, the caller, the parsed body, paging, the 202 response."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 
 from api.auth import owner_of
-from api.submission import Services
-from core.callback_urls import check_callback_url
+from api.services import Services
 from core.errors import InvalidInput, MalformedBody
-from core.jobs import GenerationInput, parse_generation_input
 
 MAX_PAGE_SIZE = 100
 
@@ -42,25 +40,6 @@ def json_body() -> Any:
     if body is None:
         raise MalformedBody("the request body must be valid JSON")
     return body
-
-
-def generation_input(body: Any) -> GenerationInput:
-    """Validate a generation body against this deployment's limits."""
-    settings = services().settings
-    params = parse_generation_input(
-        body, max_tokens_limit=settings.max_tokens_limit, max_prompt_chars=settings.max_prompt_chars
-    )
-    if params.webhook is not None:
-        check_webhook_url(params.webhook)
-    return params
-
-
-def check_webhook_url(url: str) -> None:
-    """Refuse (422) a callback this server can't sign or must not call."""
-    settings = services().settings
-    if settings.webhook_secret is None:
-        raise InvalidInput("webhook: this server has no WEBHOOK_SECRET, so it can't send webhooks", field="webhook")
-    check_callback_url(url, allow_private=settings.webhook_allow_private)
 
 
 def page_args() -> tuple[int, int | None]:

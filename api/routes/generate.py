@@ -1,10 +1,10 @@
-"""The seed's synchronous `POST /v1/generate`: same body, now a queued job that this request waits for."""
+"""The synchronous `POST /v1/generate`: one request, one answer, served by a queued job that the request waits for."""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from api.routes.common import caller, generation_input, json_body, services
+from api.routes.common import caller, json_body, services
 from core.errors import GenerationFailed, InvalidInput, WaitTimedOut, WrongState
 from core.jobs import JobStatus
 
@@ -15,16 +15,15 @@ bp = Blueprint("generate", __name__)
 def generate():
     """Enqueue, wait up to SYNC_WAIT_SECONDS, and return the text; on timeout 504 names the job to poll."""
     owner = caller()
-    params = generation_input(json_body())
     svc = services()
-    job = svc.submit(params, owner)
+    job = svc.submit_job(json_body(), owner)
     job = svc.store.wait_until_terminal(job.id, svc.settings.sync_wait_seconds)
     if job.status == JobStatus.SUCCEEDED:
         output = job.output or {}
         return jsonify(
             {
                 "id": job.id,
-                # `generated_text` is the seed's name for it; `text` matches the job object.
+                # `generated_text` is what synchronous clients read; `text` matches the job object.
                 "generated_text": output.get("text", ""),
                 "text": output.get("text", ""),
                 "finish_reason": output.get("finish_reason"),

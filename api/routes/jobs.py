@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from api.routes.common import accepted, caller, generation_input, json_body, page_args, services
-from core.errors import InvalidInput, WrongState
+from api.routes.common import accepted, caller, json_body, page_args, services
+from core.errors import InvalidInput
 from core.jobs import JobStatus
 
 bp = Blueprint("jobs", __name__)
@@ -15,23 +15,15 @@ bp = Blueprint("jobs", __name__)
 def create_job():
     """Validate, store and enqueue a generation; 202 with the queued job."""
     owner = caller()
-    params = generation_input(json_body())
-    job = services().submit(params, owner, request.headers.get("Idempotency-Key"))
+    job = services().submit_job(json_body(), owner, request.headers.get("Idempotency-Key"))
     return accepted(job.public_view(), f"/jobs/{job.id}")
 
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str):
     """Queued: canceled at once, never runs. Running: stops within a second, keeps its text. Finished: 409."""
-    store = services().store
-    job = store.get_for_owner(job_id, caller())
-    if job.status == JobStatus.QUEUED and store.cancel_queued([job_id]):
-        return jsonify(store.get_for_owner(job_id, job.owner).public_view())
-    job = store.get_for_owner(job_id, job.owner)
-    if job.status == JobStatus.RUNNING:
-        store.request_cancel(job_id)
-        return jsonify(job.public_view()), 202
-    raise WrongState(f"job {job_id} is {job.status.value}: there is nothing to cancel")
+    cancellation = services().cancel_job(job_id, caller())
+    return jsonify(cancellation.job.public_view()), 202 if cancellation.stopping else 200
 
 
 @bp.get("/jobs/<job_id>")

@@ -17,6 +17,7 @@ from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
 from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
 from tests.conftest import ROOT, service_env, stop_process
+from tests.polling import is_terminal, poll_until
 
 # Clocks compressed from seconds-to-minutes to fractions of a second, so each fault plays out quickly.
 FAST_RECOVERY = {
@@ -67,9 +68,12 @@ class FaultLab:
         """The ops worker, whose reconciler recovers jobs."""
         return self._spawn(ops_worker_command(), "light", self.env(**extra))
 
-    def start_api(self, **extra: str) -> str:
+    def start_api(self, app: str = "api.wsgi:app", **extra: str) -> str:
+        """The API under gunicorn; `app` names another WSGI app to serve (a faulty one) in place of the real."""
         port = free_port()
-        self._spawn(api_command(f"127.0.0.1:{port}", workers=1, threads=4), "api", self.env(**extra))
+        real = api_command(f"127.0.0.1:{port}", workers=1, threads=4)
+        command = [app if part == "api.wsgi:app" else part for part in real]
+        self._spawn(command, "api", self.env(**extra))
         base_url = f"http://127.0.0.1:{port}"
         import requests
 
@@ -78,7 +82,7 @@ class FaultLab:
             try:
                 requests.get(f"{base_url}/healthz", timeout=1)
                 return base_url
-            except (requests.ConnectionError, requests.Timeout):  # a worker still booting may accept, then stall
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
                 time.sleep(0.1)
         raise RuntimeError("the API did not start")
 
@@ -102,14 +106,11 @@ class FaultLab:
     def wait(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
         """Poll until `predicate()`; returns the seconds it took."""
         started = time.monotonic()
-        while not predicate():
-            if time.monotonic() - started > timeout_s:
-                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-            time.sleep(0.05)
+        poll_until(predicate, bool, timeout_s, what)
         return time.monotonic() - started
 
     def all_done(self, job_ids: list[str]) -> bool:
-        return all(self.job(job_id)["status"] in ("succeeded", "failed", "canceled") for job_id in job_ids)
+        return all(is_terminal(self.job(job_id)) for job_id in job_ids)
 
     def executions(self) -> collections.Counter:
         """How many times each job started, read from the log kept outside Redis."""

@@ -1,4 +1,4 @@
-"""CONTRACT section 8, each promise proven by injecting the fault for real (`make test-faults` runs these alone).
+"""The reliability promises, each proven by injecting the fault for real (`make test-faults` runs these alone).
 
 Every execution is counted in a log outside Redis, so loss and duplication are measured, not assumed.
 """
@@ -114,7 +114,7 @@ def test_redis_down_means_fast_503s_then_acceptance_when_back(lab):
 def test_api_killed_between_storing_and_publishing_still_runs_the_job(lab):
     lab.start_light_worker()
     lab.start_worker(MAX_BATCH_SIZE="1")
-    base_url = lab.start_api(FAULT_EXIT_AFTER_STORE="true")
+    base_url = lab.start_api(app="tests.fault_wsgi:app")
     with pytest.raises(requests.ConnectionError):
         requests.post(f"{base_url}/jobs", json=SHORT | {"prompt": "mồ côi"}, timeout=10)
     [orphan] = lab.store.queued_since_before(time.time() + 1)

@@ -1,0 +1,61 @@
+"""The API process's services: the stores and the use cases, wired once to Redis and the broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from broker.publisher import JobPublisher
+from core.batch_store import BatchStore
+from core.batch_submission import SubmitBatch
+from core.cancellation import CancelBatch, CancelJob
+from core.idempotency import IdempotencyKeys
+from core.settings import Settings
+from core.store import JobStore
+from core.submission import JobQueue, SubmitJob
+
+
+class BrokerQueue:
+    """The GPU queue on the broker, as core's JobQueue."""
+
+    def __init__(self, publisher: JobPublisher, client: redis.Redis) -> None:
+        self.publisher = publisher
+        self.client = client
+
+    def publish(self, job_ids: list[str], priority: str) -> None:
+        """Put the job ids on the GPU queue."""
+        self.publisher.publish_many(job_ids, priority)
+
+    def depth(self) -> int:
+        """Messages waiting on the GPU queue."""
+        return self.publisher.queue_depth(self.client)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the routes call, built once per API process."""
+
+    settings: Settings
+    store: JobStore
+    batches: BatchStore
+    submit_job: SubmitJob
+    submit_batch: SubmitBatch
+    cancel_job: CancelJob
+    cancel_batch: CancelBatch
+
+    @classmethod
+    def build(cls, settings: Settings, store: JobStore, queue: JobQueue | None = None) -> Services:
+        """Wire the use cases to this store and queue (the broker's GPU queue when none is given)."""
+        queue = queue or BrokerQueue(JobPublisher(settings), store.redis)
+        batches = BatchStore(store)
+        idempotency = IdempotencyKeys(store.redis)
+        return cls(
+            settings=settings,
+            store=store,
+            batches=batches,
+            submit_job=SubmitJob(settings, store, queue, idempotency),
+            submit_batch=SubmitBatch(settings, batches, queue, idempotency),
+            cancel_job=CancelJob(store),
+            cancel_batch=CancelBatch(batches),
+        )

@@ -1,0 +1,82 @@
+"""Submitting a batch: every line validated first, then one job per line stored and enqueued at batch priority."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from core.batch_store import BatchStore
+from core.batches import Batch, BatchBody, BatchLine, validate_batch_lines
+from core.errors import StoreUnavailable
+from core.idempotency import IdempotencyKeys, wait_until_stored
+from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
+from core.settings import Settings
+from core.submission import JobQueue, check_capacity, check_webhook_url, webhook_record
+
+log = logging.getLogger("llm.api")
+
+BATCH_PRIORITY = "batch"
+
+
+class SubmitBatch:
+    """Accept a batch: any bad line refuses the whole of it, and nothing is enqueued."""
+
+    def __init__(self, settings: Settings, batches: BatchStore, queue: JobQueue, idempotency: IdempotencyKeys) -> None:
+        self.settings = settings
+        self.batches = batches
+        self.queue = queue
+        self.idempotency = idempotency
+
+    def __call__(
+        self, body: BatchBody, owner: str, *, idempotency_key: str | None = None, body_hash: str = ""
+    ) -> Batch:
+        """Validate every line, then store one job per line under a new batch and enqueue them all."""
+        if body.webhook is not None:
+            check_webhook_url(body.webhook, self.settings)
+        lines = validate_batch_lines(
+            body.items, max_tokens_limit=self.settings.max_tokens_limit, max_prompt_chars=self.settings.max_prompt_chars
+        )
+        batch_id = f"batch_{uuid.uuid4().hex}"
+        with self.idempotency.claim(idempotency_key, body_hash, owner, batch_id) as earlier_id:
+            if earlier_id is not None:
+                return wait_until_stored(lambda: self.batches.get(earlier_id))
+            return self._store_and_publish(batch_id, lines, owner, webhook=body.webhook, metadata=body.metadata)
+
+    def _store_and_publish(
+        self, batch_id: str, lines: list[BatchLine], owner: str, *, webhook: str | None, metadata: dict[str, str]
+    ) -> Batch:
+        check_capacity(self.queue, len(lines), self.settings.max_queue_depth)
+        batch = Batch(
+            id=batch_id,
+            created_at=utc_now_iso(),
+            total=len(lines),
+            webhook=webhook_record(webhook, ["completed"]),
+            metadata=metadata,
+            owner=owner,
+        )
+        jobs = [
+            Job(
+                id=new_job_id(),
+                status=JobStatus.QUEUED,
+                created_at=batch.created_at,
+                input=line.params.generation_fields,
+                metadata=line.params.metadata,
+                batch_id=batch.id,
+                custom_id=line.custom_id,
+                priority=BATCH_PRIORITY,
+                owner=owner,
+            )
+            for line in lines
+        ]
+        self.batches.create(batch, jobs)
+        try:
+            self.queue.publish([job.id for job in jobs], BATCH_PRIORITY)
+        except StoreUnavailable:
+            # Some lines may be on the queue already: cancel the batch so none of them runs, then say so.
+            try:
+                self.batches.cancel(batch)
+            except StoreUnavailable:
+                log.error("batch %s stored but neither fully published nor canceled", batch.id)
+            raise
+        log.info("batch %s queued with %d jobs", batch.id, len(jobs))
+        return batch

@@ -1,0 +1,60 @@
+"""The cancel use case against a real Redis: what it answers for each state, and the flag it leaves."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.cancellation import CancelJob
+from core.errors import JobNotFound, WrongState
+from core.jobs import JobStatus
+from core.keys import CANCEL_KEY
+from tests.test_store import new_job
+
+
+def stored_in(store, status: JobStatus):
+    job = new_job()
+    store.create(job)
+    if status != JobStatus.QUEUED:
+        store.transition(job.id, JobStatus.RUNNING)
+    if status.is_terminal:
+        store.transition(job.id, status)
+    return job
+
+
+def flag_set(store, job_id: str) -> bool:
+    return bool(store.redis.exists(CANCEL_KEY.format(job_id=job_id)))
+
+
+def test_queued_job_is_canceled_at_once_without_a_flag(store):
+    job = stored_in(store, JobStatus.QUEUED)
+    result = CancelJob(store)(job.id, job.owner)
+    assert not result.stopping and result.job.status == JobStatus.CANCELED
+    assert result.job.output == {"text": "", "finish_reason": "canceled"}
+    assert not flag_set(store, job.id)
+
+
+def test_running_job_is_asked_to_stop(store):
+    job = stored_in(store, JobStatus.RUNNING)
+    result = CancelJob(store)(job.id, job.owner)
+    assert result.stopping and result.job.status == JobStatus.RUNNING
+    assert flag_set(store, job.id)
+    # Its end clears the flag, and from then on a cancel is refused.
+    store.transition(job.id, JobStatus.CANCELED)
+    assert not flag_set(store, job.id)
+    with pytest.raises(WrongState):
+        CancelJob(store)(job.id, job.owner)
+
+
+@pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED])
+def test_finished_job_is_refused_and_gets_no_flag(store, status):
+    job = stored_in(store, status)
+    with pytest.raises(WrongState, match=f"is {status.value}:"):
+        CancelJob(store)(job.id, job.owner)
+    assert not flag_set(store, job.id)
+
+
+def test_another_owners_job_is_unknown(store):
+    job = stored_in(store, JobStatus.RUNNING)
+    with pytest.raises(JobNotFound):
+        CancelJob(store)(job.id, "someone-else")
+    assert not flag_set(store, job.id)
