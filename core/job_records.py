@@ -31,7 +31,7 @@ class Record(BaseModel):
 
 class JobOutput(Record):
     text: str
-    finish_reason: Literal["stop", "length", "canceled"]
+    finish_reason: Literal["stop", "length", "canceled", "timeout"]
 
 
 class JobUsage(Record):

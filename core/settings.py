@@ -68,8 +68,6 @@ class Settings(BaseSettings):
     stale_queued_seconds: float = Field(60.0, gt=0)
     # One line per execution (job, attempt, worker), kept outside Redis: an audit of what really ran.
     execution_log: Path | None = None
-    # Test hook: wrap the engine ("module:function"), to inject faults into a real worker.
-    engine_wrapper: str | None = None
     redis_socket_timeout_seconds: float = Field(2.0, gt=0)
 
     @field_validator("device")

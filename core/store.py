@@ -129,6 +129,44 @@ class JobStore:
         self._after_write([job])
         return job
 
+    def record_outcome(self, job_id: str, attempt: int, decide: Callable[[Job, bool], JobStatus]) -> Job:
+        """Finish a running attempt with the status `decide(job, cancel_requested)` picks (and fills in).
+
+        The cancel flag is read inside the same watched transaction: a cancel the API accepted (202) between the
+        last check and this write is seen here, so the job ends `canceled`, never `succeeded` after a 202.
+        """
+        key, cancel_key = JOB_KEY.format(job_id=job_id), CANCEL_KEY.format(job_id=job_id)
+
+        def step(pipe: redis.client.Pipeline) -> Job:
+            raw = pipe.get(key)
+            if raw is None:
+                raise JobNotFound(f"no job with id {job_id!r}")
+            job = Job.model_validate_json(raw)
+            if job.attempts != attempt or job.status != JobStatus.RUNNING:
+                raise WrongState(f"job {job_id} is {job.status.value} on attempt {job.attempts}, not {attempt}")
+            from_status = job.status
+            job.status = decide(job, bool(pipe.exists(cancel_key)))
+            if job.status not in ALLOWED_TRANSITIONS[from_status]:
+                raise WrongState(f"job {job_id} is {from_status.value}; it cannot become {job.status.value}")
+            pipe.multi()
+            self._stage_write(pipe, job, from_status)
+            return job
+
+        with redis_boundary():
+            job = watched_update(self.redis, [key, cancel_key], step)
+        self._after_write([job])
+        return job
+
+    @redis_boundary()
+    def canceled_among(self, job_ids: list[str]) -> set[str]:
+        """Which of these jobs have a pending cancel: one round trip, however many jobs."""
+        if not job_ids:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(CANCEL_KEY.format(job_id=job_id))
+        return {job_id for job_id, flagged in zip(job_ids, pipe.execute(), strict=True) if flagged}
+
     def _stage_write(self, pipe: redis.client.Pipeline, job: Job, from_status: JobStatus) -> None:
         """Queue, in one transaction, a changed job, its indexes and everything its change raises."""
         stage_transition_effects(pipe, job, from_status, self.job_ttl_s)  # first: it may note a webhook event

@@ -10,11 +10,8 @@ from core.store import JobStore
 
 
 def worker_command(hostname: str = "gpu@%h") -> list[str]:
-    """The GPU worker: a Celery worker on worker.celery_app (pool and concurrency follow MAX_BATCH_SIZE)."""
-    return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO",
-        "--hostname", hostname, "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
+    """The GPU worker: `python -m worker`, a Celery worker whose pool and concurrency follow MAX_BATCH_SIZE."""
+    return [sys.executable, "-m", "worker", "--hostname", hostname]
 
 
 def api_command(bind: str, *, workers: int = 2, threads: int = 16) -> list[str]:

@@ -1,5 +1,5 @@
 """Engine wrappers that fake what can't happen on this machine (a GPU out of memory) or must not happen to the
-test process itself (a crash). The worker loads one with ENGINE_WRAPPER=tests.fault_engines:<name>."""
+test process itself (a crash). `python -m tests.fault_worker <name>` runs the real worker with one of them."""
 
 from __future__ import annotations
 
@@ -17,11 +17,20 @@ class _Wrapper:
         self.engine = engine
         self.device = engine.device
 
+    def slot(self, params):
+        return self.engine.slot(params)
+
     def release_cached_memory(self) -> None:
         self.engine.release_cached_memory()
 
     def shutdown(self) -> None:
         self.engine.shutdown()
+
+    def alive(self) -> bool:
+        return self.engine.alive()
+
+    def stop_admitting(self) -> None:
+        self.engine.stop_admitting()
 
 
 class _OomOnMarker(_Wrapper):

@@ -307,12 +307,9 @@ def test_gpu_worker_mounts_model_read_only_and_logs_where_the_settings_look() ->
     assert image_env["LOG_DIR"] == "/app/logs"
 
 
-def test_gpu_worker_runs_the_celery_worker_of_worker_celery_app() -> None:
-    """The worker's command is the one `make run` uses, through the `celery` launcher."""
-    assert service("gpu-worker")["command"] == [
-        "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO",
-        "--hostname", "gpu@%h", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
+def test_gpu_worker_runs_the_worker_program() -> None:
+    """The worker's command is the one `make run` uses: `python -m worker`."""
+    assert service("gpu-worker")["command"] == ["python", "-m", "worker", "--hostname", "gpu@%h"]
     assert "entrypoint" not in service("gpu-worker"), "the command runs without a wrapper"
 
 
@@ -508,10 +505,10 @@ def test_image_cmd_serves_the_api_from_copied_files_only(tmp_path: Path, redis_s
         process.communicate(timeout=30)
 
 
-def test_gpu_worker_command_finds_its_celery_app_in_only_the_copied_files(
+def test_gpu_worker_command_builds_its_celery_app_from_only_the_copied_files(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    """`celery -A worker.celery_app` resolves its app, settings and celeryconfig from the image's files."""
+    """`python -m worker` builds its Celery app from the settings and celeryconfig in the image's files."""
     app_dir = copy_image_tree(tmp_path / "app")
     env = container_environment("gpu-worker", app_dir, redis_server.url)
     result = subprocess.run(

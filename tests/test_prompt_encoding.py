@@ -6,7 +6,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from core.jobs import GenerationInput
-from worker.generation import EngineInputError, PromptEncoder, classify_failure, cut_at_first_stop
+from worker.generation import EngineInputError, PromptEncoder, classify_failure
+from worker.stop_strings import cut_at_first_stop
 
 MESSAGES = [{"role": "system", "content": "Ngắn gọn."}, {"role": "user", "content": "Xin chào"}]
 

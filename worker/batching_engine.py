@@ -1,46 +1,54 @@
 """Continuous batching: many jobs share the one model; each joins the running batch and leaves when done.
 
-Built on transformers' continuous-batching manager. What it cannot honour per request (`seed`,
-`repetition_penalty`) goes to the sequential engine instead, so no parameter is ever silently ignored.
-Stop strings are honoured in the batch: such requests stream, and are cancelled as soon as a stop appears.
+Built on transformers' continuous-batching manager. What it can't honour per request (`seed`,
+`repetition_penalty`) runs on the sequential engine in a lane of its own, one job at a time, taking turns with the
+batch token by token (the manager pauses for each of its steps), so no parameter is ever silently ignored and the
+model is never driven by two threads at once. Stop strings are honoured in the batch: such requests stream, and are
+cancelled as soon as a stop appears.
+
+Liveness: the manager's loop, the dispatcher and the cancel watcher must all be alive. When one dies (or the loop
+stops on a fatal error) every job still in the engine gets EngineDead and `alive()` turns false: the worker hands
+the jobs back to the queue and exits. An out-of-memory error in a batch step is not fatal: the jobs of that batch
+fail `out_of_memory` and the manager is started again in the same process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
-from transformers import GenerationConfig
-from transformers.generation.configuration_utils import ContinuousBatchingConfig
 from transformers.generation.continuous_batching.requests import RequestStatus
 
 from core.jobs import GenerationInput
 from core.settings import Settings
+from worker.batching_manager import ManagerFactory
 from worker.generation import (
     EngineDead,
     EngineFailed,
+    EngineStopped,
     GenerationResult,
     PromptEncoder,
     context_tokens,
-    cut_at_first_stop,
     eos_token_ids,
     finish_reason_of,
 )
 from worker.model_loading import LoadedModel
 from worker.sequential_engine import SequentialEngine
+from worker.stop_strings import StopScanner, tokens_up_to_stop
 
 log = logging.getLogger("llm.worker")
 
 CANCEL_POLL_S = 0.05
-# KV-cache page size in tokens; 256 is transformers' default.
-PAGE_SIZE_TOKENS = 256
-# Tokens one forward step may carry on the CPU (longer prompts are prefilled in chunks).
-CPU_MAX_BATCH_TOKENS = 2048
+LIVENESS_POLL_S = 0.2
+# How long a failed request waits to learn whether the whole loop is going down (a fatal error) or only it failed.
+FATAL_CONFIRM_S = 1.0
+SLOT_POLL_S = 0.1
 
 
 def needs_sequential_path(params: GenerationInput) -> bool:
@@ -48,12 +56,16 @@ def needs_sequential_path(params: GenerationInput) -> bool:
     return params.seed is not None or params.repetition_penalty is not None
 
 
+class OutOfMemoryInBatch(Exception):
+    """The device ran out of memory during a batch step this job was part of."""
+
+
 @dataclass
 class _Pending:
     """One job's request inside the batch, as the dispatcher thread sees it."""
 
     prompt_len: int
-    stops: list[str]
+    stops: StopScanner | None
     submitted_at: float
     should_cancel: Callable[[], bool] | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -62,42 +74,34 @@ class _Pending:
     finished_at: float | None = None
     stop_hit: bool = False
     canceled: bool = False
-    error: str | None = None
-    engine_died: bool = False
+    failure: Exception | None = None
     batch_size: int = 1
 
 
-def kv_cache_bytes_per_token(model) -> int:
-    """Bytes one token's keys and values take across all layers, for this model's shape and dtype."""
-    config = model.config.get_text_config()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    return 2 * config.num_hidden_layers * kv_heads * head_dim * model.dtype.itemsize
+class _ModelTurns:
+    """Holds the manager paused while a sequential job runs, letting it take one step between two of the job's."""
 
+    def __init__(self, manager) -> None:
+        self.manager = manager
+        self._pause: contextlib.AbstractContextManager | None = None
 
-def kv_cache_blocks(model, cache_budget_bytes: int) -> int:
-    """How many KV-cache pages of PAGE_SIZE_TOKENS fit into a byte budget, for this model's shape."""
-    return max(16, cache_budget_bytes // (kv_cache_bytes_per_token(model) * PAGE_SIZE_TOKENS))
+    def __enter__(self) -> _ModelTurns:
+        self._pause = self.manager.pause()
+        self._pause.__enter__()
+        return self
 
+    def take_turns(self) -> None:
+        """Release the model for one step of the batch, then take it back."""
+        self._pause.__exit__(None, None, None)
+        self._pause = self.manager.pause()
+        self._pause.__enter__()
 
-def fastest_attention(device: str) -> str:
-    """The attention the batching manager runs fastest with here: a flash-attention kernel if one is installed.
-
-    Only with flash attention does transformers' manager use CUDA graphs and its fast decode path; SDPA is the
-    portable fallback. Chosen here, not left to the manager, so the choice is logged and never tries a download.
-    """
-    if device.startswith("cuda"):
-        from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available
-
-        if is_flash_attn_3_available():
-            return "flash_attention_3"
-        if is_flash_attn_2_available():
-            return "flash_attention_2"
-    return "sdpa"
+    def __exit__(self, *exc_info) -> None:
+        self._pause.__exit__(None, None, None)
 
 
 class BatchingEngine:
-    """Owns the continuous-batching manager and one dispatcher thread that routes its outputs to jobs."""
+    """Owns the continuous-batching manager and the threads that feed it, route its outputs and watch them."""
 
     def __init__(self, loaded: LoadedModel, settings: Settings) -> None:
         self.model = loaded.model
@@ -110,79 +114,71 @@ class BatchingEngine:
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self.manager = self._start_manager(settings)
-        self._dispatcher = threading.Thread(target=self._dispatch_outputs, name="cb-dispatcher", daemon=True)
-        self._dispatcher.start()
-        # One thread asks every job whether to stop, rather than each job's thread waking up to ask.
-        self._canceller = threading.Thread(target=self._watch_for_cancels, name="cb-cancels", daemon=True)
-        self._canceller.start()
+        self._admitting = True
+        self._restarting = threading.Lock()
+        self.death: str | None = None
+        # Batch places: a job waits here (still queued in the store) rather than inside the manager's queue.
+        self._batch_places = threading.BoundedSemaphore(settings.max_batch_size)
+        self._factory = ManagerFactory(
+            self.model,
+            self.tokenizer,
+            settings,
+            eos_token_ids=self.eos_token_ids,
+            context_tokens=self.encoder.context_tokens,
+        )
+        self.manager = self._factory.start()
+        self._threads = [
+            self._guarded_thread(self._dispatch_outputs, "cb-dispatcher"),
+            # One thread asks every job whether to stop, rather than each job's thread waking up to ask.
+            self._guarded_thread(self._watch_for_cancels, "cb-cancels"),
+            self._guarded_thread(self._watch_liveness, "cb-liveness"),
+        ]
 
-    def _start_manager(self, settings: Settings):
-        # Non-default temperature/top_p/top_k make transformers build the per-request processors; each job then
-        # passes its own values. do_sample is manager-wide, so greedy jobs sample with top_k=1 (same tokens).
-        generation_config = GenerationConfig(
-            do_sample=True,
-            temperature=0.7,
-            top_p=0.9,
-            top_k=50,
-            max_new_tokens=settings.max_tokens_limit,
-            eos_token_id=self.eos_token_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        if self.device.startswith("cuda"):
-            memory = {"max_memory_percent": settings.kv_cache_memory_percent}
-        else:
-            # On the CPU the default budget is most of the RAM: give the cache a fixed size instead.
-            # Tokens per forward step bound the activations; blocks are capped at what the batch can ever use.
-            blocks_per_request = (
-                -(-self.encoder.context_tokens // PAGE_SIZE_TOKENS) if self.encoder.context_tokens else 64
-            )
-            memory = {
-                "num_blocks": min(
-                    kv_cache_blocks(self.model, int(settings.kv_cache_cpu_gb * 2**30)),
-                    settings.max_batch_size * blocks_per_request,
-                ),
-                "max_batch_tokens": CPU_MAX_BATCH_TOKENS,
-            }
-        attention = fastest_attention(self.device)
-        if self.model.config._attn_implementation != attention:
-            self.model.set_attn_implementation(attention)
-        batching_config = ContinuousBatchingConfig(
-            per_request_processors=True,
-            auto_switch_to_flash=False,
-            max_requests_per_batch=settings.max_batch_size,
-            page_size=PAGE_SIZE_TOKENS,
-            **memory,
-        )
-        manager = self.model.init_continuous_batching(
-            generation_config=generation_config, continuous_batching_config=batching_config
-        )
-        manager.warmup()
-        with torch.inference_mode():
-            manager.start()
-        self._log_cache_size(manager)
-        return manager
+    # ------------------------------------------------------------------ the worker's side
 
-    def _log_cache_size(self, manager) -> None:
-        cache = getattr(manager.batch_processor, "cache", None)
-        blocks = getattr(cache, "num_blocks", None)
-        if blocks is None:
-            return
-        cache_gb = blocks * PAGE_SIZE_TOKENS * kv_cache_bytes_per_token(self.model) / 2**30
-        log.info(
-            "batching engine: attention %s, KV cache %d blocks of %d tokens (%.2f GB, %d tokens)",
-            self.model.config._attn_implementation,
-            blocks,
-            PAGE_SIZE_TOKENS,
-            cache_gb,
-            blocks * PAGE_SIZE_TOKENS,
-        )
+    @contextlib.contextmanager
+    def slot(self, params: GenerationInput) -> Iterator[None]:
+        """A place in the batch, or the sequential lane; waits without holding anything else."""
+        place = self.sequential.lane if needs_sequential_path(params) else self._batch_places
+        while not place.acquire(timeout=SLOT_POLL_S):
+            self._refuse_if_not_admitting()
+        try:
+            self._refuse_if_not_admitting()
+            yield
+        finally:
+            place.release()
 
-    def shutdown(self) -> None:
-        """Stop the manager's generation thread (it is not a daemon: a worker would hang at exit without this)."""
-        self._stopping.set()
-        self.manager.stop(block=True, timeout=10, hard_stop=True)
-        self._fail_all("the engine shut down", engine_died=False)
+    def generate(self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
+        """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done."""
+        self._refuse_if_not_running()
+        if needs_sequential_path(params):
+            return self._generate_sequential(params, should_cancel)
+        prompt_ids = self.encoder.encode(params)
+        request_id = uuid.uuid4().hex
+        stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
+        pending = _Pending(len(prompt_ids), stops, time.perf_counter(), should_cancel)
+        with self._lock:
+            self._pending[request_id] = pending
+            self._note_batch_size()
+        added = self.manager.add_request(
+            prompt_ids,
+            request_id=request_id,
+            max_new_tokens=params.max_tokens,
+            # Streamed outputs carry the tokens so far: a canceled or stopped job keeps its partial text.
+            streaming=True,
+            record_timestamps=True,
+            eos_token_id=-1 if params.ignore_eos else self.eos_token_ids,
+            **self._sampling_kwargs(params),
+        )
+        if added is None:  # the manager refuses new requests: it is stopping or its loop has failed
+            self._finish(request_id, failure=self._refusal())
+        elif pending.done.is_set():
+            # Canceled between registering and adding: without this the request would run on, unread.
+            self.manager.cancel_request(request_id)
+        pending.done.wait()
+        if pending.failure is not None:
+            raise pending.failure
+        return self._result(pending, params)
 
     def release_cached_memory(self) -> None:
         """Empty the CUDA cache, but only when no job is in the batch (it would only slow them down)."""
@@ -190,6 +186,51 @@ class BatchingEngine:
             idle = not self._pending
         if idle:
             self.sequential.release_cached_memory()
+
+    def shutdown(self) -> None:
+        """Stop the manager's generation thread (it is not a daemon: a worker would hang at exit without this).
+
+        Jobs still inside get EngineStopped: the worker hands them back to the queue.
+        """
+        self._stopping.set()
+        self._fail_all(EngineStopped("the worker is stopping"))
+        self.manager.stop(block=True, timeout=10, hard_stop=True)
+
+    def alive(self) -> bool:
+        """Every engine thread runs (the worker stops announcing itself when this turns false)."""
+        return self.death is None
+
+    def stop_admitting(self) -> None:
+        """Jobs not yet started are refused from now on (EngineStopped); those inside run on."""
+        self._admitting = False
+
+    # ------------------------------------------------------------------ internals
+
+    def _refuse_if_not_running(self) -> None:
+        if self.death is not None:
+            raise EngineDead(self.death)
+        if self._stopping.is_set():
+            raise EngineStopped("the worker is stopping")
+
+    def _refuse_if_not_admitting(self) -> None:
+        self._refuse_if_not_running()
+        if not self._admitting:
+            raise EngineStopped("the worker is stopping")
+
+    def _refusal(self) -> Exception:
+        if self._stopping.is_set():
+            return EngineStopped("the worker is stopping")
+        return EngineDead(self.death or "the batching manager refused the request (its loop is not running)")
+
+    def _generate_sequential(self, params: GenerationInput, should_cancel) -> GenerationResult:
+        try:
+            with _ModelTurns(self.manager) as turns:
+                return self.sequential.generate(params, should_cancel, between_tokens=turns.take_turns)
+        except RuntimeError as error:
+            if "generation loop" in str(error) or not self.manager.is_running():
+                # Waiting for the pause raises when the manager's loop is gone: that is the engine's death.
+                raise self._refusal() from error
+            raise
 
     def _sampling_kwargs(self, params: GenerationInput) -> dict:
         if params.is_greedy:
@@ -200,47 +241,21 @@ class BatchingEngine:
             "top_k": int(min(params.top_k or self.vocab_size, self.vocab_size)),
         }
 
-    def generate(self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
-        """Run one job inside the shared batch (or on the sequential path when it must); blocks until done."""
-        if needs_sequential_path(params):
-            return self.sequential.generate(params, should_cancel)
-        prompt_ids = self.encoder.encode(params)
-        if not self.manager.is_running():
-            raise EngineDead("the batching engine's generation thread is not running")
-        request_id = uuid.uuid4().hex
-        pending = _Pending(len(prompt_ids), params.stop or [], time.perf_counter(), should_cancel)
-        with self._lock:
-            self._pending[request_id] = pending
-            self._note_batch_size()
-        self.manager.add_request(
-            prompt_ids,
-            request_id=request_id,
-            max_new_tokens=params.max_tokens,
-            # Streaming costs a decode per token: only for jobs that must watch their text or be cancelable.
-            streaming=bool(pending.stops) or should_cancel is not None,
-            record_timestamps=True,
-            eos_token_id=-1 if params.ignore_eos else self.eos_token_ids,
-            **self._sampling_kwargs(params),
-        )
-        pending.done.wait()
-        if pending.engine_died:
-            raise EngineDead(pending.error or "the batching engine stopped")
-        if pending.error is not None:
-            raise EngineFailed(pending.error)
-        return self._result(pending)
-
-    def _result(self, pending: _Pending) -> GenerationResult:
-        text = self.tokenizer.decode(pending.tokens, skip_special_tokens=True)
+    def _result(self, pending: _Pending, params: GenerationInput) -> GenerationResult:
+        tokens = list(pending.tokens)
         if pending.stop_hit:
-            text = cut_at_first_stop(text, pending.stops)
+            text, delivered = tokens_up_to_stop(self.tokenizer, tokens, params.stop or [])
+            tokens = tokens[:delivered]
+        else:
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         finished_at = pending.finished_at or time.perf_counter()
         return GenerationResult(
             text=text,
             finish_reason=finish_reason_of(
-                pending.tokens, self.eos_token_ids, stop_hit=pending.stop_hit, canceled=pending.canceled
+                tokens, self.eos_token_ids, stop_hit=pending.stop_hit, canceled=pending.canceled
             ),
             prompt_tokens=pending.prompt_len,
-            completion_tokens=len(pending.tokens),
+            completion_tokens=len(tokens),
             time_to_first_token_s=(
                 pending.first_token_at - pending.submitted_at if pending.first_token_at is not None else None
             ),
@@ -254,53 +269,99 @@ class BatchingEngine:
         for pending in self._pending.values():
             pending.batch_size = max(pending.batch_size, active)
 
-    def _finish(
-        self, request_id: str, *, canceled: bool = False, error: str | None = None, engine_died: bool = False
-    ) -> None:
+    def _finish(self, request_id: str, *, canceled: bool = False, failure: Exception | None = None) -> None:
         with self._lock:
             pending = self._pending.pop(request_id, None)
         if pending is None:
             return
         pending.canceled = pending.canceled or canceled
-        pending.error = error
-        pending.engine_died = engine_died
+        pending.failure = failure
         pending.finished_at = time.perf_counter()
         pending.done.set()
 
-    def _fail_all(self, reason: str, *, engine_died: bool) -> None:
+    def _fail_all(self, failure: Exception) -> None:
         with self._lock:
             request_ids = list(self._pending)
         for request_id in request_ids:
-            self._finish(request_id, error=reason, engine_died=engine_died)
+            self._finish(request_id, failure=failure)
+
+    def _guarded_thread(self, loop: Callable[[], None], name: str) -> threading.Thread:
+        def run() -> None:
+            try:
+                loop()
+            except BaseException as error:  # noqa: BLE001 - any death of an engine thread ends the engine
+                log.critical("engine thread %s died", name, exc_info=error)
+                self._die(f"the engine's {name} thread died: {type(error).__name__}: {error}")
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def _die(self, reason: str) -> None:
+        """The engine can run no more jobs: fail what is inside with EngineDead and tell the worker, once."""
+        with self._lock:
+            if self.death is not None or self._stopping.is_set():
+                return
+            self.death = reason
+        log.critical("the batching engine is dead: %s", reason)
+        self._fail_all(EngineDead(reason))
+
+    def _watch_liveness(self) -> None:
+        while not self._stopping.wait(LIVENESS_POLL_S):
+            if self.death is not None:
+                return
+            with self._restarting:
+                manager_running = self.manager.is_running()
+            if not manager_running and not self._stopping.is_set():
+                self._after_loop_stopped()
+            for thread in self._threads:
+                if thread is not threading.current_thread() and not thread.is_alive() and not self._stopping.is_set():
+                    self._die(f"the engine's {thread.name} thread is not running")
+
+    def _after_loop_stopped(self) -> None:
+        """The manager's loop ended on its own: restart it after an out-of-memory, else the engine is dead."""
+        fatal = self.manager.background_thread_status.fatal_error
+        if isinstance(fatal, torch.OutOfMemoryError) and self.death is None:
+            log.error("out of memory in a batch step: its jobs fail, the batching manager starts again")
+            self._fail_all(OutOfMemoryInBatch(f"the device ran out of memory in a batch step: {fatal}"))
+            with self._restarting:
+                self.manager = self._factory.restart(self.manager)
+            return
+        self._die(f"the batching manager's loop stopped: {fatal!r}" if fatal else "the batching manager's loop stopped")
 
     def _dispatch_outputs(self) -> None:
         """The only reader of the manager's output queue (get_result by id would shuffle others' outputs)."""
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self.death is None:
             output = self.manager.get_result(timeout=0.1)
             if output is None:
-                if not self.manager.is_running() and not self._stopping.is_set():
-                    # Its jobs make the worker exit (see classify_failure): the reconciler requeues them.
-                    log.error("the continuous-batching thread died")
-                    self._fail_all("the batching engine stopped unexpectedly", engine_died=True)
-                    return
                 continue
             with self._lock:
                 pending = self._pending.get(output.request_id)
             if pending is None:
                 continue  # canceled or stopped earlier: late outputs are dropped
-            pending.tokens = list(output.generated_tokens)
+            pending.tokens = output.generated_tokens
             if output.timestamps and pending.first_token_at is None:
                 pending.first_token_at = output.timestamps[0]
             if output.status == RequestStatus.FAILED:
-                self._finish(output.request_id, error=output.error or "generation failed")
+                self._request_failed(output)
             elif output.is_finished():
                 # A stop string may arrive with the last token, before any streamed check saw it.
-                pending.stop_hit = bool(pending.stops) and self._stop_string_seen(pending)
+                pending.stop_hit = pending.stops is not None and pending.stops.seen(pending.tokens)
                 self._finish(output.request_id)
-            elif pending.stops and self._stop_string_seen(pending):
+            elif pending.stops is not None and pending.stops.seen(pending.tokens):
                 pending.stop_hit = True
                 self._finish(output.request_id)
                 self.manager.cancel_request(output.request_id)
+
+    def _request_failed(self, output) -> None:
+        """One failed output: the request's own failure, or the first sign of the whole loop going down."""
+        deadline = time.monotonic() + FATAL_CONFIRM_S
+        while time.monotonic() < deadline:
+            # A fatal error fails every request first and records itself after: give it a moment to show.
+            if self.manager.background_thread_status.fatal_error is not None or not self.manager.is_running():
+                return  # the liveness watcher restarts the manager or ends the engine, for all its jobs at once
+            time.sleep(0.02)
+        self._finish(output.request_id, failure=EngineFailed(output.error or "generation failed"))
 
     def _watch_for_cancels(self) -> None:
         while not self._stopping.wait(CANCEL_POLL_S):
@@ -310,7 +371,3 @@ class BatchingEngine:
                 if should_cancel():
                     self._finish(request_id, canceled=True)
                     self.manager.cancel_request(request_id)
-
-    def _stop_string_seen(self, pending: _Pending) -> bool:
-        text = self.tokenizer.decode(pending.tokens, skip_special_tokens=True)
-        return any(stop in text for stop in pending.stops)

@@ -57,6 +57,14 @@ class Engine(Protocol):
 
     def shutdown(self) -> None: ...
 
+    def alive(self) -> bool:
+        """False once the engine can run no more jobs (the worker then exits)."""
+        ...
+
+    def stop_admitting(self) -> None:
+        """Refuse jobs that have not started yet (EngineStopped): the worker is stopping."""
+        ...
+
 
 _FATAL_DEVICE_ERRORS = ("CUDA error", "device-side assert", "CUBLAS_STATUS", "cudaError", "NCCL error")
 

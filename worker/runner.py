@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from core.errors import JobNotFound, StoreUnavailable, WrongState
+from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
 from core.jobs import GenerationInput, Job, JobStatus, parse_iso, utc_now_iso
 from core.settings import Settings
 from core.store import JobStore
-from worker.generation import Engine, GenerationResult, classify_failure
+from worker.generation import Engine, EngineDead, EngineStopped, GenerationResult, classify_failure
 from worker.resources import ResourceSampler, log_resources
+from worker.running_jobs import RunningJobs
 
 log = logging.getLogger("llm.worker")
 
-CANCEL_CHECK_S = 0.25  # how stale a "was it canceled?" answer may be; cancels must land within a second
 FATAL_EXIT_CODE = 70
+# How long a dying worker waits for its job threads to hand their jobs back before it exits anyway.
+HAND_BACK_WAIT_S = 15.0
 
 
 @dataclass
 class WorkerRuntime:
-    """Everything a GPU worker process holds for its whole life: built once, at start."""
+    """Everything a GPU worker process holds for its whole life: built once, at start, from its settings."""
 
     settings: Settings
     store: JobStore
@@ -36,36 +39,54 @@ class WorkerRuntime:
     started_at: str
     model_load_seconds: float
     dtype_name: str
-    # Hands a job id back to the queue (set by the Celery app: the runner itself knows no broker).
-    republish: Callable[[str, str], None] = lambda job_id, priority: None
+    # Hands a job id back to the queue (the broker's publisher: the runner itself knows no broker).
+    republish: Callable[[str, str], None]
+    running: RunningJobs
     stopping: threading.Event = field(default_factory=threading.Event)
-    deadlines: dict[str, float] = field(default_factory=dict)  # job id -> monotonic deadline, for the watchdog
+    dying: threading.Event = field(default_factory=threading.Event)
+
+    def exit_after_hand_back(self, reason: str, code: int = FATAL_EXIT_CODE) -> None:
+        """The engine can run no more jobs: stop announcing this worker, let the job threads hand their jobs back
+        to the queue, then exit for the supervisor to start a fresh process. Safe to call more than once."""
+        if self.dying.is_set():
+            return
+        self.dying.set()
+        log.critical("the worker exits (code %d) once its jobs are handed back: %s", code, reason)
+
+        def exit_when_handed_back() -> None:
+            with contextlib.suppress(StoreUnavailable):
+                self.store.unregister_worker(self.worker_name)
+            if not self.running.wait_until_empty(HAND_BACK_WAIT_S):
+                log.critical(
+                    "jobs still running after %.0f s: exiting anyway (the reconciler requeues them)", HAND_BACK_WAIT_S
+                )
+            time.sleep(0.5)  # let the last job threads return, so Celery acknowledges their messages
+            logging.shutdown()
+            os._exit(code)
+
+        threading.Thread(target=exit_when_handed_back, name="exit", daemon=True).start()
 
 
 class StopWatch:
-    """The engine's `should_cancel`: true once the job is canceled, past its deadline, or the worker stops."""
+    """The engine's `should_cancel`: true once the job is canceled, past its deadline, or the worker stops.
+
+    Its deadline starts when the job's work starts (it is made then); it reads only memory, never Redis.
+    """
 
     def __init__(self, runtime: WorkerRuntime, job_id: str) -> None:
         self.runtime = runtime
         self.job_id = job_id
         self.deadline = time.monotonic() + runtime.settings.job_timeout_seconds
         self.reason: str | None = None
-        self._checked_at = 0.0
 
     def __call__(self) -> bool:
         if self.reason is None:
-            now = time.monotonic()
-            if now >= self.deadline:
+            if time.monotonic() >= self.deadline:
                 self.reason = "timeout"
             elif self.runtime.stopping.is_set():
                 self.reason = "shutdown"
-            elif now - self._checked_at >= CANCEL_CHECK_S:
-                self._checked_at = now
-                try:
-                    if self.runtime.store.cancel_requested(self.job_id):
-                        self.reason = "canceled"
-                except StoreUnavailable:
-                    pass  # Redis away for a moment: keep generating, ask again next time
+            elif self.runtime.running.canceled(self.job_id):
+                self.reason = "canceled"
         return self.reason is not None
 
 
@@ -93,8 +114,17 @@ def _note_execution(settings: Settings, job: Job, worker_name: str) -> None:
 
 
 def run_job(runtime: WorkerRuntime, job_id: str) -> None:
-    """Execute one queued job; a job that is missing, finished or taken by another execution is skipped."""
+    """Execute one queued job; a job that is missing, finished or taken by another execution is skipped.
+
+    The job stays queued while it waits for its slot in the engine (a cancel then ends it at once), and its
+    deadline starts when its work does.
+    """
     store = runtime.store
+    queued = store.get(job_id)
+    if queued is None or queued.status != JobStatus.QUEUED:
+        log.info("job %s skipped: it is %s", job_id, queued.status.value if queued else "gone")
+        return
+    params = GenerationInput.model_validate(queued.input)
 
     def mark_started(job: Job) -> None:
         job.started_at = utc_now_iso()
@@ -103,33 +133,50 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         job.worker = runtime.worker_name
 
     try:
-        job = store.transition(job_id, JobStatus.RUNNING, mark_started)
-    except (JobNotFound, WrongState) as reason:
-        log.info("job %s skipped: %s", job_id, reason)  # a redelivered message of a finished job
-        return
-    _note_execution(runtime.settings, job, runtime.worker_name)
-    watch = StopWatch(runtime, job_id)
-    runtime.deadlines[job_id] = watch.deadline
-    try:
-        _generate_and_record(runtime, job, watch)
-    finally:
-        runtime.deadlines.pop(job_id, None)
+        with runtime.engine.slot(params):
+            try:
+                job = store.transition(job_id, JobStatus.RUNNING, mark_started)
+            except (JobNotFound, WrongState) as reason:
+                log.info("job %s skipped: %s", job_id, reason)  # canceled while it waited, or taken elsewhere
+                return
+            _note_execution(runtime.settings, job, runtime.worker_name)
+            watch = StopWatch(runtime, job_id)
+            runtime.running.add(job_id, watch.deadline)
+            try:
+                _generate_and_record(runtime, job, params, watch)
+            finally:
+                runtime.running.remove(job_id)
+    except (EngineStopped, EngineDead) as refusal:
+        # Refused before it started: the job is still queued; its message goes with this task, so publish anew.
+        runtime.republish(job_id, queued.priority)
+        log.info("job %s handed back to the queue before it started: %s", job_id, refusal)
+        if isinstance(refusal, EngineDead):
+            runtime.exit_after_hand_back(str(refusal))
 
 
-def _generate_and_record(runtime: WorkerRuntime, job: Job, watch: StopWatch) -> None:
-    params = GenerationInput.model_validate(job.input)
+def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInput, watch: StopWatch) -> None:
     before, before_line = log_resources(runtime.resource_log, runtime.sampler, "Before generation", job.id)
     result: GenerationResult | None = None
     error: dict[str, str] | None = None
     with runtime.sampler.peak_window() as peak:
         try:
             result = runtime.engine.generate(params, watch)
+        except EngineStopped:
+            _hand_back(runtime, job, "the worker is stopping")
+            return
+        except EngineDead as death:
+            # Not the job's fault: it runs again on a fresh worker; this one exits once its jobs are handed back.
+            _hand_back(runtime, job, f"the engine died: {death}")
+            runtime.exit_after_hand_back(str(death))
+            return
         except Exception as failure:  # noqa: BLE001 - every failure is classified; a fatal one ends the process
             error, fatal = classify_failure(failure)
             if fatal:
-                log.critical("job %s: unrecoverable device error, the worker exits: %s", job.id, failure)
-                os._exit(FATAL_EXIT_CODE)  # the supervisor restarts us; the reconciler requeues the job
-            if error["type"] == "generation_error":
+                log.critical("job %s: unrecoverable device error: %s", job.id, failure)
+                _hand_back(runtime, job, "the device failed")
+                runtime.exit_after_hand_back(f"unrecoverable device error: {failure}")
+                return
+            if error["type"] == ErrorType.GENERATION_ERROR:
                 log.error("job %s: generation failed", job.id, exc_info=failure)
             runtime.engine.release_cached_memory()
     after, after_line = log_resources(runtime.resource_log, runtime.sampler, "After generation", job.id)
@@ -137,18 +184,15 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, watch: StopWatch) -> 
         runtime.engine.release_cached_memory()
 
     if watch.reason == "shutdown":
-        _hand_back(runtime, job)
+        _hand_back(runtime, job, "the worker is stopping")
         return
     if watch.reason == "timeout":
         limit = runtime.settings.job_timeout_seconds
-        error = {"type": "timeout", "message": f"the job ran past its deadline of {limit:g} s"}
-    final_status = JobStatus.SUCCEEDED
-    if watch.reason == "canceled":
-        final_status = JobStatus.CANCELED
-    elif error is not None:
-        final_status = JobStatus.FAILED
+        error = {"type": ErrorType.TIMEOUT, "message": f"the job ran past its deadline of {limit:g} s"}
+        if result is not None:
+            result = replace(result, finish_reason="timeout")
 
-    def record_outcome(job: Job) -> None:
+    def record_outcome(job: Job, cancel_requested: bool) -> JobStatus:
         job.completed_at = utc_now_iso()
         job.logs = [*job.logs, before_line, after_line]
         job.resources = {
@@ -158,9 +202,12 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, watch: StopWatch) -> 
             "peak_vram_reserved_gb": round(peak.reserved_gb, 2),
             "batch_size": result.batch_size if result is not None else 1,
         }
+        # A cancel accepted after the engine's last look still wins over success: its caller was told 202.
+        canceled = error is None and (watch.reason == "canceled" or cancel_requested)
         if result is not None:
             # Partial text is kept for a canceled or timed-out job.
-            job.output = {"text": result.text, "finish_reason": result.finish_reason}
+            finish_reason = "canceled" if canceled else result.finish_reason
+            job.output = {"text": result.text, "finish_reason": finish_reason}
             job.usage = {
                 "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens,
@@ -168,24 +215,24 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, watch: StopWatch) -> 
             }
             job.metrics = _metrics(job, result)
         job.error = error
+        if canceled:
+            return JobStatus.CANCELED
+        return JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
 
     try:
-        _while_redis_is_away(
-            lambda: runtime.store.transition(job.id, final_status, record_outcome, attempt=job.attempts)
-        )
+        recorded = _while_redis_is_away(lambda: runtime.store.record_outcome(job.id, job.attempts, record_outcome))
     except (JobNotFound, WrongState) as reason:
         log.warning("job %s: outcome not recorded (another execution owns it): %s", job.id, reason)
         return
-    log.info("job %s %s", job.id, final_status.value)
+    log.info("job %s %s", job.id, recorded.status.value)
 
 
-def _while_redis_is_away(write: Callable[[], object], give_up_after_s: float = 600.0) -> None:
+def _while_redis_is_away(write: Callable[[], Job], give_up_after_s: float = 600.0) -> Job:
     """Retry a result write while Redis restarts: the result exists only in this process until it is stored."""
     deadline, wait_s = time.monotonic() + give_up_after_s, 0.2
     while True:
         try:
-            write()
-            return
+            return write()
         except StoreUnavailable:
             if time.monotonic() > deadline:
                 raise
@@ -194,8 +241,8 @@ def _while_redis_is_away(write: Callable[[], object], give_up_after_s: float = 6
             wait_s = min(wait_s * 2, 5.0)
 
 
-def _hand_back(runtime: WorkerRuntime, job: Job) -> None:
-    """A stopping worker returns its unfinished job to the queue; the interrupted try does not count."""
+def _hand_back(runtime: WorkerRuntime, job: Job, why: str) -> None:
+    """Return an unfinished job to the queue; the interrupted try does not count (it was not the job's fault)."""
 
     def requeue(job: Job) -> None:
         job.attempts -= 1
@@ -207,4 +254,4 @@ def _hand_back(runtime: WorkerRuntime, job: Job) -> None:
     except (JobNotFound, WrongState):
         return
     runtime.republish(job.id, job.priority)
-    log.info("job %s handed back to the queue (the worker is stopping)", job.id)
+    log.info("job %s handed back to the queue (%s)", job.id, why)

@@ -1,10 +1,12 @@
-"""The seed's way: one `model.generate` per job, every sampling parameter honoured exactly."""
+"""One `model.generate` per job, every sampling parameter honoured exactly: MAX_BATCH_SIZE=1, and the lane of the
+batching engine for what the batch can't apply per request."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from transformers import (
@@ -20,24 +22,32 @@ from transformers import (
 
 from core.jobs import GenerationInput
 from worker.generation import (
+    EngineStopped,
     GenerationResult,
     PromptEncoder,
     context_tokens,
-    cut_at_first_stop,
     eos_token_ids,
     finish_reason_of,
 )
 from worker.model_loading import LoadedModel
+from worker.stop_strings import StopScanner, tokens_up_to_stop
 
 
 class _WatchOutput(StoppingCriteria):
-    """Called after every new token: notes the first token's time, ends on a stop string or a cancel."""
+    """Called after every new token: notes the first token's time, ends on a stop string or a cancel, and lets
+    whoever shares the model take its turn."""
 
-    def __init__(self, tokenizer, prompt_len: int, stops: list[str], should_cancel: Callable[[], bool] | None):
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
+    def __init__(
+        self,
+        stops: StopScanner | None,
+        prompt_len: int,
+        should_cancel: Callable[[], bool] | None,
+        between_tokens: Callable[[], None] | None,
+    ):
         self.stops = stops
+        self.prompt_len = prompt_len
         self.should_cancel = should_cancel
+        self.between_tokens = between_tokens
         self.first_token_at: float | None = None
         self.stop_hit = False
         self.canceled = False
@@ -45,12 +55,13 @@ class _WatchOutput(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
-        if self.stops:
-            text = self.tokenizer.decode(input_ids[0, self.prompt_len :], skip_special_tokens=True)
-            self.stop_hit = any(stop in text for stop in self.stops)
+        if self.stops is not None:
+            self.stop_hit = self.stops.seen(input_ids[0, self.prompt_len :].tolist())
         if self.should_cancel is not None and self.should_cancel():
             self.canceled = True
         done = self.stop_hit or self.canceled
+        if not done and self.between_tokens is not None:
+            self.between_tokens()
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -79,7 +90,7 @@ class _SeededSampler(LogitsProcessor):
 
 
 class SequentialEngine:
-    """Runs one generation at a time on the loaded model (a lock keeps it so across threads)."""
+    """Runs one generation at a time on the loaded model: a job holds the lane (its slot) while it runs."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.model = loaded.model
@@ -87,15 +98,32 @@ class SequentialEngine:
         self.device = loaded.device.torch_device
         self.encoder = PromptEncoder(self.tokenizer, context_tokens(self.model))
         self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
-        self._lock = threading.Lock()
+        self.lane = threading.Lock()
+        self._admitting = True
+
+    @contextlib.contextmanager
+    def slot(self, params: GenerationInput) -> Iterator[None]:
+        """The one lane: jobs take it in turn."""
+        with self.lane:
+            if not self._admitting:
+                raise EngineStopped("the worker is stopping")
+            yield
+
+    def stop_admitting(self) -> None:
+        """Jobs not yet started are refused from now on (EngineStopped): the worker is stopping."""
+        self._admitting = False
 
     def release_cached_memory(self) -> None:
-        """Hand cached CUDA blocks back to the driver, as the seed did after every job."""
-        if self.device.startswith("cuda") and not self._lock.locked():
+        """Hand cached CUDA blocks back to the driver after a job (EMPTY_CUDA_CACHE_AFTER_JOB)."""
+        if self.device.startswith("cuda") and not self.lane.locked():
             torch.cuda.empty_cache()
 
     def shutdown(self) -> None:
         """Nothing runs in the background here."""
+
+    def alive(self) -> bool:
+        """No thread of its own can die."""
+        return True
 
     def _generation_config(self, params: GenerationInput) -> GenerationConfig:
         # A seeded job samples in _SeededSampler; transformers itself then only takes the one token left.
@@ -114,30 +142,39 @@ class SequentialEngine:
             pad_token_id=self.tokenizer.pad_token_id,
         )
 
-    def generate(self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
-        """Run one job's generation; raises EngineInputError, or whatever torch raises (see classify_failure)."""
+    def generate(
+        self,
+        params: GenerationInput,
+        should_cancel: Callable[[], bool] | None = None,
+        between_tokens: Callable[[], None] | None = None,
+    ) -> GenerationResult:
+        """Run one job's generation (the caller holds its slot); raises EngineInputError, or what torch raises.
+
+        `between_tokens` runs after each token: the batching engine lets its batch take a step there.
+        """
         prompt_ids = self.encoder.encode(params)
         input_ids = torch.tensor([prompt_ids], device=self.device)
-        stops = params.stop or []
-        watcher = _WatchOutput(self.tokenizer, len(prompt_ids), stops, should_cancel)
+        stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
+        watcher = _WatchOutput(stops, len(prompt_ids), should_cancel, between_tokens)
         processors = LogitsProcessorList()
         if params.seed is not None and not params.is_greedy:
             processors.append(_SeededSampler(params, self.device))
-        with self._lock:
-            started = time.perf_counter()
-            with torch.inference_mode():
-                output = self.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=torch.ones_like(input_ids),
-                    generation_config=self._generation_config(params),
-                    stopping_criteria=StoppingCriteriaList([watcher]),
-                    logits_processor=processors,
-                )
-            generation_s = time.perf_counter() - started
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=self._generation_config(params),
+                stopping_criteria=StoppingCriteriaList([watcher]),
+                logits_processor=processors,
+            )
+        generation_s = time.perf_counter() - started
         new_ids = output[0, len(prompt_ids) :].tolist()
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         if watcher.stop_hit:
-            text = cut_at_first_stop(text, stops)
+            text, delivered = tokens_up_to_stop(self.tokenizer, new_ids, params.stop or [])
+            new_ids = new_ids[:delivered]
+        else:
+            text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         return GenerationResult(
             text=text,
             finish_reason=finish_reason_of(

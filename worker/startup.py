@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
+from collections.abc import Callable
 
 from core.jobs import utc_now_iso
 from core.settings import Settings
@@ -13,6 +13,7 @@ from worker.generation import Engine
 from worker.model_loading import choose_device, gpu_name, load_model, pin_visible_gpu
 from worker.resources import ResourceSampler, log_resources, setup_resource_logger
 from worker.runner import WorkerRuntime
+from worker.running_jobs import RunningJobs
 from worker.sequential_engine import SequentialEngine
 
 log = logging.getLogger("llm.worker")
@@ -24,7 +25,13 @@ _DEMO_WARNING = (
 )
 
 
-def build_runtime(settings: Settings, *, worker_name: str) -> WorkerRuntime:
+def build_runtime(
+    settings: Settings,
+    *,
+    worker_name: str,
+    republish: Callable[[str, str], None],
+    wrap_engine: Callable[[Engine], Engine] | None = None,
+) -> WorkerRuntime:
     """Load the model once and return everything the worker needs to run jobs."""
     pin_visible_gpu(settings.device)
     device = choose_device(settings.device)
@@ -43,12 +50,10 @@ def build_runtime(settings: Settings, *, worker_name: str) -> WorkerRuntime:
         except Exception:  # noqa: BLE001 - an architecture the batching manager can't run still gets served
             log.exception("continuous batching is not available for this model: serving one job at a time")
     else:
-        log.info("MAX_BATCH_SIZE=1: one job at a time, as the seed ran")
-    if settings.engine_wrapper:
-        # Test hook: a fake fault (out of memory, a hang, a crash) wrapped around the real engine.
-        module_name, _, function_name = settings.engine_wrapper.partition(":")
-        engine = getattr(importlib.import_module(module_name), function_name)(engine)
-        log.warning("engine wrapped by %s (a test hook)", settings.engine_wrapper)
+        log.info("MAX_BATCH_SIZE=1: one job at a time, one generate each")
+    if wrap_engine is not None:
+        engine = wrap_engine(engine)
+        log.warning("engine wrapped by %s", getattr(wrap_engine, "__qualname__", wrap_engine))
     store = JobStore(
         connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds),
         job_ttl_s=settings.job_ttl_seconds,
@@ -64,4 +69,6 @@ def build_runtime(settings: Settings, *, worker_name: str) -> WorkerRuntime:
         model_load_seconds=loaded.load_seconds,
         dtype_name=loaded.dtype_name,
         started_at=utc_now_iso(),
+        republish=republish,
+        running=RunningJobs(store),
     )

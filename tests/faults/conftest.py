@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,9 +59,13 @@ class FaultLab:
         self.processes.append(process)
         return process
 
-    def start_worker(self, name: str = "gpu", **extra: str) -> subprocess.Popen:
-        """A GPU worker (CPU here), ready once it has announced its loaded model."""
-        process = self._spawn(worker_command(f"{name}@%h"), name, self.env(**extra))
+    def start_worker(self, name: str = "gpu", *, fault: str | None = None, **extra: str) -> subprocess.Popen:
+        """A GPU worker (CPU here), ready once it has announced its loaded model; `fault` names a wrapper of
+        tests/fault_engines.py to put around its engine."""
+        command = worker_command(f"{name}@%h")
+        if fault is not None:
+            command = [sys.executable, "-m", "tests.fault_worker", fault, "--hostname", f"{name}@%h"]
+        process = self._spawn(command, name, self.env(**extra))
         wait_for_worker(self.store, process, name, timeout_s=120)
         return process
 

@@ -60,9 +60,7 @@ def test_poison_job_fails_with_max_attempts_after_three_executions(lab):
     def supervise() -> None:  # what systemd, docker or `make run`'s user would do: start it again
         while not stop.is_set():
             if not workers or workers[-1].poll() is not None:
-                workers.append(
-                    lab.start_worker(MAX_BATCH_SIZE="1", ENGINE_WRAPPER="tests.fault_engines:kill_on_marker")
-                )
+                workers.append(lab.start_worker(MAX_BATCH_SIZE="1", fault="kill_on_marker"))
             time.sleep(0.1)
 
     supervisor = threading.Thread(target=supervise, daemon=True)
@@ -166,7 +164,7 @@ def test_job_past_its_deadline_fails_with_timeout_and_the_next_runs(lab):
 
 
 def test_out_of_memory_fails_that_job_and_the_worker_serves_on(lab):
-    lab.start_worker(MAX_BATCH_SIZE="1", ENGINE_WRAPPER="tests.fault_engines:oom_on_marker")
+    lab.start_worker(MAX_BATCH_SIZE="1", fault="oom_on_marker")
     client = lab.client()
     oom = lab.submit(client, {"prompt": f"{OOM_MARKER} lớn quá", "max_tokens": 4})
     after = [lab.submit(client, SHORT | {"prompt": f"sau {i}"}) for i in range(10)]

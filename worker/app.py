@@ -1,0 +1,179 @@
+"""The GPU worker's Celery app, built from a settings object: the task, and the worker's life around the model.
+
+`python -m worker` builds it and starts it (scripts/service_processes.py has the command line). The model is loaded
+once, when the worker starts, in this process: jobs run here, so nothing forks after CUDA starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from celery import Celery
+from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
+
+from broker.app import new_celery_app
+from broker.names import GENERATE_TASK_NAME
+from broker.publisher import JobPublisher
+from core.errors import StoreUnavailable
+from core.settings import Settings
+from worker.generation import Engine
+from worker.runner import WorkerRuntime, run_job
+
+log = logging.getLogger("llm.worker")
+
+# A job still running this long past its deadline has a hung engine: only a new process can free the device.
+WATCHDOG_GRACE_S = 30.0
+HUNG_ENGINE_EXIT_CODE = 71
+MODEL_LOAD_FAILED_EXIT_CODE = 3
+
+
+class GpuWorker:
+    """One worker process's life: load the model at start, announce it, watch it, and stop it cleanly."""
+
+    def __init__(self, settings: Settings, celery_app: Celery, wrap_engine: Callable[[Engine], Engine] | None):
+        self.settings = settings
+        self.celery_app = celery_app
+        self.wrap_engine = wrap_engine
+        self.runtime: WorkerRuntime | None = None
+        self._stop_background = threading.Event()
+
+    def load(self, sender=None, **_kwargs) -> None:
+        """worker_init: load the model once, before the worker takes its first job."""
+        from worker.startup import build_runtime
+
+        hostname = getattr(sender, "hostname", None) or f"gpu@{socket.gethostname()}"
+        # Unique per process: a restarted worker on the same host must not pass for the one that died.
+        name = f"{hostname}#{os.getpid()}"
+        try:
+            with _startup_logging():
+                self.runtime = build_runtime(
+                    self.settings,
+                    worker_name=name,
+                    republish=JobPublisher(self.settings, self.celery_app).publish,
+                    wrap_engine=self.wrap_engine,
+                )
+        except BaseException:
+            # Celery would log this and serve on without a model: exit instead, so a supervisor sees it.
+            log.critical("the model could not be loaded: the worker exits", exc_info=True)
+            logging.shutdown()
+            os._exit(MODEL_LOAD_FAILED_EXIT_CODE)
+
+    def run(self, job_id: str) -> None:
+        """The task: run the stored job with this id."""
+        if self.runtime is None:
+            raise RuntimeError("the worker runtime is not loaded (not started through `python -m worker`?)")
+        run_job(self.runtime, job_id)
+
+    def announce(self, sender=None, **_kwargs) -> None:
+        """worker_ready: start the heartbeat, the cancel poller and the engine watchdog."""
+        runtime = self.runtime
+        for target, name in (
+            (self._heartbeat_loop, "heartbeat"),
+            (self._watchdog_loop, "watchdog"),
+            (lambda: runtime.running.poll_cancels_until(self._stop_background), "cancel-poller"),
+        ):
+            threading.Thread(target=target, name=name, daemon=True).start()
+
+    def begin_grace(self, **_kwargs) -> None:
+        """SIGTERM: Celery stops taking jobs; jobs still waiting for a slot go back to the queue at once, running
+        ones get SHUTDOWN_GRACE_SECONDS, then go back to the queue too."""
+        if self.runtime is None:
+            return
+        log.warning("stopping: running jobs have %.0f s to finish", self.settings.shutdown_grace_seconds)
+        self.runtime.engine.stop_admitting()
+        timer = threading.Timer(self.settings.shutdown_grace_seconds, self.runtime.stopping.set)
+        timer.daemon = True
+        timer.start()
+
+    def withdraw(self, **_kwargs) -> None:
+        """worker_shutdown: stop announcing this worker and stop the engine's threads."""
+        self._stop_background.set()
+        if self.runtime is not None:
+            self.runtime.stopping.set()
+            self.runtime.engine.shutdown()
+            with contextlib.suppress(StoreUnavailable):
+                self.runtime.store.unregister_worker(self.runtime.worker_name)
+
+    def _heartbeat_loop(self) -> None:
+        runtime = self.runtime
+        interval_s = self.settings.worker_heartbeat_seconds
+        while not self._stop_background.is_set() and not runtime.dying.is_set():
+            try:
+                runtime.store.register_worker(runtime.worker_name, self._info(), ttl_s=interval_s * 3)
+            except StoreUnavailable as error:
+                log.warning("heartbeat not written: %s", error)
+            self._stop_background.wait(interval_s)
+
+    def _watchdog_loop(self) -> None:
+        runtime = self.runtime
+        while not self._stop_background.wait(1.0):
+            if not runtime.engine.alive():
+                runtime.exit_after_hand_back("the engine is dead")
+            overdue = runtime.running.overdue(WATCHDOG_GRACE_S)
+            if overdue:
+                log.critical(
+                    "jobs %s ignore their deadline (hung engine): the worker exits to free the device", overdue
+                )
+                logging.shutdown()
+                os._exit(HUNG_ENGINE_EXIT_CODE)  # the supervisor restarts the worker; the reconciler requeues
+
+    def _info(self) -> dict:
+        runtime = self.runtime
+        return {
+            "name": runtime.worker_name,
+            "pid": os.getpid(),
+            "model": runtime.model_name,
+            "device": runtime.engine.device,
+            "dtype": runtime.dtype_name,
+            "gpu": runtime.sampler.gpu_name,
+            "max_batch_size": self.settings.max_batch_size,
+            "started_at": runtime.started_at,
+            "model_load_seconds": round(runtime.model_load_seconds, 3),
+        }
+
+
+def create_worker_app(settings: Settings, *, wrap_engine: Callable[[Engine], Engine] | None = None) -> Celery:
+    """The GPU worker's Celery app; `wrap_engine` lets a test put a fault around the real engine."""
+    celery_app = new_celery_app("llm-worker", settings)
+    if settings.max_batch_size > 1:
+        # Twice the batch: one thread per batch place, and as many waiting for a place while their jobs stay
+        # queued, so jobs that need the one-at-a-time lane never hold the batch's threads.
+        celery_app.conf.worker_pool = "threads"
+        celery_app.conf.worker_concurrency = 2 * settings.max_batch_size
+    else:
+        celery_app.conf.worker_pool = "solo"
+        celery_app.conf.worker_concurrency = 1
+    worker = GpuWorker(settings, celery_app, wrap_engine)
+    celery_app.task(name=GENERATE_TASK_NAME, ignore_result=True, acks_late=True)(worker.run)
+    worker_init.connect(worker.load, weak=False)
+    worker_ready.connect(worker.announce, weak=False)
+    worker_shutting_down.connect(worker.begin_grace, weak=False)
+    worker_shutdown.connect(worker.withdraw, weak=False)
+    return celery_app
+
+
+def worker_argv(hostname: str) -> list[str]:
+    """The Celery worker's command line inside `python -m worker`."""
+    return ["worker", "--loglevel", "INFO", "--hostname", hostname, "--without-gossip", "--without-mingle"]
+
+
+@contextlib.contextmanager
+def _startup_logging():
+    """Celery configures logging only after worker_init: until then the model load's INFO lines (load time,
+    attention, KV-cache size) would be dropped, so they get a stderr handler of their own while the model loads."""
+    worker_log = logging.getLogger("llm.worker")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"))
+    previous_level = worker_log.level
+    worker_log.addHandler(handler)
+    worker_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        worker_log.removeHandler(handler)
+        worker_log.setLevel(previous_level)
