@@ -29,7 +29,7 @@ def test_queued_job_is_canceled_at_once_without_a_flag(store):
     job = stored_in(store, JobStatus.QUEUED)
     result = CancelJob(store)(job.id, job.owner)
     assert not result.stopping and result.job.status == JobStatus.CANCELED
-    assert result.job.output == {"text": "", "finish_reason": "canceled"}
+    assert result.job.output.model_dump() == {"text": "", "finish_reason": "canceled"}
     assert not flag_set(store, job.id)
 
 

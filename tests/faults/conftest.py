@@ -6,6 +6,7 @@ import collections
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,7 @@ class FaultLab:
         self.processes: list[subprocess.Popen] = []
         self.store = JobStore(connect(self.redis.url), job_ttl_s=3600)
         self._names = collections.Counter()
+        self._closing = False
 
     def env(self, **extra: str) -> dict[str, str]:
         return service_env(
@@ -68,6 +70,22 @@ class FaultLab:
         process = self._spawn(command, name, self.env(**extra))
         wait_for_worker(self.store, process, name, timeout_s=120)
         return process
+
+    def keep_worker_running(self, **start_kwargs) -> list[subprocess.Popen]:
+        """What systemd, docker or `make run` do: start a worker, and start it again whenever it exits.
+
+        Returns the list of every worker started (the last one is the live one); the first is ready on return.
+        """
+        workers: list[subprocess.Popen] = [self.start_worker(**start_kwargs)]
+
+        def supervise() -> None:
+            while not self._closing:
+                if workers[-1].poll() is not None:
+                    workers.append(self.start_worker(**start_kwargs))
+                time.sleep(0.1)
+
+        threading.Thread(target=supervise, daemon=True).start()
+        return workers
 
     def start_light_worker(self, **extra: str) -> subprocess.Popen:
         """The ops worker, whose reconciler recovers jobs."""
@@ -128,6 +146,8 @@ class FaultLab:
         process.wait()
 
     def close(self) -> None:
+        self._closing = True
+        time.sleep(0.2)  # the supervising thread sees it before its workers are stopped
         for process in reversed(self.processes):
             stop_process(process, timeout_s=10)
         self.redis.stop()

@@ -6,7 +6,6 @@ Every execution is counted in a log outside Redis, so loss and duplication are m
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
 import pytest
@@ -52,46 +51,38 @@ def test_kill_9_with_8_running_and_8_queued_loses_nothing(lab):
     assert all(lab.job(job_id)["attempts"] == 2 for job_id in running_when_killed)
 
 
-def test_poison_job_fails_with_max_attempts_after_three_executions(lab):
+@pytest.mark.parametrize("batch_size", ["1", "8"])
+def test_poison_job_fails_with_max_attempts_after_three_executions(lab, batch_size):
     lab.start_light_worker()
-    stop = threading.Event()
-    workers = []
-
-    def supervise() -> None:  # what systemd, docker or `make run`'s user would do: start it again
-        while not stop.is_set():
-            if not workers or workers[-1].poll() is not None:
-                workers.append(lab.start_worker(MAX_BATCH_SIZE="1", fault="kill_on_marker"))
-            time.sleep(0.1)
-
-    supervisor = threading.Thread(target=supervise, daemon=True)
-    supervisor.start()
+    lab.keep_worker_running(MAX_BATCH_SIZE=batch_size, fault="kill_on_marker")
     client = lab.client()
-    lab.wait(lambda: len(workers) == 1 and lab.store.live_workers(), 60, "the first worker")
     poison = lab.submit(client, {"prompt": f"{POISON_MARKER} bad", "max_tokens": 4})
     normal = [lab.submit(client, SHORT | {"prompt": f"tốt {i}"}) for i in range(20)]
-    lab.wait(lambda: lab.all_done([poison, *normal]), 180, "the poison job and 20 others")
-    stop.set()
-    supervisor.join()
+    lab.wait(lambda: lab.all_done([poison, *normal]), 240, "the poison job and 20 others")
     failed = lab.job(poison)
     assert failed["status"] == "failed" and failed["error"]["type"] == "max_attempts"
     assert lab.executions()[poison] == 3
     assert all(lab.job(job_id)["status"] == "succeeded" for job_id in normal)
 
 
-def test_redis_shutdown_and_restart_with_50_queued_and_1_running(lab):
+@pytest.mark.parametrize("batch_size", ["1", "8"])
+def test_redis_shutdown_and_restart_with_50_queued_and_jobs_running(lab, batch_size):
     lab.start_light_worker()
-    lab.start_worker(MAX_BATCH_SIZE="1")
+    lab.start_worker(MAX_BATCH_SIZE=batch_size)
     client = lab.client()
-    running = lab.submit(client, LONG_JOB | {"max_tokens": 900})
-    queued = [lab.submit(client, SHORT | {"prompt": f"chờ {i}"}) for i in range(50)]
-    lab.wait(lambda: lab.job(running)["status"] == "running", 30, "the long job to start")
+    long_jobs = [
+        lab.submit(client, LONG_JOB | {"max_tokens": 900, "prompt": f"dài {i}"}) for i in range(int(batch_size))
+    ]
+    running = long_jobs[0]
+    queued = [*long_jobs[1:], *[lab.submit(client, SHORT | {"prompt": f"chờ {i}"}) for i in range(50)]]
+    lab.wait(lambda: all(lab.job(job_id)["status"] == "running" for job_id in long_jobs), 30, "the long jobs to start")
     redis.Redis.from_url(lab.redis.url).shutdown(save=True)
     lab.redis.process.wait(10)
     time.sleep(2)
     lab.redis.start()
-    lab.wait(lambda: lab.all_done([running, *queued]), 180, "51 jobs after the Redis restart")
+    lab.wait(lambda: lab.all_done([running, *queued]), 240, "every job after the Redis restart")
     statuses = [lab.job(job_id)["status"] for job_id in [running, *queued]]
-    assert statuses == ["succeeded"] * 51
+    assert statuses == ["succeeded"] * (1 + len(queued))
     assert set(lab.executions()) == {running, *queued}
 
 
@@ -151,20 +142,24 @@ def test_cancel_queued_never_runs_and_running_stops_within_a_second(lab, batch_s
     assert lab.job(running)["status"] == "canceled" and lab.job(queued)["status"] == "canceled"
 
 
-def test_job_past_its_deadline_fails_with_timeout_and_the_next_runs(lab):
-    lab.start_worker(MAX_BATCH_SIZE="1", JOB_TIMEOUT_SECONDS="1")
+@pytest.mark.parametrize("batch_size", ["1", "8"])
+def test_job_past_its_deadline_fails_with_timeout_and_the_next_runs(lab, batch_size):
+    lab.start_worker(MAX_BATCH_SIZE=batch_size, JOB_TIMEOUT_SECONDS="1")
     client = lab.client()
-    slow = lab.submit(client, LONG_JOB)
+    slow = [lab.submit(client, LONG_JOB | {"prompt": f"chậm {i}"}) for i in range(int(batch_size))]
     after = lab.submit(client, SHORT)
-    lab.wait(lambda: lab.all_done([slow, after]), 60, "both jobs")
-    timed_out = lab.job(slow)
-    assert timed_out["status"] == "failed" and timed_out["error"]["type"] == "timeout"
-    assert timed_out["usage"]["completion_tokens"] < LONG_JOB["max_tokens"]
+    lab.wait(lambda: lab.all_done([*slow, after]), 60, "every job")
+    for job_id in slow:
+        timed_out = lab.job(job_id)
+        assert timed_out["status"] == "failed" and timed_out["error"]["type"] == "timeout"
+        assert timed_out["output"]["finish_reason"] == "timeout"
+        assert timed_out["usage"]["completion_tokens"] < LONG_JOB["max_tokens"]
     assert lab.job(after)["status"] == "succeeded"
 
 
-def test_out_of_memory_fails_that_job_and_the_worker_serves_on(lab):
-    lab.start_worker(MAX_BATCH_SIZE="1", fault="oom_on_marker")
+@pytest.mark.parametrize("batch_size", ["1", "8"])
+def test_out_of_memory_fails_that_job_and_the_worker_serves_on(lab, batch_size):
+    lab.start_worker(MAX_BATCH_SIZE=batch_size, fault="oom_on_marker")
     client = lab.client()
     oom = lab.submit(client, {"prompt": f"{OOM_MARKER} lớn quá", "max_tokens": 4})
     after = [lab.submit(client, SHORT | {"prompt": f"sau {i}"}) for i in range(10)]
@@ -177,21 +172,32 @@ def test_out_of_memory_fails_that_job_and_the_worker_serves_on(lab):
     assert {job["worker"] for job in jobs} == {failed["worker"]}  # the same worker process served on
 
 
-def test_sigterm_during_a_running_job_loses_nothing(lab):
+@pytest.mark.parametrize("batch_size", ["1", "8"])
+def test_sigterm_hands_running_jobs_back_after_the_grace_and_loses_nothing(lab, batch_size):
+    """SIGTERM: jobs that can't finish within SHUTDOWN_GRACE_SECONDS go back to the queue, their interrupted try
+    not counted, and run to the end on the next worker; jobs still waiting for a place go back at once."""
     lab.start_light_worker()
-    worker = lab.start_worker(MAX_BATCH_SIZE="1")
+    worker = lab.start_worker(MAX_BATCH_SIZE=batch_size, SHUTDOWN_GRACE_SECONDS="1")
     client = lab.client()
-    long_job = lab.submit(client, LONG_JOB)
-    waiting = lab.submit(client, SHORT)
-    lab.wait(lambda: lab.job(long_job)["status"] == "running", 30, "the long job to start")
+    long_jobs = [lab.submit(client, LONG_JOB | {"prompt": f"dài {i}"}) for i in range(int(batch_size))]
+    waiting = [lab.submit(client, SHORT | {"prompt": f"chờ {i}"}) for i in range(int(batch_size))]
+    lab.wait(lambda: all(lab.job(job_id)["status"] == "running" for job_id in long_jobs), 30, "the long jobs")
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
-    handed_back = lab.job(long_job)
-    assert handed_back["status"] in ("queued", "succeeded")
-    lab.start_worker(MAX_BATCH_SIZE="1")
-    lab.wait(lambda: lab.all_done([long_job, waiting]), 120, "both jobs after the restart")
-    assert lab.job(long_job)["status"] == "succeeded" and lab.job(waiting)["status"] == "succeeded"
-    assert lab.job(long_job)["usage"]["completion_tokens"] == LONG_JOB["max_tokens"]
+    for job_id in long_jobs:
+        handed_back = lab.job(job_id)
+        assert handed_back["status"] == "queued" and handed_back["attempts"] == 0 and handed_back["output"] is None
+    assert all(lab.job(job_id)["status"] == "queued" for job_id in waiting)
+    lab.start_worker(MAX_BATCH_SIZE=batch_size)
+    lab.wait(lambda: lab.all_done([*long_jobs, *waiting]), 240, "every job after the restart")
+    for job_id in long_jobs:
+        finished = lab.job(job_id)
+        assert finished["status"] == "succeeded" and finished["attempts"] == 1
+        assert finished["usage"]["completion_tokens"] == LONG_JOB["max_tokens"]
+    assert all(lab.job(job_id)["status"] == "succeeded" for job_id in waiting)
+    executions = lab.executions()
+    assert all(executions[job_id] == 2 for job_id in long_jobs)
+    assert all(executions[job_id] == 1 for job_id in waiting)
 
 
 def test_finished_job_expires_to_a_404(lab):
