@@ -44,8 +44,8 @@ def _job_id_of(raw_message: str | bytes) -> str | None:
 def job_ids_with_live_messages(client: redis.Redis, queue: str, unacked_fresh_s: float) -> set[str]:
     """Job ids that have a message waiting on the queue, or delivered less than `unacked_fresh_s` ago.
 
-    A delivered message still unacknowledged after that long belongs to a worker that died before starting
-    the job (this project's workers only take what they can start at once).
+    A delivered message still unacknowledged after that long belongs to a worker that died before starting the
+    job, or to a live one whose job waits for a place (the caller also counts those: the store notes them).
     """
     ids: set[str] = set()
     for name in priority_list_names(queue):

@@ -6,6 +6,10 @@ JOB_SEQUENCE_KEY = "llm:jobs:seq"  # counter giving each job a unique, ordered l
 JOB_DONE_CHANNEL = "llm:job-done:{job_id}"  # pub/sub: one message when the job reaches a terminal state
 WORKERS_KEY = "llm:workers"  # sorted set: live GPU worker names by the Unix time their heartbeat runs out
 WORKER_INFO_KEY = "llm:workers:info"  # hash: worker name -> JSON of what it announced (model, device...)
+# set: queued jobs whose message a worker holds while they wait for a place in its engine (kill -9 would leave
+# those messages unacknowledged until the broker's visibility timeout); a job leaves it when its execution ends
+WORKER_RESERVED_KEY = "llm:workers:reserved:{name}"
+RESERVING_WORKERS_KEY = "llm:workers:reserving"  # set: names of workers that hold such jobs
 WEBHOOK_DELIVERY_KEY = "llm:webhook:{delivery_id}"  # JSON of one webhook event still being delivered
 WEBHOOK_DUE_KEY = "llm:webhooks:due"  # sorted set: delivery ids by the Unix time their next attempt is due
 WEBHOOK_STARTED_OPEN_KEY = "llm:webhooks:job:{job_id}:started"  # set: the job's `started` deliveries not finished

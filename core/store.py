@@ -21,8 +21,10 @@ from core.keys import (
     JOB_SEQUENCE_KEY,
     OWNER_INDEX_KEY,
     QUEUED_INDEX_KEY,
+    RESERVING_WORKERS_KEY,
     RUNNING_INDEX_KEY,
     WORKER_INFO_KEY,
+    WORKER_RESERVED_KEY,
     WORKERS_KEY,
 )
 from core.owner_index import owned_by, page_newest_first, shed_expired_index_entries
@@ -352,6 +354,41 @@ class JobStore:
         pipe.zrem(WORKERS_KEY, name)
         pipe.hdel(WORKER_INFO_KEY, name)
         pipe.execute()
+
+    @redis_boundary()
+    def reserve(self, worker: str, job_id: str) -> None:
+        """Note that `worker` holds this queued job's message while the job waits for a place."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(WORKER_RESERVED_KEY.format(name=worker), job_id)
+        pipe.sadd(RESERVING_WORKERS_KEY, worker)
+        pipe.execute()
+
+    @redis_boundary()
+    def unreserve(self, worker: str, job_id: str) -> None:
+        """The job started, or went back to the queue: the worker no longer holds it."""
+        self.redis.srem(WORKER_RESERVED_KEY.format(name=worker), job_id)
+
+    @redis_boundary()
+    def reserved_by(self, workers: set[str]) -> set[str]:
+        """The jobs these workers hold while the jobs wait for a place."""
+        if not workers:
+            return set()
+        return set(self.redis.sunion([WORKER_RESERVED_KEY.format(name=name) for name in workers]))
+
+    @redis_boundary()
+    def take_reservations_of(self, gone: Callable[[str], bool]) -> list[str]:
+        """The jobs reserved by workers for which `gone(name)` holds; their reservations are dropped."""
+        job_ids: list[str] = []
+        for name in self.redis.smembers(RESERVING_WORKERS_KEY):
+            if not gone(name):
+                continue
+            key = WORKER_RESERVED_KEY.format(name=name)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.smembers(key)
+            pipe.delete(key)
+            pipe.srem(RESERVING_WORKERS_KEY, name)
+            job_ids.extend(pipe.execute()[0])
+        return job_ids
 
     @redis_boundary()
     def live_workers(self) -> list[dict[str, Any]]:

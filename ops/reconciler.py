@@ -3,6 +3,7 @@
 Runs in the ops worker (beside webhook delivery). Every few seconds it
 - returns to the queue the running jobs of workers whose heartbeat stopped (or fails them with `max_attempts`
   once they have used up their attempts, or cancels them if a cancel was pending), and
+- publishes again the queued jobs a dead worker held while they waited for a place in its engine, and
 - publishes again the queued jobs that have no message on the broker (an API that died between storing a job and
   publishing it; a message lost with a worker that died before starting it).
 """
@@ -49,6 +50,7 @@ class Reconciler:
     def run_once(self) -> None:
         """One pass over running and stale queued jobs."""
         self.recover_orphaned_running_jobs()
+        self.republish_reservations_of_dead_workers()
         self.republish_jobs_without_messages()
         BatchStore(self.store).complete_finished_batches()
 
@@ -73,6 +75,21 @@ class Reconciler:
         self.store.forget_index_entries(expired)
         return recovered
 
+    def republish_reservations_of_dead_workers(self) -> list[str]:
+        """Queued jobs a dead worker held while they waited for a place: published again at once (their messages
+        would otherwise wait out the broker's visibility timeout)."""
+        if time.monotonic() < self.trust_heartbeats_after:
+            return []
+        live = {worker["name"] for worker in self.store.live_workers()}
+        republished = []
+        for job_id in self.store.take_reservations_of(lambda name: name not in live):
+            job = self.store.get(job_id)
+            if job is not None and job.status == JobStatus.QUEUED:
+                self.publisher.publish(job.id, job.priority)
+                republished.append(job_id)
+                log.warning("job %s: waiting on a worker that died: published again", job_id)
+        return republished
+
     def _recover(self, job: Job) -> None:
         dead = job.worker
         try:
@@ -95,6 +112,8 @@ class Reconciler:
         if not stale:
             return []
         live = job_ids_with_live_messages(self.store.redis, self.publisher.queue, self.settings.stale_queued_seconds)
+        # A live worker's job that waits for a place keeps its message as long as it waits.
+        live |= self.store.reserved_by({worker["name"] for worker in self.store.live_workers()})
         orphans = [job_id for job_id in stale if job_id not in live]
         expired = []
         batches = BatchStore(self.store)

@@ -65,3 +65,17 @@ def test_running_job_of_a_dead_worker_goes_back_to_the_queue_then_fails_after_ma
         assert job.id in reconciler.recover_orphaned_running_jobs()
     final = store.get(job.id)
     assert final.status == JobStatus.FAILED and final.error["type"] == "max_attempts"
+
+
+def test_job_waiting_on_a_live_worker_keeps_its_message_and_one_on_a_dead_worker_is_published_again(
+    reconciler, store, redis_url
+):
+    store.register_worker("gpu@alive#1", {"name": "gpu@alive#1"}, ttl_s=60)
+    waiting_on_live = stale_queued_job(store)
+    waiting_on_dead = stale_queued_job(store)
+    store.reserve("gpu@alive#1", waiting_on_live.id)
+    store.reserve("gpu@killed#2", waiting_on_dead.id)
+    assert reconciler.republish_reservations_of_dead_workers() == [waiting_on_dead.id]
+    assert waiting_on_live.id not in reconciler.republish_jobs_without_messages()
+    assert queue_length(redis_url, reconciler.publisher.queue) == 1
+    assert reconciler.republish_reservations_of_dead_workers() == []  # the dead worker's note is gone

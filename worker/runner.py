@@ -132,6 +132,8 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         job.attempts += 1
         job.worker = runtime.worker_name
 
+    with contextlib.suppress(StoreUnavailable):
+        store.reserve(runtime.worker_name, job_id)  # if this process dies while the job waits, it is republished
     try:
         with runtime.engine.slot(params):
             try:
@@ -152,6 +154,9 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         log.info("job %s handed back to the queue before it started: %s", job_id, refusal)
         if isinstance(refusal, EngineDead):
             runtime.exit_after_hand_back(str(refusal))
+    finally:
+        with contextlib.suppress(StoreUnavailable):
+            store.unreserve(runtime.worker_name, job_id)
 
 
 def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInput, watch: StopWatch) -> None:

@@ -26,7 +26,8 @@ def test_kill_9_with_8_running_and_8_queued_loses_nothing(lab):
     worker = lab.start_worker(MAX_BATCH_SIZE="8")
     client = lab.client()
     job_ids = [lab.submit(client, LONG_JOB | {"max_tokens": 600, "prompt": f"việc {i}"}) for i in range(16)]
-    lab.wait(lambda: len(lab.store.running_job_ids()) == 8, 30, "8 running jobs")
+    # Running in the store and noted in the execution log (a line written just after the job starts).
+    lab.wait(lambda: len(lab.store.running_job_ids()) == 8 and len(lab.executions()) == 8, 30, "8 running jobs")
     running_when_killed = set(lab.store.running_job_ids())
     lab.kill(worker)
     killed_at = time.monotonic()
