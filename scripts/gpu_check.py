@@ -401,8 +401,14 @@ def main() -> int:
     bandwidth = run_child("bandwidth")
     say(f"{bandwidth['gpu']}: {bandwidth['bytes_per_s'] / 1e12:.2f} TB/s; building the model in {model_dir}")
     started = time.perf_counter()
-    built = run_child("build-model", str(model_dir), *(["--smoke"] if args.smoke else []))
-    say(f"built {built['parameters'] / 1e9:.2f}B parameters in {time.perf_counter() - started:.0f} s")
+    built_note = model_dir / "built.json"
+    if built_note.is_file():  # a --work-dir of an earlier run: the same model, not built twice
+        built = json.loads(built_note.read_text())
+        say(f"reusing the model in {model_dir}")
+    else:
+        built = run_child("build-model", str(model_dir), *(["--smoke"] if args.smoke else []))
+        built_note.write_text(json.dumps(built))
+        say(f"built {built['parameters'] / 1e9:.2f}B parameters in {time.perf_counter() - started:.0f} s")
     weight_bytes, read_s, cold = raw_read_seconds(model_dir / "fp16")
     drop_page_cache()
 
