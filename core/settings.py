@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(16, ge=1, le=256)
     job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
     log_dir: Path = Path("./logs")
+    # Where `make run` keeps its state (the embedded Redis's data, the generated webhook secret); relative to the repo.
+    run_dir: Path = Path("./.run")
     # How long the synchronous /v1/generate waits before answering 504 with the job id.
     sync_wait_seconds: float = Field(300.0, gt=0)
     # The seed emptied the CUDA cache after every generation; keep that as the default.

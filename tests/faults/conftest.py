@@ -28,6 +28,16 @@ FAST_RECOVERY = {
 LONG_JOB = {"prompt": "Một câu chuyện rất dài", "max_tokens": 1800, "ignore_eos": True, "do_sample": False}
 
 
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05) -> float:
+    """Poll until `predicate()`; returns the seconds it took."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(poll_s)
+    return time.monotonic() - started
+
+
 class FaultLab:
     """One test's world: its Redis, its workers, the light worker (reconciler), an execution log on disk."""
 
@@ -101,12 +111,7 @@ class FaultLab:
 
     def wait(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
         """Poll until `predicate()`; returns the seconds it took."""
-        started = time.monotonic()
-        while not predicate():
-            if time.monotonic() - started > timeout_s:
-                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-            time.sleep(0.05)
-        return time.monotonic() - started
+        return wait_until(predicate, timeout_s, what)
 
     def all_done(self, job_ids: list[str]) -> bool:
         return all(self.job(job_id)["status"] in ("succeeded", "failed", "canceled") for job_id in job_ids)
