@@ -8,12 +8,18 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-FIRST_RESTART_DELAY_S = 1.0
-MAX_RESTART_DELAY_S = 30.0
-# A process that stayed up this long was healthy: its next exit starts the backoff again from the first delay.
-STABLE_AFTER_S = 60.0
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays before restarts: `first_s`, doubling up to `max_s`; back to `first_s` after `stable_after_s` up."""
+
+    first_s: float = 1.0
+    max_s: float = 30.0
+    # A process that stayed up this long was healthy: its next exit is not one more in a series of crashes.
+    stable_after_s: float = 60.0
 
 
 def describe_exit(returncode: int) -> str:
@@ -40,6 +46,7 @@ class Supervised:
         stop_grace_s: float,
         restart: bool,
         say: Callable[[str], None],
+        backoff: Backoff = Backoff(),
     ) -> None:
         self.name = name
         self.command = command
@@ -48,6 +55,7 @@ class Supervised:
         self.stop_grace_s = stop_grace_s
         self.restart = restart
         self.say = say
+        self.backoff = backoff
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
         self.quick_exits = 0
@@ -86,9 +94,9 @@ class Supervised:
         return returncode
 
     def _next_restart_delay(self, now: float) -> float:
-        if now - self.started_at >= STABLE_AFTER_S:
+        if now - self.started_at >= self.backoff.stable_after_s:
             self.quick_exits = 0
-        delay = min(MAX_RESTART_DELAY_S, FIRST_RESTART_DELAY_S * 2**self.quick_exits)
+        delay = min(self.backoff.max_s, self.backoff.first_s * 2**self.quick_exits)
         self.quick_exits += 1
         return delay
 

@@ -198,3 +198,13 @@ def wait_for_terminal(base_url: str, job_id: str, timeout_s: float = 60) -> dict
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} not finished within {timeout_s} s")
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05) -> float:
+    """Poll until `predicate()`; returns the seconds it took."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(poll_s)
+    return time.monotonic() - started

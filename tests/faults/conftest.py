@@ -16,7 +16,7 @@ from core.settings import Settings
 from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
 from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
-from tests.conftest import ROOT, service_env, stop_process
+from tests.conftest import ROOT, service_env, stop_process, wait_until
 
 # Clocks compressed from seconds-to-minutes to fractions of a second, so each fault plays out quickly.
 FAST_RECOVERY = {
@@ -26,16 +26,6 @@ FAST_RECOVERY = {
     "SHUTDOWN_GRACE_SECONDS": "1",
 }
 LONG_JOB = {"prompt": "Một câu chuyện rất dài", "max_tokens": 1800, "ignore_eos": True, "do_sample": False}
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05) -> float:
-    """Poll until `predicate()`; returns the seconds it took."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(poll_s)
-    return time.monotonic() - started
 
 
 class FaultLab:

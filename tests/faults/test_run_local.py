@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from scripts.redis_server import free_port
-from tests.conftest import ROOT, service_env, wait_for_terminal
-from tests.faults.conftest import FAST_RECOVERY, LONG_JOB, wait_until
+from tests.conftest import ROOT, service_env, wait_for_terminal, wait_until
+from tests.faults.conftest import FAST_RECOVERY, LONG_JOB
 
 pytestmark = pytest.mark.faults
 
