@@ -29,7 +29,7 @@ class MakeRun:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = service_env(
-            "",
+            "",  # REDIS_URL empty means unset (even over a .env file): it starts its embedded redis-server
             model_dir,
             tmp / "logs",
             PORT=str(self.port),
@@ -39,7 +39,6 @@ class MakeRun:
             WORKER_HEARTBEAT_SECONDS=FAST_RECOVERY["WORKER_HEARTBEAT_SECONDS"],
             RECONCILE_INTERVAL_SECONDS=FAST_RECOVERY["RECONCILE_INTERVAL_SECONDS"],
         )
-        del env["REDIS_URL"]  # unset: it starts its embedded redis-server, as `make run` does by default
         self.output_path = tmp / "make-run.out"
         with self.output_path.open("w") as out:
             self.process = subprocess.Popen(
