@@ -19,7 +19,8 @@ $(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## run: Redis (embedded unless REDIS_URL is set) + GPU worker + API on http://127.0.0.1:$${PORT:-8001}
+## run: Redis (embedded unless REDIS_URL is set) + GPU worker + ops worker + API on http://127.0.0.1:$${PORT:-8001};
+## a worker that exits is restarted, Ctrl-C stops everything
 run: $(RUNTIME_STAMP)
 	$(PY) scripts/run_local.py
 

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # How long a finished job is kept (a batch's jobs: from when the batch completes); nothing expires while it waits.
     job_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
     log_dir: Path = Path("./logs")
+    # Where `make run` keeps its state (the embedded Redis's data, the generated webhook secret); relative to the repo.
+    run_dir: Path = Path("./.run")
     # How long the synchronous /v1/generate waits before answering 504 with the job id.
     sync_wait_seconds: float = Field(300.0, gt=0)
     # Give cached CUDA memory back after every generation: a little slower, but each job's resource log

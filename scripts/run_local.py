@@ -1,7 +1,9 @@
 """`make run`: Redis (embedded unless REDIS_URL is set), the GPU worker, the ops worker and the API.
 
-All in the foreground. Ctrl-C (SIGINT) or SIGTERM stops every process it started: the API first, then the
-workers (the GPU worker finishes its jobs), then Redis (which flushes its append-only file).
+All in the foreground. A worker that exits is started again (after 1 s, 2 s, 4 s ... at most 30 s); an API that
+exits stops everything. Ctrl-C (SIGINT) or SIGTERM stops every process it started: the API first, then the GPU worker
+(which gets SHUTDOWN_GRACE_SECONDS to finish or hand back its jobs), the ops worker, then Redis (which flushes its
+append-only file).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from core.settings import get_settings  # noqa: E402
 from core.webhooks import generate_secret  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
 from scripts.service_processes import api_command, ops_worker_command, worker_command  # noqa: E402
+from scripts.supervisor import Supervised, describe_exit  # noqa: E402
 from worker.model_loading import ModelNotFound, locate_model  # noqa: E402
 
-RUN_DIR = ROOT / ".run"
-WEBHOOK_SECRET_FILE = RUN_DIR / "webhook_secret"
 STOP_GRACE_S = 30.0
+# Past SHUTDOWN_GRACE_SECONDS the GPU worker still has to hand its jobs back and leave Celery.
+GPU_STOP_MARGIN_S = 15.0
 
 
 def say(message: str) -> None:
@@ -46,59 +49,36 @@ def ensure_model(model_dir: Path) -> None:
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_model.py"), "--out", str(model_dir)], check=True)
 
 
-def ensure_webhook_secret() -> str:
-    """The secret webhooks are signed with: generated once and kept under .run/ when none is configured."""
-    if not WEBHOOK_SECRET_FILE.is_file():
-        RUN_DIR.mkdir(exist_ok=True)
-        WEBHOOK_SECRET_FILE.write_text(generate_secret() + "\n")
-        WEBHOOK_SECRET_FILE.chmod(0o600)
-    say(f"WEBHOOK_SECRET is not set: webhooks are signed with the secret in {WEBHOOK_SECRET_FILE}")
-    return WEBHOOK_SECRET_FILE.read_text().strip()
+def ensure_webhook_secret(secret_file: Path) -> str:
+    """The secret webhooks are signed with: generated once and kept in RUN_DIR when none is configured."""
+    if not secret_file.is_file():
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        secret_file.write_text(generate_secret() + "\n")
+        secret_file.chmod(0o600)
+    say(f"WEBHOOK_SECRET is not set: webhooks are signed with the secret in {secret_file}")
+    return secret_file.read_text().strip()
 
 
-def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
-    say(f"starting {name}: {' '.join(command)}")
-    # A session of its own: the terminal's Ctrl-C reaches only this supervisor, which stops them in order.
-    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-
-
-def stop(name: str, process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    say(f"stopping {name}")
-    process.send_signal(signal.SIGTERM)
+def is_ready(url: str) -> bool:
+    """Whether the API answers /readyz with 200 (Redis up, a worker with its model loaded)."""
     try:
-        process.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        say(f"{name} did not stop within {STOP_GRACE_S:g} s: killing it")
-        process.kill()
-        process.wait()
-
-
-def wait_until_ready(url: str, children: dict[str, subprocess.Popen], timeout_s: float = 600) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in children.values()):
-            return False
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.5)
-    return False
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def main() -> int:
     settings = get_settings()
     ensure_model(settings.model_dir)
+    # Relative to the repository, whatever the current directory (an absolute RUN_DIR stays as it is).
+    run_dir = ROOT / settings.run_dir
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if settings.webhook_secret is None:
-        env["WEBHOOK_SECRET"] = ensure_webhook_secret()
+        env["WEBHOOK_SECRET"] = ensure_webhook_secret(run_dir / "webhook_secret")
     redis_server: RedisServer | None = None
     if settings.redis_url is None:
-        redis_server = RedisServer(RUN_DIR / "redis")
+        redis_server = RedisServer(run_dir / "redis")
         redis_server.start()
         env["REDIS_URL"] = redis_server.url
         say(f"embedded redis-server on {redis_server.url} (data in {redis_server.data_dir})")
@@ -114,25 +94,37 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    children = {
-        "GPU worker": start("GPU worker", worker_command(), env),
-        "ops worker": start("ops worker", ops_worker_command(), env),
-        "API": start("API", api_command(f"127.0.0.1:{settings.port}"), env),
-    }
+    def supervised(name: str, command: list[str], stop_grace_s: float, restart: bool) -> Supervised:
+        return Supervised(name, command, cwd=ROOT, env=env, stop_grace_s=stop_grace_s, restart=restart, say=say)
+
+    # The GPU worker hands its running jobs back to the queue within SHUTDOWN_GRACE_SECONDS of a SIGTERM.
+    gpu_worker = supervised("GPU worker", worker_command(), settings.shutdown_grace_seconds + GPU_STOP_MARGIN_S, True)
+    ops_worker = supervised("ops worker", ops_worker_command(), STOP_GRACE_S, True)
+    # An API that exits (its port taken, say) stops everything: a restart loop would hide the reason.
+    api = supervised("API", api_command(f"127.0.0.1:{settings.port}"), STOP_GRACE_S, False)
+    for process in (gpu_worker, ops_worker, api):
+        process.start()
     url = f"http://127.0.0.1:{settings.port}"
+    announced_ready = False
     exit_code = 0
     try:
-        if wait_until_ready(url, children):
-            say(f'ready: {url}  (try: curl -s -X POST {url}/jobs -d \'{{"prompt": "Xin chào"}}\')')
         while not stopping:
-            for name, process in children.items():
-                if process.poll() is not None:
-                    say(f"{name} exited with code {process.returncode}: stopping everything")
-                    stopping, exit_code = True, 1
+            gpu_worker.check()
+            ops_worker.check()
+            returncode = api.check()
+            if returncode is not None:
+                say(f"API exited with {describe_exit(returncode)}: stopping everything")
+                exit_code = 1
+                break
+            if not announced_ready and is_ready(url):
+                announced_ready = True
+                say(f'ready: {url}  (try: curl -s -X POST {url}/jobs -d \'{{"prompt": "Xin chào"}}\')')
             time.sleep(0.2)
     finally:
-        for name in ("API", "ops worker", "GPU worker"):
-            stop(name, children[name])
+        # The API first (no new jobs), then the GPU worker (its last results), then the ops worker, which
+        # meanwhile goes on delivering those results' webhooks.
+        for process in (api, gpu_worker, ops_worker):
+            process.stop()
         if redis_server is not None:
             say("stopping embedded redis-server")
             redis_server.stop()

@@ -43,3 +43,10 @@ def wait_for_job(base_url: str, job_id: str, done: Callable[[dict], bool], timeo
 def wait_for_terminal(base_url: str, job_id: str, timeout_s: float = 60) -> dict:
     """Poll GET /jobs/<id> until the job is finished."""
     return wait_for_job(base_url, job_id, is_terminal, timeout_s)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05) -> float:
+    """Poll until `predicate()` is true; returns the seconds it took."""
+    started = time.monotonic()
+    poll_until(predicate, bool, timeout_s, what, interval_s=poll_s)
+    return time.monotonic() - started

@@ -19,7 +19,7 @@ from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
 from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
 from tests.conftest import ROOT, service_env, stop_process
-from tests.polling import is_terminal, poll_until
+from tests.polling import is_terminal, wait_until
 
 # Clocks compressed from seconds-to-minutes to fractions of a second, so each fault plays out quickly.
 FAST_RECOVERY = {
@@ -128,9 +128,7 @@ class FaultLab:
 
     def wait(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
         """Poll until `predicate()`; returns the seconds it took."""
-        started = time.monotonic()
-        poll_until(predicate, bool, timeout_s, what)
-        return time.monotonic() - started
+        return wait_until(predicate, timeout_s, what)
 
     def all_done(self, job_ids: list[str]) -> bool:
         return all(is_terminal(self.job(job_id)) for job_id in job_ids)
