@@ -57,7 +57,7 @@ def run_mode(mode: str) -> dict:
     seeded = [plain.model_copy(update={"seed": i, "prompt": f"Huế {i}"}) for i in range(JOBS_EACH)]
 
     def timed(params: GenerationInput) -> float:
-        with engine.slot(params):
+        with engine.slot(params, rank=3):
             engine.generate(params)
         return time.perf_counter() - started
 

@@ -39,6 +39,7 @@ from worker.generation import (
     finish_reason_of,
 )
 from worker.model_loading import LoadedModel
+from worker.places import Places
 from worker.sequential_engine import SequentialEngine
 from worker.stop_strings import StopScanner, tokens_up_to_stop
 
@@ -118,7 +119,7 @@ class BatchingEngine:
         self._restarting = threading.Lock()
         self.death: str | None = None
         # Batch places: a job waits here (still queued in the store) rather than inside the manager's queue.
-        self._batch_places = threading.BoundedSemaphore(settings.max_batch_size)
+        self._batch_places = Places(settings.max_batch_size)
         self._factory = ManagerFactory(
             self.model,
             self.tokenizer,
@@ -137,11 +138,10 @@ class BatchingEngine:
     # ------------------------------------------------------------------ the worker's side
 
     @contextlib.contextmanager
-    def slot(self, params: GenerationInput) -> Iterator[None]:
-        """A place in the batch, or the sequential lane; waits without holding anything else."""
+    def slot(self, params: GenerationInput, rank: int) -> Iterator[None]:
+        """A place in the batch, or the sequential lane, given by priority `rank` (lower first), then arrival."""
         place = self.sequential.lane if needs_sequential_path(params) else self._batch_places
-        while not place.acquire(timeout=SLOT_POLL_S):
-            self._refuse_if_not_admitting()
+        place.acquire(rank, SLOT_POLL_S, self._refuse_if_not_admitting)
         try:
             self._refuse_if_not_admitting()
             yield

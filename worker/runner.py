@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from broker.names import priority_step
 from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
 from core.jobs import GenerationInput, Job, JobStatus, parse_iso, utc_now_iso
 from core.settings import Settings
@@ -135,7 +136,7 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
     with contextlib.suppress(StoreUnavailable):
         store.reserve(runtime.worker_name, job_id)  # if this process dies while the job waits, it is republished
     try:
-        with runtime.engine.slot(params):
+        with runtime.engine.slot(params, priority_step(queued.priority)):
             try:
                 job = store.transition(job_id, JobStatus.RUNNING, mark_started)
             except (JobNotFound, WrongState) as reason:

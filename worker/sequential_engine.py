@@ -4,7 +4,6 @@ batching engine for what the batch can't apply per request."""
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -30,7 +29,11 @@ from worker.generation import (
     finish_reason_of,
 )
 from worker.model_loading import LoadedModel
+from worker.places import Places
 from worker.stop_strings import StopScanner, tokens_up_to_stop
+
+# How often a job waiting for the lane checks whether the worker is stopping.
+SLOT_POLL_S = 0.1
 
 
 class _WatchOutput(StoppingCriteria):
@@ -98,16 +101,22 @@ class SequentialEngine:
         self.device = loaded.device.torch_device
         self.encoder = PromptEncoder(self.tokenizer, context_tokens(self.model))
         self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
-        self.lane = threading.Lock()
+        self.lane = Places(1)
         self._admitting = True
 
     @contextlib.contextmanager
-    def slot(self, params: GenerationInput) -> Iterator[None]:
-        """The one lane: jobs take it in turn."""
-        with self.lane:
-            if not self._admitting:
-                raise EngineStopped("the worker is stopping")
+    def slot(self, params: GenerationInput, rank: int) -> Iterator[None]:
+        """The one lane: jobs take it in turn, by priority `rank` (lower first), then arrival."""
+        self.lane.acquire(rank, SLOT_POLL_S, self._refuse_if_stopping)
+        try:
+            self._refuse_if_stopping()
             yield
+        finally:
+            self.lane.release()
+
+    def _refuse_if_stopping(self) -> None:
+        if not self._admitting:
+            raise EngineStopped("the worker is stopping")
 
     def stop_admitting(self) -> None:
         """Jobs not yet started are refused from now on (EngineStopped): the worker is stopping."""
@@ -115,7 +124,7 @@ class SequentialEngine:
 
     def release_cached_memory(self) -> None:
         """Hand cached CUDA blocks back to the driver after a job (EMPTY_CUDA_CACHE_AFTER_JOB)."""
-        if self.device.startswith("cuda") and not self.lane.locked():
+        if self.device.startswith("cuda") and not self.lane.taken():
             torch.cuda.empty_cache()
 
     def shutdown(self) -> None:
