@@ -47,7 +47,7 @@ demo-model: $(RUNTIME_STAMP)
 clean:
 	rm -rf .run .pytest_cache
 
-## bench: the service against the raw batching engine and the seed-style baseline; appends to bench/RESULTS.md
+## bench: the service against the raw batching engine and a one-at-a-time baseline; appends to bench/RESULTS.md
 bench: $(DEV_STAMP)
 	$(PY) bench/run_bench.py
 

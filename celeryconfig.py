@@ -22,7 +22,7 @@ task_reject_on_worker_lost = True
 task_default_queue = "gpu"
 
 broker_transport_options = {
-    # Publishing must fail fast, not hang, when Redis is away (celery#4296).
+    # Publishing must fail fast, not hang, when Redis is away.
     "socket_timeout": 2,
     "socket_connect_timeout": 2,
     "max_retries": 1,
@@ -44,7 +44,7 @@ def apply_settings(app, settings) -> None:
     app.config_from_object(__name__)
     app.conf.broker_url = settings.effective_redis_url
     app.conf.task_default_queue = settings.gpu_queue
-    # A message unacked for longer than this is delivered again (celery#7651): it must exceed the longest job
+    # A message unacked for longer than this is delivered again: it must exceed the longest job
     # (the settings refuse a job deadline that does not fit) and be set in all three places, in every process.
     timeout_s = settings.broker_visibility_timeout_seconds
     app.conf.broker_transport_options = dict(broker_transport_options, visibility_timeout=timeout_s)

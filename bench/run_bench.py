@@ -2,7 +2,7 @@
 
 Prints, side by side, at 1, 8 and 32 concurrent clients sending the same jobs: the service end to end (real API,
 Redis, worker); the raw engine (the worker's batching engine, built by the worker's code, called from threads in a
-process of its own, no queue); the seed-style baseline (one plain `model.generate` at a time, in a process of its
+process of its own, no queue); the one-at-a-time baseline (one plain `model.generate` at a time, in a process of its
 own); each the best of a few rounds that take turns. Then the queue's own overhead on 1-token jobs, model load
 time against a raw read of the weight files, and the worker's resident memory after 10 and after 510 jobs. Appends
 the figures to bench/RESULTS.md.
@@ -222,7 +222,7 @@ def report(figures: dict) -> str:
         "",
         "| run | clients | jobs | tokens/s | tokens/s each round | p50 latency s | p95 latency s | batch seen |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| seed-style baseline (one `generate` at a time, own process) | 1 | {b['jobs']} | {b['tokens_per_s']:.1f} "
+        f"| one-at-a-time baseline (one `generate` at a time, own process) | 1 | {b['jobs']} | {b['tokens_per_s']:.1f} "
         f"| {rounds_text(b)} | {b['p50_s']:.3f} | {b['p95_s']:.3f} | 1 |",
     ]
     for name, runs in (("raw engine (own process, no queue)", figures["raw_engine"]), ("service", figures["service"])):
@@ -282,13 +282,13 @@ def main() -> int:
         raw_engine_runs: dict[int, list[dict]] = {clients: [] for clients in CLIENT_COUNTS}
         service_runs: dict[int, list[dict]] = {clients: [] for clients in CLIENT_COUNTS}
         for round_number in range(1, args.rounds + 1):
-            print(f"round {round_number}: seed-style baseline, one generate at a time, own process ...", flush=True)
+            print(f"round {round_number}: one-at-a-time baseline, one generate at a time, own process ...", flush=True)
             baseline_runs.append(
                 run_json_process(
-                    "bench.seed_style",
+                    "bench.one_at_a_time",
                     ["--model-dir", str(model_dir), "--jobs", str(args.baseline_jobs)],
                     engine_env,
-                    "seed_style.log",
+                    "one_at_a_time.log",
                 )
             )
             for clients in CLIENT_COUNTS:

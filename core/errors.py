@@ -43,7 +43,7 @@ class ServiceError(Exception):
         self.retry_after_s = retry_after_s if retry_after_s is not None else self.default_retry_after_s
 
     def to_dict(self) -> dict:
-        """The JSON error body of the contract."""
+        """The JSON error body: `{"error": {"type", "message", "field"?}}`."""
         body: dict = {"type": str(self.error_type), "message": self.message}
         if self.field:
             body["field"] = self.field

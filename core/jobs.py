@@ -181,7 +181,7 @@ def new_job_id() -> str:
 
 
 class Job(BaseModel):
-    """The job object of the contract, as stored in Redis and returned by the API.
+    """The job object, as stored in Redis and returned by the API.
 
     Assignments are validated, so the worker may set `output`, `usage`, `error`, `resources` or `webhook` from
     plain dicts and still store typed records.

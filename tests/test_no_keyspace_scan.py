@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,15 +16,6 @@ from scripts.redis_server import RedisServer
 from tests.conftest import unconsumed_queue_name
 
 UNRELATED_KEYS = 100_000
-
-
-@pytest.fixture
-def own_redis(tmp_path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own: its command counts and its workers are ours alone."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -14,16 +14,7 @@ from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.store import JobStore, connect
 from core.webhook_queue import WebhookQueue
 from core.webhooks import Delivery
-from scripts.redis_server import RedisServer, free_port
-
-
-@pytest.fixture
-def own_redis(tmp_path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, so filling or demoting it affects no other test."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
+from scripts.redis_server import free_port
 
 
 def new_job(**fields) -> Job:

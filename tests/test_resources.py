@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from core.job_records import ResourceReading
 from tests.test_job_spine import RESOURCE_LOG_LINE
-from worker.resources import ResourceSample, ResourceSampler, format_resource_line, ram_used_and_total_bytes
+from worker.resources import ResourceSampler, format_resource_line, ram_used_and_total_bytes
 
 
 def test_ram_reading_is_plausible():
@@ -19,7 +20,14 @@ def test_sample_without_gpu_says_none_and_zero_vram():
 
 
 def test_line_matches_the_resource_log_format_for_every_operation():
-    sample = ResourceSample("NVIDIA GeForce RTX 4060 Laptop GPU", 5.98, 6.59, 1.95, 7.63, 30.3)
+    sample = ResourceReading(
+        gpu="NVIDIA GeForce RTX 4060 Laptop GPU",
+        vram_allocated_gb=5.98,
+        vram_reserved_gb=6.59,
+        ram_used_gb=1.95,
+        ram_total_gb=7.63,
+        ram_percent=30.3,
+    )
     for operation in ("Before model load", "After model load"):
         assert RESOURCE_LOG_LINE.match(format_resource_line(operation, sample))
     for operation in ("Before generation", "After generation"):

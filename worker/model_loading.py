@@ -17,7 +17,7 @@ DEMO_MODEL_MARKER = "DEMO_MODEL.txt"
 
 
 class ModelNotFound(Exception):
-    """MODEL_DIR holds neither the seed layout nor a Hugging Face model folder."""
+    """MODEL_DIR holds neither the `fp16/` + `tokenizer/` layout nor a Hugging Face model folder."""
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,12 @@ class ModelPaths:
 
 
 def locate_model(model_dir: Path) -> ModelPaths:
-    """The seed layout (`fp16/` + `tokenizer/`) or a plain Hugging Face folder."""
+    """The `fp16/` + `tokenizer/` layout or a plain Hugging Face folder."""
     model_dir = model_dir.resolve()
-    seed_weights = model_dir / "fp16"
-    if (seed_weights / "config.json").is_file():
-        weights = seed_weights
-        tokenizer = model_dir / "tokenizer" if (model_dir / "tokenizer").is_dir() else seed_weights
+    fp16_weights = model_dir / "fp16"
+    if (fp16_weights / "config.json").is_file():
+        weights = fp16_weights
+        tokenizer = model_dir / "tokenizer" if (model_dir / "tokenizer").is_dir() else fp16_weights
     elif (model_dir / "config.json").is_file():
         weights = tokenizer = model_dir
     else:
@@ -77,7 +77,7 @@ def choose_device(device_setting: str) -> DeviceChoice:
 
 
 def choose_dtype(dtype_setting: str, device: DeviceChoice) -> Any:
-    """DTYPE=auto means float16 on a GPU (the seed's FP16) and float32 on the CPU."""
+    """DTYPE=auto means float16 on a GPU (the model's FP16 weights) and float32 on the CPU."""
     import torch
 
     if dtype_setting == "auto":

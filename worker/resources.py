@@ -1,4 +1,4 @@
-"""Resource samples (RAM, VRAM) and the seed's resource-log line, to stdout and a rotating file."""
+"""Resource samples (RAM, VRAM) and the resource-log line, to stdout and a rotating file."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any
 
 import psutil
+
+from core.job_records import ResourceReading
 
 GIB = 1024**3
 RESOURCE_LOGGER_NAME = "llm.resources"
@@ -24,21 +24,6 @@ _CGROUP_V1 = Path("/sys/fs/cgroup/memory")
 PEAK_POLL_S = 0.02
 # cgroup v1 reports "no limit" as a huge page-aligned number.
 _NO_LIMIT_BYTES = 1 << 60
-
-
-@dataclass(frozen=True)
-class ResourceSample:
-    """One reading, in the units the seed's log line shows."""
-
-    gpu: str
-    vram_allocated_gb: float
-    vram_reserved_gb: float
-    ram_used_gb: float
-    ram_total_gb: float
-    ram_percent: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _read_int(path: Path) -> int | None:
@@ -111,7 +96,7 @@ class ResourceSampler:
         self._windows_lock = threading.Lock()
         self._poller: threading.Thread | None = None
 
-    def sample(self) -> ResourceSample:
+    def sample(self) -> ResourceReading:
         """A reading now."""
         allocated = reserved = 0.0
         if self.cuda_index is not None:
@@ -120,7 +105,7 @@ class ResourceSampler:
             allocated = torch.cuda.memory_allocated(self.cuda_index) / GIB
             reserved = torch.cuda.memory_reserved(self.cuda_index) / GIB
         used, total = ram_used_and_total_bytes()
-        return ResourceSample(
+        return ResourceReading(
             gpu=self.gpu_name,
             vram_allocated_gb=round(allocated, 2),
             vram_reserved_gb=round(reserved, 2),
@@ -181,8 +166,8 @@ class ResourceSampler:
             time.sleep(PEAK_POLL_S)
 
 
-def format_resource_line(operation: str, sample: ResourceSample, job_id: str | None = None) -> str:
-    """The seed's line, with ` | job <id>` appended on generation lines."""
+def format_resource_line(operation: str, sample: ResourceReading, job_id: str | None = None) -> str:
+    """The resource-log line, with ` | job <id>` appended on generation lines."""
     line = (
         f"{time.strftime('%Y-%m-%d %H:%M:%S')} | [{operation}] GPU: {sample.gpu} - "
         f"VRAM: {sample.vram_allocated_gb}GB (allocated) / {sample.vram_reserved_gb}GB (reserved) | "
@@ -211,7 +196,7 @@ def setup_resource_logger(log_dir: Path) -> logging.Logger:
 
 def log_resources(
     logger: logging.Logger, sampler: ResourceSampler, operation: str, job_id: str | None = None
-) -> tuple[ResourceSample, str]:
+) -> tuple[ResourceReading, str]:
     """Sample, log the line, and return (sample, line)."""
     sample = sampler.sample()
     line = format_resource_line(operation, sample, job_id)

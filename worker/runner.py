@@ -202,8 +202,8 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
         job.completed_at = utc_now_iso()
         job.logs = [*job.logs, before_line, after_line]
         job.resources = {
-            "before": before.as_dict(),
-            "after": after.as_dict(),
+            "before": before.model_dump(),
+            "after": after.model_dump(),
             "peak_vram_allocated_gb": round(peak.allocated_gb, 2),
             "peak_vram_reserved_gb": round(peak.reserved_gb, 2),
             "batch_size": result.batch_size if result is not None else 1,

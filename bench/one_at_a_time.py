@@ -1,6 +1,6 @@
 """The baseline, in a process of its own: one plain `model.generate` at a time, no batching, no queue.
 
-`python -m bench.seed_style --model-dir DIR --jobs N` prints tokens/s, latency percentiles and the parameter
+`python -m bench.one_at_a_time --model-dir DIR --jobs N` prints tokens/s, latency percentiles and the parameter
 count as JSON on stdout's last line.
 """
 
