@@ -168,28 +168,32 @@ class HttpServer:
     process: subprocess.Popen
 
 
-@pytest.fixture(scope="session")
-def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
-    """The API under gunicorn, over real HTTP, wired to the session's worker."""
+def start_api_server(env: dict[str, str], out_path: Path, **api_kwargs) -> HttpServer:
+    """The API under gunicorn with this environment, once /healthz answers."""
     port = free_port()
-    out = (tmp_path_factory.mktemp("api") / "gunicorn.out").open("w")
-    process = subprocess.Popen(
-        api_command(f"127.0.0.1:{port}"),
-        cwd=ROOT,
-        env=dict(worker.env, PORT=str(port)),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    with out_path.open("w") as out:
+        process = subprocess.Popen(
+            api_command(f"127.0.0.1:{port}", **api_kwargs),
+            cwd=ROOT,
+            env=dict(env, PORT=str(port)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                break
+                return HttpServer(base_url, process)
         except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
             time.sleep(0.1)
-    else:
-        raise RuntimeError("gunicorn did not start")
-    yield HttpServer(base_url, process)
     stop_process(process)
-    out.close()
+    raise RuntimeError(f"gunicorn did not start:\n{out_path.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
+    """The API under gunicorn, over real HTTP, wired to the session's worker."""
+    server = start_api_server(worker.env, tmp_path_factory.mktemp("api") / "gunicorn.out")
+    yield server
+    stop_process(server.process)
