@@ -31,7 +31,7 @@ class CompletionListener:
 
     Correctness does not hang on the connection: a waiter registers before it reads the job, and every
     (re)subscription wakes all waiters, so a message lost while the connection was down is made up for by
-    their re-reading the job.
+    their re-reading the job once Redis is back.
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -79,9 +79,10 @@ class CompletionListener:
             try:
                 self._listen()
             except redis.RedisError as error:
-                log.warning("job-done listener lost Redis (%s); waiters re-read their jobs", error)
+                if self._subscribed.is_set():  # once per outage, not once per reconnect attempt
+                    log.warning("job-done listener lost Redis (%s); waiters re-read their jobs", error)
+            # Waiters sleep on through the outage: the resubscription wakes them all to re-read their jobs.
             self._subscribed.clear()
-            self._wake_all()
             threading.Event().wait(RECONNECT_PAUSE_S)
 
     def _listen(self) -> None:
