@@ -43,4 +43,4 @@ EXPOSE 8000
 
 # The API, as `make run` starts it (scripts/run_local.py), bound to every interface of the container; worker
 # heartbeat files on /dev/shm, since a container's /tmp is on the (slow, possibly blocking) overlay disk.
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "2", "--threads", "16", "--graceful-timeout", "10", "--worker-tmp-dir", "/dev/shm", "api.wsgi:app"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gevent", "--workers", "2", "--worker-connections", "1000", "--graceful-timeout", "10", "--worker-tmp-dir", "/dev/shm", "api.wsgi:app"]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from flask import Request
 
 from core.errors import Unauthorized
-
-ANONYMOUS_OWNER = "anonymous"
+from core.owners import ANONYMOUS_OWNER, owner_id_for_key
 
 
 def _presented_key(request: Request) -> str | None:
@@ -29,4 +27,4 @@ def owner_of(request: Request, api_keys: list[str]) -> str:
     # Compare against every key in constant time so timing reveals nothing about near-misses.
     if not any(hmac.compare_digest(presented.encode(), key.encode()) for key in api_keys):
         raise Unauthorized("the API key is not valid")
-    return hashlib.sha256(presented.encode()).hexdigest()[:24]
+    return owner_id_for_key(presented)

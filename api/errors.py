@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from core.errors import (
     BodyTooLarge,
     ErrorType,
+    Forbidden,
     GenerationFailed,
     InvalidInput,
     MalformedBody,
@@ -18,6 +19,7 @@ from core.errors import (
     QueueFull,
     ServiceError,
     StoreUnavailable,
+    TooManyRequests,
     Unauthorized,
     WaitTimedOut,
     WrongState,
@@ -30,10 +32,12 @@ log = logging.getLogger("llm.api")
 HTTP_STATUS_OF: dict[type[ServiceError], int] = {
     MalformedBody: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     WrongState: 409,
     BodyTooLarge: 413,
     InvalidInput: 422,
+    TooManyRequests: 429,
     GenerationFailed: 500,
     QueueFull: 503,
     StoreUnavailable: 503,
@@ -45,6 +49,7 @@ _HTTP_ERROR_TYPES = {
     405: ErrorType.METHOD_NOT_ALLOWED,
     400: ErrorType.MALFORMED_BODY,
     415: ErrorType.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorType.TOO_MANY_REQUESTS,
 }
 
 

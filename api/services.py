@@ -14,6 +14,7 @@ from core.idempotency import IdempotencyKeys
 from core.settings import Settings
 from core.store import JobStore
 from core.submission import JobQueue, SubmitJob
+from core.wait_slots import WaitSlots
 
 
 class BrokerQueue:
@@ -43,6 +44,7 @@ class Services:
     submit_batch: SubmitBatch
     cancel_job: CancelJob
     cancel_batch: CancelBatch
+    wait_slots: WaitSlots
 
     @classmethod
     def build(cls, settings: Settings, store: JobStore, queue: JobQueue | None = None) -> Services:
@@ -58,4 +60,5 @@ class Services:
             submit_batch=SubmitBatch(settings, batches, queue, idempotency),
             cancel_job=CancelJob(store),
             cancel_batch=CancelBatch(batches),
+            wait_slots=WaitSlots(store.redis, limit=settings.max_waits_per_key, wait_s=settings.sync_wait_seconds),
         )

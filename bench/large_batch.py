@@ -69,7 +69,7 @@ def measure_large_batch(redis_url: str, lines: int = LINES) -> LargeBatchFigures
     port = free_port()
     env = dict(os.environ, REDIS_URL=redis_url, GPU_QUEUE=queue, PYTHONUNBUFFERED="1")
     api = subprocess.Popen(
-        api_command(f"127.0.0.1:{port}", workers=1, threads=4), cwd=ROOT, env=env,
+        api_command(f"127.0.0.1:{port}", workers=1), cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"

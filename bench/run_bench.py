@@ -107,11 +107,12 @@ class Service:
         self.redis = RedisServer(CACHE / "redis", appendfsync="everysec")
         self.redis.start()
         self.port = free_port()
-        self.env = dict(engine_env, REDIS_URL=self.redis.url, WORKER_HEARTBEAT_SECONDS="1")
+        # It measures the worker's throughput, not the edge's fairness: no per-key request rate.
+        self.env = dict(engine_env, REDIS_URL=self.redis.url, WORKER_HEARTBEAT_SECONDS="1", RATE_LIMIT="")
         log = (CACHE / "service.log").open("w")
         self.worker = subprocess.Popen(worker_command("bench@%h"), cwd=ROOT, env=self.env, stdout=log, stderr=log)
         self.api = subprocess.Popen(
-            api_command(f"127.0.0.1:{self.port}", workers=2, threads=32), cwd=ROOT, env=self.env, stdout=log, stderr=log
+            api_command(f"127.0.0.1:{self.port}", workers=2), cwd=ROOT, env=self.env, stdout=log, stderr=log
         )
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.worker_info = wait_for_worker(JobStore(connect(self.redis.url), job_ttl_s=3600), self.worker, "bench")

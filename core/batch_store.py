@@ -26,7 +26,7 @@ from core.owner_index import owned_by, page_newest_first, shed_expired_index_ent
 from core.redis_errors import redis_boundary
 from core.redis_transactions import watched_update
 from core.store import JobStore
-from core.transition_effects import complete_batch_if_done
+from core.transition_effects import complete_batch_if_done, stage_queued_count
 
 WRITE_CHUNK = 1000  # jobs written per transaction at submission
 READ_CHUNK = 500  # jobs read per round trip when streaming results or cancelling
@@ -55,6 +55,7 @@ class BatchStore:
                 pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json())
             pipe.zadd(QUEUED_INDEX_KEY, dict.fromkeys((job.id for job in chunk), time.time()))
             pipe.rpush(jobs_key, *[job.id for job in chunk])
+            stage_queued_count(pipe, batch.owner, len(chunk))
             pipe.execute()
         stats_key = BATCH_STATS_KEY.format(batch_id=batch.id)
         sequence = self.redis.incr(BATCH_SEQUENCE_KEY)

@@ -10,6 +10,7 @@ from core.batches import Batch, BatchBody, BatchLine, validate_batch_lines
 from core.errors import StoreUnavailable
 from core.idempotency import IdempotencyKeys, wait_until_stored
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
+from core.owner_limits import OwnerLimits
 from core.settings import Settings
 from core.submission import JobQueue, check_capacity, check_webhook_url, webhook_record
 
@@ -26,6 +27,7 @@ class SubmitBatch:
         self.batches = batches
         self.queue = queue
         self.idempotency = idempotency
+        self.owner_limits = OwnerLimits(settings, batches.jobs)
 
     def __call__(
         self, body: BatchBody, owner: str, *, idempotency_key: str | None = None, body_hash: str = ""
@@ -45,6 +47,7 @@ class SubmitBatch:
     def _store_and_publish(
         self, batch_id: str, lines: list[BatchLine], owner: str, *, webhook: str | None, metadata: dict[str, str]
     ) -> Batch:
+        self.owner_limits.check_queued(owner, len(lines))
         check_capacity(self.queue, len(lines), self.settings.max_queue_depth)
         batch = Batch(
             id=batch_id,

@@ -22,6 +22,8 @@ class ErrorType(StrEnum):
     WRONG_STATE = "wrong_state"
     BODY_TOO_LARGE = "body_too_large"
     QUEUE_FULL = "queue_full"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    FORBIDDEN = "forbidden"
     STORE_UNAVAILABLE = "store_unavailable"
     GENERATION_FAILED = "generation_failed"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -82,6 +84,19 @@ class WrongState(ServiceError):
 
 class BodyTooLarge(ServiceError):
     error_type = ErrorType.BODY_TOO_LARGE
+
+
+class Forbidden(ServiceError):
+    """The caller is known but may not ask for this (e.g. `priority: high` without being allowed it)."""
+
+    error_type = ErrorType.FORBIDDEN
+
+
+class TooManyRequests(ServiceError):
+    """This caller is over one of its own limits (rate, waits in flight, queued jobs); others are unaffected."""
+
+    error_type = ErrorType.TOO_MANY_REQUESTS
+    default_retry_after_s = 1
 
 
 class QueueFull(ServiceError):

@@ -26,3 +26,6 @@ RUNNING_INDEX_KEY = "llm:jobs:running"  # set: ids of running jobs, for the reco
 QUEUED_INDEX_KEY = "llm:jobs:queued"  # sorted set: ids of queued jobs by the Unix time they were (re)queued
 CANCEL_KEY = "llm:job:{job_id}:cancel"  # exists while a cancel of a running job is pending
 OPEN_BATCHES_KEY = "llm:batches:open"  # set: batches not completed yet, swept by the reconciler
+QUEUED_PER_OWNER_KEY = "llm:jobs:queued-per-owner"  # hash: owner -> jobs queued now, moved by every transition
+WAIT_SLOTS_KEY = "llm:waits:owner:{owner}"  # sorted set: the owner's sync waits in flight by when each lapses
+RATE_LIMIT_KEY_PREFIX = "llm:ratelimit"  # flask-limiter's per-key request counters start with this

@@ -72,6 +72,33 @@ class Settings(BaseSettings):
     execution_log: Path | None = None
     redis_socket_timeout_seconds: float = Field(2.0, gt=0)
 
+    # Fairness at the API edge, per API key (with API_KEYS unset every caller is one owner and shares them).
+    # Requests per key (flask-limiter syntax, e.g. "600/minute" or "20/second;600/minute"); "" switches it off.
+    rate_limit: str = "600/minute"
+    # Synchronous /v1/generate calls one key may have waiting at once; past it, 429 and no job is created.
+    max_waits_per_key: int = Field(256, ge=1)
+    # Jobs (batch lines included) one key may have queued at once; past it, 429. Room for two full batches.
+    max_queued_per_key: int = Field(100_000, ge=1)
+    # API keys allowed `priority: high` (the others get 403); with API_KEYS unset everyone is.
+    high_priority_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("high_priority_keys", mode="before")
+    @classmethod
+    def _split_high_priority_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        value = value.strip()
+        if value:
+            parse_many(value)  # raises ValueError naming what it could not read
+        return value
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:

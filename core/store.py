@@ -12,15 +12,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from core.completion_listener import CompletionListener
 from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs import ALLOWED_TRANSITIONS, Job, JobStatus, utc_now_iso
 from core.keys import (
     CANCEL_KEY,
-    JOB_DONE_CHANNEL,
     JOB_KEY,
     JOB_SEQUENCE_KEY,
     OWNER_INDEX_KEY,
     QUEUED_INDEX_KEY,
+    QUEUED_PER_OWNER_KEY,
     RESERVING_WORKERS_KEY,
     RUNNING_INDEX_KEY,
     WORKER_INFO_KEY,
@@ -30,9 +31,12 @@ from core.keys import (
 from core.owner_index import owned_by, page_newest_first, shed_expired_index_entries
 from core.redis_errors import redis_boundary
 from core.redis_transactions import watched_update
-from core.transition_effects import complete_batch_if_done, stage_transition_effects
+from core.transition_effects import complete_batch_if_done, stage_queued_count, stage_transition_effects
 
 log = logging.getLogger("llm.store")
+
+# A synchronous waiter re-reads its job at least this often even if no done message came (a safety net only).
+RECHECK_S = 30.0
 
 
 def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis:
@@ -58,6 +62,7 @@ class JobStore:
     def __init__(self, client: redis.Redis, *, job_ttl_s: int) -> None:
         self.redis = client
         self.job_ttl_s = job_ttl_s
+        self._completion_listener: CompletionListener | None = None
 
     def ping(self) -> bool:
         """True when Redis answers."""
@@ -75,6 +80,7 @@ class JobStore:
         pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json())
         pipe.zadd(QUEUED_INDEX_KEY, {job.id: time.time()})
         pipe.zadd(OWNER_INDEX_KEY.format(owner=job.owner), {job.id: sequence})
+        stage_queued_count(pipe, job.owner, 1)
         pipe.execute()
 
     @redis_boundary()
@@ -84,7 +90,13 @@ class JobStore:
         pipe.delete(JOB_KEY.format(job_id=job_id))
         pipe.zrem(QUEUED_INDEX_KEY, job_id)
         pipe.zrem(OWNER_INDEX_KEY.format(owner=owner), job_id)
+        stage_queued_count(pipe, owner, -1)
         pipe.execute()
+
+    @redis_boundary()
+    def queued_count(self, owner: str) -> int:
+        """How many of this owner's jobs (batch lines included) are queued now."""
+        return max(0, int(self.redis.hget(QUEUED_PER_OWNER_KEY, owner) or 0))
 
     @redis_boundary()
     def get(self, job_id: str) -> Job | None:
@@ -271,24 +283,29 @@ class JobStore:
         raws = self.redis.mget([JOB_KEY.format(job_id=job_id) for job_id in job_ids])
         return [Job.model_validate_json(raw) if raw else None for raw in raws]
 
-    @redis_boundary()
     def wait_until_terminal(self, job_id: str, timeout_s: float) -> Job:
-        """Block until the job is terminal or the timeout passes; returns the job as it then is."""
+        """Block until the job is terminal or the timeout passes; returns the job as it then is.
+
+        It sleeps until the job's done message wakes it (one shared subscription per process), re-reading the
+        job only then, or every RECHECK_S at most in case Redis went away and came back meanwhile.
+        """
         deadline = time.monotonic() + timeout_s
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(JOB_DONE_CHANNEL.format(job_id=job_id))
+        with self._completions().watching(job_id) as woken:
             while True:
-                # Read after subscribing so a completion between the two is never missed.
+                # Registered before reading: a completion between the read and the wait still wakes us.
+                woken.clear()
                 job = self.get(job_id)
                 if job is None:
                     raise JobNotFound(f"job {job_id} expired while waiting")
                 remaining = deadline - time.monotonic()
                 if job.status.is_terminal or remaining <= 0:
                     return job
-                pubsub.get_message(timeout=min(remaining, 1.0))
-        finally:
-            pubsub.close()
+                woken.wait(min(remaining, RECHECK_S))
+
+    def _completions(self) -> CompletionListener:
+        if self._completion_listener is None:
+            self._completion_listener = CompletionListener(self.redis)
+        return self._completion_listener
 
     @redis_boundary()
     def request_cancel(self, job_id: str) -> None:

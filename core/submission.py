@@ -10,6 +10,7 @@ from core.callback_urls import check_callback_url
 from core.errors import InvalidInput, QueueFull, StoreUnavailable
 from core.idempotency import IdempotencyKeys, wait_until_stored
 from core.jobs import GenerationInput, Job, JobStatus, new_job_id, parse_generation_input, utc_now_iso
+from core.owner_limits import OwnerLimits
 from core.settings import Settings
 from core.store import JobStore
 
@@ -58,6 +59,7 @@ class SubmitJob:
         self.store = store
         self.queue = queue
         self.idempotency = idempotency
+        self.owner_limits = OwnerLimits(settings, store)
 
     def validate(self, body: Any) -> GenerationInput:
         """The request body as a generation under this deployment's limits, or InvalidInput."""
@@ -71,11 +73,13 @@ class SubmitJob:
     def __call__(self, body: Any, owner: str, idempotency_key: str | None = None) -> Job:
         """Validate, store and enqueue one job; returns it `queued` (or the earlier job for a repeated key)."""
         params = self.validate(body)
+        self.owner_limits.check_priority(params.priority, owner)
         job_id = new_job_id()
         body_hash = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
         with self.idempotency.claim(idempotency_key, body_hash, owner, job_id) as earlier_id:
             if earlier_id is not None:
                 return wait_until_stored(lambda: self.store.get(earlier_id))
+            self.owner_limits.check_queued(owner, 1)
             check_capacity(self.queue, 1, self.settings.max_queue_depth)
             job = Job(
                 id=job_id,

@@ -17,6 +17,7 @@ from core.keys import (
     JOB_KEY,
     OPEN_BATCHES_KEY,
     OWNER_INDEX_KEY,
+    QUEUED_PER_OWNER_KEY,
 )
 from core.owner_index import stage_index_expiry
 from core.redis_transactions import watched_update
@@ -38,8 +39,18 @@ def stage_transition_effects(pipe: redis.client.Pipeline, job: Job, from_status:
         _stage_batch_counts(pipe, job, from_status)
     elif job.status.is_terminal:
         stage_index_expiry(pipe, OWNER_INDEX_KEY.format(owner=job.owner), job.id, ttl_s)
+    if from_status == JobStatus.QUEUED and job.status != JobStatus.QUEUED:
+        stage_queued_count(pipe, job.owner, -1)
+    elif job.status == JobStatus.QUEUED and from_status != JobStatus.QUEUED:
+        stage_queued_count(pipe, job.owner, 1)
     if job.status.is_terminal:
         pipe.publish(JOB_DONE_CHANNEL.format(job_id=job.id), job.status.value)
+
+
+def stage_queued_count(pipe: redis.client.Pipeline, owner: str, change: int) -> None:
+    """Move the owner's count of queued jobs, in the transaction that queues or unqueues them (so it never
+    drifts from the jobs themselves)."""
+    pipe.hincrby(QUEUED_PER_OWNER_KEY, owner, change)
 
 
 def _webhook_delivery(job: Job):

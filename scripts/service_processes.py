@@ -14,11 +14,12 @@ def worker_command(hostname: str = "gpu@%h") -> list[str]:
     return [sys.executable, "-m", "worker", "--hostname", hostname]
 
 
-def api_command(bind: str, *, workers: int = 2, threads: int = 16) -> list[str]:
-    """The API under gunicorn; gthread, since /v1/generate holds a thread while it waits for its job."""
+def api_command(bind: str, *, workers: int = 2, worker_connections: int = 1000) -> list[str]:
+    """The API under gunicorn's gevent workers: a synchronous /v1/generate waits as a greenlet, not an OS thread,
+    so clients waiting by the thousand leave /healthz and POST /jobs answering."""
     return [
-        sys.executable, "-m", "gunicorn", "--bind", bind, "--worker-class", "gthread",
-        "--workers", str(workers), "--threads", str(threads), "--graceful-timeout", "10", "api.wsgi:app",
+        sys.executable, "-m", "gunicorn", "--bind", bind, "--worker-class", "gevent", "--workers", str(workers),
+        "--worker-connections", str(worker_connections), "--graceful-timeout", "10", "api.wsgi:app",
     ]  # fmt: skip
 
 

@@ -25,6 +25,10 @@ WORKER_START_TIMEOUT_S = 120
 # The tests' webhook secret, and a retry schedule compressed from a day to about two seconds.
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tests-own-webhook-signing-key!!!").decode()
 TEST_RETRY_SCHEDULE = "0.25,0.25,0.25,0.25,0.25,0.25,0.25,0.25"
+# The session's tests share one Redis and, without API keys, one owner that polls fast and leaves jobs queued on
+# queues nobody reads: the per-key rate and queued cap are off for them (tests/test_edge_limits.py tests them).
+FAIRNESS_OFF = {"rate_limit": "", "max_queued_per_key": 10**9}
+FAIRNESS_OFF_ENV = {name.upper(): str(value) for name, value in FAIRNESS_OFF.items()}
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +68,7 @@ def make_settings(redis_server: RedisServer, tmp_path: Path) -> Callable[..., Se
             "model_dir": tmp_path / "no-model",
             "log_dir": tmp_path / "logs",
             "device": "cpu",
+            **FAIRNESS_OFF,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)
@@ -115,6 +120,7 @@ def service_env(redis_url: str, model_dir: Path, log_dir: Path, **extra: str) ->
             "WEBHOOK_TIMEOUT_SECONDS": "3",
             "PYTHONUNBUFFERED": "1",
             "TOKENIZERS_PARALLELISM": "false",
+            **FAIRNESS_OFF_ENV,
         }
     )
     env.update(extra)
@@ -172,28 +178,32 @@ class HttpServer:
     process: subprocess.Popen
 
 
-@pytest.fixture(scope="session")
-def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
-    """The API under gunicorn, over real HTTP, wired to the session's worker."""
+def start_api_server(env: dict[str, str], out_path: Path, **api_kwargs) -> HttpServer:
+    """The API under gunicorn with this environment, once /healthz answers."""
     port = free_port()
-    out = (tmp_path_factory.mktemp("api") / "gunicorn.out").open("w")
-    process = subprocess.Popen(
-        api_command(f"127.0.0.1:{port}", threads=8),
-        cwd=ROOT,
-        env=dict(worker.env, PORT=str(port)),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    with out_path.open("w") as out:
+        process = subprocess.Popen(
+            api_command(f"127.0.0.1:{port}", **api_kwargs),
+            cwd=ROOT,
+            env=dict(env, PORT=str(port)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                break
+                return HttpServer(base_url, process)
         except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
             time.sleep(0.1)
-    else:
-        raise RuntimeError("gunicorn did not start")
-    yield HttpServer(base_url, process)
     stop_process(process)
-    out.close()
+    raise RuntimeError(f"gunicorn did not start:\n{out_path.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
+    """The API under gunicorn, over real HTTP, wired to the session's worker."""
+    server = start_api_server(worker.env, tmp_path_factory.mktemp("api") / "gunicorn.out")
+    yield server
+    stop_process(server.process)

@@ -430,12 +430,12 @@ def test_image_sets_unbuffered_output_and_the_mount_points() -> None:
     assert (env["MODEL_DIR"], env["LOG_DIR"]) == ("/app/model", "/app/logs")
 
 
-def test_image_serves_the_api_with_gunicorn_gthread_on_port_8000() -> None:
-    """The default command is gunicorn's gthread worker on 0.0.0.0:8000 serving api.wsgi:app."""
+def test_image_serves_the_api_with_gunicorn_gevent_on_port_8000() -> None:
+    """The default command is gunicorn's gevent worker on 0.0.0.0:8000 serving api.wsgi:app."""
     command = image_command()
     assert command[0] == "gunicorn"
     assert command[command.index("--bind") + 1] == "0.0.0.0:8000"
-    assert command[command.index("--worker-class") + 1] == "gthread"
+    assert command[command.index("--worker-class") + 1] == "gevent"
     assert command[-1] == "api.wsgi:app"
     assert dockerfile_arguments("EXPOSE") == ["8000"]
 

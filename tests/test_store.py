@@ -10,6 +10,8 @@ import pytest
 from core.errors import JobNotFound, WrongState
 from core.jobs import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus, new_job_id, utc_now_iso
 from core.keys import JOB_KEY
+from core.store import RECHECK_S, JobStore, connect
+from scripts.redis_server import RedisServer
 
 
 def new_job(owner: str = "owner-a") -> Job:
@@ -166,3 +168,32 @@ def test_another_owners_batch_is_a_batch_not_found(store):
         with pytest.raises(BatchNotFound) as missing:
             batches.get_for_owner(batch_id, owner)
         assert missing.value.to_dict() == {"error": {"type": "not_found", "message": f"no batch with id {batch_id!r}"}}
+
+
+def test_a_waiter_outlives_a_redis_restart_and_still_wakes_on_the_done_message(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        store = JobStore(connect(server.url), job_ttl_s=3600)
+        job = new_job()
+        store.create(job)
+        outcome: dict = {}
+
+        def wait() -> None:
+            started = time.monotonic()
+            outcome["job"] = store.wait_until_terminal(job.id, timeout_s=60)
+            outcome["waited_s"] = time.monotonic() - started
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.5)
+        server.stop()  # the shared subscription drops; the waiter keeps waiting
+        server.start()
+        time.sleep(1.5)  # the listener subscribes again
+        store.transition(job.id, JobStatus.CANCELED)
+        waiter.join(timeout=20)
+        assert outcome["job"].status == JobStatus.CANCELED
+        # Woken by the message (or the resubscription), not by the 30 s safety re-read.
+        assert outcome["waited_s"] < RECHECK_S / 2
+    finally:
+        server.stop()

@@ -16,8 +16,9 @@ def generate():
     """Enqueue, wait up to SYNC_WAIT_SECONDS, and return the text; on timeout 504 names the job to poll."""
     owner = caller()
     svc = services()
-    job = svc.submit_job(json_body(), owner)
-    job = svc.store.wait_until_terminal(job.id, svc.settings.sync_wait_seconds)
+    with svc.wait_slots.held(owner):  # taken before the job exists: a refused call creates none
+        job = svc.submit_job(json_body(), owner)
+        job = svc.store.wait_until_terminal(job.id, svc.settings.sync_wait_seconds)
     if job.status == JobStatus.SUCCEEDED:
         output = job.output or {}
         return jsonify(

@@ -18,7 +18,7 @@ from core.settings import Settings
 from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
 from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
-from tests.conftest import ROOT, service_env, stop_process
+from tests.conftest import FAIRNESS_OFF, ROOT, service_env, stop_process
 from tests.polling import is_terminal, wait_until
 
 # Clocks compressed from seconds-to-minutes to fractions of a second, so each fault plays out quickly.
@@ -94,7 +94,7 @@ class FaultLab:
     def start_api(self, app: str = "api.wsgi:app", **extra: str) -> str:
         """The API under gunicorn; `app` names another WSGI app to serve (a faulty one) in place of the real."""
         port = free_port()
-        real = api_command(f"127.0.0.1:{port}", workers=1, threads=4)
+        real = api_command(f"127.0.0.1:{port}", workers=1)
         command = [app if part == "api.wsgi:app" else part for part in real]
         self._spawn(command, "api", self.env(**extra))
         base_url = f"http://127.0.0.1:{port}"
@@ -112,7 +112,11 @@ class FaultLab:
     def client(self, **overrides):
         """The API in-process (Flask test client) on this lab's Redis."""
         settings = Settings(
-            _env_file=None, redis_url=self.redis.url, log_dir=self.tmp / "logs", device="cpu", **overrides
+            _env_file=None,
+            redis_url=self.redis.url,
+            log_dir=self.tmp / "logs",
+            device="cpu",
+            **(FAIRNESS_OFF | overrides),
         )
         return create_app(settings).test_client()
 

@@ -1,0 +1,53 @@
+"""The per-key request rate (RATE_LIMIT), counted in the service's Redis so every API process shares it."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import Flask, request
+from flask_limiter import Limiter, RequestLimit
+
+from api.routes import health
+from api.routes.common import caller
+from core.errors import TooManyRequests, Unauthorized
+from core.keys import RATE_LIMIT_KEY_PREFIX
+from core.settings import Settings
+
+
+def _rate_key() -> str:
+    """The caller's owner id; a caller with no valid key is counted by address (its request then gets 401)."""
+    try:
+        return caller()
+    except Unauthorized:
+        return f"unauthenticated:{request.remote_addr}"
+
+
+def _refuse(breached: RequestLimit) -> None:
+    """Answer a breach as the API's own 429 (JSON error body, Retry-After until the window lets one through)."""
+    retry_after_s = max(1, math.ceil(breached.reset_at - time.time()))
+    raise TooManyRequests(
+        f"this API key is over its request rate ({breached.limit}); try again in {retry_after_s} s",
+        retry_after_s=retry_after_s,
+    )
+
+
+def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
+    """Count every request but the probes against the caller's rate; None when RATE_LIMIT is off."""
+    if not settings.rate_limit:
+        return None
+    timeout_s = settings.redis_socket_timeout_seconds
+    limiter = Limiter(
+        _rate_key,
+        app=app,
+        # One budget per key across every route, rather than one per route.
+        application_limits=[settings.rate_limit],
+        storage_uri=settings.effective_redis_url,
+        # Fail as fast as the job store does when Redis is away (a 503, like every other Redis error).
+        storage_options={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
+        strategy="sliding-window-counter",
+        key_prefix=RATE_LIMIT_KEY_PREFIX,
+        on_breach=_refuse,
+    )
+    limiter.exempt(health.bp)
+    return limiter
