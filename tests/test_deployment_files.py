@@ -494,7 +494,7 @@ def test_image_cmd_serves_the_api_from_copied_files_only(tmp_path: Path, redis_s
             try:
                 health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
                 assert time.monotonic() < deadline, "the API did not answer within 30 s"
                 time.sleep(0.2)
         assert health.status_code == 200
