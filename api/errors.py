@@ -19,6 +19,7 @@ from core.errors import (
     ServiceError,
     StoreUnavailable,
     Unauthorized,
+    UnsupportedMediaType,
     WaitTimedOut,
     WrongState,
 )
@@ -33,6 +34,7 @@ HTTP_STATUS_OF: dict[type[ServiceError], int] = {
     NotFound: 404,
     WrongState: 409,
     BodyTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 422,
     GenerationFailed: 500,
     QueueFull: 503,

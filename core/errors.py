@@ -84,6 +84,12 @@ class BodyTooLarge(ServiceError):
     error_type = ErrorType.BODY_TOO_LARGE
 
 
+class UnsupportedMediaType(ServiceError):
+    """The body's Content-Type is not one the endpoint reads (a form or text/plain is never taken as JSON)."""
+
+    error_type = ErrorType.UNSUPPORTED_MEDIA_TYPE
+
+
 class QueueFull(ServiceError):
     error_type = ErrorType.QUEUE_FULL
     default_retry_after_s = 10
