@@ -134,7 +134,8 @@ def register_docs(app: Flask) -> None:
     ui = get_swaggerui_blueprint(
         DOCS_PATH,
         OPENAPI_PATH,
-        config={"app_name": "Offline LLM service API"},
+        # No validator badge: it would send the document to a public validator.
+        config={"app_name": "Offline LLM service API", "validatorUrl": None},
         blueprint_name="openapi_ui",
     )
     app.register_blueprint(ui)
