@@ -7,6 +7,7 @@ error answers keep their one shape from api/errors.py), never by spectree.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,8 @@ spec = SpecTree(
     openapi_version="3.1.0",
     path=DOCS_PATH.strip("/"),
     annotations=False,
+    # Only the routes described with document() are in the document.
+    mode="strict",
     validation_error_model=ErrorBody,
     # One component per model name, shared by every route that uses it.
     naming_strategy=lambda model: model.__name__,
@@ -71,7 +74,7 @@ def document(
     """Describe a route in the OpenAPI document (answers, error statuses, body and query models); validates nothing."""
     codes: dict[str, Any] = {f"HTTP_{status}": model for status, model in answers.items()}
     codes.update({f"HTTP_{status}": (ErrorBody, ERROR_MEANINGS[status]) for status in errors})
-    return spec.validate(
+    describe = spec.validate(
         json=json,
         query=query,
         resp=Response(**codes),
@@ -81,6 +84,20 @@ def document(
         # spectree lists this status with its own validation error model unless the route already has it.
         validation_error_status=422 if 422 in errors else next(iter(answers)),
     )
+
+    def decorate(view: Callable) -> Callable:
+        described = describe(view)
+
+        # The route runs the view itself, not spectree's wrapper (which would read a streamed answer into memory);
+        # spectree finds the description through __wrapped__.
+        @functools.wraps(view)
+        def route(*args: Any, **kwargs: Any) -> Any:
+            return view(*args, **kwargs)
+
+        route.__wrapped__ = described  # type: ignore[attr-defined]
+        return route
+
+    return decorate
 
 
 _ID_DESCRIPTIONS = {

@@ -118,3 +118,16 @@ def test_docs_page_uses_only_the_apps_own_assets(client, path):
     config = json.loads(re.search(r"var user_config = (\{.*?\});", html).group(1))
     assert config["url"] == "/openapi.json"
     assert config["validatorUrl"] is None  # no badge fetched from a public validator
+
+
+def test_documented_routes_run_their_own_view_so_results_still_stream(make_settings, request):
+    from tests.conftest import unconsumed_queue_name
+
+    app = create_app(make_settings(gpu_queue=unconsumed_queue_name(request)))
+    line = json.dumps({"custom_id": "a", "body": {"prompt": "x"}})
+    batch = app.test_client().post("/batches", data=line, content_type="application/jsonl").get_json()
+    path = f"/batches/{batch['id']}/results"
+    with app.test_request_context(path):
+        answer = app.view_functions["batches.batch_results"](batch_id=batch["id"])
+        assert answer.is_streamed  # a generator, not a body read into memory first
+        assert json.loads(answer.get_data())["custom_id"] == "a"
