@@ -10,6 +10,7 @@ from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel
 
 from api.errors import register_error_handlers
+from api.openapi import register_docs
 from api.rate_limits import install_rate_limit
 from api.routes import batches, generate, health, jobs
 from api.services import Services
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
     for module in (jobs, batches, generate, health):
         app.register_blueprint(module.bp)
     install_rate_limit(app, settings)
+    register_docs(app)
     if not settings.api_keys:
         log.warning("API_KEYS is not set: the API is open to anyone who can reach it")
     return app

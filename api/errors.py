@@ -21,6 +21,7 @@ from core.errors import (
     StoreUnavailable,
     TooManyRequests,
     Unauthorized,
+    UnsupportedMediaType,
     WaitTimedOut,
     WrongState,
 )
@@ -36,6 +37,7 @@ HTTP_STATUS_OF: dict[type[ServiceError], int] = {
     NotFound: 404,
     WrongState: 409,
     BodyTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 422,
     TooManyRequests: 429,
     GenerationFailed: 500,

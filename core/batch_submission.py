@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from core.batch_store import BatchStore
-from core.batches import Batch, BatchBody, BatchLine, validate_batch_lines
+from core.batches import Batch, BatchBody, BatchLine, new_batch_id, validate_batch_lines
 from core.errors import StoreUnavailable
 from core.idempotency import IdempotencyKeys, wait_until_stored
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.owner_limits import OwnerLimits
 from core.settings import Settings
 from core.submission import JobQueue, check_capacity, check_webhook_url, webhook_record
+from core.text_checks import check_text
 
 log = logging.getLogger("llm.api")
 
@@ -33,12 +33,13 @@ class SubmitBatch:
         self, body: BatchBody, owner: str, *, idempotency_key: str | None = None, body_hash: str = ""
     ) -> Batch:
         """Validate every line, then store one job per line under a new batch and enqueue them all."""
+        check_text({"webhook": body.webhook, "metadata": body.metadata})
         if body.webhook is not None:
             check_webhook_url(body.webhook, self.settings)
         lines = validate_batch_lines(
             body.items, max_tokens_limit=self.settings.max_tokens_limit, max_prompt_chars=self.settings.max_prompt_chars
         )
-        batch_id = f"batch_{uuid.uuid4().hex}"
+        batch_id = new_batch_id()
         with self.idempotency.claim(idempotency_key, body_hash, owner, batch_id) as earlier_id:
             if earlier_id is not None:
                 return wait_until_stored(lambda: self.batches.get(earlier_id))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel
 
 from core.errors import InvalidInput
 from core.job_records import WebhookRecord
-from core.jobs import GenerationInput, JobStatus, check_metadata, parse_generation_input
+from core.jobs import GenerationInput, GenerationParams, JobStatus, check_metadata, parse_generation_input
+from core.text_checks import check_text
 
 MAX_BATCH_LINES = 50_000
 MAX_CUSTOM_ID_CHARS = 256
@@ -166,6 +169,7 @@ def validate_batch_lines(items: list[Any], *, max_tokens_limit: int, max_prompt_
 def _validate_line(item: Any, seen: set[str], max_tokens_limit: int, max_prompt_chars: int) -> BatchLine:
     if isinstance(item, _BadLine):
         raise InvalidInput(item.reason)
+    check_text(item)
     if not isinstance(item, dict) or set(item) - {"custom_id", "body", "method", "url"}:
         raise InvalidInput('each line must be {"custom_id": "...", "body": {...}}')
     custom_id = item.get("custom_id")
@@ -179,3 +183,53 @@ def _validate_line(item: Any, seen: set[str], max_tokens_limit: int, max_prompt_
         raise InvalidInput("body: webhook and priority are set on the batch, not on its lines")
     params = parse_generation_input(body, max_tokens_limit=max_tokens_limit, max_prompt_chars=max_prompt_chars)
     return BatchLine(custom_id, params)
+
+
+# What new_batch_id makes: `batch_` and a UUID4 as 32 lowercase hex digits.
+BATCH_ID_PATTERN = re.compile("batch_[0-9a-f]{32}")
+
+
+def new_batch_id() -> str:
+    """A random, URL-safe batch id."""
+    return f"batch_{uuid.uuid4().hex}"
+
+
+def is_batch_id(value: str) -> bool:
+    """Whether a string has the shape of a batch id (so one that doesn't is unknown without asking Redis)."""
+    return BATCH_ID_PATTERN.fullmatch(value) is not None
+
+
+class BatchRequestLine(BaseModel):
+    """One line of a batch (one JSONL line, or one item of a JSON list): your id for it and its generation."""
+
+    custom_id: str = Field(
+        min_length=1,
+        max_length=MAX_CUSTOM_ID_CHARS,
+        description="Your id for this line, unique within the batch; the results name it.",
+        examples=["q1"],
+    )
+    body: GenerationParams = Field(
+        description="The generation, with the rules of `POST /jobs`; webhook and priority are set on the batch."
+    )
+    method: JsonValue = Field(None, description="Accepted and ignored (the OpenAI batch format carries it).")
+    url: JsonValue = Field(None, description="Accepted and ignored (the OpenAI batch format carries it).")
+
+
+class BatchEnvelope(BaseModel):
+    """A batch as one JSON object: its lines, and the webhook and metadata of the batch."""
+
+    requests: list[BatchRequestLine] = Field(min_length=1, max_length=MAX_BATCH_LINES, description="The lines.")
+    webhook: str | None = Field(
+        None,
+        description="An http(s) URL on a public address to call (signed) with `batch.completed`; overrides the "
+        "`webhook` query parameter.",
+        examples=["https://example.com/hooks/batches"],
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Your own labels for the batch (up to 16 pairs, keys up to 64 characters, values up to 512).",
+    )
+
+
+class BatchJsonBody(RootModel[BatchEnvelope | list[BatchRequestLine]]):
+    """A JSON batch body: the envelope, or a plain list of lines."""

@@ -99,6 +99,12 @@ class TooManyRequests(ServiceError):
     default_retry_after_s = 1
 
 
+class UnsupportedMediaType(ServiceError):
+    """The body's Content-Type is not one the endpoint reads (a form or text/plain is never taken as JSON)."""
+
+    error_type = ErrorType.UNSUPPORTED_MEDIA_TYPE
+
+
 class QueueFull(ServiceError):
     error_type = ErrorType.QUEUE_FULL
     default_retry_after_s = 10

@@ -6,17 +6,42 @@ import hashlib
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.routes.common import accepted, caller, page_args, services
-from core.batches import read_batch_body
+from api.openapi import JSONL_MEDIA_TYPES, document
+from api.routes.common import accepted, caller, checked_batch_id, is_json_media_type, page_args, services
+from api.schemas import BatchCancellation, BatchPage, BatchQuery, BatchView, PageQuery
+from core.batches import BatchJsonBody, read_batch_body
+from core.errors import UnsupportedMediaType
 
 bp = Blueprint("batches", __name__)
 
 
+def _check_batch_media_type() -> None:
+    # A body without a Content-Type is read as before (JSONL or JSON, by its first character); forms and
+    # text/plain are refused like on every JSON endpoint.
+    mimetype = request.mimetype
+    if mimetype and not is_json_media_type(mimetype) and mimetype not in JSONL_MEDIA_TYPES:
+        accepted_types = ", ".join(("application/json", *JSONL_MEDIA_TYPES))
+        raise UnsupportedMediaType(f"a batch body must be sent as one of {accepted_types}, not {mimetype}")
+
+
 @bp.post("/batches")
+@document(
+    tags=("batches",),
+    json=BatchJsonBody,
+    query=BatchQuery,
+    answers={202: BatchView},
+    errors=(401, 403, 413, 415, 422, 503),
+)
 def create_batch():
-    """Validate every line first; any bad line refuses the whole batch (422 listing them), nothing enqueued."""
+    """Submit a batch
+
+    JSONL (application/jsonl or application/x-ndjson: one `{"custom_id", "body"}` per line), a JSON list of such
+    lines, or `{"requests": [...], "webhook", "metadata"}`; up to 50,000 lines. Every line is validated first: any
+    bad line refuses the whole batch (422 listing each), and nothing is enqueued.
+    """
     owner = caller()
     svc = services()
+    _check_batch_media_type()
     request.max_content_length = svc.settings.max_batch_body_bytes
     raw = request.get_data()
     body = read_batch_body(raw, request.args.get("webhook"))
@@ -24,21 +49,31 @@ def create_batch():
         body,
         owner,
         idempotency_key=request.headers.get("Idempotency-Key"),
-        body_hash=hashlib.sha256(raw + (body.webhook or "").encode()).hexdigest(),
+        # surrogatepass: a webhook with a lone surrogate must reach validation (a 422), not fail here.
+        body_hash=hashlib.sha256(raw + (body.webhook or "").encode("utf-8", "surrogatepass")).hexdigest(),
     )
     return accepted(svc.batches.view(batch), f"/batches/{batch.id}")
 
 
 @bp.get("/batches/<batch_id>")
+@document(tags=("batches",), answers={200: BatchView}, errors=(401, 404, 503))
 def get_batch(batch_id: str):
-    """Status, counts by job status, times, tokens so far."""
+    """Read a batch
+
+    Status, counts by job status, times, tokens so far.
+    """
+    owner = caller()
     batches = services().batches
-    return jsonify(batches.view(batches.get_for_owner(batch_id, caller())))
+    return jsonify(batches.view(batches.get_for_owner(checked_batch_id(batch_id), owner)))
 
 
 @bp.get("/batches")
+@document(tags=("batches",), query=PageQuery, answers={200: BatchPage}, errors=(401, 422, 503))
 def list_batches():
-    """The caller's batches, newest first."""
+    """List your batches
+
+    Newest first; pass `next_cursor` back as `cursor` for the next page.
+    """
     limit, cursor = page_args()
     batches = services().batches
     found, next_cursor = batches.list_for_owner(caller(), limit=limit, before_sequence=cursor)
@@ -51,15 +86,26 @@ def list_batches():
 
 
 @bp.get("/batches/<batch_id>/results")
+@document(tags=("batches",), answers={200: None}, errors=(401, 404, 503))
 def batch_results(batch_id: str):
-    """JSONL, one line per input line in input order, streamed from Redis a chunk at a time."""
+    """Read a batch's results
+
+    JSONL, one line per input line in input order (`custom_id`, `job_id`, `status`, `output`, `error`, `usage`),
+    streamed from Redis a chunk at a time.
+    """
+    owner = caller()
     batches = services().batches
-    batch = batches.get_for_owner(batch_id, caller())
+    batch = batches.get_for_owner(checked_batch_id(batch_id), owner)
     return Response(batches.result_lines(batch.id), mimetype="application/jsonl")
 
 
 @bp.post("/batches/<batch_id>/cancel")
+@document(tags=("batches",), answers={200: BatchCancellation}, errors=(401, 404, 409, 503))
 def cancel_batch(batch_id: str):
-    """Queued jobs are canceled and never run; running ones finish; a completed batch can't be canceled (409)."""
-    cancellation = services().cancel_batch(batch_id, caller())
+    """Cancel a batch
+
+    Queued jobs are canceled and never run; running ones finish; a completed batch can't be canceled (409).
+    """
+    owner = caller()
+    cancellation = services().cancel_batch(checked_batch_id(batch_id), owner)
     return jsonify(cancellation.view | {"canceled_now": cancellation.canceled_now})

@@ -1,16 +1,24 @@
-"""Helpers every route module uses: the services, the caller, the parsed body, paging, the 202 response."""
+"""Helpers every route module uses: the services, the caller, the parsed body, ids, paging, the 202 response."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
 
 from api.auth import owner_of
+from api.schemas import CURSOR_PATTERN, MAX_PAGE_SIZE
 from api.services import Services
-from core.errors import InvalidInput, MalformedBody
+from core.batches import is_batch_id
+from core.errors import BatchNotFound, InvalidInput, JobNotFound, MalformedBody, UnsupportedMediaType
+from core.jobs import is_job_id
 
-MAX_PAGE_SIZE = 100
+# Only a JSON Content-Type makes a body JSON: forms and text/plain, which a browser may send from any site
+# without asking, are refused rather than parsed.
+JSON_MEDIA_TYPE = "application/json"
+_LIMIT = re.compile(r"[0-9]{1,3}")
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def accepted(body: dict, location: str) -> Response:
@@ -31,8 +39,16 @@ def caller() -> str:
     return owner_of(request, services().settings.api_keys)
 
 
+def is_json_media_type(mimetype: str) -> bool:
+    """application/json, or a structured `+json` type such as application/merge-patch+json."""
+    return mimetype == JSON_MEDIA_TYPE or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
 def json_body() -> Any:
-    """The request's JSON body, whatever its Content-Type; a body that is not JSON is a 400."""
+    """The request's JSON body: a 415 unless its Content-Type is JSON, a 400 when it is not valid JSON."""
+    if not is_json_media_type(request.mimetype):
+        shown = request.mimetype or "no Content-Type"
+        raise UnsupportedMediaType(f"the body must be sent as {JSON_MEDIA_TYPE}, not {shown}")
     try:
         body = request.get_json(force=True, silent=True)
     except RecursionError:  # nesting deeper than the parser goes is not JSON we take
@@ -42,13 +58,29 @@ def json_body() -> Any:
     return body
 
 
+def checked_job_id(job_id: str) -> str:
+    """The id from the URL; one not shaped like a job id is unknown without asking Redis (404)."""
+    if not is_job_id(job_id):
+        raise JobNotFound("no job with this id (a job id is 32 lowercase hex digits)")
+    return job_id
+
+
+def checked_batch_id(batch_id: str) -> str:
+    """The id from the URL; one not shaped like a batch id is unknown without asking Redis (404)."""
+    if not is_batch_id(batch_id):
+        raise BatchNotFound("no batch with this id (a batch id is `batch_` and 32 lowercase hex digits)")
+    return batch_id
+
+
 def page_args() -> tuple[int, int | None]:
-    """`limit` (1-100, default 20) and `cursor` from the query string."""
-    try:
-        limit = int(request.args.get("limit", "20"))
-        cursor = int(request.args["cursor"]) if request.args.get("cursor") else None
-    except ValueError:
-        raise InvalidInput("limit and cursor must be whole numbers", field="limit") from None
+    """`limit` (1-100, default 20) and `cursor` (a page's `next_cursor`) from the query string."""
+    limit_arg = request.args.get("limit", "20")
+    cursor_arg = request.args.get("cursor", "")
+    if not _LIMIT.fullmatch(limit_arg):
+        raise InvalidInput("limit: must be a whole number", field="limit")
+    if not _CURSOR.fullmatch(cursor_arg):
+        raise InvalidInput("cursor: must be a page's next_cursor (a whole number)", field="cursor")
+    limit = int(limit_arg)
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE_SIZE}", field="limit")
-    return limit, cursor
+    return limit, int(cursor_arg) if cursor_arg else None

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from api.openapi import document
 from api.routes.common import caller, json_body, services
+from api.schemas import GenerateResult
 from core.errors import GenerationFailed, InvalidInput, WaitTimedOut, WrongState
-from core.jobs import JobStatus
+from core.jobs import GenerationInput, JobStatus
 
 bp = Blueprint("generate", __name__)
 
 
 @bp.post("/v1/generate")
+@document(
+    tags=("generate",),
+    json=GenerationInput,
+    answers={200: GenerateResult},
+    errors=(400, 401, 403, 409, 413, 415, 422, 500, 503, 504),
+)
 def generate():
-    """Enqueue, wait up to SYNC_WAIT_SECONDS, and return the text; on timeout 504 names the job to poll."""
+    """Generate and wait for the text
+
+    Enqueue, wait up to SYNC_WAIT_SECONDS, and return the text; on timeout 504 names the job to poll.
+    """
     owner = caller()
     svc = services()
     with svc.wait_slots.held(owner):  # taken before the job exists: a refused call creates none

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from api.openapi import document
 from api.routes.common import services
+from api.schemas import Health, Readiness
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@document(tags=("health",), answers={200: Health}, errors=(), public=True)
 def healthz():
     """The API process is up."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@document(tags=("health",), answers={200: Readiness, 503: Readiness}, errors=(), public=True)
 def readyz():
     """Ready when Redis answers and at least one worker has its model loaded."""
     store = services().store

@@ -4,32 +4,55 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from api.routes.common import accepted, caller, json_body, page_args, services
+from api.openapi import document
+from api.routes.common import accepted, caller, checked_job_id, json_body, page_args, services
+from api.schemas import JobPage, JobPageQuery
 from core.errors import InvalidInput
-from core.jobs import JobStatus
+from core.jobs import GenerationInput, Job, JobStatus
 
 bp = Blueprint("jobs", __name__)
 
 
 @bp.post("/jobs")
+@document(
+    tags=("jobs",),
+    json=GenerationInput,
+    answers={202: Job},
+    errors=(400, 401, 403, 413, 415, 422, 503),
+)
 def create_job():
-    """Validate, store and enqueue a generation; 202 with the queued job."""
+    """Submit a generation job
+
+    Validate, store and enqueue; 202 with the queued job and `Location: /jobs/<id>`. An `Idempotency-Key`
+    header makes a retry return the job the first call made (for 24 hours; another body with the same key is a 422).
+    """
     owner = caller()
     job = services().submit_job(json_body(), owner, request.headers.get("Idempotency-Key"))
     return accepted(job.public_view(), f"/jobs/{job.id}")
 
 
 @bp.post("/jobs/<job_id>/cancel")
+@document(tags=("jobs",), answers={200: Job, 202: Job}, errors=(401, 404, 409, 503))
 def cancel_job(job_id: str):
-    """Queued: canceled at once, never runs. Running: stops within a second, keeps its text. Finished: 409."""
-    cancellation = services().cancel_job(job_id, caller())
+    """Cancel a job
+
+    Queued: canceled at once, never runs (200). Running: stops within a second and keeps its text (202).
+    Finished: 409.
+    """
+    owner = caller()
+    cancellation = services().cancel_job(checked_job_id(job_id), owner)
     return jsonify(cancellation.job.public_view()), 202 if cancellation.stopping else 200
 
 
 @bp.get("/jobs/<job_id>")
+@document(tags=("jobs",), answers={200: Job}, errors=(401, 404, 503))
 def get_job(job_id: str):
-    """The job object."""
-    return jsonify(services().store.get_for_owner(job_id, caller()).public_view())
+    """Read a job
+
+    The job object: status, input, output, error, usage, metrics, resources, logs, webhook deliveries.
+    """
+    owner = caller()
+    return jsonify(services().store.get_for_owner(checked_job_id(job_id), owner).public_view())
 
 
 def _status_arg() -> JobStatus | None:
@@ -42,8 +65,12 @@ def _status_arg() -> JobStatus | None:
 
 
 @bp.get("/jobs")
+@document(tags=("jobs",), query=JobPageQuery, answers={200: JobPage}, errors=(401, 422, 503))
 def list_jobs():
-    """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    """List your jobs
+
+    Newest first; pass `next_cursor` back as `cursor` for the next page.
+    """
     status = _status_arg()
     limit, cursor = page_args()
     jobs, next_cursor = services().store.list_for_owner(caller(), status=status, limit=limit, before_sequence=cursor)

@@ -1,0 +1,134 @@
+"""The shapes the API answers with and the query strings it reads, as models for the OpenAPI document.
+
+Request bodies are documented with the models that validate them (core.jobs, core.batches); the answers here
+mirror what the routes return, and the schema tests hold every answer to them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from core.batches import BatchStatus
+from core.job_records import JobResources, JobUsage, WebhookRecord
+from core.jobs import Job, JobStatus
+
+MAX_PAGE_SIZE = 100
+# A page cursor is the sequence number of the last item seen, as the decimal string `next_cursor` gives.
+CURSOR_PATTERN = r"^[0-9]{0,19}$"
+
+
+class BatchLineError(BaseModel):
+    line: int = Field(description="The 1-based number of the bad line.")
+    message: str = Field(description="What is wrong with it.")
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(
+        description="Stable kind of error: malformed_body (400), unauthorized (401), not_found (404), "
+        "method_not_allowed (405), wrong_state (409), body_too_large (413), unsupported_media_type (415), "
+        "invalid_input (422), queue_full and store_unavailable (503), timeout (504); a failed generation "
+        "answers 500 with the job's own error type.",
+        examples=["invalid_input"],
+    )
+    message: str = Field(description="What went wrong, for people.", examples=["max_tokens: must be at most 4096"])
+    field: str | None = Field(
+        None,
+        description="The request field at fault, dotted as in `messages.0.content`; absent when no one field is.",
+        examples=["max_tokens"],
+    )
+    job_id: str | None = Field(None, description="On 504 and a failed generation: the job to poll.")
+    lines: list[BatchLineError] | None = Field(None, description="On a refused batch: each bad line and why.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+class JobPage(BaseModel):
+    """One page of the caller's jobs, newest first."""
+
+    data: list[Job]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class BatchCounts(BaseModel):
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    canceled: int
+
+
+class BatchUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class BatchView(BaseModel):
+    """A batch: its status, counts of its jobs by status, times and tokens so far."""
+
+    id: str = Field(examples=["batch_6f1c0e5a9b2d4c3e8f7a6b5c4d3e2f1a"])
+    status: BatchStatus
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    cancel_requested_at: str | None
+    total: int = Field(description="Lines in the batch.")
+    counts: BatchCounts
+    usage: BatchUsage
+    webhook: WebhookRecord | None
+    metadata: dict[str, str]
+
+
+class BatchCancellation(BatchView):
+    canceled_now: bool = Field(description="Whether this call canceled it (false: it already was).")
+
+
+class BatchPage(BaseModel):
+    """One page of the caller's batches, newest first."""
+
+    data: list[BatchView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class GenerateResult(BaseModel):
+    """The answer of `POST /v1/generate`."""
+
+    id: str = Field(description="The job that served the request.")
+    generated_text: str
+    text: str = Field(description="The same text, named as on the job object.")
+    finish_reason: Literal["stop", "length", "canceled", "timeout"] | None
+    usage: JobUsage | None
+    metrics: dict[str, float | None] | None
+    resources: JobResources | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    redis: bool = Field(description="Whether Redis answers.")
+    workers: list[dict[str, Any]] = Field(description="The workers whose heartbeat is current, with their model.")
+
+
+class PageQuery(BaseModel):
+    limit: int = Field(20, ge=1, le=MAX_PAGE_SIZE, description=f"Items per page, 1 to {MAX_PAGE_SIZE}.", examples=[20])
+    cursor: str = Field("", pattern=CURSOR_PATTERN, description="A page's `next_cursor`; empty for the first page.")
+
+
+class JobPageQuery(PageQuery):
+    status: JobStatus | None = Field(None, description="Only jobs in this status.")
+
+
+class BatchQuery(BaseModel):
+    webhook: str | None = Field(
+        None,
+        description="The batch's webhook, for a JSONL or list body (an envelope's own `webhook` wins).",
+        examples=["https://example.com/hooks/batches"],
+    )
