@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from api.errors import register_error_handlers
 from api.routes import batches, generate, health, jobs
 from api.services import Services
-from core.settings import Settings, get_settings
+from core.settings import Settings, get_settings, open_api_warning
 from core.store import JobStore, connect
 from core.submission import JobQueue
 
@@ -44,5 +44,5 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
     for module in (jobs, batches, generate, health):
         app.register_blueprint(module.bp)
     if not settings.api_keys:
-        log.warning("API_KEYS is not set: the API is open to anyone who can reach it")
+        log.warning(open_api_warning(settings))
     return app

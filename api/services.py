@@ -49,7 +49,7 @@ class Services:
         """Wire the use cases to this store and queue (the broker's GPU queue when none is given)."""
         queue = queue or BrokerQueue(JobPublisher(settings), store.redis)
         batches = BatchStore(store)
-        idempotency = IdempotencyKeys(store.redis)
+        idempotency = IdempotencyKeys(store.redis, stale_after_s=settings.idempotency_stale_seconds)
         return cls(
             settings=settings,
             store=store,

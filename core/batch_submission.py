@@ -8,7 +8,7 @@ import uuid
 from core.batch_store import BatchStore
 from core.batches import Batch, BatchBody, BatchLine, validate_batch_lines
 from core.errors import StoreUnavailable
-from core.idempotency import IdempotencyKeys, wait_until_stored
+from core.idempotency import IdempotencyKeys
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.settings import Settings
 from core.submission import JobQueue, check_capacity, check_webhook_url, webhook_record
@@ -37,9 +37,9 @@ class SubmitBatch:
             body.items, max_tokens_limit=self.settings.max_tokens_limit, max_prompt_chars=self.settings.max_prompt_chars
         )
         batch_id = f"batch_{uuid.uuid4().hex}"
-        with self.idempotency.claim(idempotency_key, body_hash, owner, batch_id) as earlier_id:
-            if earlier_id is not None:
-                return wait_until_stored(lambda: self.batches.get(earlier_id))
+        with self.idempotency.claim(idempotency_key, body_hash, owner, batch_id, self.batches.get) as earlier:
+            if earlier is not None:
+                return earlier
             return self._store_and_publish(batch_id, lines, owner, webhook=body.webhook, metadata=body.metadata)
 
     def _store_and_publish(

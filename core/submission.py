@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from core.callback_urls import check_callback_url
 from core.errors import InvalidInput, QueueFull, StoreUnavailable
-from core.idempotency import IdempotencyKeys, wait_until_stored
+from core.idempotency import IdempotencyKeys
 from core.jobs import GenerationInput, Job, JobStatus, new_job_id, parse_generation_input, utc_now_iso
 from core.settings import Settings
 from core.store import JobStore
@@ -37,7 +37,7 @@ def check_webhook_url(url: str, settings: Settings) -> None:
     """Refuse (InvalidInput) a callback this server can't sign or must not call."""
     if settings.webhook_secret is None:
         raise InvalidInput("webhook: this server has no WEBHOOK_SECRET, so it can't send webhooks", field="webhook")
-    check_callback_url(url, allow_private=settings.webhook_allow_private)
+    check_callback_url(url, allow_private=settings.webhook_allow_private, allowed_ports=settings.webhook_allowed_ports)
 
 
 def check_capacity(queue: JobQueue, adding: int, limit: int) -> None:
@@ -73,9 +73,9 @@ class SubmitJob:
         params = self.validate(body)
         job_id = new_job_id()
         body_hash = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
-        with self.idempotency.claim(idempotency_key, body_hash, owner, job_id) as earlier_id:
-            if earlier_id is not None:
-                return wait_until_stored(lambda: self.store.get(earlier_id))
+        with self.idempotency.claim(idempotency_key, body_hash, owner, job_id, self.store.get) as earlier:
+            if earlier is not None:
+                return earlier
             check_capacity(self.queue, 1, self.settings.max_queue_depth)
             job = Job(
                 id=job_id,

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.settings import get_settings  # noqa: E402
+from core.settings import get_settings, open_api_warning  # noqa: E402
 from core.webhooks import generate_secret  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
 from scripts.service_processes import api_command, ops_worker_command, worker_command  # noqa: E402
@@ -54,6 +54,11 @@ def ensure_webhook_secret() -> str:
         WEBHOOK_SECRET_FILE.chmod(0o600)
     say(f"WEBHOOK_SECRET is not set: webhooks are signed with the secret in {WEBHOOK_SECRET_FILE}")
     return WEBHOOK_SECRET_FILE.read_text().strip()
+
+
+def url_host(host: str) -> str:
+    """The host as a URL or bind address carries it (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -117,9 +122,13 @@ def main() -> int:
     children = {
         "GPU worker": start("GPU worker", worker_command(), env),
         "ops worker": start("ops worker", ops_worker_command(), env),
-        "API": start("API", api_command(f"127.0.0.1:{settings.port}"), env),
+        "API": start("API", api_command(f"{url_host(settings.api_host)}:{settings.port}"), env),
     }
-    url = f"http://127.0.0.1:{settings.port}"
+    if not settings.api_keys:
+        say(open_api_warning(settings))
+    # Every interface (0.0.0.0, ::) includes loopback, where the readiness probe looks.
+    local_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+    url = f"http://{url_host(local_host)}:{settings.port}"
     exit_code = 0
     try:
         if wait_until_ready(url, children):
