@@ -27,9 +27,7 @@ class SubmitBatch:
         self.queue = queue
         self.idempotency = idempotency
 
-    def __call__(
-        self, body: BatchBody, owner: str, *, idempotency_key: str | None = None, body_hash: str = ""
-    ) -> Batch:
+    def __call__(self, body: BatchBody, owner: str, *, idempotency_key: str | None = None) -> Batch:
         """Validate every line, then store one job per line under a new batch and enqueue them all."""
         if body.webhook is not None:
             check_webhook_url(body.webhook, self.settings)
@@ -37,6 +35,7 @@ class SubmitBatch:
             body.items, max_tokens_limit=self.settings.max_tokens_limit, max_prompt_chars=self.settings.max_prompt_chars
         )
         batch_id = f"batch_{uuid.uuid4().hex}"
+        body_hash = body.fingerprint()  # the whole body has been read by now
         with self.idempotency.claim(idempotency_key, body_hash, owner, batch_id, self.batches.get) as earlier:
             if earlier is not None:
                 return earlier
