@@ -48,23 +48,27 @@ def test_a_million_item_json_list_is_refused_the_same_way(quiet_client):
     assert peak < 3 * len(body), (peak, len(body))
 
 
-@pytest.mark.parametrize(
-    ("body", "lines"),
-    [
-        (
-            b'\xef\xbb\xbf{"custom_id": "a", "body": {"prompt": "x"}}\r\n\r\n'
-            b'{"custom_id": "b", "body": {"prompt": "y"}}',
-            2,
-        ),
-        (b'  [{"custom_id": "a", "body": {"prompt": "x"}} ,\n {"custom_id": "b", "body": {"prompt": "y"}} ]\n', 2),
-        (json.dumps({"requests": [{"custom_id": "a", "body": {"prompt": "x" * 5000}}]}).encode(), 1),
-    ],
-)
-def test_every_form_is_read_across_chunk_boundaries(quiet_client, body, lines):
+def line(number: int) -> dict:
+    return {"custom_id": f"line-{number}", "body": {"prompt": f"câu số {number}", "max_tokens": 4}}
+
+
+# Each well over the 64 KiB the API reads at a time, so lines and items straddle the reads.
+FORMS = {
+    "jsonl with a byte order mark and CRLF": b"\xef\xbb\xbf"
+    + b"\r\n\r\n".join(json.dumps(line(n), ensure_ascii=False).encode() for n in range(3000)),
+    "json list with spaces": b"  [" + b" ,\n ".join(json.dumps(line(n)).encode() for n in range(3000)) + b" ]\n",
+    "envelope": json.dumps({"requests": [line(n) for n in range(3000)], "metadata": {"k": "v"}}).encode(),
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_every_form_is_read_across_chunk_boundaries(quiet_client, form):
     client, _ = quiet_client
+    body = FORMS[form]
+    assert len(body) > 2 * 64 * 1024
     response = client.post("/batches", data=body)
     assert response.status_code == 202, response.get_json()
-    assert response.get_json()["total"] == lines
+    assert response.get_json()["total"] == 3000
 
 
 def test_a_body_over_the_limit_is_a_413(make_settings, request):
