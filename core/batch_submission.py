@@ -7,6 +7,7 @@ import uuid
 
 from core.batch_store import BatchStore
 from core.batches import Batch, BatchBody, BatchLine, validate_batch_lines
+from core.context_window import ContextWindow
 from core.errors import StoreUnavailable
 from core.idempotency import IdempotencyKeys
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
@@ -21,18 +22,29 @@ BATCH_PRIORITY = "batch"
 class SubmitBatch:
     """Accept a batch: any bad line refuses the whole of it, and nothing is enqueued."""
 
-    def __init__(self, settings: Settings, batches: BatchStore, queue: JobQueue, idempotency: IdempotencyKeys) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        batches: BatchStore,
+        queue: JobQueue,
+        idempotency: IdempotencyKeys,
+        context_window: ContextWindow | None = None,
+    ) -> None:
         self.settings = settings
         self.batches = batches
         self.queue = queue
         self.idempotency = idempotency
+        self.context_window = context_window
 
     def __call__(self, body: BatchBody, owner: str, *, idempotency_key: str | None = None) -> Batch:
         """Validate every line, then store one job per line under a new batch and enqueue them all."""
         if body.webhook is not None:
             check_webhook_url(body.webhook, self.settings)
         lines = validate_batch_lines(
-            body.items, max_tokens_limit=self.settings.max_tokens_limit, max_prompt_chars=self.settings.max_prompt_chars
+            body.items,
+            max_tokens_limit=self.settings.max_tokens_limit,
+            max_prompt_chars=self.settings.max_prompt_chars,
+            check=self.context_window.check if self.context_window is not None else None,
         )
         batch_id = f"batch_{uuid.uuid4().hex}"
         body_hash = body.fingerprint()  # the whole body has been read by now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -227,7 +227,13 @@ class _BadLine:
     reason: str
 
 
-def validate_batch_lines(items: Iterable[Any], *, max_tokens_limit: int, max_prompt_chars: int) -> list[BatchLine]:
+def validate_batch_lines(
+    items: Iterable[Any],
+    *,
+    max_tokens_limit: int,
+    max_prompt_chars: int,
+    check: Callable[[GenerationInput], None] | None = None,
+) -> list[BatchLine]:
     """Every line validated with the rules of POST /jobs; raises InvalidBatch listing each bad line (1-based).
 
     Lines are taken one at a time, so a body with too many lines is refused at the first line past the cap.
@@ -243,7 +249,10 @@ def validate_batch_lines(items: Iterable[Any], *, max_tokens_limit: int, max_pro
                 f"the batch has more than {MAX_BATCH_LINES} lines; at most {MAX_BATCH_LINES} are accepted"
             )
         try:
-            lines.append(_validate_line(item, seen, max_tokens_limit, max_prompt_chars))
+            line = _validate_line(item, seen, max_tokens_limit, max_prompt_chars)
+            if check is not None:
+                check(line.params)  # e.g. the model's context, refused as this line's error
+            lines.append(line)
         except InvalidInput as bad:
             total_bad += 1
             if len(errors) < MAX_LISTED_LINE_ERRORS:

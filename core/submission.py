@@ -7,6 +7,7 @@ import logging
 from typing import Any, Protocol
 
 from core.callback_urls import check_callback_url
+from core.context_window import ContextWindow
 from core.errors import InvalidInput, QueueFull, StoreUnavailable
 from core.idempotency import IdempotencyKeys
 from core.jobs import GenerationInput, Job, JobStatus, new_job_id, parse_generation_input, utc_now_iso
@@ -53,11 +54,19 @@ def check_capacity(queue: JobQueue, adding: int, limit: int) -> None:
 class SubmitJob:
     """Accept one generation job: `202` means it is in the store and on the queue."""
 
-    def __init__(self, settings: Settings, store: JobStore, queue: JobQueue, idempotency: IdempotencyKeys) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        queue: JobQueue,
+        idempotency: IdempotencyKeys,
+        context_window: ContextWindow | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.queue = queue
         self.idempotency = idempotency
+        self.context_window = context_window
 
     def validate(self, body: Any) -> GenerationInput:
         """The request body as a generation under this deployment's limits, or InvalidInput."""
@@ -66,6 +75,8 @@ class SubmitJob:
         )
         if params.webhook is not None:
             check_webhook_url(params.webhook, self.settings)
+        if self.context_window is not None:
+            self.context_window.check(params)
         return params
 
     def __call__(self, body: Any, owner: str, idempotency_key: str | None = None) -> Job:

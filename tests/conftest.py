@@ -162,15 +162,14 @@ class HttpServer:
     process: subprocess.Popen
 
 
-@pytest.fixture(scope="session")
-def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
-    """The API under gunicorn, over real HTTP, wired to the session's worker."""
+def serve_api(env: dict[str, str], out_dir: Path) -> Iterator[HttpServer]:
+    """The API under gunicorn with this environment, over real HTTP; stopped when the generator is closed."""
     port = free_port()
-    out = (tmp_path_factory.mktemp("api") / "gunicorn.out").open("w")
+    out = (out_dir / "gunicorn.out").open("w")
     process = subprocess.Popen(
         api_command(f"127.0.0.1:{port}", threads=8),
         cwd=ROOT,
-        env=dict(worker.env, PORT=str(port)),
+        env=dict(env, PORT=str(port)),
         stdout=out,
         stderr=subprocess.STDOUT,
     )
@@ -187,3 +186,16 @@ def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
     yield HttpServer(base_url, process)
     stop_process(process)
     out.close()
+
+
+@pytest.fixture(scope="session")
+def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
+    """The API under gunicorn, over real HTTP, wired to the session's worker."""
+    yield from serve_api(worker.env, tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture(scope="session")
+def api_server_without_model(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
+    """The API as a container of its own runs it: it can't read the model, so the worker alone judges the context."""
+    base = tmp_path_factory.mktemp("api-without-model")
+    yield from serve_api(dict(worker.env, MODEL_DIR=str(base / "no-model")), base)
