@@ -14,7 +14,7 @@ from api.openapi import register_docs
 from api.rate_limits import install_rate_limit
 from api.routes import batches, generate, health, jobs
 from api.services import Services
-from core.settings import Settings, get_settings
+from core.settings import Settings, get_settings, open_api_warning
 from core.store import JobStore, connect
 from core.submission import JobQueue
 
@@ -48,5 +48,5 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
     install_rate_limit(app, settings)
     register_docs(app)
     if not settings.api_keys:
-        log.warning("API_KEYS is not set: the API is open to anyone who can reach it")
+        log.warning(open_api_warning(settings))
     return app

@@ -63,8 +63,17 @@ def http_status_of(error: ServiceError) -> int:
     return 500
 
 
+# What a client hears when the store or queue failed under a lower-level error, whose text may name hosts and ports.
+_STORE_UNAVAILABLE_MESSAGE = "the job store or queue is unavailable now; retry later"
+
+
 def service_error_response(error: ServiceError):
     """Render a typed error with its status; a 503 always says when to try again (Retry-After)."""
+    if isinstance(error, StoreUnavailable) and (error.detail or error.__cause__ is not None):
+        # What Redis or the broker said goes to the log only: connection errors name their host and port.
+        log.warning("store unavailable: %s (cause: %r)", error, error.__cause__)
+        if error.detail is None:  # a message built from the cause elsewhere may hold the address itself
+            error = StoreUnavailable(_STORE_UNAVAILABLE_MESSAGE, retry_after_s=error.retry_after_s)
     response = jsonify(error.to_dict())
     response.status_code = http_status_of(error)
     retry_after_s = error.retry_after_s

@@ -113,8 +113,10 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
-    redis: bool = Field(description="Whether Redis answers.")
-    workers: list[dict[str, Any]] = Field(description="The workers whose heartbeat is current, with their model.")
+    redis: bool | None = Field(None, description="Whether Redis answers (for a caller with a key, or a local one).")
+    workers: list[dict[str, Any]] | None = Field(
+        None, description="The workers whose heartbeat is current, with their model (same callers only)."
+    )
 
 
 class PageQuery(BaseModel):

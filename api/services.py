@@ -10,6 +10,7 @@ from broker.publisher import JobPublisher
 from core.batch_store import BatchStore
 from core.batch_submission import SubmitBatch
 from core.cancellation import CancelBatch, CancelJob
+from core.context_window import ContextWindow
 from core.idempotency import IdempotencyKeys
 from core.settings import Settings
 from core.store import JobStore
@@ -51,13 +52,14 @@ class Services:
         """Wire the use cases to this store and queue (the broker's GPU queue when none is given)."""
         queue = queue or BrokerQueue(JobPublisher(settings), store.redis)
         batches = BatchStore(store)
-        idempotency = IdempotencyKeys(store.redis)
+        idempotency = IdempotencyKeys(store.redis, stale_after_s=settings.idempotency_stale_seconds)
+        context_window = ContextWindow(settings.model_dir)
         return cls(
             settings=settings,
             store=store,
             batches=batches,
-            submit_job=SubmitJob(settings, store, queue, idempotency),
-            submit_batch=SubmitBatch(settings, batches, queue, idempotency),
+            submit_job=SubmitJob(settings, store, queue, idempotency, context_window),
+            submit_batch=SubmitBatch(settings, batches, queue, idempotency, context_window),
             cancel_job=CancelJob(store),
             cancel_batch=CancelBatch(batches),
             wait_slots=WaitSlots(store.redis, limit=settings.max_waits_per_key, wait_s=settings.sync_wait_seconds),

@@ -6,8 +6,9 @@ import logging
 
 from core.batch_store import BatchStore
 from core.batches import Batch, BatchBody, BatchLine, new_batch_id, validate_batch_lines
+from core.context_window import ContextWindow
 from core.errors import StoreUnavailable
-from core.idempotency import IdempotencyKeys, wait_until_stored
+from core.idempotency import IdempotencyKeys
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.owner_limits import OwnerLimits
 from core.settings import Settings
@@ -22,27 +23,37 @@ BATCH_PRIORITY = "batch"
 class SubmitBatch:
     """Accept a batch: any bad line refuses the whole of it, and nothing is enqueued."""
 
-    def __init__(self, settings: Settings, batches: BatchStore, queue: JobQueue, idempotency: IdempotencyKeys) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        batches: BatchStore,
+        queue: JobQueue,
+        idempotency: IdempotencyKeys,
+        context_window: ContextWindow | None = None,
+    ) -> None:
         self.settings = settings
         self.batches = batches
         self.queue = queue
         self.idempotency = idempotency
         self.owner_limits = OwnerLimits(settings, batches.jobs)
+        self.context_window = context_window
 
-    def __call__(
-        self, body: BatchBody, owner: str, *, idempotency_key: str | None = None, body_hash: str = ""
-    ) -> Batch:
+    def __call__(self, body: BatchBody, owner: str, *, idempotency_key: str | None = None) -> Batch:
         """Validate every line, then store one job per line under a new batch and enqueue them all."""
         check_text({"webhook": body.webhook, "metadata": body.metadata})
         if body.webhook is not None:
             check_webhook_url(body.webhook, self.settings)
         lines = validate_batch_lines(
-            body.items, max_tokens_limit=self.settings.max_tokens_limit, max_prompt_chars=self.settings.max_prompt_chars
+            body.items,
+            max_tokens_limit=self.settings.max_tokens_limit,
+            max_prompt_chars=self.settings.max_prompt_chars,
+            check=self.context_window.check if self.context_window is not None else None,
         )
         batch_id = new_batch_id()
-        with self.idempotency.claim(idempotency_key, body_hash, owner, batch_id) as earlier_id:
-            if earlier_id is not None:
-                return wait_until_stored(lambda: self.batches.get(earlier_id))
+        body_hash = body.fingerprint()  # the whole body has been read by now
+        with self.idempotency.claim(idempotency_key, body_hash, owner, batch_id, self.batches.get) as earlier:
+            if earlier is not None:
+                return earlier
             return self._store_and_publish(batch_id, lines, owner, webhook=body.webhook, metadata=body.metadata)
 
     def _store_and_publish(

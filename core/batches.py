@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -92,11 +94,54 @@ class InvalidBatch(InvalidInput):
         return body
 
 
-@dataclass(frozen=True)
 class BatchBody:
-    items: list[Any]
-    webhook: str | None
-    metadata: dict[str, str]
+    """A batch's lines as they are read, the webhook and metadata, and the fingerprint of the raw body."""
+
+    def __init__(self, items: Iterable[Any], webhook: str | None, metadata: dict[str, str], digest: Any) -> None:
+        self.items = items
+        self.webhook = webhook
+        self.metadata = metadata
+        self._digest = digest
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the raw body and the webhook; complete once `items` has been read through."""
+        digest = self._digest.copy()
+        digest.update((self.webhook or "").encode())
+        return digest.hexdigest()
+
+
+# Enough of the body to tell its form: an envelope names "requests" near its start.
+_SNIFF_BYTES = 4096
+
+
+def read_batch_body(chunks: Iterable[bytes], webhook: str | None) -> BatchBody:
+    """`{"requests": [...], "webhook", "metadata"}`, a JSON list, or JSONL (one line per request).
+
+    JSONL is read as a stream, a line at a time, and a JSON list an item at a time: whoever reads `items` stops at
+    the line cap without holding more than the body. The envelope is parsed whole. `webhook` is the one given
+    beside the body (a query parameter); the envelope's own takes precedence.
+    """
+    digest = hashlib.sha256()
+    chunks = _hashed(chunks, digest)
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= _SNIFF_BYTES:
+            break
+    start = head.lstrip(b"\xef\xbb\xbf").lstrip()  # a UTF-8 byte order mark, then whitespace
+    if start.startswith(b"{") and b'"requests"' in start[:_SNIFF_BYTES]:
+        whole = _decode(b"".join([head, *chunks])).lstrip()
+        envelope = _load_whole_body(whole)
+        if isinstance(envelope, dict) and isinstance(envelope.get("requests"), list):
+            webhook = envelope.get("webhook", webhook)
+            if webhook is not None and not isinstance(webhook, str):
+                raise InvalidInput("webhook: must be a URL string", field="webhook")
+            return BatchBody(envelope["requests"], webhook, check_metadata(envelope.get("metadata") or {}), digest)
+        return BatchBody(_jsonl_items(iter([whole.encode()])), webhook, {}, digest)
+    if start.startswith(b"["):
+        whole = _decode(b"".join([head, *chunks])).lstrip()
+        return BatchBody(_json_list_items(whole), webhook, {}, digest)
+    return BatchBody(_jsonl_items(_prepend(head, chunks)), webhook, {}, digest)
 
 
 def _load_whole_body(text: str) -> Any:
@@ -108,38 +153,76 @@ def _load_whole_body(text: str) -> Any:
         raise InvalidInput(f"the body is not valid JSON: {error}") from None
 
 
-def read_batch_body(raw: bytes, webhook: str | None) -> BatchBody:
-    """`{"requests": [...], "webhook", "metadata"}`, a JSON list, or JSONL (one line per request).
-
-    `webhook` is the one given beside the body (a query parameter); the envelope's own takes precedence.
-    """
-    text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
-    stripped = text.lstrip()
-    if stripped.startswith("{") and '"requests"' in stripped[:4096]:
-        envelope = _load_whole_body(stripped)
-        if isinstance(envelope, dict) and isinstance(envelope.get("requests"), list):
-            webhook = envelope.get("webhook", webhook)
-            if webhook is not None and not isinstance(webhook, str):
-                raise InvalidInput("webhook: must be a URL string", field="webhook")
-            return BatchBody(envelope["requests"], webhook, check_metadata(envelope.get("metadata") or {}))
-    if stripped.startswith("["):
-        return BatchBody(_load_whole_body(stripped), webhook, {})
-    return BatchBody(_split_jsonl(text), webhook, {})
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").lstrip("\ufeff")
 
 
-def _split_jsonl(text: str) -> list[Any]:
-    """One JSON value per non-blank line; a line that is not JSON is kept as a _BadLine to report."""
-    lines: list[Any] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
+def _hashed(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield head
+    yield from rest
+
+
+def _jsonl_items(chunks: Iterator[bytes]) -> Iterator[Any]:
+    """One JSON value per non-blank line, read as the chunks arrive; a line that is not JSON is a _BadLine."""
+    pending = b""
+    first = True
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw_line in complete:
+            line = _decode(raw_line) if first else raw_line.decode("utf-8", errors="replace")
+            first = False
+            if line.strip():
+                yield _parse_line(line)
+    line = _decode(pending) if first else pending.decode("utf-8", errors="replace")
+    if line.strip():
+        yield _parse_line(line)
+
+
+def _parse_line(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        return _BadLine(f"not valid JSON: {error.msg}")
+    except RecursionError:
+        return _BadLine("nested too deeply")
+
+
+def _json_list_items(text: str) -> Iterator[Any]:
+    """The items of a JSON list, decoded one at a time (the list itself is never built)."""
+    decoder = json.JSONDecoder()
+    position = _skip_space(text, 1)
+    if text.startswith("]", position):
+        if text[position + 1 :].strip():
+            raise InvalidInput("the body is not valid JSON: extra data after the list")
+        return
+    while True:
         try:
-            lines.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            lines.append(_BadLine(f"not valid JSON: {error.msg}"))
+            item, position = decoder.raw_decode(text, position)
         except RecursionError:
-            lines.append(_BadLine("nested too deeply"))
-    return lines
+            raise InvalidInput("the body nests too deeply") from None
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"the body is not valid JSON: {error}") from None
+        yield item
+        position = _skip_space(text, position)
+        if text.startswith(",", position):
+            position = _skip_space(text, position + 1)
+        elif text.startswith("]", position) and not text[position + 1 :].strip():
+            return
+        else:
+            raise InvalidInput(f"the body is not valid JSON: expected , or ] at character {position}")
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
 
 
 @dataclass(frozen=True)
@@ -147,22 +230,40 @@ class _BadLine:
     reason: str
 
 
-def validate_batch_lines(items: list[Any], *, max_tokens_limit: int, max_prompt_chars: int) -> list[BatchLine]:
-    """Every line validated with the rules of POST /jobs; raises InvalidBatch listing each bad line (1-based)."""
-    if not items:
-        raise InvalidInput("the batch has no lines")
-    if len(items) > MAX_BATCH_LINES:
-        raise InvalidInput(f"the batch has {len(items)} lines; at most {MAX_BATCH_LINES} are accepted")
+def validate_batch_lines(
+    items: Iterable[Any],
+    *,
+    max_tokens_limit: int,
+    max_prompt_chars: int,
+    check: Callable[[GenerationInput], None] | None = None,
+) -> list[BatchLine]:
+    """Every line validated with the rules of POST /jobs; raises InvalidBatch listing each bad line (1-based).
+
+    Lines are taken one at a time, so a body with too many lines is refused at the first line past the cap.
+    """
     errors: list[dict[str, Any]] = []
+    total_bad = 0
     lines: list[BatchLine] = []
     seen: set[str] = set()
+    number = 0
     for number, item in enumerate(items, start=1):
+        if number > MAX_BATCH_LINES:
+            raise InvalidInput(
+                f"the batch has more than {MAX_BATCH_LINES} lines; at most {MAX_BATCH_LINES} are accepted"
+            )
         try:
-            lines.append(_validate_line(item, seen, max_tokens_limit, max_prompt_chars))
+            line = _validate_line(item, seen, max_tokens_limit, max_prompt_chars)
+            if check is not None:
+                check(line.params)  # e.g. the model's context, refused as this line's error
+            lines.append(line)
         except InvalidInput as bad:
-            errors.append({"line": number, "message": bad.message})
+            total_bad += 1
+            if len(errors) < MAX_LISTED_LINE_ERRORS:
+                errors.append({"line": number, "message": bad.message})
+    if number == 0:
+        raise InvalidInput("the batch has no lines")
     if errors:
-        raise InvalidBatch(errors[:MAX_LISTED_LINE_ERRORS], len(errors))
+        raise InvalidBatch(errors, total_bad)
     return lines
 
 

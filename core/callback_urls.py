@@ -1,13 +1,16 @@
 """Callback URLs that may be called: http(s) only, and only to public addresses (no SSRF into the network).
 
 The host is resolved once; every address it resolves to must be public, and the caller connects to one of
-those very addresses (no second lookup, so DNS rebinding can't swap it).
+those very addresses (no second lookup, so DNS rebinding can't swap it). Only the web ports are allowed, so a
+callback can't probe other services, and a refusal never says which address a name resolved to (no DNS oracle).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -34,6 +37,14 @@ _EXTRA_BLOCKED = [
     )
 ]
 _NAT64_PREFIXES = [ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48")]
+
+
+DEFAULT_ALLOWED_PORTS = (80, 443)
+
+
+def _port_refusal(allowed_ports: Collection[int]) -> str:
+    ports = ", ".join(str(port) for port in sorted(allowed_ports)) or "none"
+    return f"webhook: only ports {ports} can be called (WEBHOOK_ALLOWED_PORTS)"
 
 
 class CallbackUrlRefused(InvalidInput):
@@ -91,10 +102,22 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
 
 
-def check_callback_url(url: str, *, allow_private: bool) -> CheckedUrl:
-    """Vet a callback URL; raises CallbackUrlRefused saying why it can't be called."""
+def _has_invisible_characters(url: str) -> bool:
+    """Spaces, control or format characters: they would be sent as typed, or split the request line."""
+    return any(char.isspace() or unicodedata.category(char) in ("Cc", "Cf") for char in url)
+
+
+def check_callback_url(
+    url: str, *, allow_private: bool, allowed_ports: Collection[int] = DEFAULT_ALLOWED_PORTS
+) -> CheckedUrl:
+    """Vet a callback URL; raises CallbackUrlRefused saying why it can't be called.
+
+    Ports outside `allowed_ports` are refused, except for local receivers when `allow_private` lets those in.
+    """
     if len(url) > 2048:
         raise CallbackUrlRefused("webhook: the URL is longer than 2048 characters", field="webhook")
+    if _has_invisible_characters(url):
+        raise CallbackUrlRefused("webhook: the URL holds spaces or control characters", field="webhook")
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -107,15 +130,17 @@ def check_callback_url(url: str, *, allow_private: bool) -> CheckedUrl:
         raise CallbackUrlRefused("webhook: the URL has no host", field="webhook")
     if parts.username or parts.password:
         raise CallbackUrlRefused("webhook: credentials in the URL are not accepted", field="webhook")
+    port_allowed = port in allowed_ports
+    if not port_allowed and not allow_private:  # refused before any lookup: nothing is learned about the name
+        raise CallbackUrlRefused(_port_refusal(allowed_ports), field="webhook")
     addresses = resolve(host, port)
-    if not allow_private:
-        refused = [str(a) for a in addresses if not is_public(a)]
-        if refused:
-            raise CallbackUrlRefused(
-                f"webhook: {host} resolves to a non-public address ({', '.join(refused)}); "
-                "set WEBHOOK_ALLOW_PRIVATE=true to allow local receivers",
-                field="webhook",
-            )
+    if not allow_private and not all(is_public(a) for a in addresses):
+        raise CallbackUrlRefused(
+            f"webhook: {host} resolves to a private address; set WEBHOOK_ALLOW_PRIVATE=true to allow local receivers",
+            field="webhook",
+        )
+    if not port_allowed and any(is_public(a) for a in addresses):
+        raise CallbackUrlRefused(_port_refusal(allowed_ports), field="webhook")
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"

@@ -116,6 +116,14 @@ class StoreUnavailable(ServiceError):
     error_type = ErrorType.STORE_UNAVAILABLE
     default_retry_after_s = 5
 
+    def __init__(self, message: str, *, detail: str | None = None, retry_after_s: int | None = None) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        # What Redis said (it may name hosts and ports): in logs and str(), never in the client's error body.
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.detail}" if self.detail else self.message
+
 
 class WaitTimedOut(ServiceError):
     """A synchronous call outlived its wait; the job itself goes on and stays pollable."""

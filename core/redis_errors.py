@@ -20,11 +20,11 @@ _CANT_WRITE_NOW_PREFIXES = ("OOM", "READONLY", "LOADING", "EXECABORT", "MISCONF"
 def store_unavailable_from(error: BaseException) -> StoreUnavailable | None:
     """The StoreUnavailable a Redis error means, or None when it is a real fault (a bug, a wrong type)."""
     if isinstance(error, _UNREACHABLE):
-        return StoreUnavailable(f"the job store is unreachable: {error}", retry_after_s=RETRY_AFTER_S)
+        return StoreUnavailable("the job store is unreachable", detail=str(error), retry_after_s=RETRY_AFTER_S)
     if isinstance(error, _CANT_WRITE_NOW) or (
         isinstance(error, redis.ResponseError) and str(error).startswith(_CANT_WRITE_NOW_PREFIXES)
     ):
-        return StoreUnavailable(f"the job store can't take writes now: {error}", retry_after_s=RETRY_AFTER_S)
+        return StoreUnavailable("the job store can't take writes now", detail=str(error), retry_after_s=RETRY_AFTER_S)
     return None
 
 

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import re
 import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+# Fields whose values never appear in an error, a log line or a repr.
+SECRET_FIELDS = frozenset({"api_keys", "webhook_secret"})
+
+
+class ApiKey(SecretStr):
+    """An API key: hidden when printed, and equal (in constant time) to the plain string it holds."""
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return hmac.compare_digest(self.get_secret_value().encode(), other.encode())
+        return super().__eq__(other)
+
+    __hash__ = SecretStr.__hash__
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, `localhost`)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -39,8 +64,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     # POST /batches takes up to 50,000 lines in one body.
     max_batch_body_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    webhook_secret: str | None = None
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
     webhook_allow_private: bool = False
     # Seconds to wait before each retry of a failed delivery (jittered); the default spans about a day.
     webhook_retry_schedule_seconds: Annotated[list[float], NoDecode] = Field(
@@ -71,6 +96,15 @@ class Settings(BaseSettings):
     # One line per execution (job, attempt, worker), kept outside Redis: an audit of what really ran.
     execution_log: Path | None = None
     redis_socket_timeout_seconds: float = Field(2.0, gt=0)
+    # The API's edge. API_HOST: where the API listens (`make run`) or is published on the host (compose);
+    # beyond loopback without API_KEYS it refuses to start unless ALLOW_OPEN_API=true says that is meant.
+    api_host: str = "127.0.0.1"
+    allow_open_api: bool = False
+    # An Idempotency-Key claim whose submission stored nothing for this long (its API died mid-submit) is taken
+    # over by the next request with the same key and body.
+    idempotency_stale_seconds: float = Field(10.0, gt=0)
+    # Ports a callback URL may name; WEBHOOK_ALLOW_PRIVATE=true also lets local receivers use any port.
+    webhook_allowed_ports: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [80, 443])
 
     # Fairness at the API edge, per API key (with API_KEYS unset every caller is one owner and shares them).
     # Requests per key (flask-limiter syntax, e.g. "600/minute" or "20/second;600/minute"); "" switches it off.
@@ -114,6 +148,20 @@ class Settings(BaseSettings):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
+    @field_validator("webhook_allowed_ports", mode="before")
+    @classmethod
+    def _split_ports(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_allowed_ports")
+    @classmethod
+    def _ports_in_range(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= port <= 65535 for port in value):
+            raise ValueError("ports must be between 1 and 65535")
+        return value
+
     @field_validator("webhook_retry_schedule_seconds", mode="before")
     @classmethod
     def _split_schedule(cls, value: object) -> object:
@@ -152,13 +200,29 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _check_secret(self) -> Settings:
-        if self.webhook_secret is not None:
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
             from core.webhooks import secret_key_bytes
 
-            secret_key_bytes(self.webhook_secret)  # raises ValueError with the reason
+            secret_key_bytes(value.get_secret_value())  # raises ValueError with the reason, never the value
+        return value
+
+    @model_validator(mode="after")
+    def _open_only_when_meant(self) -> Settings:
+        # Keys unset means anyone who reaches the API may use it: only loopback, unless explicitly allowed.
+        if not self.api_keys and not self.allow_open_api and not is_loopback_host(self.api_host):
+            raise ValueError(
+                f"API_HOST={self.api_host} reaches beyond this machine but API_KEYS is not set: "
+                "set API_KEYS, or ALLOW_OPEN_API=true to serve without keys"
+            )
         return self
+
+    @property
+    def api_key_values(self) -> list[str]:
+        """The API keys as plain strings, for comparing against what a caller presents."""
+        return [key.get_secret_value() for key in self.api_keys]
 
     @property
     def effective_redis_url(self) -> str:
@@ -166,11 +230,24 @@ class Settings(BaseSettings):
         return self.redis_url or DEFAULT_REDIS_URL
 
 
+def open_api_warning(settings: Settings) -> str:
+    """What the API says at start when it runs without keys: loopback only, or open because that was asked for."""
+    if is_loopback_host(settings.api_host):
+        return (
+            f"API_KEYS is not set: the API serves this machine only (API_HOST={settings.api_host}); "
+            "set API_KEYS before exposing it"
+        )
+    return f"API_KEYS is not set and ALLOW_OPEN_API=true: the API is open to anyone who reaches {settings.api_host}"
+
+
 def _one_line_reason(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
-        name = ".".join(str(p) for p in item["loc"]).upper() or "settings"
-        parts.append(f"{name}: {item['msg']} (got {item.get('input')!r})")
+        loc = [str(p) for p in item["loc"]]
+        name = ".".join(loc).upper() or "settings"
+        # The input is echoed only for one plain field: a model-wide error's input is every value, secrets included.
+        shows_input = len(loc) >= 1 and loc[0] in Settings.model_fields and loc[0] not in SECRET_FIELDS
+        parts.append(f"{name}: {item['msg']} (got {item.get('input')!r})" if shows_input else f"{name}: {item['msg']}")
     return "; ".join(parts)
 
 

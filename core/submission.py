@@ -7,8 +7,9 @@ import logging
 from typing import Any, Protocol
 
 from core.callback_urls import check_callback_url
+from core.context_window import ContextWindow
 from core.errors import InvalidInput, QueueFull, StoreUnavailable
-from core.idempotency import IdempotencyKeys, wait_until_stored
+from core.idempotency import IdempotencyKeys
 from core.jobs import GenerationInput, Job, JobStatus, new_job_id, parse_generation_input, utc_now_iso
 from core.owner_limits import OwnerLimits
 from core.settings import Settings
@@ -38,7 +39,7 @@ def check_webhook_url(url: str, settings: Settings) -> None:
     """Refuse (InvalidInput) a callback this server can't sign or must not call."""
     if settings.webhook_secret is None:
         raise InvalidInput("webhook: this server has no WEBHOOK_SECRET, so it can't send webhooks", field="webhook")
-    check_callback_url(url, allow_private=settings.webhook_allow_private)
+    check_callback_url(url, allow_private=settings.webhook_allow_private, allowed_ports=settings.webhook_allowed_ports)
 
 
 def check_capacity(queue: JobQueue, adding: int, limit: int) -> None:
@@ -54,12 +55,20 @@ def check_capacity(queue: JobQueue, adding: int, limit: int) -> None:
 class SubmitJob:
     """Accept one generation job: `202` means it is in the store and on the queue."""
 
-    def __init__(self, settings: Settings, store: JobStore, queue: JobQueue, idempotency: IdempotencyKeys) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        queue: JobQueue,
+        idempotency: IdempotencyKeys,
+        context_window: ContextWindow | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.queue = queue
         self.idempotency = idempotency
         self.owner_limits = OwnerLimits(settings, store)
+        self.context_window = context_window
 
     def validate(self, body: Any) -> GenerationInput:
         """The request body as a generation under this deployment's limits, or InvalidInput."""
@@ -68,6 +77,8 @@ class SubmitJob:
         )
         if params.webhook is not None:
             check_webhook_url(params.webhook, self.settings)
+        if self.context_window is not None:
+            self.context_window.check(params)
         return params
 
     def __call__(self, body: Any, owner: str, idempotency_key: str | None = None) -> Job:
@@ -76,9 +87,9 @@ class SubmitJob:
         self.owner_limits.check_priority(params.priority, owner)
         job_id = new_job_id()
         body_hash = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
-        with self.idempotency.claim(idempotency_key, body_hash, owner, job_id) as earlier_id:
-            if earlier_id is not None:
-                return wait_until_stored(lambda: self.store.get(earlier_id))
+        with self.idempotency.claim(idempotency_key, body_hash, owner, job_id, self.store.get) as earlier:
+            if earlier is not None:
+                return earlier
             self.owner_limits.check_queued(owner, 1)
             check_capacity(self.queue, 1, self.settings.max_queue_depth)
             job = Job(

@@ -46,7 +46,7 @@ class WebhookSender:
         if settings.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is not set: webhooks can't be signed")
         self.settings = settings
-        self.key = secret_key_bytes(settings.webhook_secret)
+        self.key = secret_key_bytes(settings.webhook_secret.get_secret_value())
         self.store = store
         self.batches = BatchStore(store)
         self.queue = queue
@@ -143,7 +143,11 @@ class WebhookSender:
         """(HTTP status, error, final state or None to retry)."""
         try:
             # Resolved and vetted again now: an address that turned private since submission is refused.
-            target = check_callback_url(delivery.url, allow_private=self.settings.webhook_allow_private)
+            target = check_callback_url(
+                delivery.url,
+                allow_private=self.settings.webhook_allow_private,
+                allowed_ports=self.settings.webhook_allowed_ports,
+            )
         except CallbackHostUnresolved as unresolved:
             return None, unresolved.message, None  # DNS may be back by the next attempt
         except CallbackUrlRefused as refused:
@@ -159,7 +163,9 @@ class WebhookSender:
         try:
             status = post_json(target, delivery.body, headers, self.settings.webhook_timeout_seconds)
         except (OSError, http.client.HTTPException) as failure:
-            return None, f"{type(failure).__name__}: {failure}", None
+            # The job's owner learns only the kind of failure; its text (which may name the address) stays in the log.
+            log.info("%s %s webhook %s: %r", delivery.subject, delivery.subject_id, delivery.event, failure)
+            return None, f"{type(failure).__name__}: the request to the receiver failed", None
         if 200 <= status < 300:
             return status, None, STATE_DELIVERED
         if status == 410:

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.settings import get_settings  # noqa: E402
+from core.settings import get_settings, open_api_warning  # noqa: E402
 from core.webhooks import generate_secret  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
 from scripts.service_processes import api_command, ops_worker_command, worker_command  # noqa: E402
@@ -57,6 +57,11 @@ def ensure_webhook_secret(secret_file: Path) -> str:
         secret_file.chmod(0o600)
     say(f"WEBHOOK_SECRET is not set: webhooks are signed with the secret in {secret_file}")
     return secret_file.read_text().strip()
+
+
+def url_host(host: str) -> str:
+    """The host as a URL or bind address carries it (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def is_ready(url: str) -> bool:
@@ -101,10 +106,14 @@ def main() -> int:
     gpu_worker = supervised("GPU worker", worker_command(), settings.shutdown_grace_seconds + GPU_STOP_MARGIN_S, True)
     ops_worker = supervised("ops worker", ops_worker_command(), STOP_GRACE_S, True)
     # An API that exits (its port taken, say) stops everything: a restart loop would hide the reason.
-    api = supervised("API", api_command(f"127.0.0.1:{settings.port}"), STOP_GRACE_S, False)
+    api = supervised("API", api_command(f"{url_host(settings.api_host)}:{settings.port}"), STOP_GRACE_S, False)
     for process in (gpu_worker, ops_worker, api):
         process.start()
-    url = f"http://127.0.0.1:{settings.port}"
+    if not settings.api_keys:
+        say(open_api_warning(settings))
+    # Every interface (0.0.0.0, ::) includes loopback, where the readiness probe looks.
+    local_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+    url = f"http://{url_host(local_host)}:{settings.port}"
     announced_ready = False
     exit_code = 0
     try:

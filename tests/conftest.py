@@ -207,3 +207,12 @@ def api_server(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
     server = start_api_server(worker.env, tmp_path_factory.mktemp("api") / "gunicorn.out")
     yield server
     stop_process(server.process)
+
+
+@pytest.fixture(scope="session")
+def api_server_without_model(worker: WorkerProcess, tmp_path_factory) -> Iterator[HttpServer]:
+    """The API as a container of its own runs it: it can't read the model, so the worker alone judges the context."""
+    base = tmp_path_factory.mktemp("api-without-model")
+    server = start_api_server(dict(worker.env, MODEL_DIR=str(base / "no-model")), base / "gunicorn.out")
+    yield server
+    stop_process(server.process)

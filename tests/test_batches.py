@@ -200,7 +200,8 @@ def test_script_killed_halfway_resumes_without_duplicates(api_server, redis_serv
     assert count_jobs_tagged(redis_server.url, tag) == 30
 
 
-def test_script_reads_csv_and_reports_failures_with_exit_code(api_server, tmp_path):
+def test_script_reads_csv_and_reports_failures_with_exit_code(api_server_without_model, tmp_path):
+    api_server = api_server_without_model  # its lines fail on the worker (an API that reads the model refuses them)
     source = tmp_path / "in.csv"
     source.write_text('custom_id,prompt\nok,"Xin chào, bạn"\ntoo-long,' + "x" * 10 + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"

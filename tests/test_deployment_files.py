@@ -268,6 +268,14 @@ def test_api_is_published_on_host_port_8001() -> None:
     assert "8000" in dockerfile_arguments("EXPOSE")
 
 
+def test_api_is_published_on_the_hosts_loopback_and_knows_it() -> None:
+    """Without an override the API is reachable from this host only, and its API_HOST says so."""
+    (port,) = service("api")["ports"]
+    assert str(port).startswith("127.0.0.1:")
+    settings = Settings(_env_file=None, api_host=environment_of("api")["API_HOST"])
+    assert settings.api_host == "127.0.0.1" and settings.api_keys == []
+
+
 def test_api_waits_for_a_healthy_redis_and_is_health_checked_on_healthz() -> None:
     """The API starts after Redis answers and reports healthy through its own /healthz."""
     api = service("api")

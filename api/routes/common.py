@@ -36,7 +36,7 @@ def services() -> Services:
 
 def caller() -> str:
     """The owner id of the current request (raises Unauthorized)."""
-    return owner_of(request, services().settings.api_keys)
+    return owner_of(request, services().settings.api_key_values)
 
 
 def is_json_media_type(mimetype: str) -> bool:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import ipaddress
 
+from flask import Blueprint, jsonify, request
+
+from api.auth import owner_of
 from api.openapi import document
 from api.routes.common import services
 from api.schemas import Health, Readiness
+from core.errors import Unauthorized
 
 bp = Blueprint("health", __name__)
 
@@ -21,10 +25,31 @@ def healthz():
 @bp.get("/readyz")
 @document(tags=("health",), answers={200: Readiness, 503: Readiness}, errors=(), public=True)
 def readyz():
-    """Ready when Redis answers and at least one worker has its model loaded."""
+    """Ready when Redis answers and at least one worker has its model loaded; details only for a trusted caller."""
     store = services().store
     redis_ok = store.ping()
     workers = store.live_workers() if redis_ok else []
     ready = redis_ok and bool(workers)
-    body = {"status": "ready" if ready else "not_ready", "redis": redis_ok, "workers": workers}
+    body: dict = {"status": "ready" if ready else "not_ready"}
+    if _may_see_details():
+        body |= {"redis": redis_ok, "workers": workers}
     return jsonify(body), 200 if ready else 503
+
+
+def _may_see_details() -> bool:
+    """Worker hosts, pids and the model are for a caller with a valid key, or, with no keys set, a local one."""
+    keys = services().settings.api_key_values
+    if not keys:
+        return _is_local(request.remote_addr)
+    try:
+        owner_of(request, keys)
+    except Unauthorized:
+        return False
+    return True
+
+
+def _is_local(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
