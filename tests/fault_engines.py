@@ -19,8 +19,8 @@ class _Wrapper:
         self.engine = engine
         self.device = engine.device
 
-    def slot(self, params, rank):
-        return self.engine.slot(params, rank)
+    def slot(self, params, rank, *, alone=False):
+        return self.engine.slot(params, rank, alone=alone)
 
     def release_cached_memory(self) -> None:
         self.engine.release_cached_memory()

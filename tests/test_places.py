@@ -47,3 +47,22 @@ def test_a_waiter_that_gives_up_leaves_the_line():
     places.release()
     places.acquire(5, 0.05, lambda: None)  # the line is empty again: served at once
     assert places.taken()
+
+
+def test_a_job_that_must_run_alone_waits_for_every_place_and_holds_them_all():
+    places = Places(3)
+    places.acquire(0, 0.05, lambda: None)
+    alone_started = threading.Event()
+
+    def run_alone() -> None:
+        places.acquire(3, 0.05, lambda: None, places=3)
+        alone_started.set()
+
+    threading.Thread(target=run_alone, daemon=True).start()
+    time.sleep(0.2)
+    assert not alone_started.is_set()  # one place is still held
+    places.release()
+    assert alone_started.wait(5)
+    assert places.taken()
+    places.release(3)
+    assert not places.taken()

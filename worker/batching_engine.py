@@ -138,15 +138,29 @@ class BatchingEngine:
     # ------------------------------------------------------------------ the worker's side
 
     @contextlib.contextmanager
-    def slot(self, params: GenerationInput, rank: int) -> Iterator[None]:
-        """A place in the batch, or the sequential lane, given by priority `rank` (lower first), then arrival."""
-        place = self.sequential.lane if needs_sequential_path(params) else self._batch_places
-        place.acquire(rank, SLOT_POLL_S, self._refuse_if_not_admitting)
+    def slot(self, params: GenerationInput, rank: int, *, alone: bool = False) -> Iterator[None]:
+        """A place in the batch, or the sequential lane, given by priority `rank` (lower first), then arrival.
+
+        `alone` takes every place of the batch (and the lane if the job needs it): a job whose last run died with
+        its worker runs with no neighbour, so if it is what kills workers, it takes no other job down with it.
+        """
+        holds = []
+        if alone:
+            holds.append((self._batch_places, self._batch_places.count))
+        elif not needs_sequential_path(params):
+            holds.append((self._batch_places, 1))
+        if needs_sequential_path(params):
+            holds.append((self.sequential.lane, 1))
+        taken = []
         try:
+            for places, count in holds:
+                places.acquire(rank, SLOT_POLL_S, self._refuse_if_not_admitting, count)
+                taken.append((places, count))
             self._refuse_if_not_admitting()
             yield
         finally:
-            place.release()
+            for places, count in reversed(taken):
+                places.release(count)
 
     def generate(self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
         """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done."""

@@ -42,10 +42,11 @@ class Engine(Protocol):
 
     device: str
 
-    def slot(self, params: GenerationInput, rank: int) -> AbstractContextManager[None]:
+    def slot(self, params: GenerationInput, rank: int, *, alone: bool = False) -> AbstractContextManager[None]:
         """Wait until the engine can start this job (a place in the batch, or the one-at-a-time lane), and hold it.
 
-        Waiting jobs are served by priority `rank` (lower first), then in order of arrival.
+        Waiting jobs are served by priority `rank` (lower first), then in order of arrival; `alone` runs the job
+        with no other beside it.
 
         Raises EngineStopped or EngineDead instead of waiting on an engine that will never take the job.
         """

@@ -18,17 +18,18 @@ class Places:
         self._arrivals = itertools.count()
         self._changed = threading.Condition()
 
-    def acquire(self, rank: int, timeout_s: float, keep_waiting) -> None:
-        """Wait for a place; every `timeout_s`, `keep_waiting()` may raise to give up (it is called unlocked)."""
+    def acquire(self, rank: int, timeout_s: float, keep_waiting, places: int = 1) -> None:
+        """Wait for `places` places (all of them: to run alone); every `timeout_s`, `keep_waiting()` may raise to
+        give up (it is called unlocked)."""
         ticket = (rank, next(self._arrivals))
         with self._changed:
             heapq.heappush(self._waiting, ticket)
         try:
             while True:
                 with self._changed:
-                    if self._free > 0 and self._waiting[0] == ticket:
+                    if self._free >= places and self._waiting[0] == ticket:
                         heapq.heappop(self._waiting)
-                        self._free -= 1
+                        self._free -= places
                         # The next in line may be served too, if more places are free.
                         self._changed.notify_all()
                         return
@@ -42,9 +43,9 @@ class Places:
                     self._changed.notify_all()
             raise
 
-    def release(self) -> None:
+    def release(self, places: int = 1) -> None:
         with self._changed:
-            self._free += 1
+            self._free += places
             self._changed.notify_all()
 
     def taken(self) -> bool:

@@ -136,7 +136,8 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
     with contextlib.suppress(StoreUnavailable):
         store.reserve(runtime.worker_name, job_id)  # if this process dies while the job waits, it is republished
     try:
-        with runtime.engine.slot(params, priority_step(queued.priority)):
+        # A job that already used an attempt was running when its worker died: it may be what kills workers.
+        with runtime.engine.slot(params, priority_step(queued.priority), alone=queued.attempts > 0):
             try:
                 job = store.transition(job_id, JobStatus.RUNNING, mark_started)
             except (JobNotFound, WrongState) as reason:

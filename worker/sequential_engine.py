@@ -105,8 +105,8 @@ class SequentialEngine:
         self._admitting = True
 
     @contextlib.contextmanager
-    def slot(self, params: GenerationInput, rank: int) -> Iterator[None]:
-        """The one lane: jobs take it in turn, by priority `rank` (lower first), then arrival."""
+    def slot(self, params: GenerationInput, rank: int, *, alone: bool = False) -> Iterator[None]:
+        """The one lane: jobs take it in turn, by priority `rank` (lower first), then arrival (always alone)."""
         self.lane.acquire(rank, SLOT_POLL_S, self._refuse_if_stopping)
         try:
             self._refuse_if_stopping()

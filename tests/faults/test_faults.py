@@ -118,8 +118,8 @@ def test_cancel_queued_never_runs_and_running_stops_within_a_second(lab, batch_s
     worker = lab.start_worker(MAX_BATCH_SIZE=batch_size)
     client = lab.client()
     blockers = [lab.submit(client, LONG_JOB | {"prompt": f"chặn {i}"}) for i in range(int(batch_size))]
-    queued = lab.submit(client, SHORT)
     lab.wait(lambda: all(lab.job(job_id)["status"] == "running" for job_id in blockers), 30, "blockers running")
+    queued = lab.submit(client, SHORT)  # behind them: every place is taken
     response = client.post(f"/jobs/{queued}/cancel")
     assert response.status_code == 200 and response.get_json()["status"] == "canceled"
     time.sleep(0.5)  # let the running job produce some text
@@ -181,8 +181,9 @@ def test_sigterm_hands_running_jobs_back_after_the_grace_and_loses_nothing(lab, 
     worker = lab.start_worker(MAX_BATCH_SIZE=batch_size, SHUTDOWN_GRACE_SECONDS="1")
     client = lab.client()
     long_jobs = [lab.submit(client, LONG_JOB | {"prompt": f"dài {i}"}) for i in range(int(batch_size))]
-    waiting = [lab.submit(client, SHORT | {"prompt": f"chờ {i}"}) for i in range(int(batch_size))]
     lab.wait(lambda: all(lab.job(job_id)["status"] == "running" for job_id in long_jobs), 30, "the long jobs")
+    waiting = [lab.submit(client, SHORT | {"prompt": f"chờ {i}"}) for i in range(int(batch_size))]
+    time.sleep(0.5)  # the worker takes them, and they wait for a place
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
     for job_id in long_jobs:
