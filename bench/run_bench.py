@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import machine_description, record  # noqa: E402
 from bench.workload import (  # noqa: E402
     CLIENT_COUNTS,
     NEW_TOKENS,
@@ -43,7 +43,6 @@ from scripts.redis_server import RedisServer, free_port  # noqa: E402
 from scripts.service_processes import api_command, wait_for_worker, worker_command  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 # About 33M parameters with an 8,000-token vocabulary, float32 on the CPU.
 BENCH_MODEL_SHAPE = {
     "hidden_size": 512,
@@ -307,8 +306,7 @@ def main() -> int:
         service.stop()
     figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.node()}: {os.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"{platform.processor() or platform.machine()}, no GPU",
+        "machine": f"{machine_description()}, no GPU",
         "note": args.note,
         "max_batch_size": args.max_batch_size,
         "rounds": args.rounds,
@@ -322,9 +320,7 @@ def main() -> int:
     text = report(figures)
     print("\n" + text)
     if not args.no_record:
-        with RESULTS.open("a", encoding="utf-8") as results:
-            results.write("\n" + text)
-        print(f"appended to {RESULTS.relative_to(ROOT)}")
+        record(text)
     return 0
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -21,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
+from bench.results import machine_description, record  # noqa: E402
+
 MODEL_DIR = ROOT / "bench" / ".cache" / "seeded-lane-model"
 NEW_TOKENS = 64
 JOBS_EACH = 8
@@ -88,8 +87,7 @@ def main() -> int:
         rows.append(json.loads(output.strip().splitlines()[-1]))
     turns, unpaused = rows
     lines = [
-        f"## seeded jobs beside the batch, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: "
-        f"{os.cpu_count()} CPU cores, no GPU",
+        f"## seeded jobs beside the batch, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine_description()}, no GPU",
         "",
         f"{JOBS_EACH} plain + {JOBS_EACH} seeded jobs of {NEW_TOKENS} tokens at once, the worker's engine in-process.",
         "",
@@ -104,8 +102,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        with RESULTS.open("a", encoding="utf-8") as results:
-            results.write("\n" + text)
+        record(text)
     return 0
 
 

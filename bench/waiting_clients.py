@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,13 +25,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import machine_description, record  # noqa: E402
 from core.owners import ANONYMOUS_OWNER  # noqa: E402
 from core.store import connect  # noqa: E402
 from core.wait_slots import WaitSlots  # noqa: E402
 from scripts.redis_server import RedisServer, free_port  # noqa: E402
 from scripts.service_processes import api_command  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 WAITERS = 1000
 PROBES = 200
 WAIT_S = 600
@@ -216,16 +215,10 @@ def main() -> int:
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = parser.parse_args()
     figures = measure(args.waiters, args.probes)
-    machine = (
-        f"{platform.node()}: {os.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"{platform.processor() or platform.machine()}"
-    )
-    text = report(figures, machine, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    text = report(figures, machine_description(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     print("\n" + text)
     if not args.no_record:
-        with RESULTS.open("a", encoding="utf-8") as results:
-            results.write("\n" + text)
-        print(f"appended to {RESULTS.relative_to(ROOT)}")
+        record(text)
     return 0
 
 

@@ -308,11 +308,6 @@ class JobStore:
         return self._completion_listener
 
     @redis_boundary()
-    def request_cancel(self, job_id: str) -> None:
-        """Ask the worker running this job to stop it between two decoding steps."""
-        self.redis.set(CANCEL_KEY.format(job_id=job_id), "1", ex=self.job_ttl_s)
-
-    @redis_boundary()
     def cancel_requested(self, job_id: str) -> bool:
         """True while a cancel of this (running) job is pending."""
         return bool(self.redis.exists(CANCEL_KEY.format(job_id=job_id)))
