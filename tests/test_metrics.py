@@ -12,6 +12,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.app import create_app
 from core.metrics_history import MetricsHistory
 from core.service_metrics import Figures, read_figures
 from core.store import connect
@@ -208,3 +209,15 @@ def test_one_sample_per_period_whoever_samples_and_the_history_stays_bounded(own
     # A sample older than the window (a sampler whose clock lags, say) is kept in the list but never shown.
     first.record(figures_at(now - 120, 25))
     assert client.llen("llm:metrics:history") == 61 and len(first.samples()) == 60
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/history"])
+def test_only_a_keyed_or_local_caller_sees_metrics(make_settings, path):
+    keyed = create_app(make_settings(api_keys=["metrics-key"])).test_client()
+    assert keyed.get(path).status_code == 401
+    assert keyed.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert keyed.get(path, headers={"Authorization": "Bearer metrics-key"}).status_code == 200
+    open_api = create_app(make_settings()).test_client()
+    assert open_api.get(path, environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+    refused = open_api.get(path, environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert refused.status_code == 403 and refused.get_json()["error"]["type"] == "forbidden"
