@@ -16,7 +16,9 @@ from api.app import create_app
 from core.metrics_history import MetricsHistory
 from core.service_metrics import Figures, read_figures
 from core.store import connect
+from scripts.redis_server import free_port
 from tests.polling import poll_until
+from tests.receivers import Receiver
 from tests.test_batches import batch_lines, post_batch, results, wait_for_batch
 
 Samples = dict[tuple[str, frozenset], float]
@@ -124,27 +126,30 @@ def test_metrics_move_as_a_batch_runs_and_both_api_processes_agree(api_server):
 
 
 def test_webhook_deliveries_are_counted_by_result(api_server, webhook_worker):
-    before = scrape(api_server.base_url)
-    refused = requests.post(
-        f"{api_server.base_url}/jobs",
-        json={"prompt": "metrics webhook", "max_tokens": 2, "webhook": "http://127.0.0.1:9/hook"},
-        timeout=10,
-    )
-    assert refused.status_code == 202, refused.text
-    # Port 9 (discard) refuses connections: each attempt is "retrying" until the schedule is spent, then "failed".
-    after = poll_until(
-        lambda: scrape(api_server.base_url),
-        lambda s: (
-            value(s, "llm_webhook_deliveries_total", result="failed")
-            > value(before, "llm_webhook_deliveries_total", result="failed")
-        ),
-        60,
-        "the delivery to fail for good",
-        interval_s=0.2,
-    )
-    assert value(after, "llm_webhook_deliveries_total", result="retrying") > value(
-        before, "llm_webhook_deliveries_total", result="retrying"
-    )
+    receiver = Receiver(free_port()).start()
+    try:
+        before = scrape(api_server.base_url)
+        # One receiver answers 200; nothing listens on the other port, so that delivery is retried.
+        for url in (receiver.url, f"http://127.0.0.1:{free_port()}/hook"):
+            body = {"prompt": "metrics webhook", "max_tokens": 2, "webhook": url}
+            assert requests.post(f"{api_server.base_url}/jobs", json=body, timeout=10).status_code == 202
+
+        def moved(samples: Samples) -> dict[str, float]:
+            return {
+                result: value(samples, "llm_webhook_deliveries_total", result=result)
+                - value(before, "llm_webhook_deliveries_total", result=result)
+                for result in ("delivered", "retrying")
+            }
+
+        poll_until(
+            lambda: moved(scrape(api_server.base_url)),
+            lambda change: change["delivered"] >= 1 and change["retrying"] >= 1,
+            30,
+            "a delivered and a retried attempt",
+            interval_s=0.2,
+        )
+    finally:
+        receiver.stop()
 
 
 def test_history_grows_while_the_ops_worker_samples(api_server, webhook_worker):
