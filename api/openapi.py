@@ -21,6 +21,8 @@ from core.batches import BATCH_ID_PATTERN, BatchRequestLine
 from core.jobs import JOB_ID_PATTERN
 
 OPENAPI_PATH = "/openapi.json"
+# Routes that answer a request with `stream: true` as server-sent events.
+STREAMING_PATHS = ("/v1/chat/completions", "/v1/completions")
 DOCS_PATH = "/docs"
 # Bodies of `POST /batches` with one request per line, besides JSON.
 JSONL_MEDIA_TYPES = ("application/jsonl", "application/x-ndjson", "application/x-jsonlines")
@@ -140,6 +142,10 @@ def _finish(generated: dict[str, Any]) -> dict[str, Any]:
         batch_body[media_type] = {"schema": line_schema}
     results = document_["paths"]["/batches/{batch_id}/results"]["get"]["responses"]["200"]
     results["content"] = {"application/jsonl": {"schema": {"type": "string"}}}
+    for path in STREAMING_PATHS:
+        # With `stream: true` the same 200 comes as server-sent events: OpenAI's chunks, then `data: [DONE]`.
+        answer = document_["paths"][path]["post"]["responses"]["200"]
+        answer["content"]["text/event-stream"] = {"schema": {"type": "string"}}
     return document_
 
 

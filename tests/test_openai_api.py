@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 import requests
@@ -99,3 +101,45 @@ def test_a_wrong_key_is_a_401_in_openai_shape(openai_server):
     # The service's own routes keep the service's error shape.
     answer = requests.get(f"{openai_server.base_url}/jobs", headers={"Authorization": "Bearer not-the-key"}, timeout=5)
     assert answer.status_code == 401 and answer.json()["error"]["type"] == "unauthorized"
+
+
+def test_streamed_chat_completion_carries_the_text_as_it_comes(client, openai_server):
+    stream = client.chat.completions.create(
+        model="x",
+        messages=HELLO,
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    )
+    chunks = list(stream)
+    assert all(chunk.object == "chat.completion.chunk" and chunk.model == SERVED_MODEL for chunk in chunks)
+    assert len({chunk.id for chunk in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    *content_chunks, finish, usage = chunks
+    deltas = [chunk.choices[0].delta.content for chunk in content_chunks[1:]]
+    assert finish.choices[0].finish_reason == "length" and not finish.choices[0].delta.content
+    assert usage.choices == [] and usage.usage.completion_tokens == 24
+    job = job_of(openai_server.base_url, finish.id)
+    assert "".join(deltas) == job["output"]["text"] and job["status"] == "succeeded"
+    assert len(deltas) > 1  # token by token as the worker wrote them, not the whole text at the end
+    assert usage.usage.prompt_tokens == job["usage"]["prompt_tokens"]
+
+
+def test_streamed_text_completion_ends_with_done(openai_server):
+    answer = requests.post(
+        f"{openai_server.base_url}/v1/completions",
+        json={"model": "x", "prompt": "Phở bò", "max_tokens": 12, "stream": True, "ignore_eos": True},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        stream=True,
+        timeout=120,
+    )
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
+    lines = [line for line in answer.iter_lines(decode_unicode=True) if line]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    assert all(chunk["object"] == "text_completion" and "usage" not in chunk for chunk in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    job = job_of(openai_server.base_url, chunks[0]["id"])
+    assert "".join(chunk["choices"][0]["text"] for chunk in chunks) == job["output"]["text"]

@@ -7,24 +7,44 @@ routes take OpenAI's shape (api/errors.py).
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
+from flask import request as flask_request
 
+from api.client_connection import client_socket, has_left
 from api.openapi import document
 from api.routes.common import caller, json_body, services, succeeded
 from api.schemas import ChatCompletion, ModelCard, ModelList, TextCompletion
-from core.errors import ModelNotFound
+from api.services import Services
+from core.completion_stream import CompletionStream
+from core.errors import JobNotFound, ModelNotFound, StoreUnavailable, WrongState
+from core.jobs import Job
 from core.openai_translation import (
     ChatCompletionRequest,
     CompletionRequest,
     Endpoint,
+    OpenAIRequest,
+    StreamChunks,
+    created_at,
     parse_openai_request,
     response_body,
 )
 from core.settings import Settings
+from core.token_stream import TokenStreams
 
+log = logging.getLogger("llm.api")
 bp = Blueprint("openai", __name__)
+
+# How often a stream looks whether its client is still there: a client that leaves has its job canceled within a
+# second.
+CLIENT_LOOK_S = 0.2
+# A comment line on an idle stream (a job still queued), so proxies and clients don't time it out.
+KEEP_ALIVE_S = 15.0
 
 _COMPLETION_ERRORS = (400, 401, 409, 413, 415, 500, 503, 504)
 
@@ -65,8 +85,62 @@ def _complete(endpoint: Endpoint):
     with ExitStack() as slot:
         slot.enter_context(svc.wait_slots.held(owner))  # taken before the job exists: a refused call creates none
         job = svc.submit_job(request.body, owner)
+        if request.stream:
+            # The stream holds the wait slot until it ends.
+            return _streamed(svc, owner, job, request, slot.pop_all(), client_socket(flask_request.environ))
         job = svc.store.wait_until_terminal(job.id, wait_s)
     return jsonify(response_body(endpoint, succeeded(job, wait_s), svc.settings.served_model_name))
+
+
+def _streamed(svc: Services, owner: str, job: Job, request: OpenAIRequest, slot: ExitStack, sock) -> Response:
+    """The job's answer as server-sent events; a client that leaves before the end cancels the job."""
+    chunks = StreamChunks(
+        request.endpoint, job.id, created_at(job), svc.settings.served_model_name, request.include_usage
+    )
+    stream = CompletionStream(job.id, chunks, TokenStreams(svc.store.redis), svc.store, svc.settings.sync_wait_seconds)
+
+    def events() -> Iterator[bytes]:
+        ended = False
+        try:
+            with slot:
+                last_write = last_look = time.monotonic()
+                for chunk in stream:
+                    now = time.monotonic()
+                    if sock is not None and now - last_look >= CLIENT_LOOK_S:
+                        last_look = now
+                        if has_left(sock):
+                            return
+                    if chunk is not None:
+                        last_write = now
+                        yield _event(chunk)
+                    elif now - last_write >= KEEP_ALIVE_S:
+                        last_write = now
+                        yield b": keep-alive\n\n"
+                ended = True
+                yield b"data: [DONE]\n\n"
+        finally:
+            if not ended:
+                _cancel_quietly(svc, job.id, owner)
+
+    response = Response(events(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must pass each event on as it comes
+    return response
+
+
+def _event(chunk: dict) -> bytes:
+    return b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _cancel_quietly(svc: Services, job_id: str, owner: str) -> None:
+    """Cancel the job of a client that left; one that has finished meanwhile stays as it is."""
+    try:
+        svc.cancel_job(job_id, owner)
+        log.info("job %s canceled: its streaming client left", job_id)
+    except (WrongState, JobNotFound):
+        pass
+    except StoreUnavailable as error:
+        log.warning("job %s: its streaming client left, but the cancel failed: %s", job_id, error)
 
 
 def _model_card(settings: Settings) -> dict:
