@@ -50,7 +50,8 @@ class CompletionStream:
         while True:
             ended, news = False, False
             try:
-                events = self.streams.read(self.job_id, after, block_ms=int(TICK_S * 1000))
+                wait_ms = int(min(TICK_S, deadline - time.monotonic()) * 1000)
+                events = self.streams.read(self.job_id, after, block_ms=max(wait_ms, 1))
             except redis.RedisError as error:  # Redis away for a moment: the job goes on; try again next tick
                 log.warning("stream of job %s unreadable for now: %s", self.job_id, error)
                 events = []

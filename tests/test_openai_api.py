@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
 import requests
 
+from core.jobs import parse_iso
+from core.settings import Settings
 from tests.conftest import HttpServer, WorkerProcess, start_api_server, stop_process
+from tests.polling import poll_until
 
 API_KEY = "openai-test-key"
 SERVED_MODEL = "demo-served"
@@ -26,7 +30,8 @@ def openai_server(worker: WorkerProcess, tmp_path_factory) -> HttpServer:
 
 @pytest.fixture(scope="module")
 def client(openai_server: HttpServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{openai_server.base_url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+    with openai.OpenAI(base_url=f"{openai_server.base_url}/v1", api_key=API_KEY, max_retries=0, timeout=120) as client:
+        yield client
 
 
 def job_of(base_url: str, completion_id: str) -> dict:
@@ -143,3 +148,52 @@ def test_streamed_text_completion_ends_with_done(openai_server):
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     job = job_of(openai_server.base_url, chunks[0]["id"])
     assert "".join(chunk["choices"][0]["text"] for chunk in chunks) == job["output"]["text"]
+
+
+def _long_stream(client: openai.OpenAI, n: int):
+    """A streamed chat completion that would run for many seconds; its first chunk (the role) has arrived."""
+    stream = client.chat.completions.create(
+        model="x",
+        messages=[{"role": "user", "content": f"Kể một câu chuyện dài số {n}"}],
+        max_tokens=1500,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    first = next(iter(stream))
+    return stream, first.id.removeprefix("chatcmpl-")
+
+
+def test_a_client_that_leaves_mid_stream_cancels_its_job_and_its_batch_place_goes_to_the_next(client, openai_server):
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+
+    def job(job_id: str) -> dict:
+        return requests.get(f"{openai_server.base_url}/jobs/{job_id}", headers=auth, timeout=5).json()
+
+    # Fill the session worker's batch (the default MAX_BATCH_SIZE) with streams, and queue one job behind them.
+    places = Settings.model_fields["max_batch_size"].default
+    streams = [_long_stream(client, n) for n in range(places)]
+    ids = [job_id for _, job_id in streams]
+    for job_id in ids:
+        poll_until(lambda job_id=job_id: job(job_id), lambda j: j["status"] == "running", 60, f"{job_id} running")
+    waiting = requests.post(
+        f"{openai_server.base_url}/jobs", json={"prompt": "Chờ một chỗ", "max_tokens": 4}, headers=auth, timeout=5
+    ).json()
+    try:
+        assert job(waiting["id"])["status"] == "queued"  # no place for it while the batch is full
+
+        # The first client leaves: its job is canceled within a second, keeping the text it had.
+        streams[0][0].close()
+        left_at = time.time()
+        canceled = poll_until(lambda: job(ids[0]), lambda j: j["status"] == "canceled", 10, "the left job canceled")
+        assert canceled["output"]["finish_reason"] == "canceled"
+        assert parse_iso(canceled["completed_at"]).timestamp() - left_at < 1.0
+        # Its place goes to the queued job while the other streams' jobs still run.
+        started = poll_until(lambda: job(waiting["id"]), lambda j: j["status"] != "queued", 30, "the queued job run")
+        assert started["status"] in ("running", "succeeded")
+        assert all(job(job_id)["status"] == "running" for job_id in ids[1:])
+    finally:
+        for stream, _ in streams:
+            stream.close()
+    # Every other client left too: all their jobs end canceled (none runs on for nobody).
+    for job_id in ids[1:]:
+        poll_until(lambda job_id=job_id: job(job_id), lambda j: j["status"] == "canceled", 10, f"{job_id} canceled")
