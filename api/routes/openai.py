@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -16,7 +17,7 @@ from contextlib import ExitStack
 from flask import Blueprint, Response, jsonify
 from flask import request as flask_request
 
-from api.client_connection import client_socket, has_left
+from api.client_connection import DepartureWatch, client_socket
 from api.openapi import document
 from api.routes.common import caller, json_body, services, succeeded
 from api.schemas import ChatCompletion, ModelCard, ModelList, TextCompletion
@@ -40,9 +41,6 @@ from core.token_stream import TokenStreams
 log = logging.getLogger("llm.api")
 bp = Blueprint("openai", __name__)
 
-# How often a stream looks whether its client is still there: a client that leaves has its job canceled within a
-# second.
-CLIENT_LOOK_S = 0.2
 # A comment line on an idle stream (a job still queued), so proxies and clients don't time it out.
 KEEP_ALIVE_S = 15.0
 
@@ -99,27 +97,30 @@ def _streamed(svc: Services, owner: str, job: Job, request: OpenAIRequest, slot:
     )
     stream = CompletionStream(job.id, chunks, TokenStreams(svc.store.redis), svc.store, svc.settings.sync_wait_seconds)
 
+    left = threading.Event()
+
+    def on_leave() -> None:
+        left.set()
+        _cancel_quietly(svc, job.id, owner)
+
     def events() -> Iterator[bytes]:
         ended = False
+        watch = DepartureWatch(sock, on_leave).start()
         try:
             with slot:
-                last_write = last_look = time.monotonic()
+                last_write = time.monotonic()
                 for chunk in stream:
-                    now = time.monotonic()
-                    if sock is not None and now - last_look >= CLIENT_LOOK_S:
-                        last_look = now
-                        if has_left(sock):
-                            return
                     if chunk is not None:
-                        last_write = now
+                        last_write = time.monotonic()
                         yield _event(chunk)
-                    elif now - last_write >= KEEP_ALIVE_S:
-                        last_write = now
+                    elif time.monotonic() - last_write >= KEEP_ALIVE_S:
+                        last_write = time.monotonic()
                         yield b": keep-alive\n\n"
                 ended = True
                 yield b"data: [DONE]\n\n"
         finally:
-            if not ended:
+            watch.stop()
+            if not ended and not left.is_set():  # a write failed: the client left without the watch seeing it
                 _cancel_quietly(svc, job.id, owner)
 
     response = Response(events(), mimetype="text/event-stream")
