@@ -7,42 +7,26 @@ routes take OpenAI's shape (api/errors.py).
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
-import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 
-from flask import Blueprint, Response, jsonify
-from flask import request as flask_request
+from flask import Blueprint, jsonify, request
 
-from api.client_connection import DepartureWatch, client_socket
+from api.client_connection import client_socket
+from api.openai_streaming import streamed_answer
 from api.openapi import document
 from api.routes.common import caller, json_body, services, succeeded
 from api.schemas import ChatCompletion, ModelCard, ModelList, TextCompletion
-from api.services import Services
-from core.completion_stream import CompletionStream
-from core.errors import JobNotFound, ModelNotFound, StoreUnavailable, WrongState
-from core.jobs import Job
+from core.errors import ModelNotFound
 from core.openai_translation import (
     ChatCompletionRequest,
     CompletionRequest,
     Endpoint,
-    OpenAIRequest,
-    StreamChunks,
-    created_at,
     parse_openai_request,
     response_body,
 )
 from core.settings import Settings
-from core.token_stream import TokenStreams
 
-log = logging.getLogger("llm.api")
 bp = Blueprint("openai", __name__)
-
-# A comment line on an idle stream (a job still queued), so proxies and clients don't time it out.
-KEEP_ALIVE_S = 15.0
 
 _COMPLETION_ERRORS = (400, 401, 409, 413, 415, 500, 503, 504)
 
@@ -78,70 +62,16 @@ def completions():
 def _complete(endpoint: Endpoint):
     owner = caller()
     svc = services()
-    request = parse_openai_request(endpoint, json_body())
+    openai_request = parse_openai_request(endpoint, json_body())
     wait_s = svc.settings.sync_wait_seconds
     with ExitStack() as slot:
         slot.enter_context(svc.wait_slots.held(owner))  # taken before the job exists: a refused call creates none
-        job = svc.submit_job(request.body, owner)
-        if request.stream:
+        job = svc.submit_job(openai_request.body, owner)
+        if openai_request.stream:
             # The stream holds the wait slot until it ends.
-            return _streamed(svc, owner, job, request, slot.pop_all(), client_socket(flask_request.environ))
+            return streamed_answer(svc, owner, job, openai_request, slot.pop_all(), client_socket(request.environ))
         job = svc.store.wait_until_terminal(job.id, wait_s)
     return jsonify(response_body(endpoint, succeeded(job, wait_s), svc.settings.served_model_name))
-
-
-def _streamed(svc: Services, owner: str, job: Job, request: OpenAIRequest, slot: ExitStack, sock) -> Response:
-    """The job's answer as server-sent events; a client that leaves before the end cancels the job."""
-    chunks = StreamChunks(
-        request.endpoint, job.id, created_at(job), svc.settings.served_model_name, request.include_usage
-    )
-    stream = CompletionStream(job.id, chunks, TokenStreams(svc.store.redis), svc.store, svc.settings.sync_wait_seconds)
-
-    left = threading.Event()
-
-    def on_leave() -> None:
-        left.set()
-        _cancel_quietly(svc, job.id, owner)
-
-    def events() -> Iterator[bytes]:
-        ended = False
-        watch = DepartureWatch(sock, on_leave).start()
-        try:
-            with slot:
-                last_write = time.monotonic()
-                for chunk in stream:
-                    if chunk is not None:
-                        last_write = time.monotonic()
-                        yield _event(chunk)
-                    elif time.monotonic() - last_write >= KEEP_ALIVE_S:
-                        last_write = time.monotonic()
-                        yield b": keep-alive\n\n"
-                ended = True
-                yield b"data: [DONE]\n\n"
-        finally:
-            watch.stop()
-            if not ended and not left.is_set():  # a write failed: the client left without the watch seeing it
-                _cancel_quietly(svc, job.id, owner)
-
-    response = Response(events(), mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must pass each event on as it comes
-    return response
-
-
-def _event(chunk: dict) -> bytes:
-    return b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-
-
-def _cancel_quietly(svc: Services, job_id: str, owner: str) -> None:
-    """Cancel the job of a client that left; one that has finished meanwhile stays as it is."""
-    try:
-        svc.cancel_job(job_id, owner)
-        log.info("job %s canceled: its streaming client left", job_id)
-    except (WrongState, JobNotFound):
-        pass
-    except StoreUnavailable as error:
-        log.warning("job %s: its streaming client left, but the cancel failed: %s", job_id, error)
 
 
 def _model_card(settings: Settings) -> dict:
