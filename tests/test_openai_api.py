@@ -108,6 +108,22 @@ def test_a_wrong_key_is_a_401_in_openai_shape(openai_server):
     assert answer.status_code == 401 and answer.json()["error"]["type"] == "unauthorized"
 
 
+def test_every_error_on_these_routes_takes_openai_shape(openai_server):
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    url = f"{openai_server.base_url}/v1/chat/completions"
+    answers = {
+        "not JSON": requests.post(url, data=b"{", headers={**auth, "Content-Type": "application/json"}, timeout=5),
+        "a form": requests.post(url, data={"a": "b"}, headers=auth, timeout=5),
+        "a wrong method": requests.get(url, headers=auth, timeout=5),
+        "a bad field": requests.post(url, json={"messages": HELLO, "temperature": "hot"}, headers=auth, timeout=5),
+    }
+    statuses = {what: answer.status_code for what, answer in answers.items()}
+    assert statuses == {"not JSON": 400, "a form": 415, "a wrong method": 405, "a bad field": 400}
+    for answer in answers.values():
+        assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
+    assert answers["a bad field"].json()["error"]["param"] == "temperature"
+
+
 def test_streamed_chat_completion_carries_the_text_as_it_comes(client, openai_server):
     stream = client.chat.completions.create(
         model="x",
