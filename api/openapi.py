@@ -127,7 +127,8 @@ _ID_PATTERNS = {"job_id": f"^{JOB_ID_PATTERN.pattern}$", "batch_id": f"^{BATCH_I
 
 
 def _finish(generated: dict[str, Any]) -> dict[str, Any]:
-    """What spectree can't say on its own: id shapes, JSONL batch bodies and the JSONL results answer."""
+    """What spectree can't say on its own: id shapes, JSONL batch bodies, the JSONL results answer and the
+    event stream."""
     document_ = copy.deepcopy(generated)
     for path_item in document_["paths"].values():
         for operation in path_item.values():
@@ -142,6 +143,8 @@ def _finish(generated: dict[str, Any]) -> dict[str, Any]:
         batch_body[media_type] = {"schema": line_schema}
     results = document_["paths"]["/batches/{batch_id}/results"]["get"]["responses"]["200"]
     results["content"] = {"application/jsonl": {"schema": {"type": "string"}}}
+    events = document_["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]
+    events["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
     for path in STREAMING_PATHS:
         # With `stream: true` the same 200 comes as server-sent events: OpenAI's chunks, then `data: [DONE]`.
         answer = document_["paths"][path]["post"]["responses"]["200"]

@@ -15,6 +15,7 @@ adds it, so a process that follows many jobs hears new entries without reading R
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ TOKEN = "token"
 START = "0-0"  # the id before every entry: reading after it replays the whole stream
 # Entries besides one attempt's tokens: its status changes and a final remainder, with room to spare.
 STATUS_ENTRIES_ROOM = 64
+# A stream id: milliseconds, then a sequence number; 19 digits each keeps both below Redis's limit of 2**64.
+EVENT_ID_PATTERN = re.compile("[0-9]{1,19}(-[0-9]{1,19})?")
 
 # Adds one entry and publishes it with the id Redis gave it (only a script knows that id inside a transaction).
 # KEYS: the stream, the channel. ARGV: kind, value, cap (0: none), "1" to add only to a stream that exists (a token
@@ -75,9 +78,8 @@ def id_order(event_id: str) -> tuple[int, int]:
 
 
 def is_event_id(value: str) -> bool:
-    """Whether `value` is a stream id as `read` takes it (`<ms>-<seq>` or `<ms>`, decimal)."""
-    millis, _, sequence = value.partition("-")
-    return millis.isdigit() and len(millis) <= 20 and (sequence == "" or (sequence.isdigit() and len(sequence) <= 20))
+    """Whether `value` is a stream id as clients send it back (`<ms>-<seq>` or `<ms>`, as EVENT_ID_PATTERN says)."""
+    return EVENT_ID_PATTERN.fullmatch(value) is not None
 
 
 def event_from(event_id: str, kind: str, value: str) -> StreamEvent:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from core.jobs import utc_now_iso
 from core.settings import Settings
 from core.store import JobStore, connect
+from core.token_stream import TokenStreams, entries_cap
 from worker.batching_engine import BatchingEngine
 from worker.generation import Engine
 from worker.model_loading import choose_device, gpu_name, load_model, pin_visible_gpu
@@ -15,6 +16,7 @@ from worker.resources import ResourceSampler, log_resources, setup_resource_logg
 from worker.runner import WorkerRuntime
 from worker.running_jobs import RunningJobs
 from worker.sequential_engine import SequentialEngine
+from worker.token_publisher import TokenPublisher
 
 log = logging.getLogger("llm.worker")
 
@@ -71,4 +73,7 @@ def build_runtime(
         started_at=utc_now_iso(),
         republish=republish,
         running=RunningJobs(store),
+        publisher=TokenPublisher(
+            TokenStreams(store.redis, max_entries=entries_cap(settings.max_tokens_limit)), loaded.tokenizer
+        ),
     )
