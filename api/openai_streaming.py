@@ -18,12 +18,8 @@ from core.completion_stream import CompletionStream
 from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs import Job
 from core.openai_translation import OpenAIRequest, StreamChunks, created_at
-from core.token_stream import TokenStreams
 
 log = logging.getLogger("llm.api")
-
-# A comment line on an idle stream (a job still queued), so proxies and clients don't time it out.
-KEEP_ALIVE_S = 15.0
 
 
 def streamed_answer(
@@ -34,7 +30,8 @@ def streamed_answer(
     chunks = StreamChunks(
         request.endpoint, job.id, created_at(job), svc.settings.served_model_name, request.include_usage
     )
-    stream = CompletionStream(job.id, chunks, TokenStreams(svc.store.redis), svc.store, svc.settings.sync_wait_seconds)
+    stream = CompletionStream(job.id, owner, chunks, svc.job_events, svc.settings.sync_wait_seconds)
+    keep_alive_s = svc.settings.sse_keepalive_seconds
 
     left = threading.Event()
 
@@ -52,7 +49,7 @@ def streamed_answer(
                     if chunk is not None:
                         last_write = time.monotonic()
                         yield _event(chunk)
-                    elif time.monotonic() - last_write >= KEEP_ALIVE_S:
+                    elif time.monotonic() - last_write >= keep_alive_s:
                         last_write = time.monotonic()
                         yield b": keep-alive\n\n"
                 ended = True

@@ -1,85 +1,62 @@
-"""Following one job's event stream (core/token_stream.py) as the chunks of a streamed OpenAI answer.
+"""Following one job's events (core/job_events.py) as the chunks of a streamed OpenAI answer.
 
-The text goes out as the worker writes it; once the stream tells of the job's end, the job itself says how it
-ended: the finish reason, the usage, or the error. Nothing here writes to the client: the caller does, and between
-reads (each waits at most TICK_S) it may look whether its client is still there.
+The text goes out as the worker writes it; the finished job then says how it ended: the finish reason and the
+usage, or the error. Nothing here writes to the client: the caller does, and it gets a tick (None) at least every
+`tick_s` while nothing happens, to keep the connection alive.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import redis
-
-from core.errors import ErrorType, StoreUnavailable
+from core.errors import ErrorType
+from core.job_events import Completed, JobEvents, KeepAlive
 from core.jobs import Job, JobStatus
 from core.openai_translation import StreamChunks, error_body
-from core.store import JobStore
-from core.token_stream import START, STATUS, TOKEN, TokenStreams
+from core.token_stream import STATUS, TOKEN, StreamEvent
 
-log = logging.getLogger("llm.api")
-
-# How long one read of the stream waits for news; the caller gets a tick (None) after each empty read.
-TICK_S = 0.25
-# A job's end is normally heard on its stream; it is also read from the job this often, in case the stream is gone.
-JOB_RECHECK_S = 2.0
-_TERMINAL = {status.value for status in JobStatus if status.is_terminal}
+# The most a follower waits for news before it ticks (and looks at its deadline).
+TICK_S = 1.0
 
 
 @dataclass
 class CompletionStream:
-    """The chunks of one job's streamed answer: `None` items are ticks, yielded after each read with no news."""
+    """The chunks of one job's streamed answer, for at most `wait_s`; `None` items are ticks."""
 
     job_id: str
+    owner: str
     chunks: StreamChunks
-    streams: TokenStreams
-    store: JobStore
+    events: JobEvents
     wait_s: float
 
     def __iter__(self) -> Iterator[dict | None]:
         opening = self.chunks.opening()
         if opening is not None:
             yield opening
-        sent: list[str] = []
-        after = START
         deadline = time.monotonic() + self.wait_s
-        recheck_at = time.monotonic() + JOB_RECHECK_S
-        while True:
-            ended, news = False, False
-            try:
-                wait_ms = int(min(TICK_S, deadline - time.monotonic()) * 1000)
-                events = self.streams.read(self.job_id, after, block_ms=max(wait_ms, 1))
-            except redis.RedisError as error:  # Redis away for a moment: the job goes on; try again next tick
-                log.warning("stream of job %s unreadable for now: %s", self.job_id, error)
-                events = []
-                time.sleep(TICK_S)
-            for event in events:
-                after = event.event_id
-                if event.kind == TOKEN and event.data["text"]:
-                    sent.append(event.data["text"])
-                    news = True
-                    yield self.chunks.text(event.data["text"])
-                elif event.kind == STATUS and event.data["status"] == JobStatus.QUEUED and sent:
-                    # Its worker died or stopped: the job runs again from the start, and the text sent can't be
-                    # taken back. The job goes on; its result stays at GET /jobs/<id>.
-                    yield self._error(
-                        "the job went back to the queue after its worker stopped and will start its text again; "
-                        f"read its result at /jobs/{self.job_id}",
-                        "server_error",
-                        ErrorType.GENERATION_ERROR,
-                    )
-                    return
-                elif event.kind == STATUS and event.data["status"] in _TERMINAL:
-                    ended = True
-                    break
-            if not ended and time.monotonic() >= recheck_at:
-                recheck_at = time.monotonic() + JOB_RECHECK_S
-                ended = self._job_has_ended()
-            if ended:
-                yield from self._ending("".join(sent))
+        # The process's followers, ticking often enough for this stream's deadline.
+        events = JobEvents(
+            self.events.store, self.events.streams, self.events.listener, keepalive_s=min(TICK_S, self.wait_s)
+        )
+        sent: list[str] = []
+        for item in events.follow(self.job_id, self.owner, None):
+            if isinstance(item, Completed):
+                yield from self._ending(Job.model_validate(item.job), "".join(sent))
+                return
+            if isinstance(item, StreamEvent) and item.kind == TOKEN and item.data["text"]:
+                sent.append(item.data["text"])
+                yield self.chunks.text(item.data["text"])
+            elif isinstance(item, StreamEvent) and item.kind == STATUS and item.data["status"] == "queued" and sent:
+                # Its worker died or stopped: the job runs again from the start, and the text sent can't be taken
+                # back. The job goes on; its result stays at GET /jobs/<id>.
+                yield self._error(
+                    "the job went back to the queue after its worker stopped and will start its text again; "
+                    f"read its result at /jobs/{self.job_id}",
+                    "server_error",
+                    ErrorType.GENERATION_ERROR,
+                )
                 return
             if time.monotonic() >= deadline:
                 yield self._error(
@@ -88,22 +65,20 @@ class CompletionStream:
                     ErrorType.TIMEOUT,
                 )
                 return
-            if not news:
+            if isinstance(item, KeepAlive):
                 yield None
+        # The follower ends without the finished job only when the job expired meanwhile.
+        yield self._error(f"job {self.job_id} expired", "server_error", ErrorType.NOT_FOUND)
 
-    def _job_has_ended(self) -> bool:
-        try:
-            job = self.store.get(self.job_id)
-        except StoreUnavailable:
-            return False
-        return job is None or job.status.is_terminal
-
-    def _ending(self, streamed: str) -> Iterator[dict]:
-        job = self.store.get(self.job_id)
-        if job is None:
-            yield self._error(f"job {self.job_id} expired", "server_error", ErrorType.NOT_FOUND)
-        elif job.status == JobStatus.SUCCEEDED:
-            yield from self._success(job, streamed)
+    def _ending(self, job: Job, streamed: str) -> Iterator[dict]:
+        if job.status == JobStatus.SUCCEEDED:
+            text = job.output.text if job.output is not None else ""
+            # The events carry the job's whole text; should a last piece be missing from them, it is sent here.
+            if len(text) > len(streamed) and text.startswith(streamed):
+                yield self.chunks.text(text[len(streamed) :])
+            yield self.chunks.finish(job.output.finish_reason if job.output is not None else None)
+            if self.chunks.include_usage:
+                yield self.chunks.usage(job)
         elif job.status == JobStatus.FAILED:
             error = job.error
             invalid = error is not None and error.type == ErrorType.INVALID_INPUT
@@ -112,15 +87,6 @@ class CompletionStream:
             yield self._error(message, "invalid_request_error" if invalid else "server_error", code)
         else:
             yield self._error(f"job {self.job_id} was canceled before it finished", "invalid_request_error", "canceled")
-
-    def _success(self, job: Job, streamed: str) -> Iterator[dict]:
-        text = job.output.text if job.output is not None else ""
-        # The stream carries the job's whole text; should a last piece be missing from it, it is sent here.
-        if len(text) > len(streamed) and text.startswith(streamed):
-            yield self.chunks.text(text[len(streamed) :])
-        yield self.chunks.finish(job.output.finish_reason if job.output is not None else None)
-        if self.chunks.include_usage:
-            yield self.chunks.usage(job)
 
     def _error(self, message: str, error_type: str, code: str) -> dict:
         return error_body(message, error_type, code=str(code))

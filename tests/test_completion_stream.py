@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 
 from core.completion_stream import CompletionStream
+from core.job_event_listener import JobEventListener
+from core.job_events import JobEvents
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.openai_translation import Endpoint, StreamChunks
 from core.token_stream import TokenStreams
@@ -19,7 +21,8 @@ def _job(store) -> Job:
 
 def _follow(store, job: Job, *, wait_s: float = 30, include_usage: bool = True) -> CompletionStream:
     chunks = StreamChunks(Endpoint.CHAT_COMPLETIONS, job.id, 0, "demo", include_usage)
-    return CompletionStream(job.id, chunks, TokenStreams(store.redis), store, wait_s)
+    events = JobEvents(store, TokenStreams(store.redis), JobEventListener(store.redis), keepalive_s=15)
+    return CompletionStream(job.id, job.owner, chunks, events, wait_s)
 
 
 def _succeed(store, job_id: str, text: str, reason: str = "stop") -> None:
