@@ -16,11 +16,13 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 
-from api.schemas import ErrorBody
+from api.schemas import ErrorBody, OpenAIErrorBody
 from core.batches import BATCH_ID_PATTERN, BatchRequestLine
 from core.jobs import JOB_ID_PATTERN
 
 OPENAPI_PATH = "/openapi.json"
+# Routes that answer a request with `stream: true` as server-sent events.
+STREAMING_PATHS = ("/v1/chat/completions", "/v1/completions")
 DOCS_PATH = "/docs"
 # Bodies of `POST /batches` with one request per line, besides JSON.
 JSONL_MEDIA_TYPES = ("application/jsonl", "application/x-ndjson", "application/x-jsonlines")
@@ -39,6 +41,14 @@ ERROR_MEANINGS = {
     500: "The generation failed on the worker (error.type says why; error.job_id names the job).",
     503: "The queue is full or Redis is unreachable; Retry-After says when to try again.",
     504: "The synchronous wait ran out; the job goes on (error.job_id names it).",
+}
+
+OPENAI_ERROR_MEANINGS = {
+    **ERROR_MEANINGS,
+    400: "Invalid input, naming the field in `param` (a parameter this server can't honour, such as n > 1, is "
+    "refused by name), or a body that is not JSON; nothing was stored or enqueued.",
+    404: "No such model (only the served one is listed), or no such route.",
+    409: "The job was canceled before it finished.",
 }
 
 spec = SpecTree(
@@ -73,12 +83,17 @@ def document(
     json: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     public: bool = False,
+    openai: bool = False,
 ) -> Callable:
-    """Describe a route in the OpenAPI document (answers, error statuses, body and query models); validates nothing."""
+    """Describe a route in the OpenAPI document (answers, error statuses, body and query models); validates nothing.
+
+    `openai` routes answer errors in OpenAI's shape, with a 400 for invalid input.
+    """
     codes: dict[str, Any] = {f"HTTP_{status}": model for status, model in answers.items()}
     if not public:  # every route but the probes counts against the caller's request rate
         errors = (*errors, 429)
-    codes.update({f"HTTP_{status}": (ErrorBody, ERROR_MEANINGS[status]) for status in errors})
+    error_model, meanings = (OpenAIErrorBody, OPENAI_ERROR_MEANINGS) if openai else (ErrorBody, ERROR_MEANINGS)
+    codes.update({f"HTTP_{status}": (error_model, meanings[status]) for status in errors})
     describe = spec.validate(
         json=json,
         query=query,
@@ -114,7 +129,7 @@ _ID_PATTERNS = {"job_id": f"^{JOB_ID_PATTERN.pattern}$", "batch_id": f"^{BATCH_I
 
 def _finish(generated: dict[str, Any]) -> dict[str, Any]:
     """What spectree can't say on its own: id shapes, JSONL batch bodies, the JSONL results answer and the
-    metrics' plain text."""
+    event stream, the metrics' plain text."""
     document_ = copy.deepcopy(generated)
     for path_item in document_["paths"].values():
         for operation in path_item.values():
@@ -132,6 +147,12 @@ def _finish(generated: dict[str, Any]) -> dict[str, Any]:
     metrics = document_["paths"]["/metrics"]["get"]["responses"]["200"]
     metrics["description"] = "The Prometheus text exposition format."
     metrics["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    events = document_["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]
+    events["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+    for path in STREAMING_PATHS:
+        # With `stream: true` the same 200 comes as server-sent events: OpenAI's chunks, then `data: [DONE]`.
+        answer = document_["paths"][path]["post"]["responses"]["200"]
+        answer["content"]["text/event-stream"] = {"schema": {"type": "string"}}
     return document_
 
 
