@@ -100,7 +100,7 @@ class ConsumerCanary:
         finally:
             with self._lock:
                 if self._pending is not None:
-                    self._paused_s += time.monotonic() - self._busy_consumer_since
+                    self._paused_s += time.monotonic() - max(self._busy_consumer_since, self._pending.sent_at)
                 self._busy_consumer_since = None
 
     # -------------------------------------------------------------- the watching thread's side
