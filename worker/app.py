@@ -18,11 +18,12 @@ from celery import Celery
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from broker.app import new_celery_app
+from broker.canary import canary_queue
 from broker.names import CANARY_TASK_NAME, GENERATE_TASK_NAME
 from broker.publisher import JobPublisher
 from core.errors import StoreUnavailable
 from core.settings import Settings
-from worker.consumer_canary import ConsumerCanary, canary_queue
+from worker.consumer_canary import ConsumerCanary
 from worker.generation import Engine
 from worker.runner import WorkerRuntime, run_job
 
