@@ -10,3 +10,12 @@ PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6, "batch": 9}
 def priority_step(priority: str) -> int:
     """The kombu priority step of a job's priority (an unknown one counts as normal)."""
     return PRIORITY_STEPS.get(priority, PRIORITY_STEPS["normal"])
+
+
+# Each GPU worker also reads a queue of its own, where it sends itself canaries (worker/consumer_canary.py).
+CANARY_TASK_NAME = "llm.canary"
+
+
+def canary_queue_name(gpu_queue: str, worker_token: str) -> str:
+    """The canary queue of the worker process identified by `worker_token` (unique per process)."""
+    return f"{gpu_queue}.canary.{worker_token}"

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # One line per execution (job, attempt, worker), kept outside Redis: an audit of what really ran.
     execution_log: Path | None = None
     redis_socket_timeout_seconds: float = Field(2.0, gt=0)
+    # Stuck consumers (the worker lives, its Celery consumer takes nothing): every CANARY_INTERVAL_SECONDS the GPU
+    # worker sends itself a canary through its consumer; one not consumed within CANARY_TIMEOUT_SECONDS (while
+    # Redis takes writes) makes it hand its jobs back and exit for its supervisor to restart it. 0 switches it off.
+    canary_interval_seconds: float = Field(5.0, gt=0)
+    canary_timeout_seconds: float = Field(45.0, ge=0)
     # The API's edge. API_HOST: where the API listens (`make run`) or is published on the host (compose);
     # beyond loopback without API_KEYS it refuses to start unless ALLOW_OPEN_API=true says that is meant.
     api_host: str = "127.0.0.1"

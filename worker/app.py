@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Callable
@@ -17,10 +18,12 @@ from celery import Celery
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from broker.app import new_celery_app
-from broker.names import GENERATE_TASK_NAME
+from broker.canary import canary_queue
+from broker.names import CANARY_TASK_NAME, GENERATE_TASK_NAME
 from broker.publisher import JobPublisher
 from core.errors import StoreUnavailable
 from core.settings import Settings
+from worker.consumer_canary import ConsumerCanary
 from worker.generation import Engine
 from worker.runner import WorkerRuntime, run_job
 
@@ -30,6 +33,7 @@ log = logging.getLogger("llm.worker")
 WATCHDOG_GRACE_S = 30.0
 HUNG_ENGINE_EXIT_CODE = 71
 MODEL_LOAD_FAILED_EXIT_CODE = 3
+STUCK_CONSUMER_EXIT_CODE = 72
 
 
 class GpuWorker:
@@ -41,14 +45,21 @@ class GpuWorker:
         self.wrap_engine = wrap_engine
         self.runtime: WorkerRuntime | None = None
         self._stop_background = threading.Event()
+        # Unique to this process: a worker restarted in the same container has the same hostname and often the
+        # same pid (the container's init starts it first every time), and must not pass for the one that died.
+        self.token = secrets.token_hex(4)
+        self.canary_queue = canary_queue(settings.gpu_queue, self.token)
+        self.canary = ConsumerCanary(
+            settings.canary_interval_seconds, settings.canary_timeout_seconds, send=self._send_canary
+        )
+        self._stop_canary = threading.Event()
 
     def load(self, sender=None, **_kwargs) -> None:
         """worker_init: load the model once, before the worker takes its first job."""
         from worker.startup import build_runtime
 
         hostname = getattr(sender, "hostname", None) or f"gpu@{socket.gethostname()}"
-        # Unique per process: a restarted worker on the same host must not pass for the one that died.
-        name = f"{hostname}#{os.getpid()}"
+        name = f"{hostname}#{os.getpid()}-{self.token}"
         try:
             with _startup_logging():
                 self.runtime = build_runtime(
@@ -62,26 +73,70 @@ class GpuWorker:
             log.critical("the model could not be loaded: the worker exits", exc_info=True)
             logging.shutdown()
             os._exit(MODEL_LOAD_FAILED_EXIT_CODE)
+        self._warn_about_namesakes(hostname)
+
+    def _warn_about_namesakes(self, hostname: str) -> None:
+        """Two live workers with one hostname still work (each has its own name in Redis), but the operator can't
+        tell their log lines, Flower rows or `/readyz` entries apart."""
+        with contextlib.suppress(StoreUnavailable):
+            namesakes = [
+                worker["name"]
+                for worker in self.runtime.store.live_workers()
+                if worker["name"].rsplit("#", 1)[0] == hostname
+            ]
+            if namesakes:
+                log.warning(
+                    "another live worker has the hostname %s (%s): give each worker its own `--hostname`, "
+                    "e.g. gpu0@%%h and gpu1@%%h",
+                    hostname,
+                    ", ".join(namesakes),
+                )
 
     def run(self, job_id: str) -> None:
         """The task: run the stored job with this id."""
         if self.runtime is None:
             raise RuntimeError("the worker runtime is not loaded (not started through `python -m worker`?)")
-        run_job(self.runtime, job_id)
+        if self.settings.max_batch_size == 1:
+            # The solo pool runs the job on the consumer's own thread: it reads no message meanwhile.
+            with self.canary.consumer_busy():
+                run_job(self.runtime, job_id)
+        else:
+            run_job(self.runtime, job_id)
+
+    def canary_received(self, sequence: int) -> None:
+        """The canary task's body: never run, as its Strategy handles the message in the consumer itself."""
+
+    def _send_canary(self, sequence: int) -> None:
+        self.celery_app.send_task(
+            CANARY_TASK_NAME, args=[sequence], queue=self.canary_queue.name, priority=0, retry=False
+        )
+
+    def _consumer_stopped(self, reason: str) -> None:
+        """The consumer takes no more messages, yet the process lives: only a new process gets a new consumer."""
+        runtime = self.runtime
+        if self._stop_canary.is_set() or runtime.dying.is_set():
+            return  # stopping anyway
+        runtime.engine.stop_admitting()  # jobs waiting for a place go back to the queue at once
+        runtime.stopping.set()  # running ones too, at their next step
+        runtime.exit_after_hand_back(reason, code=STUCK_CONSUMER_EXIT_CODE)
 
     def announce(self, sender=None, **_kwargs) -> None:
         """worker_ready: start the heartbeat, the cancel poller and the engine watchdog."""
         runtime = self.runtime
-        for target, name in (
+        threads = [
             (self._heartbeat_loop, "heartbeat"),
             (self._watchdog_loop, "watchdog"),
             (lambda: runtime.running.poll_cancels_until(self._stop_background), "cancel-poller"),
-        ):
+        ]
+        if self.settings.canary_timeout_seconds > 0:
+            threads.append((lambda: self.canary.watch(self._stop_canary, self._consumer_stopped), "consumer-canary"))
+        for target, name in threads:
             threading.Thread(target=target, name=name, daemon=True).start()
 
     def begin_grace(self, **_kwargs) -> None:
         """SIGTERM: Celery stops taking jobs; jobs still waiting for a slot go back to the queue at once, running
         ones get SHUTDOWN_GRACE_SECONDS, then go back to the queue too."""
+        self._stop_canary.set()  # Celery stops consuming now: that is no stuck consumer
         if self.runtime is None:
             return
         log.warning("stopping: running jobs have %.0f s to finish", self.settings.shutdown_grace_seconds)
@@ -93,6 +148,7 @@ class GpuWorker:
     def withdraw(self, **_kwargs) -> None:
         """worker_shutdown: stop announcing this worker and stop the engine's threads."""
         self._stop_background.set()
+        self._stop_canary.set()
         if self.runtime is not None:
             self.runtime.stopping.set()
             self.runtime.engine.shutdown()
@@ -107,6 +163,7 @@ class GpuWorker:
                 runtime.store.register_worker(runtime.worker_name, self._info(), ttl_s=interval_s * 3)
             except StoreUnavailable as error:
                 log.warning("heartbeat not written: %s", error)
+                self.canary.store_failed()
             self._stop_background.wait(interval_s)
 
     def _watchdog_loop(self) -> None:
@@ -137,6 +194,8 @@ class GpuWorker:
             # Live figures for GET /metrics and the metrics history, as fresh as the heartbeat.
             "resources": runtime.sampler.sample().model_dump(),
             "running_jobs": runtime.running.count(),
+            "canary_queue": self.canary_queue.name,
+            **self.canary.describe(),
         }
 
 
@@ -153,6 +212,11 @@ def create_worker_app(settings: Settings, *, wrap_engine: Callable[[Engine], Eng
         celery_app.conf.worker_concurrency = 1
     worker = GpuWorker(settings, celery_app, wrap_engine)
     celery_app.task(name=GENERATE_TASK_NAME, ignore_result=True, acks_late=True)(worker.run)
+    celery_app.task(name=CANARY_TASK_NAME, ignore_result=True, Strategy=worker.canary.strategy)(worker.canary_received)
+    # The canary's queue first: at equal priority the consumer's next free place goes to a waiting canary.
+    queues = celery_app.amqp.queues
+    queues.add(worker.canary_queue)
+    queues.select([worker.canary_queue.name, settings.gpu_queue])
     worker_init.connect(worker.load, weak=False)
     worker_ready.connect(worker.announce, weak=False)
     worker_shutting_down.connect(worker.begin_grace, weak=False)

@@ -61,12 +61,15 @@ class FaultLab:
         self.processes.append(process)
         return process
 
-    def start_worker(self, name: str = "gpu", *, fault: str | None = None, **extra: str) -> subprocess.Popen:
+    def start_worker(
+        self, name: str = "gpu", *, fault: str | None = None, fault_args: tuple[str, ...] = (), **extra: str
+    ) -> subprocess.Popen:
         """A GPU worker (CPU here), ready once it has announced its loaded model; `fault` names a wrapper of
-        tests/fault_engines.py to put around its engine."""
+        tests/fault_engines.py to put around its engine, `fault_args` other options of tests/fault_worker.py."""
         command = worker_command(f"{name}@%h")
-        if fault is not None:
-            command = [sys.executable, "-m", "tests.fault_worker", fault, "--hostname", f"{name}@%h"]
+        if fault is not None or fault_args:
+            wrapper = [fault] if fault is not None else []
+            command = [sys.executable, "-m", "tests.fault_worker", *wrapper, "--hostname", f"{name}@%h", *fault_args]
         process = self._spawn(command, name, self.env(**extra))
         wait_for_worker(self.store, process, name, timeout_s=120)
         return process
