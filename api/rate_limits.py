@@ -33,7 +33,7 @@ def _refuse(breached: RequestLimit) -> None:
 
 
 def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
-    """Count every request but the probes and the console's files against the caller's rate; None when RATE_LIMIT is off."""
+    """Count every request but the probes and the console's files against the caller's rate; None when off."""
     if not settings.rate_limit:
         return None
     timeout_s = settings.redis_socket_timeout_seconds

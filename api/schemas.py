@@ -85,8 +85,7 @@ class BatchView(BaseModel):
         "before any job starts."
     )
     eta_seconds: float | None = Field(
-        description="Seconds until every line is done at the pace so far; 0 once done, null before any line "
-        "finishes."
+        description="Seconds until every line is done at the pace so far; 0 once done, null before any line finishes."
     )
     webhook: WebhookRecord | None
     metadata: dict[str, str]
