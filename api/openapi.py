@@ -28,7 +28,8 @@ JSONL_MEDIA_TYPES = ("application/jsonl", "application/x-ndjson", "application/x
 ERROR_MEANINGS = {
     400: "The body is not JSON (or not UTF-8).",
     401: "API keys are configured and none, or a wrong one, was sent.",
-    403: "This API key may not ask for this (`priority: high` without being in HIGH_PRIORITY_KEYS).",
+    403: "This API key may not ask for this (`priority: high` without being in HIGH_PRIORITY_KEYS), or, with "
+    "API_KEYS unset, a caller on another machine asked for metrics.",
     404: "No such job or batch for this API key (an id not shaped like one is never looked up), or no such route.",
     409: "The job or batch is in a state that refuses this (cancel of a finished one; a canceled sync job).",
     413: "The body is larger than MAX_BODY_BYTES (MAX_BATCH_BODY_BYTES for batches).",
@@ -112,7 +113,8 @@ _ID_PATTERNS = {"job_id": f"^{JOB_ID_PATTERN.pattern}$", "batch_id": f"^{BATCH_I
 
 
 def _finish(generated: dict[str, Any]) -> dict[str, Any]:
-    """What spectree can't say on its own: id shapes, JSONL batch bodies and the JSONL results answer."""
+    """What spectree can't say on its own: id shapes, JSONL batch bodies, the JSONL results answer and the
+    metrics' plain text."""
     document_ = copy.deepcopy(generated)
     for path_item in document_["paths"].values():
         for operation in path_item.values():
@@ -127,6 +129,9 @@ def _finish(generated: dict[str, Any]) -> dict[str, Any]:
         batch_body[media_type] = {"schema": line_schema}
     results = document_["paths"]["/batches/{batch_id}/results"]["get"]["responses"]["200"]
     results["content"] = {"application/jsonl": {"schema": {"type": "string"}}}
+    metrics = document_["paths"]["/metrics"]["get"]["responses"]["200"]
+    metrics["description"] = "The Prometheus text exposition format."
+    metrics["content"] = {"text/plain": {"schema": {"type": "string"}}}
     return document_
 
 

@@ -141,3 +141,41 @@ class BatchQuery(BaseModel):
         description="The batch's webhook, for a JSONL or list body (an envelope's own `webhook` wins).",
         examples=["https://example.com/hooks/batches"],
     )
+
+
+class WorkerMemorySample(BaseModel):
+    """One live GPU worker's memory at a sample (GB, as in the job's resource log; null if it did not say)."""
+
+    name: str = Field(description="The worker's name, as in /readyz and the job's `worker`.")
+    vram_allocated_gb: float | None
+    vram_reserved_gb: float | None
+    ram_used_gb: float | None
+    ram_total_gb: float | None
+
+
+class MetricsSample(BaseModel):
+    """The service at one moment."""
+
+    timestamp: float = Field(description="Unix time in seconds (Redis's clock) when the sample was taken.")
+    queue_depth: int = Field(description="Jobs queued (waiting for the GPU).")
+    jobs_in_flight: int = Field(description="Jobs running.")
+    tokens_total: int = Field(description="Completion tokens of all finished jobs so far (never goes down).")
+    tokens_per_second: float | None = Field(
+        description="Completion tokens counted since the previous sample, per second (tokens are counted when "
+        "their job ends); null for the first sample."
+    )
+    workers: list[WorkerMemorySample] = Field(description="The GPU workers alive at that moment.")
+
+
+class MetricsHistoryView(BaseModel):
+    """Samples of the last `window_seconds`, oldest first, one every `interval_seconds` (an ops worker takes them)."""
+
+    interval_seconds: float
+    window_seconds: int
+    samples: list[MetricsSample]
+
+
+class MetricsHistoryQuery(BaseModel):
+    since: float = Field(
+        0, ge=0, description="Only samples taken after this Unix time (a previous answer's last `timestamp`)."
+    )

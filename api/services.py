@@ -12,6 +12,7 @@ from core.batch_submission import SubmitBatch
 from core.cancellation import CancelBatch, CancelJob
 from core.context_window import ContextWindow
 from core.idempotency import IdempotencyKeys
+from core.metrics_history import MetricsHistory
 from core.settings import Settings
 from core.store import JobStore
 from core.submission import JobQueue, SubmitJob
@@ -46,6 +47,7 @@ class Services:
     cancel_job: CancelJob
     cancel_batch: CancelBatch
     wait_slots: WaitSlots
+    metrics_history: MetricsHistory
 
     @classmethod
     def build(cls, settings: Settings, store: JobStore, queue: JobQueue | None = None) -> Services:
@@ -63,4 +65,7 @@ class Services:
             cancel_job=CancelJob(store),
             cancel_batch=CancelBatch(batches),
             wait_slots=WaitSlots(store.redis, limit=settings.max_waits_per_key, wait_s=settings.sync_wait_seconds),
+            metrics_history=MetricsHistory(
+                store.redis, interval_s=settings.metrics_sample_seconds, window_s=settings.metrics_history_seconds
+            ),
         )

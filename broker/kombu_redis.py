@@ -18,7 +18,15 @@ _KOMBU_UNACKED_INDEX_KEY = "unacked_index"
 
 def priority_list_names(queue: str) -> list[str]:
     """The Redis lists that hold the queue's messages, one per priority step."""
-    return [queue if step == 0 else f"{queue}{_KOMBU_PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS.values()]
+    return list(priority_lists(queue).values())
+
+
+def priority_lists(queue: str) -> dict[str, str]:
+    """Each priority (`high`, `normal`, `low`, `batch`) and the Redis list holding its messages on the queue."""
+    return {
+        priority: queue if step == 0 else f"{queue}{_KOMBU_PRIORITY_SEPARATOR}{step}"
+        for priority, step in PRIORITY_STEPS.items()
+    }
 
 
 def waiting_message_count(client: redis.Redis, queue: str) -> int:

@@ -29,3 +29,11 @@ OPEN_BATCHES_KEY = "llm:batches:open"  # set: batches not completed yet, swept b
 QUEUED_PER_OWNER_KEY = "llm:jobs:queued-per-owner"  # hash: owner -> jobs queued now, moved by every transition
 WAIT_SLOTS_KEY = "llm:waits:owner:{owner}"  # sorted set: the owner's sync waits in flight by when each lapses
 RATE_LIMIT_KEY_PREFIX = "llm:ratelimit"  # flask-limiter's per-key request counters start with this
+# Metrics (core/service_metrics.py, core/metrics_history.py). Counters and histograms never expire: like a
+# Prometheus counter they only grow, and a scraper reads a reset (Redis emptied) as a restart.
+METRICS_COUNTERS_KEY = "llm:metrics:counters"  # hash: "<counter>" or "<counter>:<label>" -> running total
+METRICS_HISTOGRAM_KEY = "llm:metrics:histogram:{name}"  # hash: bucket bound ("+Inf" last) -> count, "sum", "count"
+METRICS_HISTORY_KEY = "llm:metrics:history"  # list: JSON samples, oldest first, trimmed to METRICS_HISTORY_SECONDS
+# Exists for one sampling period once a sampler has taken that period's sample (SET NX), so several ops workers
+# never add two samples for one period; expires after two periods.
+METRICS_SAMPLE_CLAIM_KEY = "llm:metrics:history:claim:{slot}"

@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     # Ports a callback URL may name; WEBHOOK_ALLOW_PRIVATE=true also lets local receivers use any port.
     webhook_allowed_ports: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [80, 443])
 
+    # The metrics history for the console: one sample every METRICS_SAMPLE_SECONDS (taken by an ops worker),
+    # kept for METRICS_HISTORY_SECONDS.
+    metrics_sample_seconds: float = Field(5.0, ge=0.2, le=3600)
+    metrics_history_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    # logs/jobs.jsonl: one line per finished job, rotated past JOB_LOG_MAX_BYTES (5 old files kept). Prompts and
+    # outputs are user data: they are written only when LOG_PROMPTS=true.
+    job_log_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    log_prompts: bool = False
+
     # Fairness at the API edge, per API key (with API_KEYS unset every caller is one owner and shares them).
     # Requests per key (flask-limiter syntax, e.g. "600/minute" or "20/second;600/minute"); "" switches it off.
     rate_limit: str = "600/minute"

@@ -1,5 +1,6 @@
 """What a job's status change sets off, for both stores: staged in the change's own transaction (webhook
-outbox, batch counters, index expiry, the done message), or run once it is committed (completing its batch)."""
+outbox, batch counters, index expiry, the done message, the service's metrics), or run once it is committed
+(completing its batch)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from core.keys import (
 )
 from core.owner_index import stage_index_expiry
 from core.redis_transactions import watched_update
+from core.service_metrics import stage_job_finished
 from core.webhook_queue import stage_delivery
 from core.webhooks import EVENT_COMPLETED, event_for_status, new_batch_delivery, new_delivery_for
 
@@ -45,6 +47,7 @@ def stage_transition_effects(pipe: redis.client.Pipeline, job: Job, from_status:
         stage_queued_count(pipe, job.owner, 1)
     if job.status.is_terminal:
         pipe.publish(JOB_DONE_CHANNEL.format(job_id=job.id), job.status.value)
+        stage_job_finished(pipe, job)
 
 
 def stage_queued_count(pipe: redis.client.Pipeline, owner: str, change: int) -> None:

@@ -1,4 +1,5 @@
-"""The ops worker's process: the reconciler on a thread of its own, webhook delivery on the main one.
+"""The ops worker's process: the reconciler and the metrics sampler on threads of their own, webhook delivery on
+the main one.
 
 Run it with `python -m ops`. Several may run: they never take the same delivery, and the reconciler's moves are
 transactions that a second one finds already done.
@@ -14,6 +15,7 @@ from broker.publisher import JobPublisher
 from core.settings import get_settings
 from core.store import JobStore, connect
 from core.webhook_queue import WebhookQueue
+from ops.metrics_sampler import MetricsSampler
 from ops.reconciler import Reconciler
 from ops.webhook_delivery import WebhookSender
 
@@ -32,6 +34,9 @@ def main() -> int:
     reconciler = Reconciler(settings, store, JobPublisher(settings))
     threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True).start()
     log.info("reconciler running every %g s", settings.reconcile_interval_seconds)
+    sampler = MetricsSampler(settings, client)
+    threading.Thread(target=sampler.run, args=(stop,), name="metrics-sampler", daemon=True).start()
+    log.info("metrics history sampled every %g s", settings.metrics_sample_seconds)
     if settings.webhook_secret is None:
         # The API refuses webhook jobs without a secret, so there is nothing to deliver.
         log.warning("WEBHOOK_SECRET is not set: webhooks are disabled")

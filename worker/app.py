@@ -134,6 +134,9 @@ class GpuWorker:
             "max_batch_size": self.settings.max_batch_size,
             "started_at": runtime.started_at,
             "model_load_seconds": round(runtime.model_load_seconds, 3),
+            # Live figures for GET /metrics and the metrics history, as fresh as the heartbeat.
+            "resources": runtime.sampler.sample().model_dump(),
+            "running_jobs": runtime.running.count(),
         }
 
 

@@ -45,6 +45,11 @@ class RunningJobs:
             if not self._jobs:
                 self._emptied.notify_all()
 
+    def count(self) -> int:
+        """How many jobs run now (the batch's occupancy, reported in the heartbeat)."""
+        with self._lock:
+            return len(self._jobs)
+
     def canceled(self, job_id: str) -> bool:
         """Whether a cancel of this job was seen at the last poll."""
         with self._lock:

@@ -40,7 +40,7 @@ def _may_see_details() -> bool:
     """Worker hosts, pids and the model are for a caller with a valid key, or, with no keys set, a local one."""
     keys = services().settings.api_key_values
     if not keys:
-        return _is_local(request.remote_addr)
+        return is_loopback_address(request.remote_addr)
     try:
         owner_of(request, keys)
     except Unauthorized:
@@ -48,7 +48,8 @@ def _may_see_details() -> bool:
     return True
 
 
-def _is_local(address: str | None) -> bool:
+def is_loopback_address(address: str | None) -> bool:
+    """Whether a caller's address is this machine's own (loopback)."""
     try:
         return address is not None and ipaddress.ip_address(address).is_loopback
     except ValueError:
