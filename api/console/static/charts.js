@@ -6,6 +6,8 @@ import { clear, errorBox, every, h } from "./dom.js";
 import { lineChart } from "./line_chart.js";
 
 const REFRESH_MS = 5000;
+const HOUR_MS = 3600_000;
+const MIN_SPAN_MS = 5 * 60_000;
 
 function toMs(timestamp) {
   return typeof timestamp === "number" ? timestamp * 1000 : Date.parse(timestamp);
@@ -47,8 +49,9 @@ export function chartsView(root) {
       return;
     }
     const series = seriesFrom(history);
+    // The last hour, or since the first sample when there is less (a fresh service's lines stay readable).
     const to = Date.now();
-    const from = Math.min(to - 3600_000, ...series.times);
+    const from = Math.max(to - HOUR_MS, Math.min(to - MIN_SPAN_MS, ...series.times));
     clear(note, series.times.length ? `${series.times.length} samples.` : "No samples yet: the ops worker takes them.");
     clear(
       grid,

@@ -8,7 +8,10 @@ export function h(tag, attrs, ...children) {
     if (name.startsWith("on") && typeof value === "function") element.addEventListener(name.slice(2), value);
     else if (name === "class") element.className = value;
     else if (name === "dataset") Object.assign(element.dataset, value);
-    else if (name === "value") element.value = value;
+    else if (name === "value") {
+      if ("defaultValue" in element) element.defaultValue = value; // what a form reset goes back to
+      element.value = value;
+    }
     else if (value === true) element.setAttribute(name, "");
     else element.setAttribute(name, String(value));
   }

@@ -73,7 +73,17 @@ export function jobsView(root, params) {
           h(
             "thead",
             {},
-            h("tr", {}, ["Job", "Status", "Created", "Input", "Tokens", "Generation", ""].map((label) => h("th", {}, label))),
+            h(
+              "tr",
+              {},
+              h("th", {}, "Job"),
+              h("th", {}, "Status"),
+              h("th", { class: "wide-only" }, "Created"),
+              h("th", {}, "Input"),
+              h("th", { class: "wide-only" }, "Tokens"),
+              h("th", { class: "wide-only" }, "Generation"),
+              h("th", {}, ""),
+            ),
           ),
           rows,
         ),
@@ -117,10 +127,10 @@ function jobRow(job, refresh) {
     { dataset: { jobId: job.id, status: job.status } },
     h("td", {}, h("a", { href: `#/jobs/${job.id}`, class: "mono", title: job.id }, shortId(job.id))),
     h("td", {}, statusBadge(job.status)),
-    h("td", {}, formatTime(job.created_at)),
+    h("td", { class: "wide-only" }, formatTime(job.created_at)),
     h("td", { class: "excerpt" }, inputExcerpt(job.input)),
-    h("td", { class: "num" }, job.usage ? job.usage.completion_tokens : "—"),
-    h("td", { class: "num" }, formatSeconds(job.metrics?.generation_seconds)),
+    h("td", { class: "num wide-only" }, job.usage ? job.usage.completion_tokens : "—"),
+    h("td", { class: "num wide-only" }, formatSeconds(job.metrics?.generation_seconds)),
     h("td", {}, CANCELABLE.has(job.status) ? cancelButton(job, refresh) : null),
   );
 }
