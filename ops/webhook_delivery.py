@@ -5,6 +5,7 @@ It retries on the configured schedule. Several senders may run; they never take 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import threading
@@ -17,6 +18,7 @@ from core.batch_store import BatchStore
 from core.callback_urls import CallbackHostUnresolved, CallbackUrlRefused, check_callback_url
 from core.errors import StoreUnavailable
 from core.jobs import utc_now_iso
+from core.service_metrics import count_webhook_attempt
 from core.settings import Settings
 from core.store import JobStore
 from core.webhook_queue import WebhookQueue
@@ -129,6 +131,8 @@ class WebhookSender:
             self.queue.retry_later(delivery, delay)
         else:
             self.queue.finish(delivery)
+        with contextlib.suppress(StoreUnavailable):  # a lost count must not make the attempt look unrecorded
+            count_webhook_attempt(self.store.redis, str(final_state) if final_state is not None else "retrying")
         log.info(
             "%s %s webhook %s attempt %d: %s", delivery.subject, delivery.subject_id, delivery.event, delivery.attempts,
             status if status is not None else error,

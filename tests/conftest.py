@@ -118,6 +118,8 @@ def service_env(redis_url: str, model_dir: Path, log_dir: Path, **extra: str) ->
             "WEBHOOK_ALLOW_PRIVATE": "true",
             "WEBHOOK_RETRY_SCHEDULE_SECONDS": TEST_RETRY_SCHEDULE,
             "WEBHOOK_TIMEOUT_SECONDS": "3",
+            # The ops worker samples the metrics history every second, so its tests see it grow quickly.
+            "METRICS_SAMPLE_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
             "TOKENIZERS_PARALLELISM": "false",
             **FAIRNESS_OFF_ENV,

@@ -25,6 +25,8 @@ ROUTES = {
     "/v1/generate": {"post"},
     "/healthz": {"get"},
     "/readyz": {"get"},
+    "/metrics": {"get"},
+    "/metrics/history": {"get"},
 }
 
 

@@ -16,6 +16,7 @@ from core.jobs import GenerationInput, Job, JobStatus, parse_iso, utc_now_iso
 from core.settings import Settings
 from core.store import JobStore
 from worker.generation import Engine, EngineDead, EngineStopped, GenerationResult, classify_failure
+from worker.job_log import JobLog
 from worker.resources import ResourceSampler, log_resources
 from worker.running_jobs import RunningJobs
 
@@ -45,6 +46,8 @@ class WorkerRuntime:
     running: RunningJobs
     stopping: threading.Event = field(default_factory=threading.Event)
     dying: threading.Event = field(default_factory=threading.Event)
+    # LOG_DIR/jobs.jsonl: a line per job this worker finishes.
+    job_log: JobLog | None = None
 
     def exit_after_hand_back(self, reason: str, code: int = FATAL_EXIT_CODE) -> None:
         """The engine can run no more jobs: stop announcing this worker, let the job threads hand their jobs back
@@ -232,6 +235,8 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
         log.warning("job %s: outcome not recorded (another execution owns it): %s", job.id, reason)
         return
     log.info("job %s %s", job.id, recorded.status.value)
+    if runtime.job_log is not None:
+        runtime.job_log.write(recorded)
 
 
 def _while_redis_is_away(write: Callable[[], Job], give_up_after_s: float = 600.0) -> Job:

@@ -10,6 +10,7 @@ from core.settings import Settings
 from core.store import JobStore, connect
 from worker.batching_engine import BatchingEngine
 from worker.generation import Engine
+from worker.job_log import JobLog
 from worker.model_loading import choose_device, gpu_name, load_model, pin_visible_gpu
 from worker.resources import ResourceSampler, log_resources, setup_resource_logger
 from worker.runner import WorkerRuntime
@@ -71,4 +72,5 @@ def build_runtime(
         started_at=utc_now_iso(),
         republish=republish,
         running=RunningJobs(store),
+        job_log=JobLog(settings.log_dir, max_bytes=settings.job_log_max_bytes, include_prompts=settings.log_prompts),
     )
