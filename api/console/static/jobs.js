@@ -180,7 +180,10 @@ export function jobView(root, jobId) {
     following = true;
     followJob(jobId, {
       signal: controller.signal,
-      onStatus: () => load(),
+      onStatus: ({ status }) => {
+        if (status === "queued") streamed = ""; // back on the queue (its worker died): it starts over
+        load();
+      },
       onToken: ({ text }) => {
         streamed += text;
         streamText?.appendData(text);

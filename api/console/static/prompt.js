@@ -207,7 +207,10 @@ function showAnswer(section, job, signal) {
   );
   followJob(job.id, {
     signal,
-    onStatus: ({ status }) => clear(badge, statusBadge(status)),
+    onStatus: ({ status }) => {
+      clear(badge, statusBadge(status));
+      if (status === "queued") text.data = ""; // back on the queue (its worker died): it starts over
+    },
     onToken: ({ text: delta }) => text.appendData(delta),
     onCompleted: (finished) => {
       clear(badge, statusBadge(finished.status));
