@@ -114,7 +114,7 @@ _ID_PATTERNS = {"job_id": f"^{JOB_ID_PATTERN.pattern}$", "batch_id": f"^{BATCH_I
 
 def _finish(generated: dict[str, Any]) -> dict[str, Any]:
     """What spectree can't say on its own: id shapes, JSONL batch bodies, the JSONL results answer and the
-    metrics' plain text."""
+    metrics' plain text and the event stream."""
     document_ = copy.deepcopy(generated)
     for path_item in document_["paths"].values():
         for operation in path_item.values():
@@ -132,6 +132,8 @@ def _finish(generated: dict[str, Any]) -> dict[str, Any]:
     metrics = document_["paths"]["/metrics"]["get"]["responses"]["200"]
     metrics["description"] = "The Prometheus text exposition format."
     metrics["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    events = document_["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]
+    events["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
     return document_
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from core.batches import BatchStatus
 from core.job_records import JobResources, JobUsage, WebhookRecord
 from core.jobs import Job, JobStatus
+from core.token_stream import EVENT_ID_PATTERN
 
 MAX_PAGE_SIZE = 100
 # A page cursor is the sequence number of the last item seen, as the decimal string `next_cursor` gives.
@@ -133,6 +134,16 @@ class PageQuery(BaseModel):
 
 class JobPageQuery(PageQuery):
     status: JobStatus | None = Field(None, description="Only jobs in this status.")
+
+
+class EventsQuery(BaseModel):
+    last_event_id: str = Field(
+        "",
+        pattern=f"^({EVENT_ID_PATTERN.pattern})?$",
+        description="Resume after this event id (what `Last-Event-ID` says, for clients that can't send that "
+        "header); empty: from the start.",
+        examples=["1718000000000-0"],
+    )
 
 
 class BatchQuery(BaseModel):

@@ -12,11 +12,19 @@ from core.batch_submission import SubmitBatch
 from core.cancellation import CancelBatch, CancelJob
 from core.context_window import ContextWindow
 from core.idempotency import IdempotencyKeys
+from core.job_event_listener import JobEventListener
+from core.job_events import JobEvents
 from core.metrics_history import MetricsHistory
 from core.settings import Settings
-from core.store import JobStore
+from core.store import JobStore, connect
 from core.submission import JobQueue, SubmitJob
+from core.token_stream import TokenStreams
 from core.wait_slots import WaitSlots
+
+# Redis connections one API process follows jobs with (their streams and the jobs themselves), whatever the number
+# of clients: a follower reads only to catch up and at the end (new entries reach it through the process's one
+# subscription), and waits its turn for a connection.
+EVENT_READ_CONNECTIONS = 16
 
 
 class BrokerQueue:
@@ -48,6 +56,7 @@ class Services:
     cancel_batch: CancelBatch
     wait_slots: WaitSlots
     metrics_history: MetricsHistory
+    job_events: JobEvents
 
     @classmethod
     def build(cls, settings: Settings, store: JobStore, queue: JobQueue | None = None) -> Services:
@@ -56,6 +65,11 @@ class Services:
         batches = BatchStore(store)
         idempotency = IdempotencyKeys(store.redis, stale_after_s=settings.idempotency_stale_seconds)
         context_window = ContextWindow(settings.model_dir)
+        event_reads = connect(
+            settings.effective_redis_url,
+            socket_timeout_s=settings.redis_socket_timeout_seconds,
+            max_connections=EVENT_READ_CONNECTIONS,
+        )
         return cls(
             settings=settings,
             store=store,
@@ -67,5 +81,11 @@ class Services:
             wait_slots=WaitSlots(store.redis, limit=settings.max_waits_per_key, wait_s=settings.sync_wait_seconds),
             metrics_history=MetricsHistory(
                 store.redis, interval_s=settings.metrics_sample_seconds, window_s=settings.metrics_history_seconds
+            ),
+            job_events=JobEvents(
+                JobStore(event_reads, job_ttl_s=settings.job_ttl_seconds),
+                TokenStreams(event_reads),
+                JobEventListener(store.redis),
+                keepalive_s=settings.sse_keepalive_seconds,
             ),
         )

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     run_dir: Path = Path("./.run")
     # How long the synchronous /v1/generate waits before answering 504 with the job id.
     sync_wait_seconds: float = Field(300.0, gt=0)
+    # A quiet `GET /jobs/<id>/events` stream sends a keep-alive comment this often (proxies drop idle connections).
+    sse_keepalive_seconds: float = Field(15.0, gt=0, le=300)
     # Give cached CUDA memory back after every generation: a little slower, but each job's resource log
     # starts from the same baseline.
     empty_cuda_cache_after_job: bool = True

@@ -39,10 +39,12 @@ log = logging.getLogger("llm.store")
 RECHECK_S = 30.0
 
 
-def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis:
-    """A Redis client whose calls fail fast instead of hanging when Redis is away."""
-    return redis.Redis.from_url(
-        url,
+def connect(url: str, *, socket_timeout_s: float = 2.0, max_connections: int | None = None) -> redis.Redis:
+    """A Redis client whose calls fail fast instead of hanging when Redis is away.
+
+    With `max_connections`, it never opens more: a caller beyond them waits (up to the socket timeout) for one.
+    """
+    options = dict(
         decode_responses=True,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,
@@ -50,6 +52,12 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis:
         # One quick retry rides over a dropped connection; more would hold callers past their 2 s answer.
         retry=Retry(NoBackoff(), 1),
     )
+    if max_connections is None:
+        return redis.Redis.from_url(url, **options)
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=socket_timeout_s, **options
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 class JobStore:

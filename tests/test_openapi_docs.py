@@ -18,6 +18,7 @@ ROUTES = {
     "/jobs": {"get", "post"},
     "/jobs/{job_id}": {"get"},
     "/jobs/{job_id}/cancel": {"post"},
+    "/jobs/{job_id}/events": {"get"},
     "/batches": {"get", "post"},
     "/batches/{batch_id}": {"get"},
     "/batches/{batch_id}/results": {"get"},

@@ -69,6 +69,7 @@ class _Pending:
     stops: StopScanner | None
     submitted_at: float
     should_cancel: Callable[[], bool] | None = None
+    on_tokens: Callable[[list[int]], None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     tokens: list[int] = field(default_factory=list)
     first_token_at: float | None = None
@@ -162,15 +163,20 @@ class BatchingEngine:
             for places, count in reversed(taken):
                 places.release(count)
 
-    def generate(self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None) -> GenerationResult:
+    def generate(
+        self,
+        params: GenerationInput,
+        should_cancel: Callable[[], bool] | None = None,
+        on_tokens: Callable[[list[int]], None] | None = None,
+    ) -> GenerationResult:
         """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done."""
         self._refuse_if_not_running()
         if needs_sequential_path(params):
-            return self._generate_sequential(params, should_cancel)
+            return self._generate_sequential(params, should_cancel, on_tokens)
         prompt_ids = self.encoder.encode(params)
         request_id = uuid.uuid4().hex
         stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
-        pending = _Pending(len(prompt_ids), stops, time.perf_counter(), should_cancel)
+        pending = _Pending(len(prompt_ids), stops, time.perf_counter(), should_cancel, on_tokens)
         with self._lock:
             self._pending[request_id] = pending
             self._note_batch_size()
@@ -236,10 +242,10 @@ class BatchingEngine:
             return EngineStopped("the worker is stopping")
         return EngineDead(self.death or "the batching manager refused the request (its loop is not running)")
 
-    def _generate_sequential(self, params: GenerationInput, should_cancel) -> GenerationResult:
+    def _generate_sequential(self, params: GenerationInput, should_cancel, on_tokens) -> GenerationResult:
         try:
             with _ModelTurns(self.manager) as turns:
-                return self.sequential.generate(params, should_cancel, between_tokens=turns.take_turns)
+                return self.sequential.generate(params, should_cancel, on_tokens, between_tokens=turns.take_turns)
         except RuntimeError as error:
             if "generation loop" in str(error) or not self.manager.is_running():
                 # Waiting for the pause raises when the manager's loop is gone: that is the engine's death.
@@ -354,6 +360,8 @@ class BatchingEngine:
             if pending is None:
                 continue  # canceled or stopped earlier: late outputs are dropped
             pending.tokens = output.generated_tokens
+            if pending.on_tokens is not None:
+                pending.on_tokens(pending.tokens)  # hands the list over; the publisher decodes it in its own thread
             if output.timestamps and pending.first_token_at is None:
                 pending.first_token_at = output.timestamps[0]
             if output.status == RequestStatus.FAILED:

@@ -53,8 +53,13 @@ class Engine(Protocol):
         ...
 
     def generate(
-        self, params: GenerationInput, should_cancel: Callable[[], bool] | None = None
-    ) -> GenerationResult: ...
+        self,
+        params: GenerationInput,
+        should_cancel: Callable[[], bool] | None = None,
+        on_tokens: Callable[[list[int]], None] | None = None,
+    ) -> GenerationResult:
+        """Run the job; `on_tokens` gets every generated token so far after each step (it must return at once)."""
+        ...
 
     def release_cached_memory(self) -> None: ...
 

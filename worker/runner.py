@@ -19,6 +19,7 @@ from worker.generation import Engine, EngineDead, EngineStopped, GenerationResul
 from worker.job_log import JobLog
 from worker.resources import ResourceSampler, log_resources
 from worker.running_jobs import RunningJobs
+from worker.token_publisher import TokenPublisher
 
 log = logging.getLogger("llm.worker")
 
@@ -44,6 +45,8 @@ class WorkerRuntime:
     # Hands a job id back to the queue (the broker's publisher: the runner itself knows no broker).
     republish: Callable[[str, str], None]
     running: RunningJobs
+    # Writes each running job's text deltas to its event stream (None: nothing is streamed).
+    publisher: TokenPublisher | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     dying: threading.Event = field(default_factory=threading.Event)
     # LOG_DIR/jobs.jsonl: a line per job this worker finishes.
@@ -170,7 +173,7 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
     error: dict[str, str] | None = None
     with runtime.sampler.peak_window() as peak:
         try:
-            result = runtime.engine.generate(params, watch)
+            result = _generate_streamed(runtime, job.id, params, watch)
         except EngineStopped:
             _hand_back(runtime, job, "the worker is stopping")
             return
@@ -237,6 +240,21 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
     log.info("job %s %s", job.id, recorded.status.value)
     if runtime.job_log is not None:
         runtime.job_log.write(recorded)
+
+
+def _generate_streamed(runtime: WorkerRuntime, job_id: str, params: GenerationInput, watch: StopWatch):
+    """The engine's result, its text streamed as it grows; all of it is written before the outcome is recorded
+    (a job that fails or goes back to the queue streams nothing more)."""
+    if runtime.publisher is None:
+        return runtime.engine.generate(params, watch)
+    feed = runtime.publisher.open(job_id, params.stop)
+    try:
+        result = runtime.engine.generate(params, watch, feed.on_tokens)
+    except BaseException:
+        feed.close()
+        raise
+    feed.finish(result.text)
+    return result
 
 
 def _while_redis_is_away(write: Callable[[], Job], give_up_after_s: float = 600.0) -> Job:

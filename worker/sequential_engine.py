@@ -46,11 +46,13 @@ class _WatchOutput(StoppingCriteria):
         prompt_len: int,
         should_cancel: Callable[[], bool] | None,
         between_tokens: Callable[[], None] | None,
+        on_tokens: Callable[[list[int]], None] | None = None,
     ):
         self.stops = stops
         self.prompt_len = prompt_len
         self.should_cancel = should_cancel
         self.between_tokens = between_tokens
+        self.on_tokens = on_tokens
         self.first_token_at: float | None = None
         self.stop_hit = False
         self.canceled = False
@@ -58,8 +60,12 @@ class _WatchOutput(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
-        if self.stops is not None:
-            self.stop_hit = self.stops.seen(input_ids[0, self.prompt_len :].tolist())
+        if self.stops is not None or self.on_tokens is not None:
+            generated = input_ids[0, self.prompt_len :].tolist()
+            if self.stops is not None:
+                self.stop_hit = self.stops.seen(generated)
+            if self.on_tokens is not None:
+                self.on_tokens(generated)
         if self.should_cancel is not None and self.should_cancel():
             self.canceled = True
         done = self.stop_hit or self.canceled
@@ -155,16 +161,18 @@ class SequentialEngine:
         self,
         params: GenerationInput,
         should_cancel: Callable[[], bool] | None = None,
+        on_tokens: Callable[[list[int]], None] | None = None,
         between_tokens: Callable[[], None] | None = None,
     ) -> GenerationResult:
         """Run one job's generation (the caller holds its slot); raises EngineInputError, or what torch raises.
 
-        `between_tokens` runs after each token: the batching engine lets its batch take a step there.
+        `on_tokens` gets the tokens so far after each one; `between_tokens` runs after each token: the batching
+        engine lets its batch take a step there.
         """
         prompt_ids = self.encoder.encode(params)
         input_ids = torch.tensor([prompt_ids], device=self.device)
         stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
-        watcher = _WatchOutput(stops, len(prompt_ids), should_cancel, between_tokens)
+        watcher = _WatchOutput(stops, len(prompt_ids), should_cancel, between_tokens, on_tokens)
         processors = LogitsProcessorList()
         if params.seed is not None and not params.is_greedy:
             processors.append(_SeededSampler(params, self.device))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from core.jobs import utc_now_iso
 from core.settings import Settings
 from core.store import JobStore, connect
+from core.token_stream import TokenStreams, entries_cap
 from worker.batching_engine import BatchingEngine
 from worker.generation import Engine
 from worker.job_log import JobLog
@@ -16,6 +17,7 @@ from worker.resources import ResourceSampler, log_resources, setup_resource_logg
 from worker.runner import WorkerRuntime
 from worker.running_jobs import RunningJobs
 from worker.sequential_engine import SequentialEngine
+from worker.token_publisher import TokenPublisher
 
 log = logging.getLogger("llm.worker")
 
@@ -73,4 +75,7 @@ def build_runtime(
         republish=republish,
         running=RunningJobs(store),
         job_log=JobLog(settings.log_dir, max_bytes=settings.job_log_max_bytes, include_prompts=settings.log_prompts),
+        publisher=TokenPublisher(
+            TokenStreams(store.redis, max_entries=entries_cap(settings.max_tokens_limit)), loaded.tokenizer
+        ),
     )

@@ -1,0 +1,53 @@
+"""`GET /jobs/<id>/events`: a job's status changes and text as Server-Sent Events, ending with the finished job."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from api.openapi import document
+from api.routes.common import caller, checked_job_id, services
+from api.schemas import EventsQuery
+from core.job_events import Completed, FollowItem, KeepAlive
+
+bp = Blueprint("events", __name__)
+
+EVENT_STREAM = "text/event-stream"
+
+
+@bp.get("/jobs/<job_id>/events")
+@document(tags=("jobs",), query=EventsQuery, answers={200: None}, errors=(401, 404, 422, 503))
+def job_events(job_id: str):
+    """Watch a job's tokens arrive
+
+    Server-Sent Events: `status` (`{"status"}`) on every status change, `token` (`{"text"}`: a delta of whole
+    characters; they concatenate to `output.text`), then `completed` with the job object, and the stream ends.
+    Each event's `id` is where a reconnect resumes: send it back as `Last-Event-ID` (or `last_event_id`) to get
+    the rest exactly once. A `status` of `queued` after `running` means the job went back to the queue: the
+    text streamed so far is void. Quiet streams carry a keep-alive comment every SSE_KEEPALIVE_SECONDS.
+    """
+    owner = caller()
+    after = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or None
+    items = services().job_events.follow(checked_job_id(job_id), owner, after)
+    response = Response(stream_with_context(_sse(items)), mimetype=EVENT_STREAM)
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # a buffering proxy would hold the tokens back
+    return response
+
+
+def _sse(items: Iterator[FollowItem]) -> Iterator[str]:
+    for item in items:
+        if isinstance(item, KeepAlive):
+            yield ": keep-alive\n\n"
+        elif isinstance(item, Completed):
+            yield _frame("completed", item.job)
+        else:
+            yield _frame(item.kind, item.data, item.event_id)
+
+
+def _frame(event: str, data: dict, event_id: str = "") -> str:
+    """One SSE event; its JSON is on one line (no newline survives json.dumps unescaped)."""
+    lines = f"id: {event_id}\n" if event_id else ""
+    return f"{lines}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
