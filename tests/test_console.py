@@ -152,15 +152,18 @@ def test_console_asks_for_a_key_and_shows_only_that_keys_jobs(browser, keyed_api
     page.fill("#key-input", "console-key-a")
     page.click("#key-submit")
 
-    # A prompt sent with the key streams its answer (the events are read with the key too).
+    # Chat turns sent with the key stream their answer (the events are read with the key too).
     page.click("nav a[data-view=prompt]")
-    page.fill("#prompt-text", "Xin chào khoá A")
+    page.check("input[name=mode][value=chat]")
+    page.fill(".turn-content", "Xin chào khoá A")
     page.wait_for_selector("#param-max_tokens")
     page.fill("#param-max_tokens", "16")
     page.click("#prompt-submit")
     page.wait_for_selector("#answer-status [data-status=succeeded]", timeout=WAIT_MS)
     job_id = page.get_attribute("#answer-text", "data-job-id")
-    assert page.text_content("#answer-text") == _job(base, job_id, "console-key-a")["output"]["text"]
+    job = _job(base, job_id, "console-key-a")
+    assert job["input"]["messages"] == [{"role": "user", "content": "Xin chào khoá A"}]
+    assert page.text_content("#answer-text") == job["output"]["text"]
 
     page.click("nav a[data-view=jobs]")
     page.wait_for_selector(f"tr[data-job-id='{job_id}']", timeout=WAIT_MS)
