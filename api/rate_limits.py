@@ -8,7 +8,7 @@ import time
 from flask import Flask, request
 from flask_limiter import Limiter, RequestLimit
 
-from api.routes import health
+from api.routes import console, health
 from api.routes.common import caller
 from core.errors import TooManyRequests, Unauthorized
 from core.keys import RATE_LIMIT_KEY_PREFIX
@@ -33,7 +33,7 @@ def _refuse(breached: RequestLimit) -> None:
 
 
 def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
-    """Count every request but the probes against the caller's rate; None when RATE_LIMIT is off."""
+    """Count every request but the probes and the console's files against the caller's rate; None when off."""
     if not settings.rate_limit:
         return None
     timeout_s = settings.redis_socket_timeout_seconds
@@ -50,4 +50,6 @@ def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
         on_breach=_refuse,
     )
     limiter.exempt(health.bp)
+    # The console's page and scripts are files, not work: loading them spends none of the key's budget.
+    limiter.exempt(console.bp)
     return limiter

@@ -70,7 +70,7 @@ class BatchUsage(BaseModel):
 
 
 class BatchView(BaseModel):
-    """A batch: its status, counts of its jobs by status, times and tokens so far."""
+    """A batch: its status, counts of its jobs by status, times, tokens so far, its pace and ETA."""
 
     id: str = Field(examples=["batch_6f1c0e5a9b2d4c3e8f7a6b5c4d3e2f1a"])
     status: BatchStatus
@@ -81,6 +81,13 @@ class BatchView(BaseModel):
     total: int = Field(description="Lines in the batch.")
     counts: BatchCounts
     usage: BatchUsage
+    tokens_per_second: float | None = Field(
+        description="Completion tokens per second since the first job started (until the last one ended); null "
+        "before any job starts."
+    )
+    eta_seconds: float | None = Field(
+        description="Seconds until every line is done at the pace so far; 0 once done, null before any line finishes."
+    )
     webhook: WebhookRecord | None
     metadata: dict[str, str]
 

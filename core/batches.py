@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel
 
+from core.batch_progress import batch_rates
 from core.errors import InvalidInput
 from core.job_records import WebhookRecord
 from core.jobs import GenerationInput, GenerationParams, JobStatus, check_metadata, parse_generation_input
@@ -47,7 +48,8 @@ class Batch(BaseModel):
 
 
 def batch_view(batch: Batch, stats: dict[str, str]) -> dict[str, Any]:
-    """The batch object the API returns, from the record and its counters hash (status, counts, times, tokens)."""
+    """The batch object the API returns, from the record and its counters hash (status, counts, times, tokens,
+    tokens/s and ETA)."""
     finished = int(stats.get("finished", 0))
     if batch.cancel_requested_at:
         status = BatchStatus.CANCELED
@@ -70,6 +72,13 @@ def batch_view(batch: Batch, stats: dict[str, str]) -> dict[str, Any]:
             "prompt_tokens": int(stats.get("prompt_tokens", 0)),
             "completion_tokens": int(stats.get("completion_tokens", 0)),
         },
+        **batch_rates(
+            started_at=stats.get("started_at"),
+            completed_at=stats.get("completed_at"),
+            total=batch.total,
+            finished=finished,
+            completion_tokens=int(stats.get("completion_tokens", 0)),
+        ),
         "webhook": batch.webhook.model_dump(mode="json") if batch.webhook is not None else None,
         "metadata": batch.metadata,
     }

@@ -1,0 +1,60 @@
+// The pieces of a finished (or running) job the prompt view and the job page both show.
+
+import { facts, formatGb, formatNumber, formatSeconds, formatTime, h } from "./dom.js";
+
+export function usageFacts(job) {
+  const usage = job.usage;
+  return facts([
+    ["Prompt tokens", usage?.prompt_tokens],
+    ["Completion tokens", usage?.completion_tokens],
+    ["Total tokens", usage?.total_tokens],
+    ["Finish reason", job.output?.finish_reason],
+  ]);
+}
+
+export function timingFacts(job) {
+  const metrics = job.metrics ?? {};
+  return facts([
+    ["Created", formatTime(job.created_at)],
+    ["Started", formatTime(job.started_at)],
+    ["Completed", formatTime(job.completed_at)],
+    ["Waited in queue", formatSeconds(metrics.queue_seconds)],
+    ["Time to first token", formatSeconds(metrics.time_to_first_token_seconds)],
+    ["Generation", formatSeconds(metrics.generation_seconds)],
+    ["Tokens/s", formatNumber(metrics.tokens_per_second)],
+  ]);
+}
+
+// The worker's resource samples around the generation: before, after, and the peaks while it ran.
+export function resourceTable(resources) {
+  if (!resources) return h("p", { class: "muted" }, "No resource samples yet.");
+  const row = (label, sample) =>
+    h(
+      "tr",
+      {},
+      h("th", { scope: "row" }, label),
+      h("td", {}, sample?.gpu ?? "—"),
+      h("td", {}, formatGb(sample?.vram_allocated_gb)),
+      h("td", {}, formatGb(sample?.vram_reserved_gb)),
+      h("td", {}, sample ? `${formatGb(sample.ram_used_gb)} / ${formatGb(sample.ram_total_gb)} (${sample.ram_percent}%)` : "—"),
+    );
+  return h(
+    "div",
+    { class: "resources" },
+    h(
+      "div",
+      { class: "table-scroll" },
+      h(
+        "table",
+        { class: "data" },
+        h("thead", {}, h("tr", {}, ["", "GPU", "VRAM allocated", "VRAM reserved", "RAM"].map((label) => h("th", {}, label)))),
+        h("tbody", {}, row("Before", resources.before), row("After", resources.after)),
+      ),
+    ),
+    facts([
+      ["Peak VRAM allocated", formatGb(resources.peak_vram_allocated_gb)],
+      ["Peak VRAM reserved", formatGb(resources.peak_vram_reserved_gb)],
+      ["Jobs in the batch", resources.batch_size],
+    ]),
+  );
+}
