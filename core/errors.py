@@ -78,6 +78,10 @@ class BatchNotFound(NotFound):
     pass
 
 
+class FileNotFound(NotFound):
+    pass
+
+
 class WrongState(ServiceError):
     error_type = ErrorType.WRONG_STATE
 
