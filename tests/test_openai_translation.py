@@ -1,0 +1,200 @@
+"""OpenAI request bodies as generations and finished jobs as OpenAI answers (core/openai_translation.py), in process."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import InvalidInput
+from core.jobs import GenerationParams, Job, JobStatus, new_job_id, parse_iso
+from core.openai_translation import (
+    COMPLETIONS_DEFAULT_MAX_TOKENS,
+    Endpoint,
+    StreamChunks,
+    error_body,
+    parse_openai_request,
+    response_body,
+)
+
+CHAT = Endpoint.CHAT_COMPLETIONS
+TEXT = Endpoint.COMPLETIONS
+HELLO = [{"role": "user", "content": "Say hello"}]
+
+
+def chat(**fields):
+    return parse_openai_request(CHAT, {"model": "gpt-4o-mini", "messages": HELLO, **fields})
+
+
+def refused(endpoint: Endpoint, body: dict) -> InvalidInput:
+    with pytest.raises(InvalidInput) as caught:
+        parse_openai_request(endpoint, body)
+    return caught.value
+
+
+def test_a_chat_request_becomes_a_generation_the_service_validates():
+    request = chat(
+        max_completion_tokens=12, temperature=0.5, top_p=0.8, stop="\n", seed=7, stream=True,
+        stream_options={"include_usage": True}, metadata={"ticket": "T-1"},
+    )  # fmt: skip
+    assert request.body == {
+        "messages": HELLO,
+        "max_tokens": 12,
+        "temperature": 0.5,
+        "top_p": 0.8,
+        "stop": "\n",
+        "seed": 7,
+        "metadata": {"ticket": "T-1"},
+    }
+    assert request.stream and request.include_usage and request.requested_model == "gpt-4o-mini"
+    assert GenerationParams.model_validate(request.body).stop == ["\n"]
+
+
+def test_openai_defaults_and_names():
+    request = chat()
+    # OpenAI's sampling defaults; no max_tokens, so the service's default (within its limit) applies.
+    assert request.body == {"messages": HELLO, "temperature": 1.0, "top_p": 1.0}
+    assert not request.stream and not request.include_usage
+    assert chat(max_tokens=5).body["max_tokens"] == 5
+    assert chat(max_tokens=5, max_completion_tokens=5).body["max_tokens"] == 5
+    # A tiny temperature means greedy (the service refuses sampling below 0.01), and model may be left out.
+    assert parse_openai_request(CHAT, {"messages": HELLO, "temperature": 0.001}).body["temperature"] == 0.0
+    # `developer` is a system turn; text parts are joined; `name` is ignored.
+    request = chat(
+        messages=[
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "name": "ann", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        ]
+    )
+    assert request.body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "a\nb"}]
+
+
+def test_a_completion_request_takes_one_prompt_and_16_tokens_by_default():
+    request = parse_openai_request(TEXT, {"model": "x", "prompt": ["Once"], "top_k": 5, "ignore_eos": True})
+    assert request.body == {
+        "prompt": "Once",
+        "max_tokens": COMPLETIONS_DEFAULT_MAX_TOKENS,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 5,
+        "ignore_eos": True,
+    }
+    assert parse_openai_request(TEXT, {"prompt": "Once", "echo": False, "best_of": 1, "logprobs": 0}).body["prompt"]
+    assert refused(TEXT, {"prompt": ["a", "b"]}).field == "prompt"
+    assert refused(TEXT, {"prompt": [1, 2, 3]}).field.startswith("prompt")
+    assert refused(TEXT, {"prompt": "a", "echo": True}).field == "echo"
+    assert refused(TEXT, {"prompt": "a", "suffix": "z"}).field == "suffix"
+    assert refused(TEXT, {"messages": HELLO}).field in ("prompt", "messages")
+
+
+def test_fields_that_change_nothing_here_are_accepted_and_ignored():
+    neutral = {
+        "n": 1,
+        "logprobs": False,
+        "top_logprobs": 0,
+        "frequency_penalty": 0,
+        "presence_penalty": 0.0,
+        "logit_bias": {},
+        "user": "u-1",
+        "store": False,
+        "service_tier": "auto",
+        "parallel_tool_calls": True,
+        "tools": [],
+        "tool_choice": "none",
+        "response_format": {"type": "text"},
+        "modalities": ["text"],
+        "prompt_cache_key": "k",
+        "safety_identifier": "s",
+    }
+    assert chat(**neutral).body == chat().body
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [
+        ({"n": 2}, "n", "only n=1"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "not supported"),
+        ({"tool_choice": "required"}, "tool_choice", "none"),
+        ({"response_format": {"type": "json_object"}}, "response_format.type", "json_object"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format", ""),
+        ({"logit_bias": {"50256": -100}}, "logit_bias", "bias"),
+        ({"logprobs": True}, "logprobs", "log probabilities"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty", "penalty"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", "not supported"),
+        ({"modalities": ["text", "audio"]}, "modalities", "text"),
+        ({"made_up_field": 1}, "made_up_field", "not supported"),
+        ({"stream_options": {"include_usage": True}}, "stream_options", "stream: true"),
+        ({"max_tokens": 5, "max_completion_tokens": 6}, "max_completion_tokens", "max_tokens"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens", "greater than or equal to 1"),
+        ({"temperature": 2.5}, "temperature", "2"),
+        ({"temperature": "hot"}, "temperature", ""),
+        ({"stop": [""]}, "stop", "1 to 256"),
+        ({"seed": -1}, "seed", "0"),
+        ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c"}]}, "messages.0.role", "tool"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, "messages.0", ""),
+        ({"messages": []}, "messages", ""),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", "16"),
+    ],
+)
+def test_what_cant_be_honoured_is_refused_by_name(fields, field, says):
+    error = refused(CHAT, {"messages": HELLO, **fields})
+    assert error.field is not None and error.field.startswith(field), error.message
+    assert error.message.startswith(f"{error.field}: ") and says in error.message
+
+
+def test_bodies_that_are_not_objects_or_carry_unsafe_text_are_refused():
+    assert refused(CHAT, ["not", "an", "object"]).message == "the body must be a JSON object"
+    assert refused(CHAT, {"messages": [{"role": "user", "content": "a\x00b"}]}).field == "messages.0.content"
+
+
+def _job(**fields) -> Job:
+    values = {
+        "id": new_job_id(),
+        "status": JobStatus.SUCCEEDED,
+        "created_at": "2025-01-02T03:04:05.678901Z",
+        "input": {"prompt": "x"},
+        "output": {"text": "Xin chào", "finish_reason": "length"},
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }
+    return Job(**{**values, **fields})
+
+
+def test_a_finished_job_as_openai_answers():
+    job = _job()
+    created = int(parse_iso(job.created_at).timestamp())
+    body = response_body(CHAT, job, "demo")
+    assert body["id"] == f"chatcmpl-{job.id}" and body["object"] == "chat.completion"
+    assert body["created"] == created and body["model"] == "demo"
+    assert body["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Xin chào", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "length",
+        }
+    ]
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    body = response_body(TEXT, _job(output={"text": "t", "finish_reason": "stop"}), "demo")
+    assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
+    assert body["choices"] == [{"index": 0, "text": "t", "logprobs": None, "finish_reason": "stop"}]
+
+
+def test_stream_chunks_in_openai_shapes():
+    job = _job()
+    chunks = StreamChunks(CHAT, job.id, 1700000000, "demo", include_usage=True)
+    opening, text, finish, usage = chunks.opening(), chunks.text("Xin"), chunks.finish("stop"), chunks.usage(job)
+    for chunk in (opening, text, finish, usage):
+        assert chunk["object"] == "chat.completion.chunk" and chunk["id"] == f"chatcmpl-{job.id}"
+        assert chunk["model"] == "demo" and chunk["created"] == 1700000000
+    assert opening["choices"][0]["delta"] == {"role": "assistant", "content": ""} and opening["usage"] is None
+    assert text["choices"][0]["delta"] == {"content": "Xin"} and text["choices"][0]["finish_reason"] is None
+    assert finish["choices"][0]["delta"] == {} and finish["choices"][0]["finish_reason"] == "stop"
+    assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 7
+    plain = StreamChunks(TEXT, job.id, 1700000000, "demo", include_usage=False)
+    assert plain.opening() is None and "usage" not in plain.text("a")
+    assert plain.text("a")["choices"][0] == {"index": 0, "text": "a", "logprobs": None, "finish_reason": None}
+    assert plain.finish("length")["object"] == "text_completion"
+
+
+def test_error_body_has_openai_shape():
+    assert error_body("bad n", "invalid_request_error", param="n") == {
+        "error": {"message": "bad n", "type": "invalid_request_error", "param": "n", "code": None}
+    }
