@@ -29,7 +29,7 @@ from core.redis_errors import redis_boundary
 
 # What new_file_id makes: `file-` and a UUID4 as 32 lowercase hex digits.
 FILE_ID_PATTERN = re.compile("file-[0-9a-f]{32}")
-CHUNK_CHARS = 64 * 1024  # characters per stored chunk
+CHUNK_CHARS = 64 * 1024  # about this many characters per stored chunk
 CHUNKS_PER_WRITE = 16  # chunks sent to Redis per round trip
 MAX_FILENAME_CHARS = 255
 
@@ -109,47 +109,15 @@ class FileStore:
         return self.write(owner, filename, "batch", decoded_chunks(raw_chunks, self.max_bytes))
 
     def write(self, owner: str, filename: str, purpose: FilePurpose, texts: Iterable[str]) -> StoredFile:
-        """Store text (in pieces of any size) as a new file; the record is written last, so a file whose writing
-        died is never seen (its chunks expire)."""
-        file_id = new_file_id()
-        content_key = OPENAI_FILE_CONTENT_KEY.format(file_id=file_id)
-        size = 0
-        pending: list[str] = []
-        for chunk in _rechunked(texts):
-            size += len(chunk.encode())
-            pending.append(chunk)
-            if len(pending) == CHUNKS_PER_WRITE:
-                self._append(content_key, pending)
-                pending = []
-        if pending:
-            self._append(content_key, pending)
-        now = int(time.time())
-        stored = StoredFile(
-            id=file_id,
-            owner=owner,
-            filename=filename,
-            purpose=purpose,
-            bytes=size,
-            created_at=now,
-            expires_at=now + self.ttl_s,
-        )
-        index_key = OPENAI_FILE_OWNER_INDEX_KEY.format(owner=owner)
-        with redis_boundary():
-            sequence = self.redis.incr(OPENAI_FILE_SEQUENCE_KEY)
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.set(OPENAI_FILE_KEY.format(file_id=file_id), stored.model_dump_json(), ex=self.ttl_s)
-            pipe.expire(content_key, self.ttl_s)
-            pipe.zadd(index_key, {file_id: sequence})
-            stage_index_expiry(pipe, index_key, file_id, self.ttl_s)
-            pipe.execute()
-        return stored
+        """Store text (in pieces of any size) as a new file."""
+        writer = self.writer(owner, filename, purpose)
+        for text in texts:
+            writer.add(text)
+        return writer.close()
 
-    @redis_boundary()
-    def _append(self, content_key: str, chunks: list[str]) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(content_key, *chunks)
-        pipe.expire(content_key, self.ttl_s)
-        pipe.execute()
+    def writer(self, owner: str, filename: str, purpose: FilePurpose, ttl_s: int | None = None) -> FileWriter:
+        """A new file to add text to; it exists once closed (`ttl_s`: its lifetime, OPENAI_FILE_TTL by default)."""
+        return FileWriter(self.redis, owner, filename, purpose, ttl_s or self.ttl_s)
 
     @redis_boundary()
     def get(self, file_id: str) -> StoredFile | None:
@@ -205,6 +173,72 @@ class FileStore:
         pipe.execute()
 
 
+class FileWriter:
+    """One file being written: text is added in pieces and sent to Redis in chunks; the record is written last
+    (by close), so a file whose writing died is never seen and its chunks expire."""
+
+    def __init__(self, client: redis.Redis, owner: str, filename: str, purpose: FilePurpose, ttl_s: int) -> None:
+        self.redis = client
+        self.owner = owner
+        self.filename = filename
+        self.purpose = purpose
+        self.ttl_s = ttl_s
+        self.id = new_file_id()
+        self.content_key = OPENAI_FILE_CONTENT_KEY.format(file_id=self.id)
+        self.size = 0
+        self._buffer: list[str] = []
+        self._buffered = 0
+        self._chunks: list[str] = []
+
+    def add(self, text: str) -> None:
+        """Append text; full chunks go to Redis a few at a time."""
+        self.size += len(text.encode())
+        self._buffer.append(text)
+        self._buffered += len(text)
+        if self._buffered >= CHUNK_CHARS:
+            self._chunks.append("".join(self._buffer))
+            self._buffer, self._buffered = [], 0
+            if len(self._chunks) >= CHUNKS_PER_WRITE:
+                self._flush()
+
+    def close(self) -> StoredFile:
+        """Write what is left and then the record; the file is listed and readable from now on."""
+        if self._buffer:
+            self._chunks.append("".join(self._buffer))
+            self._buffer, self._buffered = [], 0
+        self._flush()
+        now = int(time.time())
+        stored = StoredFile(
+            id=self.id,
+            owner=self.owner,
+            filename=self.filename,
+            purpose=self.purpose,
+            bytes=self.size,
+            created_at=now,
+            expires_at=now + self.ttl_s,
+        )
+        index_key = OPENAI_FILE_OWNER_INDEX_KEY.format(owner=self.owner)
+        with redis_boundary():
+            sequence = self.redis.incr(OPENAI_FILE_SEQUENCE_KEY)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(OPENAI_FILE_KEY.format(file_id=self.id), stored.model_dump_json(), ex=self.ttl_s)
+            pipe.expire(self.content_key, self.ttl_s)
+            pipe.zadd(index_key, {self.id: sequence})
+            stage_index_expiry(pipe, index_key, self.id, self.ttl_s)
+            pipe.execute()
+        return stored
+
+    def _flush(self) -> None:
+        if not self._chunks:
+            return
+        with redis_boundary():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.rpush(self.content_key, *self._chunks)
+            pipe.expire(self.content_key, self.ttl_s)
+            pipe.execute()
+        self._chunks = []
+
+
 def _sequence_of(client: redis.Redis, index_key: str, after: str | None) -> int | None:
     """The listing position of the id a page should start after (OpenAI pages by the last id seen)."""
     if not after:
@@ -213,19 +247,3 @@ def _sequence_of(client: redis.Redis, index_key: str, after: str | None) -> int 
     if score is None:
         raise InvalidInput(f"after: {after!r} is not one of your listed ids", field="after")
     return int(score)
-
-
-def _rechunked(texts: Iterable[str]) -> Iterator[str]:
-    """The same text in chunks of about CHUNK_CHARS characters."""
-    buffer: list[str] = []
-    buffered = 0
-    for text in texts:
-        buffer.append(text)
-        buffered += len(text)
-        while buffered >= CHUNK_CHARS:
-            joined = "".join(buffer)
-            yield joined[:CHUNK_CHARS]
-            rest = joined[CHUNK_CHARS:]
-            buffer, buffered = ([rest], len(rest)) if rest else ([], 0)
-    if buffered:
-        yield "".join(buffer)
