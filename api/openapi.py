@@ -19,6 +19,7 @@ from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from api.schemas import ErrorBody
 from core.batches import BATCH_ID_PATTERN, BatchRequestLine
 from core.jobs import JOB_ID_PATTERN
+from core.openai_files import FILE_ID_PATTERN
 
 OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
@@ -71,6 +72,7 @@ def document(
     errors: tuple[int, ...],
     json: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
+    form: type[BaseModel] | None = None,
     public: bool = False,
 ) -> Callable:
     """Describe a route in the OpenAPI document (answers, error statuses, body and query models); validates nothing."""
@@ -81,6 +83,7 @@ def document(
     describe = spec.validate(
         json=json,
         query=query,
+        form=form,
         resp=Response(**codes),
         tags=tags,
         security={} if public else None,
@@ -107,8 +110,13 @@ def document(
 _ID_DESCRIPTIONS = {
     "job_id": "A job id: 32 lowercase hex digits.",
     "batch_id": "A batch id: `batch_` and 32 lowercase hex digits.",
+    "file_id": "A file id: `file-` and 32 lowercase hex digits.",
 }
-_ID_PATTERNS = {"job_id": f"^{JOB_ID_PATTERN.pattern}$", "batch_id": f"^{BATCH_ID_PATTERN.pattern}$"}
+_ID_PATTERNS = {
+    "job_id": f"^{JOB_ID_PATTERN.pattern}$",
+    "batch_id": f"^{BATCH_ID_PATTERN.pattern}$",
+    "file_id": f"^{FILE_ID_PATTERN.pattern}$",
+}
 
 
 def _finish(generated: dict[str, Any]) -> dict[str, Any]:
@@ -125,8 +133,9 @@ def _finish(generated: dict[str, Any]) -> dict[str, Any]:
     for media_type in JSONL_MEDIA_TYPES:
         # OpenAPI 3.1 has no schema for a sequence of lines: each line is one BatchRequestLine.
         batch_body[media_type] = {"schema": line_schema}
-    results = document_["paths"]["/batches/{batch_id}/results"]["get"]["responses"]["200"]
-    results["content"] = {"application/jsonl": {"schema": {"type": "string"}}}
+    for path in ("/batches/{batch_id}/results", "/v1/files/{file_id}/content"):
+        results = document_["paths"][path]["get"]["responses"]["200"]
+        results["content"] = {"application/jsonl": {"schema": {"type": "string"}}}
     return document_
 
 

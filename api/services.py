@@ -12,6 +12,8 @@ from core.batch_submission import SubmitBatch
 from core.cancellation import CancelBatch, CancelJob
 from core.context_window import ContextWindow
 from core.idempotency import IdempotencyKeys
+from core.openai_batches import OpenAIBatches, OpenAIBatchStore
+from core.openai_files import FileStore
 from core.settings import Settings
 from core.store import JobStore
 from core.submission import JobQueue, SubmitJob
@@ -46,6 +48,8 @@ class Services:
     cancel_job: CancelJob
     cancel_batch: CancelBatch
     wait_slots: WaitSlots
+    files: FileStore
+    openai_batches: OpenAIBatches
 
     @classmethod
     def build(cls, settings: Settings, store: JobStore, queue: JobQueue | None = None) -> Services:
@@ -54,13 +58,20 @@ class Services:
         batches = BatchStore(store)
         idempotency = IdempotencyKeys(store.redis, stale_after_s=settings.idempotency_stale_seconds)
         context_window = ContextWindow(settings.model_dir)
+        submit_batch = SubmitBatch(settings, batches, queue, idempotency, context_window)
+        files = FileStore(store.redis, ttl_s=settings.openai_file_ttl_seconds, max_bytes=settings.openai_file_max_bytes)
+        openai_records = OpenAIBatchStore(store.redis, ttl_s=settings.openai_file_ttl_seconds)
         return cls(
             settings=settings,
             store=store,
             batches=batches,
             submit_job=SubmitJob(settings, store, queue, idempotency, context_window),
-            submit_batch=SubmitBatch(settings, batches, queue, idempotency, context_window),
+            submit_batch=submit_batch,
             cancel_job=CancelJob(store),
             cancel_batch=CancelBatch(batches),
             wait_slots=WaitSlots(store.redis, limit=settings.max_waits_per_key, wait_s=settings.sync_wait_seconds),
+            files=files,
+            openai_batches=OpenAIBatches(
+                openai_records, batches, files, submit_batch, model_name=settings.served_model_name
+            ),
         )

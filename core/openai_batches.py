@@ -54,7 +54,7 @@ class CreateOpenAIBatch(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     input_file_id: str = Field(description="A file uploaded with `purpose=batch` (`POST /v1/files`).")
-    endpoint: Endpoint = Field(description="The endpoint every line of the file names in its `url`.")
+    endpoint: Endpoint = Field(strict=False, description="The endpoint every line of the file names in its `url`.")
     completion_window: Literal["24h"] = Field(description="Lines not run within it are expired.")
     metadata: dict[str, str] | None = Field(None, description="Your labels (16 pairs at most).")
     output_expires_after: OutputExpiresAfter | None = Field(
@@ -323,17 +323,10 @@ class OpenAIBatches:
         """The caller's batch as OpenAI's object."""
         return self.view(self.records.get_for_owner(batch_id, owner))
 
-    def list(self, owner: str, *, limit: int, after: str | None) -> dict[str, Any]:
-        """A page of the caller's batches, newest first, as OpenAI's list object."""
+    def list(self, owner: str, *, limit: int, after: str | None) -> tuple[list[dict[str, Any]], bool]:
+        """A page of the caller's batches as OpenAI's objects, newest first; and whether more follow."""
         found, has_more = self.records.list_for_owner(owner, limit=limit, after=after)
-        data = [self.view(record) for record in found]
-        return {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": has_more,
-        }
+        return [self.view(record) for record in found], has_more
 
     def cancel(self, batch_id: str, owner: str) -> dict[str, Any]:
         """Cancel the native batch (queued lines never run; running ones finish); a finished batch can't be."""

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # other processes use the default.
     redis_url: str | None = None
     model_dir: Path = Path("./model")
+    # The name the OpenAI-compatible endpoints serve the model under (GET /v1/models, `model` in answers); unset:
+    # the model folder's name.
+    model_name: str | None = None
     device: str = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     # Jobs the GPU worker runs at once; 1 = one `generate` at a time, more = continuous batching.
@@ -180,7 +183,7 @@ class Settings(BaseSettings):
             raise ValueError("retry delays must be zero or more seconds")
         return value
 
-    @field_validator("redis_url", "webhook_secret", mode="before")
+    @field_validator("redis_url", "webhook_secret", "model_name", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `KEY=` in .env or `${KEY:-}` in compose means "not configured".
@@ -227,6 +230,11 @@ class Settings(BaseSettings):
     def api_key_values(self) -> list[str]:
         """The API keys as plain strings, for comparing against what a caller presents."""
         return [key.get_secret_value() for key in self.api_keys]
+
+    @property
+    def served_model_name(self) -> str:
+        """What the OpenAI-compatible endpoints call the model: MODEL_NAME, else the model folder's name."""
+        return self.model_name or self.model_dir.resolve().name
 
     @property
     def effective_redis_url(self) -> str:
