@@ -25,6 +25,7 @@ from core.errors import (
     WaitTimedOut,
     WrongState,
 )
+from core.openai_translation import error_body
 from core.redis_errors import RETRY_AFTER_S, store_unavailable_from
 
 log = logging.getLogger("llm.api")
@@ -55,12 +56,37 @@ _HTTP_ERROR_TYPES = {
 }
 
 
-def http_status_of(error: ServiceError) -> int:
+# Routes whose errors take OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so OpenAI clients
+# read them; every other route keeps the service's own shape.
+OPENAI_ERROR_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/files", "/v1/batches")
+# On those routes a field the request got wrong is a 400, as OpenAI answers it (its clients raise BadRequestError).
+OPENAI_HTTP_STATUS_OF: dict[type[ServiceError], int] = {**HTTP_STATUS_OF, InvalidInput: 400}
+
+
+def http_status_of(error: ServiceError, statuses: dict[type[ServiceError], int] = HTTP_STATUS_OF) -> int:
     """The status a typed error answers with; an unlisted one is a 500."""
     for kind in type(error).__mro__:
-        if kind in HTTP_STATUS_OF:
-            return HTTP_STATUS_OF[kind]
+        if kind in statuses:
+            return statuses[kind]
     return 500
+
+
+def speaks_openai(path: str) -> bool:
+    """Whether errors on this path take OpenAI's shape."""
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in OPENAI_ERROR_PATHS)
+
+
+def openai_error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> dict:
+    """An error in OpenAI's shape, typed as OpenAI types its own: by the status."""
+    if status >= 500:
+        error_type = "server_error"
+    elif status == 429:
+        error_type = "requests"
+    else:
+        error_type = "invalid_request_error"
+    if status == 401:
+        code = "invalid_api_key"
+    return error_body(message, error_type, param=param, code=code)
 
 
 # What a client hears when the store or queue failed under a lower-level error, whose text may name hosts and ports.
@@ -74,8 +100,18 @@ def service_error_response(error: ServiceError):
         log.warning("store unavailable: %s (cause: %r)", error, error.__cause__)
         if error.detail is None:  # a message built from the cause elsewhere may hold the address itself
             error = StoreUnavailable(_STORE_UNAVAILABLE_MESSAGE, retry_after_s=error.retry_after_s)
-    response = jsonify(error.to_dict())
-    response.status_code = http_status_of(error)
+    if speaks_openai(request.path):
+        status = http_status_of(error, OPENAI_HTTP_STATUS_OF)
+        message = error.message
+        job_id = getattr(error, "job_id", None)
+        if job_id is not None and job_id not in message:
+            message = f"{message} (job {job_id})"
+        code = str(error.error_type)
+        response = jsonify(openai_error(status, message, param=error.field, code=code))
+    else:
+        status = http_status_of(error)
+        response = jsonify(error.to_dict())
+    response.status_code = status
     retry_after_s = error.retry_after_s
     if retry_after_s is None and response.status_code == 503:
         retry_after_s = RETRY_AFTER_S
@@ -109,10 +145,14 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(error: HTTPException):
         status = error.code or 500
         error_type = _HTTP_ERROR_TYPES.get(status, ErrorType.HTTP_ERROR)
+        if speaks_openai(request.path):
+            return jsonify(openai_error(status, error.description or "", code=str(error_type))), status
         body = {"error": {"type": error_type, "message": error.description}}
         return jsonify(body), status
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error")
+        if speaks_openai(request.path):
+            return jsonify(openai_error(500, "internal error", code=str(ErrorType.INTERNAL_ERROR))), 500
         return jsonify({"error": {"type": ErrorType.INTERNAL_ERROR, "message": "internal error"}}), 500

@@ -16,7 +16,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 
-from api.schemas import ErrorBody
+from api.schemas import ErrorBody, OpenAIErrorBody
 from core.batches import BATCH_ID_PATTERN, BatchRequestLine
 from core.jobs import JOB_ID_PATTERN
 from core.openai_files import FILE_ID_PATTERN
@@ -39,6 +39,14 @@ ERROR_MEANINGS = {
     500: "The generation failed on the worker (error.type says why; error.job_id names the job).",
     503: "The queue is full or Redis is unreachable; Retry-After says when to try again.",
     504: "The synchronous wait ran out; the job goes on (error.job_id names it).",
+}
+
+OPENAI_ERROR_MEANINGS = {
+    **ERROR_MEANINGS,
+    400: "Invalid input, naming the field in `param` (a parameter this server can't honour, such as n > 1, is "
+    "refused by name), or a body that is not JSON; nothing was stored or enqueued.",
+    404: "No such model (only the served one is listed), no such file or batch for this API key, or no such route.",
+    409: "The job was canceled before it finished, or the batch to cancel has finished.",
 }
 
 spec = SpecTree(
@@ -74,12 +82,17 @@ def document(
     query: type[BaseModel] | None = None,
     form: type[BaseModel] | None = None,
     public: bool = False,
+    openai: bool = False,
 ) -> Callable:
-    """Describe a route in the OpenAPI document (answers, error statuses, body and query models); validates nothing."""
+    """Describe a route in the OpenAPI document (answers, error statuses, body and query models); validates nothing.
+
+    `openai` routes answer errors in OpenAI's shape, with a 400 for invalid input.
+    """
     codes: dict[str, Any] = {f"HTTP_{status}": model for status, model in answers.items()}
     if not public:  # every route but the probes counts against the caller's request rate
         errors = (*errors, 429)
-    codes.update({f"HTTP_{status}": (ErrorBody, ERROR_MEANINGS[status]) for status in errors})
+    error_model, meanings = (OpenAIErrorBody, OPENAI_ERROR_MEANINGS) if openai else (ErrorBody, ERROR_MEANINGS)
+    codes.update({f"HTTP_{status}": (error_model, meanings[status]) for status in errors})
     describe = spec.validate(
         json=json,
         query=query,

@@ -260,3 +260,89 @@ class OpenAIBatchList(BaseModel):
     first_id: str | None
     last_id: str | None
     has_more: bool
+
+
+# The OpenAI-compatible routes answer in OpenAI's shapes (core/openai_translation.py builds them).
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong, for people.", examples=["n: only n=1 is supported (got 2)"])
+    type: str = Field(
+        description="As OpenAI types it: invalid_request_error (4xx), requests (429), server_error (5xx).",
+        examples=["invalid_request_error"],
+    )
+    param: str | None = Field(description="The request field at fault, dotted as in `messages.0.content`.")
+    code: str | None = Field(
+        description="This service's own error type (invalid_input, queue_full...); invalid_api_key on 401.",
+        examples=["invalid_input"],
+    )
+
+
+class OpenAIErrorBody(BaseModel):
+    """Every error answer of the OpenAI-compatible routes: OpenAI's error shape."""
+
+    error: OpenAIErrorDetail
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+    refusal: None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    logprobs: None
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's `chat.completion`; `id` is `chatcmpl-` and the job's id, and `model` the served model."""
+
+    id: str = Field(examples=["chatcmpl-6f1c0e5a9b2d4c3e8f7a6b5c4d3e2f1a"])
+    object: Literal["chat.completion"]
+    created: int = Field(description="When the job was created, in Unix seconds.")
+    model: str
+    choices: list[ChatChoice]
+    usage: CompletionUsage
+    system_fingerprint: None
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: None
+    finish_reason: Literal["stop", "length"]
+
+
+class TextCompletion(BaseModel):
+    """OpenAI's `text_completion`; `id` is `cmpl-` and the job's id, and `model` the served model."""
+
+    id: str = Field(examples=["cmpl-6f1c0e5a9b2d4c3e8f7a6b5c4d3e2f1a"])
+    object: Literal["text_completion"]
+    created: int = Field(description="When the job was created, in Unix seconds.")
+    model: str
+    choices: list[TextChoice]
+    usage: CompletionUsage
+    system_fingerprint: None
+
+
+class ModelCard(BaseModel):
+    """The served model, as OpenAI describes a model."""
+
+    id: str = Field(description="MODEL_NAME, or the model folder's name.", examples=["demo-model"])
+    object: Literal["model"]
+    created: int = Field(description="When the model folder was last changed, in Unix seconds (0 if unreadable).")
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]

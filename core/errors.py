@@ -19,6 +19,7 @@ class ErrorType(StrEnum):
     MALFORMED_BODY = "malformed_body"
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
+    MODEL_NOT_FOUND = "model_not_found"
     WRONG_STATE = "wrong_state"
     BODY_TOO_LARGE = "body_too_large"
     QUEUE_FULL = "queue_full"
@@ -80,6 +81,12 @@ class BatchNotFound(NotFound):
 
 class FileNotFound(NotFound):
     pass
+
+
+class ModelNotFound(NotFound):
+    """A model other than the served one was asked for by name (OpenAI's `GET /v1/models/<id>`)."""
+
+    error_type = ErrorType.MODEL_NOT_FOUND
 
 
 class WrongState(ServiceError):

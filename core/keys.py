@@ -4,6 +4,10 @@ JOB_KEY = "llm:job:{job_id}"  # JSON of the job object; no expiry until it is te
 OWNER_INDEX_KEY = "llm:jobs:owner:{owner}"  # sorted set: job ids by submission sequence, newest highest
 JOB_SEQUENCE_KEY = "llm:jobs:seq"  # counter giving each job a unique, ordered listing position
 JOB_DONE_CHANNEL = "llm:job-done:{job_id}"  # pub/sub: one message when the job reaches a terminal state
+# Redis Stream of the job's events (core/token_stream.py): a `status` entry per status change from its first one,
+# `token` entries with text deltas; capped above what one attempt writes; expires with the job
+JOB_EVENTS_KEY = "llm:job:{job_id}:events"
+JOB_EVENTS_CHANNEL = "llm:job-events:{job_id}"  # pub/sub: each entry of that stream as it is added (id, kind, value)
 WORKERS_KEY = "llm:workers"  # sorted set: live GPU worker names by the Unix time their heartbeat runs out
 WORKER_INFO_KEY = "llm:workers:info"  # hash: worker name -> JSON of what it announced (model, device...)
 # set: queued jobs whose message a worker holds while they wait for a place in its engine (kill -9 would leave

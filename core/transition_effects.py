@@ -1,5 +1,6 @@
 """What a job's status change sets off, for both stores: staged in the change's own transaction (webhook
-outbox, batch counters, index expiry, the done message), or run once it is committed (completing its batch)."""
+outbox, batch counters, index expiry, the done message, the status entry of its event stream), or run once it is
+committed (completing its batch)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from core.keys import (
 )
 from core.owner_index import stage_index_expiry
 from core.redis_transactions import watched_update
+from core.token_stream import stage_expiry, stage_status
 from core.webhook_queue import stage_delivery
 from core.webhooks import EVENT_COMPLETED, event_for_status, new_batch_delivery, new_delivery_for
 
@@ -35,10 +37,12 @@ def stage_transition_effects(pipe: redis.client.Pipeline, job: Job, from_status:
     delivery = _webhook_delivery(job)
     if delivery is not None:
         stage_delivery(pipe, delivery, ttl_s)
+    stage_status(pipe, job.id, job.status.value)
     if job.batch_id is not None:
         _stage_batch_counts(pipe, job, from_status)
     elif job.status.is_terminal:
         stage_index_expiry(pipe, OWNER_INDEX_KEY.format(owner=job.owner), job.id, ttl_s)
+        stage_expiry(pipe, job.id, ttl_s)  # a batch's job keeps its stream as long as the job: until the batch ends
     if from_status == JobStatus.QUEUED and job.status != JobStatus.QUEUED:
         stage_queued_count(pipe, job.owner, -1)
     elif job.status == JobStatus.QUEUED and from_status != JobStatus.QUEUED:
@@ -98,6 +102,7 @@ def complete_batch_if_done(client: redis.Redis, batch_id: str, ttl_s: int, just_
             pipe.srem(OPEN_BATCHES_KEY, batch_id)
             for job_id in just_finished:
                 pipe.expire(JOB_KEY.format(job_id=job_id), ttl_s)
+                stage_expiry(pipe, job_id, ttl_s)
             pipe.expire(stats_key, ttl_s)
             pipe.expire(jobs_key, ttl_s)
             return False
@@ -130,11 +135,13 @@ def _status_once_done(batch: Batch) -> str:
 
 
 def _expire_jobs_of(client: redis.Redis, jobs_key: str, ttl_s: int) -> None:
-    """Start the expiry clock of every job in a batch's job list, so its results last as long as the batch."""
+    """Start the expiry clock of every job in a batch's job list (and of its event stream), so its results last as
+    long as the batch."""
     start = 0
     while chunk := client.lrange(jobs_key, start, start + EXPIRE_CHUNK - 1):
         pipe = client.pipeline(transaction=False)
         for job_id in chunk:
             pipe.expire(JOB_KEY.format(job_id=job_id), ttl_s)
+            stage_expiry(pipe, job_id, ttl_s)
         pipe.execute()
         start += EXPIRE_CHUNK

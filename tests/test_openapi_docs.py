@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from api.app import create_app
-from api.schemas import ErrorBody
+from api.schemas import ErrorBody, OpenAIErrorBody
 from core.batches import BatchRequestLine
 from core.jobs import ChatMessage, GenerationInput
 
@@ -25,7 +25,13 @@ ROUTES = {
     "/v1/generate": {"post"},
     "/healthz": {"get"},
     "/readyz": {"get"},
+    "/v1/chat/completions": {"post"},
+    "/v1/completions": {"post"},
+    "/v1/models": {"get"},
+    "/v1/models/{model_id}": {"get"},
 }
+# The OpenAI-compatible routes answer errors in OpenAI's shape.
+OPENAI_PATHS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model_id}"}
 
 
 @pytest.fixture
@@ -81,9 +87,10 @@ def test_every_request_field_has_a_description_and_examples(document):
 
 
 def test_every_error_status_answers_with_the_error_shape(document):
-    error_ref = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
     seen: set[str] = set()
-    for item in document["paths"].values():
+    for path, item in document["paths"].items():
+        shape = OpenAIErrorBody if path in OPENAI_PATHS else ErrorBody
+        error_ref = {"$ref": f"#/components/schemas/{shape.__name__}"}
         for operation in item.values():
             for status, answer in operation["responses"].items():
                 if int(status) >= 400 and (operation["operationId"], status) != ("get__readyz", "503"):
@@ -91,6 +98,12 @@ def test_every_error_status_answers_with_the_error_shape(document):
                     seen.add(status)
     assert {"400", "401", "404", "409", "413", "415", "422", "503", "504"} <= seen
     assert set(document["components"]["schemas"]["ErrorDetail"]["required"]) == {"type", "message"}
+    assert set(document["components"]["schemas"]["OpenAIErrorDetail"]["required"]) == {
+        "message",
+        "type",
+        "param",
+        "code",
+    }
 
 
 def test_path_ids_are_documented_by_shape(document):

@@ -11,8 +11,17 @@ from api.auth import owner_of
 from api.schemas import CURSOR_PATTERN, MAX_PAGE_SIZE
 from api.services import Services
 from core.batches import is_batch_id
-from core.errors import BatchNotFound, InvalidInput, JobNotFound, MalformedBody, UnsupportedMediaType
-from core.jobs import is_job_id
+from core.errors import (
+    BatchNotFound,
+    GenerationFailed,
+    InvalidInput,
+    JobNotFound,
+    MalformedBody,
+    UnsupportedMediaType,
+    WaitTimedOut,
+    WrongState,
+)
+from core.jobs import Job, JobStatus, is_job_id
 
 # Only a JSON Content-Type makes a body JSON: forms and text/plain, which a browser may send from any site
 # without asking, are refused rather than parsed.
@@ -84,3 +93,19 @@ def page_args() -> tuple[int, int | None]:
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE_SIZE}", field="limit")
     return limit, int(cursor_arg) if cursor_arg else None
+
+
+def succeeded(job: Job, waited_s: float) -> Job:
+    """A waited-for job if it succeeded; otherwise the typed error its outcome answers a waiting client with."""
+    if job.status == JobStatus.SUCCEEDED:
+        return job
+    if job.status == JobStatus.FAILED:
+        error = job.error or {}
+        if error.get("type") == "invalid_input":  # the model refused this input: the client's to fix, not a 5xx
+            raise InvalidInput(error.get("message", "the model can't run this input"))
+        raise GenerationFailed(
+            error.get("message", "generation failed"), job_id=job.id, error_type=error.get("type", "failed")
+        )
+    if job.status == JobStatus.CANCELED:
+        raise WrongState(f"job {job.id} was canceled before it finished")
+    raise WaitTimedOut(f"the job did not finish within {waited_s:g} s; poll /jobs/{job.id}", job_id=job.id)

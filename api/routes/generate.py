@@ -5,10 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from api.openapi import document
-from api.routes.common import caller, json_body, services
+from api.routes.common import caller, json_body, services, succeeded
 from api.schemas import GenerateResult
-from core.errors import GenerationFailed, InvalidInput, WaitTimedOut, WrongState
-from core.jobs import GenerationInput, JobStatus
+from core.jobs import GenerationInput
 
 bp = Blueprint("generate", __name__)
 
@@ -30,30 +29,17 @@ def generate():
     with svc.wait_slots.held(owner):  # taken before the job exists: a refused call creates none
         job = svc.submit_job(json_body(), owner)
         job = svc.store.wait_until_terminal(job.id, svc.settings.sync_wait_seconds)
-    if job.status == JobStatus.SUCCEEDED:
-        output = job.output or {}
-        return jsonify(
-            {
-                "id": job.id,
-                # `generated_text` is what synchronous clients read; `text` matches the job object.
-                "generated_text": output.get("text", ""),
-                "text": output.get("text", ""),
-                "finish_reason": output.get("finish_reason"),
-                "usage": job.usage,
-                "metrics": job.metrics,
-                "resources": job.resources,
-            }
-        )
-    if job.status == JobStatus.FAILED:
-        error = job.error or {}
-        if error.get("type") == "invalid_input":  # the model refused this input: the client's to fix, not a 5xx
-            raise InvalidInput(error.get("message", "the model can't run this input"))
-        raise GenerationFailed(
-            error.get("message", "generation failed"), job_id=job.id, error_type=error.get("type", "failed")
-        )
-    if job.status == JobStatus.CANCELED:
-        raise WrongState(f"job {job.id} was canceled before it finished")
-    raise WaitTimedOut(
-        f"the job did not finish within {svc.settings.sync_wait_seconds:g} s; poll /jobs/{job.id}",
-        job_id=job.id,
+    job = succeeded(job, svc.settings.sync_wait_seconds)
+    output = job.output or {}
+    return jsonify(
+        {
+            "id": job.id,
+            # `generated_text` is what synchronous clients read; `text` matches the job object.
+            "generated_text": output.get("text", ""),
+            "text": output.get("text", ""),
+            "finish_reason": output.get("finish_reason"),
+            "usage": job.usage,
+            "metrics": job.metrics,
+            "resources": job.resources,
+        }
     )

@@ -48,7 +48,13 @@ def _listing(items: list[dict], has_more: bool) -> dict:
 
 
 @bp.post("/v1/files")
-@document(tags=("openai batches",), form=OpenAIFileUpload, answers={200: OpenAIFile}, errors=(400, 401, 413, 415, 503))
+@document(
+    openai=True,
+    tags=("openai batches",),
+    form=OpenAIFileUpload,
+    answers={200: OpenAIFile},
+    errors=(400, 401, 413, 415, 503),
+)
 def upload_file():
     """Upload a batch input file
 
@@ -72,7 +78,9 @@ def upload_file():
 
 
 @bp.get("/v1/files")
-@document(tags=("openai batches",), query=OpenAIFileQuery, answers={200: OpenAIFileList}, errors=(400, 401, 503))
+@document(
+    openai=True, tags=("openai batches",), query=OpenAIFileQuery, answers={200: OpenAIFileList}, errors=(400, 401, 503)
+)
 def list_files():
     """List your files
 
@@ -90,7 +98,7 @@ def list_files():
 
 
 @bp.get("/v1/files/<file_id>")
-@document(tags=("openai batches",), answers={200: OpenAIFile}, errors=(401, 404, 503))
+@document(openai=True, tags=("openai batches",), answers={200: OpenAIFile}, errors=(401, 404, 503))
 def get_file(file_id: str):
     """Read a file's record"""
     owner = caller()
@@ -98,7 +106,7 @@ def get_file(file_id: str):
 
 
 @bp.delete("/v1/files/<file_id>")
-@document(tags=("openai batches",), answers={200: OpenAIFileDeleted}, errors=(401, 404, 503))
+@document(openai=True, tags=("openai batches",), answers={200: OpenAIFileDeleted}, errors=(401, 404, 503))
 def delete_file(file_id: str):
     """Delete a file"""
     owner = caller()
@@ -108,7 +116,7 @@ def delete_file(file_id: str):
 
 
 @bp.get("/v1/files/<file_id>/content")
-@document(tags=("openai batches",), answers={200: None}, errors=(401, 404, 503))
+@document(openai=True, tags=("openai batches",), answers={200: None}, errors=(401, 404, 503))
 def file_content(file_id: str):
     """Download a file
 
@@ -122,6 +130,7 @@ def file_content(file_id: str):
 
 @bp.post("/v1/batches")
 @document(
+    openai=True,
     tags=("openai batches",),
     json=CreateOpenAIBatch,
     answers={200: OpenAIBatchView},
@@ -141,7 +150,7 @@ def create_batch():
 
 
 @bp.get("/v1/batches/<batch_id>")
-@document(tags=("openai batches",), answers={200: OpenAIBatchView}, errors=(401, 404, 503))
+@document(openai=True, tags=("openai batches",), answers={200: OpenAIBatchView}, errors=(401, 404, 503))
 def get_batch(batch_id: str):
     """Read an OpenAI batch
 
@@ -153,7 +162,9 @@ def get_batch(batch_id: str):
 
 
 @bp.get("/v1/batches")
-@document(tags=("openai batches",), query=OpenAIPageQuery, answers={200: OpenAIBatchList}, errors=(400, 401, 503))
+@document(
+    openai=True, tags=("openai batches",), query=OpenAIPageQuery, answers={200: OpenAIBatchList}, errors=(400, 401, 503)
+)
 def list_batches():
     """List your OpenAI batches
 
@@ -165,7 +176,7 @@ def list_batches():
 
 
 @bp.post("/v1/batches/<batch_id>/cancel")
-@document(tags=("openai batches",), answers={200: OpenAIBatchView}, errors=(401, 404, 409, 503))
+@document(openai=True, tags=("openai batches",), answers={200: OpenAIBatchView}, errors=(401, 404, 409, 503))
 def cancel_batch(batch_id: str):
     """Cancel an OpenAI batch
 

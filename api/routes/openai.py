@@ -1,0 +1,104 @@
+"""The OpenAI-compatible endpoints: chat and text completions, and the served model.
+
+Every request is a job like any other (stored, counted against the key's limits, batched, listed in `GET /jobs`,
+cancelable), submitted through the submit use case and waited for as `POST /v1/generate` waits. Errors on these
+routes take OpenAI's shape (api/errors.py).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+from flask import Blueprint, jsonify
+
+from api.openapi import document
+from api.routes.common import caller, json_body, services, succeeded
+from api.schemas import ChatCompletion, ModelCard, ModelList, TextCompletion
+from core.errors import ModelNotFound
+from core.openai_translation import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    Endpoint,
+    parse_openai_request,
+    response_body,
+)
+from core.settings import Settings
+
+bp = Blueprint("openai", __name__)
+
+_COMPLETION_ERRORS = (400, 401, 409, 413, 415, 500, 503, 504)
+
+
+@bp.post(Endpoint.CHAT_COMPLETIONS.value)
+@document(
+    tags=("openai",), json=ChatCompletionRequest, answers={200: ChatCompletion}, errors=_COMPLETION_ERRORS, openai=True
+)
+def chat_completions():
+    """Chat completion (OpenAI-compatible)
+
+    OpenAI's chat completion request and answer, served by a queued job (`id` is `chatcmpl-<job id>`). The served
+    model answers whatever `model` is named. `stream: true` answers with server-sent `chat.completion.chunk`s
+    ending with `data: [DONE]`; a client that disconnects cancels its job.
+    """
+    return _complete(Endpoint.CHAT_COMPLETIONS)
+
+
+@bp.post(Endpoint.COMPLETIONS.value)
+@document(
+    tags=("openai",), json=CompletionRequest, answers={200: TextCompletion}, errors=_COMPLETION_ERRORS, openai=True
+)
+def completions():
+    """Text completion (OpenAI-compatible)
+
+    OpenAI's legacy completion request and answer (one prompt, 16 tokens unless `max_tokens` says otherwise),
+    served by a queued job (`id` is `cmpl-<job id>`). `stream: true` answers with server-sent `text_completion`
+    chunks ending with `data: [DONE]`.
+    """
+    return _complete(Endpoint.COMPLETIONS)
+
+
+def _complete(endpoint: Endpoint):
+    owner = caller()
+    svc = services()
+    request = parse_openai_request(endpoint, json_body())
+    wait_s = svc.settings.sync_wait_seconds
+    with ExitStack() as slot:
+        slot.enter_context(svc.wait_slots.held(owner))  # taken before the job exists: a refused call creates none
+        job = svc.submit_job(request.body, owner)
+        job = svc.store.wait_until_terminal(job.id, wait_s)
+    return jsonify(response_body(endpoint, succeeded(job, wait_s), svc.settings.served_model_name))
+
+
+def _model_card(settings: Settings) -> dict:
+    try:
+        created = int(settings.model_dir.stat().st_mtime)
+    except OSError:  # an API that can't read the model folder (its own container) still names the model
+        created = 0
+    return {"id": settings.served_model_name, "object": "model", "created": created, "owned_by": "llm-service"}
+
+
+@bp.get("/v1/models")
+@document(tags=("openai",), answers={200: ModelList}, errors=(401,), openai=True)
+def list_models():
+    """List models (OpenAI-compatible)
+
+    The one served model (MODEL_NAME, or the model folder's name).
+    """
+    caller()
+    return jsonify({"object": "list", "data": [_model_card(services().settings)]})
+
+
+@bp.get("/v1/models/<path:model_id>")
+@document(tags=("openai",), answers={200: ModelCard}, errors=(401, 404), openai=True)
+def retrieve_model(model_id: str):
+    """Retrieve a model (OpenAI-compatible)
+
+    The served model by its name; any other name is 404.
+    """
+    caller()
+    settings = services().settings
+    if model_id != settings.served_model_name:
+        raise ModelNotFound(
+            f"the model `{model_id}` does not exist; this server serves `{settings.served_model_name}`", field="model"
+        )
+    return jsonify(_model_card(settings))

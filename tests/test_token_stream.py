@@ -1,0 +1,126 @@
+"""A job's event stream against a real Redis: status entries staged by its transitions, token deltas appended for
+many jobs at once, replay and resume by id, the cap, expiry with the job, and each entry published as it is added."""
+
+from __future__ import annotations
+
+import time
+
+from core.batch_store import BatchStore
+from core.batches import Batch
+from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
+from core.keys import JOB_KEY
+from core.token_stream import (
+    START,
+    StreamEvent,
+    TokenStreams,
+    channel_of,
+    event_from_message,
+    id_order,
+    stream_key,
+    text_of,
+)
+
+
+def new_job(**fields) -> Job:
+    return Job(id=new_job_id(), status=JobStatus.QUEUED, created_at=utc_now_iso(), input={"prompt": "x"}, **fields)
+
+
+def started(job: Job) -> None:
+    job.attempts += 1
+
+
+def test_transitions_and_deltas_replay_in_order_and_resume_after_any_id(store):
+    streams = TokenStreams(store.redis)
+    job, other = new_job(), new_job()
+    store.create(job)
+    store.create(other)
+    assert streams.read(job.id) == []  # a queued job has no entry before its first change
+    store.transition(job.id, JobStatus.RUNNING, started)
+    store.transition(other.id, JobStatus.RUNNING, started)
+    streams.append_texts({job.id: "Xin ", other.id: "Hello"})
+    streams.append_texts({job.id: "chào đ"})
+    streams.append_texts({job.id: "ời", other.id: ""})
+    store.transition(job.id, JobStatus.SUCCEEDED)
+
+    events = streams.read(job.id)
+    assert [(e.kind, e.data) for e in events] == [
+        ("status", {"status": "running"}),
+        ("token", {"text": "Xin "}),
+        ("token", {"text": "chào đ"}),
+        ("token", {"text": "ời"}),
+        ("status", {"status": "succeeded"}),
+    ]
+    assert [id_order(e.event_id) for e in events] == sorted(id_order(e.event_id) for e in events)
+    assert text_of(events) == "Xin chào đời"
+    for index, event in enumerate(events):
+        assert streams.read(job.id, after=event.event_id) == events[index + 1 :]  # no gap, no repeat
+    assert streams.read(job.id, count=2) == events[:2]
+    assert [e.data for e in streams.read(other.id)] == [{"status": "running"}, {"text": "Hello"}]
+
+    # The stream expires with the job, on the same clock; a running job's stream has no expiry.
+    assert 3500 < store.redis.ttl(stream_key(job.id)) <= store.redis.ttl(JOB_KEY.format(job_id=job.id)) + 1
+    assert store.redis.ttl(stream_key(other.id)) == -1
+
+
+def test_a_token_never_recreates_a_missing_stream_and_every_entry_is_published(store):
+    streams = TokenStreams(store.redis)
+    job, never_started = new_job(), new_job()
+    store.create(job)
+    pubsub = store.redis.pubsub()
+    pubsub.subscribe(channel_of(job.id))
+    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+
+    store.transition(job.id, JobStatus.RUNNING, started)
+    streams.append_texts({job.id: "ạ", never_started.id: "lost"})
+    store.transition(job.id, JobStatus.QUEUED, lambda j: setattr(j, "attempts", j.attempts - 1))
+    published = []
+    while len(published) < 3:
+        message = pubsub.get_message(timeout=2)
+        assert message is not None, published
+        published.append(event_from_message(message["data"]))
+    pubsub.close()
+
+    assert published == streams.read(job.id)
+    assert text_of(published) == ""  # back on the queue: the attempt's text is void
+    assert not store.redis.exists(stream_key(never_started.id))
+    store.redis.delete(stream_key(job.id))
+    streams.append_texts({job.id: "late"})  # e.g. after the job expired
+    assert not store.redis.exists(stream_key(job.id))
+
+
+def test_the_cap_keeps_at_least_what_one_attempt_writes(store):
+    cap = 200
+    streams = TokenStreams(store.redis, max_entries=cap)
+    job = new_job()
+    store.create(job)
+    store.transition(job.id, JobStatus.RUNNING, started)
+    for index in range(3 * cap):
+        streams.append_texts({job.id: f"{index} "})
+    events = streams.read(job.id, count=10 * cap)
+    assert cap <= len(events) < 3 * cap  # trimmed, oldest first, never below the cap
+    assert events[-1].data == {"text": f"{3 * cap - 1} "}
+
+
+def test_a_batch_jobs_stream_expires_when_its_batch_completes(store):
+    batch = Batch(id=f"batch_{new_job_id()}", created_at=utc_now_iso(), total=2)
+    first, second = new_job(batch_id=batch.id), new_job(batch_id=batch.id)
+    BatchStore(store).create(batch, [first, second])
+    store.transition(first.id, JobStatus.CANCELED)
+    assert store.redis.ttl(stream_key(first.id)) == -1  # the batch is still open: kept like the job itself
+    store.transition(second.id, JobStatus.CANCELED)
+    for job in (first, second):
+        assert 0 < store.redis.ttl(stream_key(job.id)) <= 3600
+
+
+def test_blocking_read_wakes_on_a_new_entry(store):
+    streams = TokenStreams(store.redis)
+    job = new_job()
+    store.create(job)
+    store.transition(job.id, JobStatus.RUNNING, started)
+    last = streams.read(job.id)[-1].event_id
+    begun = time.monotonic()
+    assert streams.read(job.id, after=last, block_ms=100) == []
+    assert time.monotonic() - begun >= 0.09
+    streams.append_texts({job.id: "x"})
+    assert [e.data for e in streams.read(job.id, after=last, block_ms=100)] == [{"text": "x"}]
+    assert streams.read(job.id, after=START)[0] == StreamEvent(last, "status", {"status": "running"})
