@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from api.errors import register_error_handlers
 from api.openapi import register_docs
 from api.rate_limits import install_rate_limit
-from api.routes import batches, console, events, generate, health, jobs, metrics, openai
+from api.routes import batches, console, events, generate, health, jobs, metrics, openai, openai_batches
 from api.services import Services
 from core.settings import Settings, get_settings, open_api_warning
 from core.store import JobStore, connect
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
     client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
     app.extensions["llm"] = Services.build(settings, JobStore(client, job_ttl_s=settings.job_ttl_seconds), queue)
     register_error_handlers(app)
-    for module in (jobs, events, batches, generate, health, metrics, openai, console):
+    for module in (jobs, events, batches, generate, health, metrics, openai, openai_batches, console):
         app.register_blueprint(module.bp)
     install_rate_limit(app, settings)
     register_docs(app)

@@ -58,7 +58,7 @@ _HTTP_ERROR_TYPES = {
 
 # Routes whose errors take OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so OpenAI clients
 # read them; every other route keeps the service's own shape.
-OPENAI_ERROR_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models")
+OPENAI_ERROR_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/files", "/v1/batches")
 # On those routes a field the request got wrong is a 400, as OpenAI answers it (its clients raise BadRequestError).
 OPENAI_HTTP_STATUS_OF: dict[type[ServiceError], int] = {**HTTP_STATUS_OF, InvalidInput: 400}
 

@@ -19,6 +19,7 @@ from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from api.schemas import ErrorBody, OpenAIErrorBody
 from core.batches import BATCH_ID_PATTERN, BatchRequestLine
 from core.jobs import JOB_ID_PATTERN
+from core.openai_files import FILE_ID_PATTERN
 
 OPENAPI_PATH = "/openapi.json"
 # Routes that answer a request with `stream: true` as server-sent events.
@@ -47,8 +48,8 @@ OPENAI_ERROR_MEANINGS = {
     **ERROR_MEANINGS,
     400: "Invalid input, naming the field in `param` (a parameter this server can't honour, such as n > 1, is "
     "refused by name), or a body that is not JSON; nothing was stored or enqueued.",
-    404: "No such model (only the served one is listed), or no such route.",
-    409: "The job was canceled before it finished.",
+    404: "No such model (only the served one is listed), no such file or batch for this API key, or no such route.",
+    409: "The job was canceled before it finished, or the batch to cancel has finished.",
 }
 
 spec = SpecTree(
@@ -82,6 +83,7 @@ def document(
     errors: tuple[int, ...],
     json: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
+    form: type[BaseModel] | None = None,
     public: bool = False,
     openai: bool = False,
 ) -> Callable:
@@ -97,6 +99,7 @@ def document(
     describe = spec.validate(
         json=json,
         query=query,
+        form=form,
         resp=Response(**codes),
         tags=tags,
         security={} if public else None,
@@ -123,8 +126,13 @@ def document(
 _ID_DESCRIPTIONS = {
     "job_id": "A job id: 32 lowercase hex digits.",
     "batch_id": "A batch id: `batch_` and 32 lowercase hex digits.",
+    "file_id": "A file id: `file-` and 32 lowercase hex digits.",
 }
-_ID_PATTERNS = {"job_id": f"^{JOB_ID_PATTERN.pattern}$", "batch_id": f"^{BATCH_ID_PATTERN.pattern}$"}
+_ID_PATTERNS = {
+    "job_id": f"^{JOB_ID_PATTERN.pattern}$",
+    "batch_id": f"^{BATCH_ID_PATTERN.pattern}$",
+    "file_id": f"^{FILE_ID_PATTERN.pattern}$",
+}
 
 
 def _finish(generated: dict[str, Any]) -> dict[str, Any]:
@@ -142,8 +150,9 @@ def _finish(generated: dict[str, Any]) -> dict[str, Any]:
     for media_type in JSONL_MEDIA_TYPES:
         # OpenAPI 3.1 has no schema for a sequence of lines: each line is one BatchRequestLine.
         batch_body[media_type] = {"schema": line_schema}
-    results = document_["paths"]["/batches/{batch_id}/results"]["get"]["responses"]["200"]
-    results["content"] = {"application/jsonl": {"schema": {"type": "string"}}}
+    for path in ("/batches/{batch_id}/results", "/v1/files/{file_id}/content"):
+        results = document_["paths"][path]["get"]["responses"]["200"]
+        results["content"] = {"application/jsonl": {"schema": {"type": "string"}}}
     metrics = document_["paths"]["/metrics"]["get"]["responses"]["200"]
     metrics["description"] = "The Prometheus text exposition format."
     metrics["content"] = {"text/plain": {"schema": {"type": "string"}}}

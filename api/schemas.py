@@ -192,6 +192,132 @@ class MetricsHistoryQuery(BaseModel):
     )
 
 
+class ResultsQuery(BaseModel):
+    format: Literal["native", "openai"] = Field(
+        "native",
+        description="`native`: every line with its job's status; `openai`: OpenAI batch output lines of the "
+        "finished lines (`id`, `custom_id`, `response` with `status_code`, `request_id` and `body`, `error`).",
+    )
+
+
+class OpenAIPageQuery(BaseModel):
+    limit: int = Field(20, ge=1, le=MAX_PAGE_SIZE, description=f"Items per page, 1 to {MAX_PAGE_SIZE}.")
+    after: str | None = Field(None, description="The last id of the previous page.")
+
+
+class OpenAIFileQuery(OpenAIPageQuery):
+    purpose: Literal["batch", "batch_output"] | None = Field(None, description="Only files of this purpose.")
+    order: Literal["desc"] = Field("desc", description="Newest first (the only order here).")
+
+
+class OpenAIFileUpload(BaseModel):
+    """`POST /v1/files`: multipart form data, as the official client sends it."""
+
+    file: bytes = Field(
+        json_schema_extra={"format": "binary"}, description="The JSONL batch input (UTF-8, OPENAI_FILE_MAX_BYTES)."
+    )
+    purpose: Literal["batch"] = Field(description="Only `batch`: these files feed OpenAI batches.")
+
+
+class OpenAIFile(BaseModel):
+    """OpenAI's file object."""
+
+    id: str = Field(examples=["file-6f1c0e5a9b2d4c3e8f7a6b5c4d3e2f1a"])
+    object: Literal["file"]
+    bytes: int
+    created_at: int
+    expires_at: int
+    filename: str
+    purpose: Literal["batch", "batch_output"]
+    status: Literal["processed"]
+    status_details: None
+
+
+class OpenAIFileList(BaseModel):
+    object: Literal["list"]
+    data: list[OpenAIFile]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class OpenAIFileDeleted(BaseModel):
+    id: str
+    object: Literal["file"]
+    deleted: Literal[True]
+
+
+class OpenAIBatchLineError(BaseModel):
+    code: str
+    line: int | None
+    message: str
+    param: str | None
+
+
+class OpenAIBatchErrors(BaseModel):
+    object: Literal["list"]
+    data: list[OpenAIBatchLineError]
+
+
+class OpenAIRequestCounts(BaseModel):
+    total: int
+    completed: int = Field(description="Lines answered (in the output file).")
+    failed: int = Field(description="Lines that ended without an answer (in the error file), canceled ones included.")
+
+
+class OpenAIInputTokensDetails(BaseModel):
+    cached_tokens: int
+
+
+class OpenAIOutputTokensDetails(BaseModel):
+    reasoning_tokens: int
+
+
+class OpenAIBatchUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: OpenAIInputTokensDetails
+    output_tokens: int
+    output_tokens_details: OpenAIOutputTokensDetails
+    total_tokens: int
+
+
+class OpenAIBatchView(BaseModel):
+    """OpenAI's batch object over a batch of this service (same id: `GET /batches/<id>` reads it natively too)."""
+
+    id: str = Field(examples=["batch_6f1c0e5a9b2d4c3e8f7a6b5c4d3e2f1a"])
+    object: Literal["batch"]
+    endpoint: Literal["/v1/chat/completions", "/v1/completions"]
+    model: str
+    errors: OpenAIBatchErrors | None
+    input_file_id: str
+    completion_window: str
+    status: Literal[
+        "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
+    ]
+    output_file_id: str | None
+    error_file_id: str | None
+    created_at: int
+    in_progress_at: int | None
+    expires_at: int
+    finalizing_at: int | None
+    completed_at: int | None
+    failed_at: int | None
+    expired_at: int | None
+    cancelling_at: int | None
+    cancelled_at: int | None
+    request_counts: OpenAIRequestCounts | None
+    usage: OpenAIBatchUsage | None
+    metadata: dict[str, str]
+
+
+class OpenAIBatchList(BaseModel):
+    object: Literal["list"]
+    data: list[OpenAIBatchView]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
 # The OpenAI-compatible routes answer in OpenAI's shapes (core/openai_translation.py builds them).
 
 

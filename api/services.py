@@ -15,6 +15,8 @@ from core.idempotency import IdempotencyKeys
 from core.job_event_listener import JobEventListener
 from core.job_events import JobEvents
 from core.metrics_history import MetricsHistory
+from core.openai_batches import OpenAIBatches, OpenAIBatchStore
+from core.openai_files import FileStore
 from core.settings import Settings
 from core.store import JobStore, connect
 from core.submission import JobQueue, SubmitJob
@@ -57,6 +59,8 @@ class Services:
     wait_slots: WaitSlots
     metrics_history: MetricsHistory
     job_events: JobEvents
+    files: FileStore
+    openai_batches: OpenAIBatches
 
     @classmethod
     def build(cls, settings: Settings, store: JobStore, queue: JobQueue | None = None) -> Services:
@@ -70,12 +74,15 @@ class Services:
             socket_timeout_s=settings.redis_socket_timeout_seconds,
             max_connections=EVENT_READ_CONNECTIONS,
         )
+        submit_batch = SubmitBatch(settings, batches, queue, idempotency, context_window)
+        files = FileStore(store.redis, ttl_s=settings.openai_file_ttl_seconds, max_bytes=settings.openai_file_max_bytes)
+        openai_records = OpenAIBatchStore(store.redis, ttl_s=settings.openai_file_ttl_seconds)
         return cls(
             settings=settings,
             store=store,
             batches=batches,
             submit_job=SubmitJob(settings, store, queue, idempotency, context_window),
-            submit_batch=SubmitBatch(settings, batches, queue, idempotency, context_window),
+            submit_batch=submit_batch,
             cancel_job=CancelJob(store),
             cancel_batch=CancelBatch(batches),
             wait_slots=WaitSlots(store.redis, limit=settings.max_waits_per_key, wait_s=settings.sync_wait_seconds),
@@ -87,5 +94,9 @@ class Services:
                 TokenStreams(event_reads),
                 JobEventListener(store.redis),
                 keepalive_s=settings.sse_keepalive_seconds,
+            ),
+            files=files,
+            openai_batches=OpenAIBatches(
+                openai_records, batches, files, submit_batch, model_name=settings.served_model_name
             ),
         )

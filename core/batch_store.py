@@ -109,22 +109,26 @@ class BatchStore:
             yield chunk
             start += READ_CHUNK
 
-    def result_lines(self, batch_id: str) -> Iterator[str]:
-        """One JSON line per input line, in input order; read and sent a chunk at a time, never all at once."""
+    def jobs_in_order(self, batch_id: str) -> Iterator[tuple[str, Job | None]]:
+        """Each job id of the batch in input order with its job (None once expired), read a chunk at a time."""
         for chunk in self.job_ids(batch_id):
             with redis_boundary():
                 raws = self.redis.mget([JOB_KEY.format(job_id=job_id) for job_id in chunk])
             for job_id, raw in zip(chunk, raws, strict=True):
-                if raw is None:
-                    line: dict[str, Any] = {"custom_id": None, "job_id": job_id, "status": "expired"}
-                else:
-                    job = Job.model_validate_json(raw)
-                    line = {
-                        "custom_id": job.custom_id,
-                        "job_id": job.id,
-                        "status": job.status.value,
-                    } | job.model_dump(mode="json", include={"output", "error", "usage"})
-                yield json.dumps(line, ensure_ascii=False) + "\n"
+                yield job_id, Job.model_validate_json(raw) if raw is not None else None
+
+    def result_lines(self, batch_id: str) -> Iterator[str]:
+        """One JSON line per input line, in input order; read and sent a chunk at a time, never all at once."""
+        for job_id, job in self.jobs_in_order(batch_id):
+            if job is None:
+                line: dict[str, Any] = {"custom_id": None, "job_id": job_id, "status": "expired"}
+            else:
+                line = {
+                    "custom_id": job.custom_id,
+                    "job_id": job.id,
+                    "status": job.status.value,
+                } | job.model_dump(mode="json", include={"output", "error", "usage"})
+            yield json.dumps(line, ensure_ascii=False) + "\n"
 
     def cancel(self, batch: Batch) -> int:
         """Cancel every queued job of the batch (running ones finish); returns how many were canceled."""

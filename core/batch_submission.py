@@ -48,6 +48,7 @@ class SubmitBatch:
             max_tokens_limit=self.settings.max_tokens_limit,
             max_prompt_chars=self.settings.max_prompt_chars,
             check=self.context_window.check if self.context_window is not None else None,
+            endpoint=body.endpoint,
         )
         batch_id = new_batch_id()
         body_hash = body.fingerprint()  # the whole body has been read by now

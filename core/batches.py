@@ -9,14 +9,15 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from core.batch_progress import batch_rates
 from core.errors import InvalidInput
 from core.job_records import WebhookRecord
 from core.jobs import GenerationInput, GenerationParams, JobStatus, check_metadata, parse_generation_input
+from core.openai_translation import ChatCompletionRequest, CompletionRequest, Endpoint, parse_openai_request
 from core.text_checks import check_text
 
 MAX_BATCH_LINES = 50_000
@@ -106,11 +107,21 @@ class InvalidBatch(InvalidInput):
 class BatchBody:
     """A batch's lines as they are read, the webhook and metadata, and the fingerprint of the raw body."""
 
-    def __init__(self, items: Iterable[Any], webhook: str | None, metadata: dict[str, str], digest: Any) -> None:
+    def __init__(
+        self,
+        items: Iterable[Any],
+        webhook: str | None,
+        metadata: dict[str, str],
+        digest: Any,
+        *,
+        endpoint: Endpoint | None = None,
+    ) -> None:
         self.items = items
         self.webhook = webhook
         self.metadata = metadata
         self._digest = digest
+        # An OpenAI batch's endpoint: then every line is in OpenAI's format and names this `url`.
+        self.endpoint = endpoint
 
     def fingerprint(self) -> str:
         """SHA-256 of the raw body and the webhook; complete once `items` has been read through."""
@@ -151,6 +162,12 @@ def read_batch_body(chunks: Iterable[bytes], webhook: str | None) -> BatchBody:
         whole = _decode(b"".join([head, *chunks])).lstrip()
         return BatchBody(_json_list_items(whole), webhook, {}, digest)
     return BatchBody(_jsonl_items(_prepend(head, chunks)), webhook, {}, digest)
+
+
+def read_jsonl_body(chunks: Iterable[bytes], metadata: dict[str, str], endpoint: Endpoint) -> BatchBody:
+    """An OpenAI batch input file: JSONL, read a line at a time, every line for `endpoint`."""
+    digest = hashlib.sha256()
+    return BatchBody(_jsonl_items(_hashed(chunks, digest)), None, metadata, digest, endpoint=endpoint)
 
 
 def _load_whole_body(text: str) -> Any:
@@ -245,10 +262,13 @@ def validate_batch_lines(
     max_tokens_limit: int,
     max_prompt_chars: int,
     check: Callable[[GenerationInput], None] | None = None,
+    endpoint: Endpoint | None = None,
 ) -> list[BatchLine]:
     """Every line validated with the rules of POST /jobs; raises InvalidBatch listing each bad line (1-based).
 
     Lines are taken one at a time, so a body with too many lines is refused at the first line past the cap.
+    A line may be in OpenAI's format (`method`, `url`, `body` of an OpenAI request); with `endpoint` every line
+    must be, for that endpoint.
     """
     errors: list[dict[str, Any]] = []
     total_bad = 0
@@ -261,7 +281,7 @@ def validate_batch_lines(
                 f"the batch has more than {MAX_BATCH_LINES} lines; at most {MAX_BATCH_LINES} are accepted"
             )
         try:
-            line = _validate_line(item, seen, max_tokens_limit, max_prompt_chars)
+            line = _validate_line(item, seen, max_tokens_limit, max_prompt_chars, endpoint)
             if check is not None:
                 check(line.params)  # e.g. the model's context, refused as this line's error
             lines.append(line)
@@ -276,12 +296,14 @@ def validate_batch_lines(
     return lines
 
 
-def _validate_line(item: Any, seen: set[str], max_tokens_limit: int, max_prompt_chars: int) -> BatchLine:
+def _validate_line(
+    item: Any, seen: set[str], max_tokens_limit: int, max_prompt_chars: int, endpoint: Endpoint | None
+) -> BatchLine:
     if isinstance(item, _BadLine):
         raise InvalidInput(item.reason)
     check_text(item)
     if not isinstance(item, dict) or set(item) - {"custom_id", "body", "method", "url"}:
-        raise InvalidInput('each line must be {"custom_id": "...", "body": {...}}')
+        raise InvalidInput('each line must be {"custom_id": "...", "body": {...}} (OpenAI\'s adds "method", "url")')
     custom_id = item.get("custom_id")
     if not isinstance(custom_id, str) or not 0 < len(custom_id) <= MAX_CUSTOM_ID_CHARS:
         raise InvalidInput(f"custom_id: must be a string of 1 to {MAX_CUSTOM_ID_CHARS} characters")
@@ -289,10 +311,30 @@ def _validate_line(item: Any, seen: set[str], max_tokens_limit: int, max_prompt_
         raise InvalidInput(f"custom_id: {custom_id!r} appears more than once")
     seen.add(custom_id)
     body = item.get("body")
-    if isinstance(body, dict) and ("webhook" in body or "webhook_events" in body or "priority" in body):
+    if "url" in item or "method" in item or endpoint is not None:
+        body = _openai_line_body(item, endpoint)
+    elif isinstance(body, dict) and ("webhook" in body or "webhook_events" in body or "priority" in body):
         raise InvalidInput("body: webhook and priority are set on the batch, not on its lines")
     params = parse_generation_input(body, max_tokens_limit=max_tokens_limit, max_prompt_chars=max_prompt_chars)
     return BatchLine(custom_id, params)
+
+
+def _openai_line_body(item: dict[str, Any], endpoint: Endpoint | None) -> dict[str, Any]:
+    """An OpenAI batch line's request as the generation body of a native line (the OpenAI endpoints' rules)."""
+    if item.get("method", "POST") != "POST":
+        raise InvalidInput(f"method: must be POST, not {item.get('method')!r}")
+    url = item.get("url")
+    served = " or ".join(e.value for e in Endpoint)
+    try:
+        line_endpoint = Endpoint(url)
+    except ValueError:
+        raise InvalidInput(f"url: must be {served}, not {url!r}") from None
+    if endpoint is not None and line_endpoint is not endpoint:
+        raise InvalidInput(f"url: every line of this batch must be for its endpoint {endpoint.value}, not {url}")
+    request = parse_openai_request(line_endpoint, item.get("body"))
+    if request.stream:
+        raise InvalidInput("stream: a batch line's answer is not streamed")
+    return request.body
 
 
 # What new_batch_id makes: `batch_` and a UUID4 as 32 lowercase hex digits.
@@ -318,11 +360,16 @@ class BatchRequestLine(BaseModel):
         description="Your id for this line, unique within the batch; the results name it.",
         examples=["q1"],
     )
-    body: GenerationParams = Field(
-        description="The generation, with the rules of `POST /jobs`; webhook and priority are set on the batch."
+    body: GenerationParams | ChatCompletionRequest | CompletionRequest = Field(
+        description="The generation, with the rules of `POST /jobs` (webhook and priority are set on the batch); "
+        "in OpenAI's format, the OpenAI request for the line's `url`."
     )
-    method: JsonValue = Field(None, description="Accepted and ignored (the OpenAI batch format carries it).")
-    url: JsonValue = Field(None, description="Accepted and ignored (the OpenAI batch format carries it).")
+    method: Literal["POST"] | None = Field(None, description="OpenAI's batch format: `POST`.")
+    url: Endpoint | None = Field(
+        None,
+        description="OpenAI's batch format: `/v1/chat/completions` or `/v1/completions`; the `body` is then that "
+        "endpoint's OpenAI request (`model`, `messages` or `prompt`, `max_tokens`...).",
+    )
 
 
 class BatchEnvelope(BaseModel):

@@ -79,6 +79,10 @@ class BatchNotFound(NotFound):
     pass
 
 
+class FileNotFound(NotFound):
+    pass
+
+
 class ModelNotFound(NotFound):
     """A model other than the served one was asked for by name (OpenAI's `GET /v1/models/<id>`)."""
 

@@ -41,3 +41,14 @@ METRICS_HISTORY_KEY = "llm:metrics:history"  # list: JSON samples, oldest first,
 # Exists for one sampling period once a sampler has taken that period's sample (SET NX), so several ops workers
 # never add two samples for one period; expires after two periods.
 METRICS_SAMPLE_CLAIM_KEY = "llm:metrics:history:claim:{slot}"
+# OpenAI-compatible files and batches (core/openai_files.py, core/openai_batches.py).
+OPENAI_FILE_KEY = "llm:openai:file:{file_id}"  # JSON of a file's record; expires OPENAI_FILE_TTL after its upload
+OPENAI_FILE_CONTENT_KEY = "llm:openai:file:{file_id}:content"  # list: the file's text in chunks; expires with it
+OPENAI_FILE_OWNER_INDEX_KEY = "llm:openai:files:owner:{owner}"  # sorted set: file ids by upload sequence
+OPENAI_FILE_SEQUENCE_KEY = "llm:openai:files:seq"
+# JSON of an OpenAI batch (over the native batch of the same id); kept while it runs, then as long as its files
+OPENAI_BATCH_KEY = "llm:openai:batch:{batch_id}"
+OPENAI_BATCH_OWNER_INDEX_KEY = "llm:openai:batches:owner:{owner}"  # sorted set: OpenAI batch ids by sequence
+OPENAI_BATCH_SEQUENCE_KEY = "llm:openai:batches:seq"
+# Held (a few minutes at most) by the one API process writing a finished batch's output files.
+OPENAI_BATCH_FINALIZING_KEY = "llm:openai:batch:{batch_id}:finalizing"

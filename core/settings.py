@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # beyond loopback without API_KEYS it refuses to start unless ALLOW_OPEN_API=true says that is meant.
     api_host: str = "127.0.0.1"
     allow_open_api: bool = False
+    # Files uploaded for OpenAI batches (`POST /v1/files`), and the output files made from their results: kept
+    # this long from their creation (30 days, as OpenAI keeps batch files), and at most this large (200 MiB).
+    openai_file_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+    openai_file_max_bytes: int = Field(200 * 1024 * 1024, ge=1024)
     # An Idempotency-Key claim whose submission stored nothing for this long (its API died mid-submit) is taken
     # over by the next request with the same key and body.
     idempotency_stale_seconds: float = Field(10.0, gt=0)

@@ -2,8 +2,10 @@
 
     python scripts/submit_batch.py prompts.txt results.jsonl            # also: make batch IN=... OUT=...
 
-Input: JSONL in the batch format (`{"custom_id": ..., "body": {...}}` per line), a text file with one prompt per
-line, or a CSV with a `prompt` column (and optionally `custom_id`). Each result is appended to the output as it
+Input: JSONL in the batch format (`{"custom_id": ..., "body": {...}}` per line) or in OpenAI's batch format
+(`{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body": {"model", "messages"...}}`), a text file
+with one prompt per line, or a CSV with a `prompt` column (and optionally `custom_id`). `--output-format openai`
+writes OpenAI batch output lines instead of the service's own. Each result is appended to the output as it
 finishes. Run the same command again after Ctrl-C or a crash: inputs already in the output are skipped, and
 nothing is submitted twice (a batch is resumed by its id; single jobs carry an Idempotency-Key). Exits 1 if any
 job failed.
@@ -33,6 +35,19 @@ TERMINAL = ("succeeded", "failed", "canceled")
 class InputLine:
     custom_id: str
     body: dict[str, Any]
+    # OpenAI's batch format: `method` and `url`, sent with the line as they are.
+    openai: dict[str, Any] = field(default_factory=dict)
+
+    def as_batch_line(self) -> dict[str, Any]:
+        return {"custom_id": self.custom_id, "body": self.body} | self.openai
+
+
+def openai_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
+    """The CLI's sampling defaults as an OpenAI request names them (greedy is temperature 0 there)."""
+    named = {name: value for name, value in defaults.items() if name != "do_sample"}
+    if defaults.get("do_sample") is False:
+        named["temperature"] = 0
+    return named
 
 
 def read_inputs(path: Path, defaults: dict[str, Any]) -> list[InputLine]:
@@ -52,7 +67,10 @@ def read_inputs(path: Path, defaults: dict[str, Any]) -> list[InputLine]:
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 item = json.loads(line)
-                lines.append(InputLine(str(item.get("custom_id", f"line-{number}")), defaults | item["body"]))
+                custom_id = str(item.get("custom_id", f"line-{number}"))
+                openai = {name: item[name] for name in ("method", "url") if name in item}
+                fill = openai_defaults(defaults) if openai else defaults
+                lines.append(InputLine(custom_id, fill | item["body"], openai))
         return lines
     return [
         InputLine(f"line-{number}", defaults | {"prompt": line})
@@ -79,7 +97,7 @@ class Output:
             self.path.write_text(text, encoding="utf-8")
         for line in text.splitlines():
             result = json.loads(line)
-            self.done[result["custom_id"]] = result["status"]
+            self.done[result["custom_id"]] = status_of(result)
         return self
 
     def append(self, result: dict[str, Any]) -> bool:
@@ -90,8 +108,24 @@ class Output:
             with self.path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(result, ensure_ascii=False) + "\n")
                 out.flush()
-            self.done[result["custom_id"]] = result["status"]
+            self.done[result["custom_id"]] = status_of(result)
             return True
+
+
+def status_of(result: dict[str, Any]) -> str:
+    """A result line's status; an OpenAI output line's is read from its response or error."""
+    if "status" in result:
+        return result["status"]
+    response = result.get("response")
+    if response is not None:
+        return "succeeded" if response["status_code"] == 200 else "failed"
+    return "canceled" if (result.get("error") or {}).get("code") == "batch_cancelled" else "failed"
+
+
+def usage_of(result: dict[str, Any]) -> dict[str, Any]:
+    if "status" in result:
+        return result.get("usage") or {}
+    return ((result.get("response") or {}).get("body") or {}).get("usage") or {}
 
 
 class Client:
@@ -129,8 +163,8 @@ class Progress:
         self.started = time.monotonic()
 
     def note(self, result: dict[str, Any]) -> None:
-        self.failed += result["status"] != "succeeded"
-        self.tokens += (result.get("usage") or {}).get("completion_tokens", 0)
+        self.failed += status_of(result) != "succeeded"
+        self.tokens += usage_of(result).get("completion_tokens", 0)
         rate = self.tokens / max(time.monotonic() - self.started, 1e-6)
         self.bar.set_postfix(failed=self.failed, tok_s=f"{rate:.1f}", refresh=False)
         self.bar.update(1)
@@ -175,7 +209,7 @@ def run_as_batch(client: Client, pending: list[InputLine], output: Output, progr
     state_path = output.path.with_name(output.path.name + ".batch.json")
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     if state.get("input_digest") != args.input_digest or not state.get("batch_id"):
-        lines = [{"custom_id": line.custom_id, "body": line.body} for line in pending]
+        lines = [line.as_batch_line() for line in pending]
         key = hashlib.sha256(f"{args.input_digest}:{','.join(sorted(output.done))}".encode()).hexdigest()
         batch = client.call("POST", "/batches", json=lines, headers={"Idempotency-Key": key}).json()
         state = {"batch_id": batch["id"], "input_digest": args.input_digest}
@@ -190,10 +224,11 @@ def run_as_batch(client: Client, pending: list[InputLine], output: Output, progr
         finished = batch["counts"]["succeeded"] + batch["counts"]["failed"] + batch["counts"]["canceled"]
         if finished != seen_finished:
             seen_finished = finished
-            with client.call("GET", f"/batches/{batch_id}/results", stream=True) as response:
+            query = "?format=openai" if args.output_format == "openai" else ""
+            with client.call("GET", f"/batches/{batch_id}/results{query}", stream=True) as response:
                 for raw in response.iter_lines():
                     result = json.loads(raw)
-                    if result["status"] in TERMINAL and output.append(result):
+                    if status_of(result) in TERMINAL and output.append(result):
                         progress.note(result)
         if batch["completed_at"] is not None and finished == batch["total"]:
             return 0
@@ -207,6 +242,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", default="http://127.0.0.1:8001")
     parser.add_argument("--api-key")
     parser.add_argument("--mode", choices=("batch", "jobs"), default="batch", help="POST /batches, or single jobs")
+    parser.add_argument(
+        "--output-format",
+        choices=("native", "openai"),
+        default="native",
+        help="the service's result lines, or OpenAI batch output lines (--mode batch)",
+    )
     parser.add_argument("--max-tokens", type=int, help="for inputs that don't set it")
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--top-p", type=float)
@@ -232,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None
     }
     inputs = read_inputs(args.input, defaults)
+    if args.mode == "jobs" and (args.output_format == "openai" or any(line.openai for line in inputs)):
+        raise SystemExit("OpenAI batch files and OpenAI output go through --mode batch")
     args.input_digest = hashlib.sha256(args.input.read_bytes() + json.dumps(defaults).encode()).hexdigest()[:32]
     ids = [line.custom_id for line in inputs]
     if len(set(ids)) != len(ids):

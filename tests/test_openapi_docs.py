@@ -32,9 +32,17 @@ ROUTES = {
     "/v1/completions": {"post"},
     "/v1/models": {"get"},
     "/v1/models/{model_id}": {"get"},
+    "/v1/files": {"get", "post"},
+    "/v1/files/{file_id}": {"get", "delete"},
+    "/v1/files/{file_id}/content": {"get"},
+    "/v1/batches": {"get", "post"},
+    "/v1/batches/{batch_id}": {"get"},
+    "/v1/batches/{batch_id}/cancel": {"post"},
 }
 # The OpenAI-compatible routes answer errors in OpenAI's shape.
-OPENAI_PATHS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model_id}"}
+OPENAI_PATHS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model_id}"} | {
+    path for path in ROUTES if path.startswith(("/v1/files", "/v1/batches"))
+}
 
 
 @pytest.fixture

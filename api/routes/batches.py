@@ -6,9 +6,10 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.openapi import JSONL_MEDIA_TYPES, document
 from api.routes.common import accepted, caller, checked_batch_id, is_json_media_type, page_args, services
-from api.schemas import BatchCancellation, BatchPage, BatchQuery, BatchView, PageQuery
+from api.schemas import BatchCancellation, BatchPage, BatchQuery, BatchView, PageQuery, ResultsQuery
 from core.batches import BatchJsonBody, read_batch_body
-from core.errors import UnsupportedMediaType
+from core.errors import InvalidInput, UnsupportedMediaType
+from core.openai_batch_output import output_lines
 
 bp = Blueprint("batches", __name__)
 READ_CHUNK_BYTES = 64 * 1024
@@ -80,17 +81,26 @@ def list_batches():
 
 
 @bp.get("/batches/<batch_id>/results")
-@document(tags=("batches",), answers={200: None}, errors=(401, 404, 503))
+@document(tags=("batches",), query=ResultsQuery, answers={200: None}, errors=(401, 404, 422, 503))
 def batch_results(batch_id: str):
     """Read a batch's results
 
     JSONL, one line per input line in input order (`custom_id`, `job_id`, `status`, `output`, `error`, `usage`),
-    streamed from Redis a chunk at a time.
+    streamed from Redis a chunk at a time. `?format=openai`: OpenAI batch output lines of the finished lines
+    (`id`, `custom_id`, `response` with `status_code`, `request_id` and a `chat.completion` or `text_completion`
+    `body`, `error`).
     """
     owner = caller()
-    batches = services().batches
-    batch = batches.get_for_owner(checked_batch_id(batch_id), owner)
-    return Response(batches.result_lines(batch.id), mimetype="application/jsonl")
+    svc = services()
+    result_format = request.args.get("format", "native")
+    if result_format not in ("native", "openai"):
+        raise InvalidInput("format: must be native or openai", field="format")
+    batch = svc.batches.get_for_owner(checked_batch_id(batch_id), owner)
+    if result_format == "openai":
+        lines = output_lines(svc.batches.jobs_in_order(batch.id), svc.settings.served_model_name)
+    else:
+        lines = svc.batches.result_lines(batch.id)
+    return Response(lines, mimetype="application/jsonl")
 
 
 @bp.post("/batches/<batch_id>/cancel")
