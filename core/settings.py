@@ -15,8 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
-# Fields whose values never appear in an error, a log line or a repr.
-SECRET_FIELDS = frozenset({"api_keys", "webhook_secret"})
+# Fields whose values never appear in an error, a log line or a repr (REDIS_URL may hold Redis's password).
+SECRET_FIELDS = frozenset({"api_keys", "webhook_secret", "redis_url"})
 
 
 class ApiKey(SecretStr):

@@ -380,6 +380,15 @@ def test_the_password_never_appears_on_a_command_line_but_redis_servers() -> Non
         assert not any(PASSWORD in word for word in words), name
 
 
+def test_a_mistyped_redis_url_is_refused_without_showing_the_password() -> None:
+    """A bad REDIS_URL stops a process with its one line naming the setting, not the URL holding the password."""
+    code = "from core.settings import get_settings; get_settings()"
+    env = {"PATH": os.environ["PATH"], "REDIS_URL": f"http://:{PASSWORD}@{REDIS_IN_COMPOSE}/0"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "REDIS_URL" in result.stderr and PASSWORD not in result.stderr
+
+
 def test_app_services_and_flower_reach_redis_by_its_service_name_with_the_password() -> None:
     """API, workers and Flower all use the compose network's `redis` host and the password from .env."""
     url = f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0"
