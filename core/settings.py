@@ -9,6 +9,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -228,6 +229,19 @@ class Settings(BaseSettings):
     def effective_redis_url(self) -> str:
         """The Redis URL processes connect to."""
         return self.redis_url or DEFAULT_REDIS_URL
+
+
+def redacted_url(url: str) -> str:
+    """A URL fit to print: its password, if any, replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address goes back in brackets
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_api_warning(settings: Settings) -> str:

@@ -24,7 +24,7 @@ import yaml
 from compose_spec import PyOptions, parse_duration
 from pydantic import ValidationError
 
-from core.settings import Settings
+from core.settings import Settings, redacted_url
 from scripts.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -387,6 +387,14 @@ def test_a_mistyped_redis_url_is_refused_without_showing_the_password() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "REDIS_URL" in result.stderr and PASSWORD not in result.stderr
+
+
+def test_make_run_prints_a_redis_url_without_its_password() -> None:
+    """`make run` says which REDIS_URL it uses (a host pointing at the deployment's Redis has the password in it)."""
+    assert redacted_url(f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0") == f"redis://:***@{REDIS_IN_COMPOSE}/0"
+    assert redacted_url("rediss://ops:s3cret@[::1]:6380/2") == "rediss://ops:***@[::1]:6380/2"
+    assert redacted_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert "redacted_url(settings.redis_url)" in (ROOT / "scripts" / "run_local.py").read_text(encoding="utf-8")
 
 
 def test_app_services_and_flower_reach_redis_by_its_service_name_with_the_password() -> None:
