@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,15 +175,17 @@ def write_weights(tensors: list[SourceTensor], out_dir: Path, max_shard_bytes: i
     total = sum(tensor.output_bytes for tensor in tensors)
     weight_map: dict[str, str] = {}
     written: list[Path] = []
-    handles: dict[Path, Any] = {}
-    try:
-        with tqdm(total=total, unit="B", unit_scale=True, desc="float16", dynamic_ncols=True) as bar:
-            for number, shard in enumerate(shards, start=1):
-                name = shard_file_name(number, len(shards))
-                converted: dict[str, torch.Tensor] = {}
+    with tqdm(total=total, unit="B", unit_scale=True, desc="float16", dynamic_ncols=True) as bar:
+        for number, shard in enumerate(shards, start=1):
+            name = shard_file_name(number, len(shards))
+            converted: dict[str, torch.Tensor] = {}
+            # The source files are memory-mapped: opened per shard, so the pages read are let go with it.
+            with ExitStack() as stack:
+                handles = {
+                    path: stack.enter_context(safe_open(str(path), framework="pt"))
+                    for path in dict.fromkeys(tensor.file for tensor in shard)
+                }
                 for tensor in shard:
-                    if tensor.file not in handles:
-                        handles[tensor.file] = safe_open(str(tensor.file), framework="pt")
                     value = handles[tensor.file].get_tensor(tensor.name)
                     if tensor.converted:
                         half = value.to(torch.float16)
@@ -196,12 +199,10 @@ def write_weights(tensors: list[SourceTensor], out_dir: Path, max_shard_bytes: i
                     converted[tensor.name] = value.contiguous()
                     weight_map[tensor.name] = name
                     bar.update(tensor.output_bytes)
-                path = out_dir / name
-                save_file(converted, str(path), metadata={"format": "pt"})
-                written.append(path)
-                del converted
-    finally:
-        handles.clear()
+            path = out_dir / name
+            save_file(converted, str(path), metadata={"format": "pt"})
+            written.append(path)
+            del converted
     if len(shards) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (out_dir / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
