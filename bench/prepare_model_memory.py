@@ -5,7 +5,7 @@
 It writes a random-weight bfloat16 checkpoint of Llama-3.2-1B's (or 3B's) exact shape, tensor by tensor, then runs
 in fresh processes, each with its peak resident memory sampled:
 - the script itself (`--device cpu`): conversion, then the check, reported separately;
-- the baseline: the obvious check, both models held at once (the source and the FP16 result), the prompt through each.
+- the baseline: the obvious check, both models held at once (the float32 reference and the FP16 result).
 It prints the peaks, their ratios to the FP16 model's size and to the baseline, and appends them to
 bench/RESULTS.md. The 1B shape (2.5 GB in bfloat16) fits a small machine; 3B (6.4 GB) needs about 10 GB free.
 """
@@ -48,7 +48,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from scripts.prepare_model_fp16 import CHECK_PROMPT
 source, converted, tokenizer = sys.argv[1:4]
 ids = AutoTokenizer.from_pretrained(tokenizer).encode(CHECK_PROMPT, return_tensors="pt")
-models = [AutoModelForCausalLM.from_pretrained(path, dtype="auto") for path in (source, converted)]
+models = [
+    AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32),
+    AutoModelForCausalLM.from_pretrained(converted, dtype="auto"),
+]
 with torch.inference_mode():
     reference, half = (model(input_ids=ids).logits.float() for model in models)
 print("relative error", float((half - reference).norm() / reference.norm()))
@@ -70,11 +73,13 @@ def write_checkpoint(folder: Path, shape: dict) -> int:
     if config.tie_word_embeddings:
         names_and_shapes = [(name, dims) for name, dims in names_and_shapes if name != "lm_head.weight"]
     generator = torch.Generator().manual_seed(0)
-    part, total = {}, 0
+    parts: list[list[str]] = []
+    part: dict[str, torch.Tensor] = {}
+    total = 0
 
     def flush() -> None:
-        number = len(list(folder.glob("*.safetensors"))) + 1
-        save_file(part, str(folder / f"part-{number}.safetensors"), metadata={"format": "pt"})
+        save_file(part, str(folder / f"part-{len(parts)}.safetensors"), metadata={"format": "pt"})
+        parts.append(list(part))
         part.clear()
 
     for name, dims in names_and_shapes:
@@ -87,6 +92,14 @@ def write_checkpoint(folder: Path, shape: dict) -> int:
         part[name] = tensor
         total += tensor.numel() * 2
     flush()
+    # Hugging Face's names and index, as a downloaded checkpoint has them.
+    weight_map = {}
+    for number, names in enumerate(parts):
+        shard = f"model-{number + 1:05d}-of-{len(parts):05d}.safetensors"
+        (folder / f"part-{number}.safetensors").rename(folder / shard)
+        weight_map.update(dict.fromkeys(names, shard))
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index), encoding="utf-8")
     config.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return total

@@ -9,12 +9,13 @@ weights in shards of at most --max-shard-size with model.safetensors.index.json)
 the GPU worker (worker/model_loading.py) and the API's context check (core/context_window.py) read.
 
 Then it checks the result before putting it in place: the worker's loader finds it, it loads as float16, and its
-logits on a fixed prompt are close to the source's (the relative error is printed; above --tolerance the script
-fails and leaves <out> as it was). An existing model in <out> is replaced only with --force.
+logits on a fixed prompt are close to those of the source computed in float32 (the relative error is printed; above
+--tolerance the script fails and leaves <out> as it was). An existing model in <out> is replaced only with --force.
 
 Memory: tensors are read one at a time from the source's memory-mapped files and written a shard at a time, so
 converting takes about twice --max-shard-size; the check loads one model at a time (the FP16 result, then the
-source in its own dtype), never both.
+source in float32: 4 bytes a parameter, 12.8 GB for a 3B model), never both. `--device auto` runs it on a GPU
+only if one has room for that, else on the CPU.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ INDEX_NAME = "model.safetensors.index.json"
 SINGLE_FILE_NAME = "model.safetensors"
 # The dtypes converted to float16; integer buffers (and anything else) are copied as they are.
 FLOATING = {"F64", "F32", "BF16", "F16"}
+TORCH_NAMES = {"F64": "float64", "F32": "float32", "BF16": "bfloat16", "F16": "float16"}
 BYTES_PER_ELEMENT = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 # A short, fixed mixed-language prompt: the same tokens every run, so relative errors are comparable.
 CHECK_PROMPT = "Hà Nội là thủ đô của Việt Nam. The quick brown fox jumps over the lazy dog, 1234567890."
@@ -93,7 +95,7 @@ class SourceTensor:
 
 
 def source_weight_files(src: Path) -> list[Path]:
-    """The checkpoint's safetensors files: those its index names, else every *.safetensors in the folder."""
+    """The checkpoint's safetensors files, as transformers finds them: those its index names, or model.safetensors."""
     index = src / INDEX_NAME
     if index.is_file():
         names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
@@ -101,9 +103,10 @@ def source_weight_files(src: Path) -> list[Path]:
         if missing:
             raise PrepareError(f"{index} names files that are not there: {', '.join(missing)}")
         return [src / name for name in names]
-    files = sorted(src.glob("*.safetensors"))
-    if files:
-        return files
+    if (src / SINGLE_FILE_NAME).is_file():
+        return [src / SINGLE_FILE_NAME]
+    if any(src.glob("*.safetensors")):
+        raise PrepareError(f"{src} has safetensors files but neither {SINGLE_FILE_NAME} nor {INDEX_NAME}")
     if any(src.glob("*.bin")) or any(src.glob("*.pth")):
         raise PrepareError(
             f"{src} has only PyTorch pickle weights (.bin/.pth); this script reads safetensors checkpoints only"
@@ -249,28 +252,35 @@ class CheckResult:
     source_dtype: str
 
 
-def choose_check_device(setting: str) -> str:
+def choose_check_device(setting: str, reference_bytes: int) -> str:
+    """`auto`: a GPU if torch sees one with room for the float32 reference (and some to spare), else the CPU."""
     import torch
 
     if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available() and torch.cuda.mem_get_info()[0] > reference_bytes * 1.2:
+            return "cuda"
+        return "cpu"
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise PrepareError(f"--device {setting}, but torch sees no CUDA device (use --device cpu)")
     return setting
 
 
-def logits_of(weights_dir: Path, input_ids: Any, device: str, *, expect_fp16: bool) -> tuple[Any, str]:
-    """Load one model, run the prompt, return its logits (float32, on the CPU) and its dtype; then free it."""
+def logits_of(weights_dir: Path, input_ids: Any, device: str, dtype: Any) -> Any:
+    """Load one model in `dtype` ("auto": as its config says), run the prompt and return its logits (float32, on
+    the CPU) with the dtypes its parameters had; the model is freed before this returns."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype="auto", device_map=device, local_files_only=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=dtype, device_map=device, local_files_only=True)
+    except (OSError, ValueError) as error:  # files transformers can't read as a causal LM
+        raise PrepareError(f"transformers can't load {weights_dir}: {error}") from error
     try:
         model.eval()
         dtypes = {param.dtype for param in model.parameters() if param.is_floating_point()}
-        if expect_fp16 and dtypes != {torch.float16}:
-            raise PrepareError(f"the written model loads as {sorted(map(str, dtypes))}, not float16")
         with torch.inference_mode():
             logits = model(input_ids=input_ids.to(device)).logits.float().cpu()
-        return logits, str(next(iter(dtypes))).removeprefix("torch.")
+        return logits, dtypes
     finally:
         del model
         gc.collect()
@@ -278,8 +288,14 @@ def logits_of(weights_dir: Path, input_ids: Any, device: str, *, expect_fp16: bo
             torch.cuda.empty_cache()
 
 
-def check_conversion(src: Path, staged: Path, device: str, prompt: str = CHECK_PROMPT) -> CheckResult:
-    """The staged folder is found by the worker's loader, loads as float16, and its logits follow the source's."""
+def check_conversion(
+    src: Path, staged: Path, device: str, source_dtypes: list[str], prompt: str = CHECK_PROMPT
+) -> CheckResult:
+    """The staged folder is found by the worker's loader, loads as float16, and its logits follow the source's.
+
+    The reference is the source computed in float32 (exact for float32 and bfloat16 weights): a bfloat16
+    reference would add its own rounding, about as large as what is measured.
+    """
     import torch
     from transformers import AutoTokenizer
 
@@ -288,14 +304,16 @@ def check_conversion(src: Path, staged: Path, device: str, prompt: str = CHECK_P
         raise PrepareError(f"the worker would not read the written layout (it found {paths})")
     tokenizer = AutoTokenizer.from_pretrained(paths.tokenizer_dir, local_files_only=True)
     input_ids = tokenizer(prompt, return_tensors="pt").input_ids
-    converted, _ = logits_of(paths.weights_dir, input_ids, device, expect_fp16=True)
-    reference, source_dtype = logits_of(src, input_ids, device, expect_fp16=False)
+    converted, dtypes = logits_of(paths.weights_dir, input_ids, device, "auto")
+    if dtypes != {torch.float16}:
+        raise PrepareError(f"the written model loads as {sorted(map(str, dtypes))}, not float16")
     if not bool(torch.isfinite(converted).all()):
         raise PrepareError("the FP16 model's logits are not finite (activations overflow float16)")
+    reference, _ = logits_of(src, input_ids, device, torch.float32)
     difference = converted - reference
     relative = float(difference.norm() / reference.norm().clamp_min(1e-12))
     agreement = float((converted.argmax(-1) == reference.argmax(-1)).float().mean())
-    return CheckResult(relative, float(difference.abs().max()), agreement, input_ids.shape[-1], source_dtype)
+    return CheckResult(relative, float(difference.abs().max()), agreement, input_ids.shape[-1], "/".join(source_dtypes))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -318,6 +336,8 @@ def prepare(args: argparse.Namespace) -> CheckResult:
     out: Path = args.out
     check_source(src)
     tensors = read_source(src)
+    # The check's reference holds the source in float32.
+    args.device = choose_check_device(args.device, sum(tensor.output_bytes for tensor in tensors) * 2)
     out.mkdir(parents=True, exist_ok=True)
     staged = (out / f".prepare-fp16-{os.getpid()}").resolve()
     shutil.rmtree(staged, ignore_errors=True)
@@ -338,9 +358,10 @@ def prepare(args: argparse.Namespace) -> CheckResult:
                 "(the worker still refuses prompts that don't fit)",
                 file=sys.stderr,
             )
-        result = check_conversion(src, staged, args.device)
+        result = check_conversion(src, staged, args.device, [TORCH_NAMES.get(d, d) for d in dtypes])
         print(
-            f"check: float16 logits vs the source's ({result.source_dtype}) on a fixed {result.positions}-token "
+            f"check: float16 logits vs the source's ({result.source_dtype} weights, computed in float32) on a "
+            f"fixed {result.positions}-token "
             f"prompt: relative error {result.relative_error:.3e} (tolerance {args.tolerance:g}), max abs "
             f"{result.max_abs_error:.3e}, same next token at {result.top1_agreement:.0%} of positions",
             flush=True,
@@ -401,7 +422,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    args.device = choose_check_device(args.device)
     try:
         prepare(args)
     except PrepareError as error:
