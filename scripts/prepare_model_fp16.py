@@ -14,8 +14,8 @@ logits on a fixed prompt are close to those of the source computed in float32 (t
 
 Memory: tensors are read one at a time from the source's memory-mapped files and written a shard at a time, so
 converting takes about twice --max-shard-size; the check loads one model at a time (the FP16 result, then the
-source in float32: 4 bytes a parameter, 12.8 GB for a 3B model), never both. `--device auto` runs it on a GPU
-only if one has room for that, else on the CPU.
+source in its own dtype, each layer cast up to float32 only while it runs), never both. `--device auto` runs it on
+a GPU only if one has room for the source, else on the CPU.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ class CheckResult:
 
 
 def choose_check_device(setting: str, reference_bytes: int) -> str:
-    """`auto`: a GPU if torch sees one with room for the float32 reference (and some to spare), else the CPU."""
+    """`auto`: a GPU if torch sees one with room for the reference (and some to spare), else the CPU."""
     import torch
 
     if setting == "auto":
@@ -265,7 +265,32 @@ def choose_check_device(setting: str, reference_bytes: int) -> str:
     return setting
 
 
-def logits_of(weights_dir: Path, input_ids: Any, device: str, dtype: Any) -> Any:
+def compute_in_float32(model: Any) -> None:
+    """Run every layer in float32 while the weights stay in their own dtype: each module holding weights is cast up
+    just before it runs and back right after (both exact from bfloat16 or float16), so a float32 reference costs
+    the model's own size plus one module in float32, not a float32 copy of the whole model."""
+    import torch
+
+    def upcast(value: Any) -> Any:
+        return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+
+    def before(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        module.float()
+        return tuple(upcast(arg) for arg in args), {key: upcast(value) for key, value in kwargs.items()}
+
+    def after(module: Any, _args: tuple, _output: Any) -> None:  # None: the output stays as computed
+        module.to(stored[module])
+
+    stored: dict[Any, Any] = {}
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        if own and own[0].dtype != torch.float32:
+            stored[module] = own[0].dtype
+            module.register_forward_pre_hook(before, with_kwargs=True)
+            module.register_forward_hook(after)
+
+
+def logits_of(weights_dir: Path, input_ids: Any, device: str, dtype: Any, *, float32_compute: bool = False) -> Any:
     """Load one model in `dtype` ("auto": as its config says), run the prompt and return its logits (float32, on
     the CPU) with the dtypes its parameters had; the model is freed before this returns."""
     import torch
@@ -278,7 +303,10 @@ def logits_of(weights_dir: Path, input_ids: Any, device: str, dtype: Any) -> Any
     try:
         model.eval()
         dtypes = {param.dtype for param in model.parameters() if param.is_floating_point()}
-        with torch.inference_mode():
+        if float32_compute:
+            compute_in_float32(model)
+        # no_grad, not inference_mode: compute_in_float32 swaps parameters' data, which inference tensors can't be.
+        with torch.no_grad():
             logits = model(input_ids=input_ids.to(device)).logits.float().cpu()
         return logits, dtypes
     finally:
@@ -288,13 +316,23 @@ def logits_of(weights_dir: Path, input_ids: Any, device: str, dtype: Any) -> Any
             torch.cuda.empty_cache()
 
 
+def source_torch_dtype(source_dtypes: list[str]) -> Any:
+    """The most precise floating dtype among the source's tensors: the reference loads in it, losing nothing."""
+    import torch
+
+    for name, dtype in (("F64", torch.float32), ("F32", torch.float32), ("BF16", torch.bfloat16)):
+        if name in source_dtypes:
+            return dtype
+    return torch.float16
+
+
 def check_conversion(
     src: Path, staged: Path, device: str, source_dtypes: list[str], prompt: str = CHECK_PROMPT
 ) -> CheckResult:
     """The staged folder is found by the worker's loader, loads as float16, and its logits follow the source's.
 
-    The reference is the source computed in float32 (exact for float32 and bfloat16 weights): a bfloat16
-    reference would add its own rounding, about as large as what is measured.
+    The reference is the source's own weights computed in float32: a bfloat16 computation would add its own
+    rounding, about as large as what is measured.
     """
     import torch
     from transformers import AutoTokenizer
@@ -309,11 +347,12 @@ def check_conversion(
         raise PrepareError(f"the written model loads as {sorted(map(str, dtypes))}, not float16")
     if not bool(torch.isfinite(converted).all()):
         raise PrepareError("the FP16 model's logits are not finite (activations overflow float16)")
-    reference, _ = logits_of(src, input_ids, device, torch.float32)
+    reference, _ = logits_of(src, input_ids, device, source_torch_dtype(source_dtypes), float32_compute=True)
     difference = converted - reference
     relative = float(difference.norm() / reference.norm().clamp_min(1e-12))
     agreement = float((converted.argmax(-1) == reference.argmax(-1)).float().mean())
-    return CheckResult(relative, float(difference.abs().max()), agreement, input_ids.shape[-1], "/".join(source_dtypes))
+    names = "/".join(TORCH_NAMES.get(name, name) for name in source_dtypes)
+    return CheckResult(relative, float(difference.abs().max()), agreement, input_ids.shape[-1], names)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -336,8 +375,8 @@ def prepare(args: argparse.Namespace) -> CheckResult:
     out: Path = args.out
     check_source(src)
     tensors = read_source(src)
-    # The check's reference holds the source in float32.
-    args.device = choose_check_device(args.device, sum(tensor.output_bytes for tensor in tensors) * 2)
+    # The check's reference holds the source in its own dtype (as large as the source's files, at most).
+    args.device = choose_check_device(args.device, sum(path.stat().st_size for path in source_weight_files(src)))
     out.mkdir(parents=True, exist_ok=True)
     staged = (out / f".prepare-fp16-{os.getpid()}").resolve()
     shutil.rmtree(staged, ignore_errors=True)
@@ -358,7 +397,7 @@ def prepare(args: argparse.Namespace) -> CheckResult:
                 "(the worker still refuses prompts that don't fit)",
                 file=sys.stderr,
             )
-        result = check_conversion(src, staged, args.device, [TORCH_NAMES.get(d, d) for d in dtypes])
+        result = check_conversion(src, staged, args.device, dtypes)
         print(
             f"check: float16 logits vs the source's ({result.source_dtype} weights, computed in float32) on a "
             f"fixed {result.positions}-token "

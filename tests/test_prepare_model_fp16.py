@@ -12,26 +12,32 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from transformers import AutoTokenizer
 
 from core.context_window import ContextWindow
 from core.settings import Settings
 from scripts.make_demo_model import build_demo_model
-from scripts.prepare_model_fp16 import DEFAULT_TOLERANCE, INDEX_NAME, main
+from scripts.prepare_model_fp16 import CHECK_PROMPT, DEFAULT_TOLERANCE, INDEX_NAME, logits_of, main
 from worker.model_loading import DeviceChoice, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "prepare_model_fp16.py"
 
 
-@pytest.fixture(scope="module")
-def float32_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo model built in float32 (it defaults to float16), laid out as one Hugging Face folder."""
-    built = build_demo_model(tmp_path_factory.mktemp("demo32"), dtype="float32")
-    source = tmp_path_factory.mktemp("checkpoint")
+def demo_checkpoint(folder: Path, dtype: str) -> Path:
+    """The demo model built in `dtype` (it defaults to float16), laid out as one Hugging Face folder."""
+    built = build_demo_model(folder / "built", dtype=dtype)
+    source = folder / "checkpoint"
+    source.mkdir()
     for part in ("fp16", "tokenizer"):
         for path in (built / part).iterdir():
             shutil.copy2(path, source / path.name)
     return source
+
+
+@pytest.fixture(scope="module")
+def float32_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_checkpoint(tmp_path_factory.mktemp("demo32"), "float32")
 
 
 def tensors_in(folder: Path) -> dict[str, torch.Tensor]:
@@ -109,3 +115,21 @@ def test_an_existing_model_is_kept_without_force_and_after_a_failed_check(
     assert "above the tolerance" in capsys.readouterr().err
     assert sorted(str(path.relative_to(out)) for path in out.rglob("*")) == before
     assert (out / "fp16" / "config.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_a_bfloat16_source_is_checked_against_its_weights_computed_in_float32(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reference keeps bfloat16 weights and computes each layer in float32: the same logits as a float32 copy
+    of the model, without holding one; the conversion of a bfloat16 checkpoint passes its check."""
+    source = demo_checkpoint(tmp_path, "bfloat16")
+    ids = AutoTokenizer.from_pretrained(source).encode(CHECK_PROMPT, return_tensors="pt")
+    layered, kept = logits_of(source, ids, "cpu", torch.bfloat16, float32_compute=True)
+    copied, widened = logits_of(source, ids, "cpu", torch.float32)
+    plain, _ = logits_of(source, ids, "cpu", torch.bfloat16)
+    assert kept == {torch.bfloat16} and widened == {torch.float32}
+    assert torch.equal(layered, copied)
+    assert not torch.equal(plain, copied), "bfloat16 arithmetic rounds differently: the reference must not use it"
+
+    assert main([str(source), "--out", str(tmp_path / "model"), "--device", "cpu"]) == 0
+    assert "(bfloat16 weights, computed in float32)" in capsys.readouterr().out
