@@ -106,11 +106,12 @@ def write_checkpoint(folder: Path, shape: dict) -> int:
 
 
 class PeakMemory:
-    """Samples a process's resident memory every 20 ms; `mark()` starts a new phase."""
+    """Samples a process's resident memory every 20 ms, all of it and the anonymous part (without the pages of
+    memory-mapped files, which the kernel can drop and read again); `mark()` starts a new phase."""
 
     def __init__(self, process: subprocess.Popen) -> None:
         self.process = psutil.Process(process.pid)
-        self.phases: list[int] = [0]
+        self.phases: list[list[int]] = [[0, 0]]
         self.marks: list[float] = [time.perf_counter()]
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -118,25 +119,28 @@ class PeakMemory:
     def _sample(self) -> None:
         while True:
             try:
-                rss = self.process.memory_info().rss
+                memory = self.process.memory_info()
             except psutil.Error:
                 return
-            self.phases[-1] = max(self.phases[-1], rss)
+            peak = self.phases[-1]
+            peak[0] = max(peak[0], memory.rss)
+            peak[1] = max(peak[1], memory.rss - memory.shared)
             time.sleep(0.02)
 
     def mark(self) -> None:
-        self.phases.append(0)
+        self.phases.append([0, 0])
         self.marks.append(time.perf_counter())
 
-    def join(self) -> list[tuple[int, float]]:
-        """(peak RSS, seconds) of each phase."""
+    def join(self) -> list[tuple[int, int, float]]:
+        """(peak RSS, peak anonymous RSS, seconds) of each phase."""
         self._thread.join(timeout=5)
         ends = [*self.marks[1:], time.perf_counter()]
-        return [(peak, end - start) for peak, start, end in zip(self.phases, self.marks, ends, strict=True)]
+        return [(rss, anon, end - start) for (rss, anon), start, end in zip(self.phases, self.marks, ends, strict=True)]
 
 
-def run_measured(command: list[str], phase_line: str | None = None) -> tuple[list[tuple[int, float]], str]:
-    """Run a command from the repository root: (peak RSS, seconds) per phase (a new one at phase_line), output."""
+def run_measured(command: list[str], phase_line: str | None = None) -> tuple[list[tuple[int, int, float]], str]:
+    """Run a command from the repository root: (peak RSS, anonymous, seconds) per phase (a new one at phase_line),
+    and its output."""
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peaks = PeakMemory(process)
     lines = []
@@ -172,23 +176,24 @@ def main() -> int:
     rows = [
         ("make model: conversion", *convert),
         ("make model: check (one model at a time)", *check),
-        ("baseline: check holding both models", *baseline),
+        ("baseline: check holding both models (float32 reference)", *baseline),
     ]
-    baseline_peak = baseline[0]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = [
         f"## make model: peak memory, Llama-3.2-{args.shape.upper()} shape ({when})",
         "",
         f"Machine: {machine_description()}. `python bench/prepare_model_memory.py --shape {args.shape}`: a random "
         f"bfloat16 checkpoint ({source_bytes / gb:.2f} GB) converted to FP16 ({fp16_bytes / gb:.2f} GB, 2 GB "
-        "shards) and checked on the CPU; each run in a fresh process, its resident memory sampled every 20 ms.",
+        "shards) and checked on the CPU; each run in a fresh process, its resident memory sampled every 20 ms "
+        "(anonymous: without the pages of memory-mapped weight files, which the kernel can drop).",
         "",
-        "| run | peak RSS GB | / FP16 model size | / baseline | seconds |",
-        "| --- | --- | --- | --- | --- |",
+        "| run | peak RSS GB | peak anonymous GB | anonymous / FP16 size | anonymous / baseline | seconds |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for label, peak, took in rows:
+    for label, rss, anon, took in rows:
         text.append(
-            f"| {label} | {peak / gb:.2f} | {peak / fp16_bytes:.2f} | {peak / baseline_peak:.2f} | {took:.0f} |"
+            f"| {label} | {rss / gb:.2f} | {anon / gb:.2f} | {anon / fp16_bytes:.2f} | {anon / baseline[1]:.2f} | "
+            f"{took:.0f} |"
         )
     text += ["", f"- Check: relative error of the FP16 logits {relative:.2e} (random weights; tolerance 0.02).", ""]
     print("\n".join(text))
