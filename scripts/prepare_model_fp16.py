@@ -257,7 +257,8 @@ def choose_check_device(setting: str, reference_bytes: int) -> str:
     import torch
 
     if setting == "auto":
-        if torch.cuda.is_available() and torch.cuda.mem_get_info()[0] > reference_bytes * 1.2:
+        # The source plus its largest module cast to float32 (a 3B model's embedding is a quarter of it).
+        if torch.cuda.is_available() and torch.cuda.mem_get_info()[0] > reference_bytes * 1.5:
             return "cuda"
         return "cpu"
     if setting.startswith("cuda") and not torch.cuda.is_available():
@@ -399,10 +400,10 @@ def prepare(args: argparse.Namespace) -> CheckResult:
             )
         result = check_conversion(src, staged, args.device, dtypes)
         print(
-            f"check: float16 logits vs the source's ({result.source_dtype} weights, computed in float32) on a "
-            f"fixed {result.positions}-token "
-            f"prompt: relative error {result.relative_error:.3e} (tolerance {args.tolerance:g}), max abs "
-            f"{result.max_abs_error:.3e}, same next token at {result.top1_agreement:.0%} of positions",
+            f"check: float16 logits vs the source's ({result.source_dtype} weights, computed in float32) "
+            f"on a fixed {result.positions}-token prompt: relative error {result.relative_error:.3e} "
+            f"(tolerance {args.tolerance:g}), max abs {result.max_abs_error:.3e}, "
+            f"same next token at {result.top1_agreement:.0%} of positions",
             flush=True,
         )
         if not result.relative_error <= args.tolerance:
