@@ -257,7 +257,7 @@ def choose_check_device(setting: str, reference_bytes: int) -> str:
     import torch
 
     if setting == "auto":
-        # The source plus its largest module cast to float32 (a 3B model's embedding is a quarter of it).
+        # The source plus its largest module in float32 (a 3B model's embedding: a quarter of the model's size).
         if torch.cuda.is_available() and torch.cuda.mem_get_info()[0] > reference_bytes * 1.5:
             return "cuda"
         return "cpu"
