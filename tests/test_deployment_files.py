@@ -571,6 +571,20 @@ def test_container_environment_builds_valid_settings(name: str, dotenv: str, mon
     assert settings.api_keys == []
 
 
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_any_setting_written_in_dotenv_reaches_every_app_container(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting the compose file does not list (MODEL_NAME, LOG_PROMPTS...) still reaches the processes from .env,
+    as compose passes an `env_file` (optional, so a shell-exported password alone still works); the service's own
+    `environment` wins where both name a variable."""
+    env_files = service(name).get("env_file")
+    assert env_files == [{"path": ".env", "required": False}], env_files
+    dotenv = {"MODEL_NAME": "frog", "LOG_PROMPTS": "true", "JOB_TIMEOUT_SECONDS": "600", "REDIS_URL": "redis://x:1/0"}
+    container = {**dockerfile_env(), **dotenv, **environment_of(name)}  # compose's precedence: environment last
+    settings = settings_from(container, monkeypatch)
+    assert (settings.served_model_name, settings.log_prompts, settings.job_timeout_seconds) == ("frog", True, 600)
+    assert settings.redis_url == f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0"
+
+
 def test_api_keys_from_env_file_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """API_KEYS set in .env (interpolation) ends up as the API's key list."""
     env = environment_of("api", {"API_KEYS": "k1,k2", "MAX_TOKENS_LIMIT": "512"})
