@@ -128,7 +128,7 @@ class JobEventListener:
             inboxes = list(self._inboxes.get(job_id, ()))
         if not inboxes:
             return  # nobody here follows this job: not even decoded
-        event = event_from_message(payload)
+        event = event_from_message(payload)  # None (a status change): they read the stream for it
         for inbox in inboxes:
             inbox.put(event)
 

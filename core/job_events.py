@@ -73,13 +73,14 @@ class JobEvents:
         cursor = after or START
         with self.listener.following(job.id) as inbox:
             replayed, finished = self._catch_up(job.id, cursor)
-            if not replayed and after is None:
-                # Nothing written yet (a job waiting since before its first change): say where it is, without an id.
+            if not replayed and after is None and not job.status.is_terminal:
+                # Nothing written yet (a job that has not run): say where it is, without an id.
                 yield StreamEvent("", STATUS, {"status": job.status.value})
             for event in replayed:
                 yield event
                 cursor = event.event_id
-            # Read before the stream: a job finished then has its terminal entry in what was just replayed.
+            terminal_entry = finished
+            # Read before the stream: a job finished then has its terminal entry (if any) in what was just replayed.
             finished = finished or job.status.is_terminal
             stale = False  # a read failed: entries may be missing before the next published one
             while not finished:
@@ -103,11 +104,16 @@ class JobEvents:
                     for event in events:
                         yield event
                         cursor = event.event_id
+                        terminal_entry = terminal_entry or _is_terminal(event)
                     if finished:
                         break
             job_now = self.store.get(job.id)
-            if job_now is not None:  # expired meanwhile: the stream just ends
-                yield Completed(job_now.public_view())
+            if job_now is None:
+                return  # expired meanwhile: the stream just ends
+            if not terminal_entry and not self._has_terminal_entry(job.id):
+                # Finished without an entry (canceled while queued): its status still comes before the job, no id.
+                yield StreamEvent("", STATUS, {"status": job_now.status.value})
+            yield Completed(job_now.public_view())
 
     def _read_again(self, job_id: str, cursor: str) -> tuple[list[StreamEvent], bool]:
         """Entries after `cursor`, and whether the job is over: by its terminal entry, or (without one heard)
@@ -121,6 +127,12 @@ class JobEvents:
             more, _ = self._catch_up(job_id, events[-1].event_id if events else cursor)
             return events + more, True
         return events, False
+
+    def _has_terminal_entry(self, job_id: str) -> bool:
+        """Whether the stream ends with the job's terminal status (a client resuming after it has had it)."""
+        with redis_boundary():
+            last = self.streams.last(job_id)
+        return last is not None and _is_terminal(last)
 
     def _catch_up(self, job_id: str, cursor: str) -> tuple[list[StreamEvent], bool]:
         """Every entry after `cursor`, up to and including a terminal status; and whether one came."""

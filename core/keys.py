@@ -7,7 +7,8 @@ JOB_DONE_CHANNEL = "llm:job-done:{job_id}"  # pub/sub: one message when the job 
 # Redis Stream of the job's events (core/token_stream.py): a `status` entry per status change from its first one,
 # `token` entries with text deltas; capped above what one attempt writes; expires with the job
 JOB_EVENTS_KEY = "llm:job:{job_id}:events"
-JOB_EVENTS_CHANNEL = "llm:job-events:{job_id}"  # pub/sub: each entry of that stream as it is added (id, kind, value)
+# pub/sub: each token entry of that stream as it is added [id, kind, value]; each status change [null, kind, value]
+JOB_EVENTS_CHANNEL = "llm:job-events:{job_id}"
 WORKERS_KEY = "llm:workers"  # sorted set: live GPU worker names by the Unix time their heartbeat runs out
 WORKER_INFO_KEY = "llm:workers:info"  # hash: worker name -> JSON of what it announced (model, device...)
 # set: queued jobs whose message a worker holds while they wait for a place in its engine (kill -9 would leave

@@ -1,15 +1,18 @@
 """A job's events in Redis, for whoever watches it: one Redis Stream per job (JOB_EVENTS_KEY).
 
-Entries, in order: a `status` entry for every status change of the job (staged in the change's own transaction,
-so the stream never tells of a status the job does not have), and `token` entries carrying text deltas from the
-worker (whole characters, only text the job keeps). A late subscriber replays it from the start: the stream is
-capped only above what one attempt of a job can write, and it expires with the job.
+Entries, in order: a `status` entry for every status change of a job that has run (staged in the change's own
+transaction, so the stream never tells of a status the job does not have), and `token` entries carrying text deltas
+from the worker (whole characters, only text the job keeps). The stream starts with the job's first run; a job
+canceled while queued writes no entry (it has no text; its followers are told on the channel and end with the job).
+A late subscriber replays it from the start: the stream is capped only above what one attempt of a job can write,
+and it expires with the job.
 
 A job that goes back to the queue (`running` -> `queued`: its worker died or stopped) runs again from the
 start: the text of the attempt before is void. `text_of` applies that rule; a live reader should too.
 
-Every entry is also published, with its id, on the job's channel (JOB_EVENTS_CHANNEL), by the same Lua call that
-adds it, so a process that follows many jobs hears new entries without reading Redis once per subscriber.
+Every entry is also published on the job's channel (JOB_EVENTS_CHANNEL), so a process that follows many jobs hears
+them without reading Redis once per subscriber: a token entry with its id (the Lua call that adds it knows it), a
+status change without one (a transaction can't know its entry's id; followers read the stream for it).
 """
 
 from __future__ import annotations
@@ -31,20 +34,15 @@ STATUS_ENTRIES_ROOM = 64
 # A stream id: milliseconds, then a sequence number; 19 digits each keeps both below Redis's limit of 2**64.
 EVENT_ID_PATTERN = re.compile("[0-9]{1,19}(-[0-9]{1,19})?")
 
-# Adds one entry and publishes it with the id Redis gave it (only a script knows that id inside a transaction).
-# KEYS: the stream, the channel. ARGV: kind, value, cap (0: none), "1" to add only to a stream that exists (a token
-# must never recreate a stream that has expired with its job: it would have no expiry).
-_APPEND = """
-if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+# Adds one token entry, capped, to a stream that exists, and publishes it with the id Redis gave it. A token must
+# never recreate a stream that has expired with its job: it would have no expiry.
+# KEYS: the stream, the channel. ARGV: the text, the cap.
+_APPEND_TOKEN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
   return false
 end
-local id
-if tonumber(ARGV[3]) > 0 then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'kind', ARGV[1], 'value', ARGV[2])
-else
-  id = redis.call('XADD', KEYS[1], '*', 'kind', ARGV[1], 'value', ARGV[2])
-end
-redis.call('PUBLISH', KEYS[2], cjson.encode({id, ARGV[1], ARGV[2]}))
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'kind', 'token', 'value', ARGV[1])
+redis.call('PUBLISH', KEYS[2], cjson.encode({id, 'token', ARGV[1]}))
 return id
 """
 
@@ -87,15 +85,18 @@ def event_from(event_id: str, kind: str, value: str) -> StreamEvent:
     return StreamEvent(event_id, kind, {"status": value} if kind == STATUS else {"text": value})
 
 
-def event_from_message(payload: str | bytes) -> StreamEvent:
-    """The event a channel message carries (as the append script encodes it)."""
+def event_from_message(payload: str | bytes) -> StreamEvent | None:
+    """The event a channel message carries, or None for a status change (its entry is read from the stream)."""
     event_id, kind, value = json.loads(payload)
-    return event_from(event_id, kind, value)
+    return event_from(event_id, kind, value) if event_id else None
 
 
-def stage_status(pipe: redis.client.Pipeline, job_id: str, status: str) -> None:
-    """Queue a `status` entry in the transaction that changes the job's status (never trimmed by it)."""
-    pipe.eval(_APPEND, 2, stream_key(job_id), channel_of(job_id), STATUS, status, 0, "0")
+def stage_status(pipe: redis.client.Pipeline, job_id: str, status: str, *, entry: bool = True) -> None:
+    """Queue, in the transaction that changes the job's status, its `status` entry (never trimmed by it) and the
+    word to followers; with `entry` False, only the word."""
+    if entry:
+        pipe.xadd(stream_key(job_id), {"kind": STATUS, "value": status})
+    pipe.publish(channel_of(job_id), json.dumps([None, STATUS, status]))
 
 
 def stage_expiry(pipe: redis.client.Pipeline, job_id: str, ttl_s: int) -> None:
@@ -120,7 +121,7 @@ class TokenStreams:
     def __init__(self, client: redis.Redis, *, max_entries: int = entries_cap(4096)) -> None:
         self.client = client
         self.max_entries = max_entries
-        self._append = client.register_script(_APPEND)
+        self._append_sha: str | None = None
 
     def read(self, job_id: str, after: str = START, block_ms: int = 0, count: int = 512) -> list[StreamEvent]:
         """Up to `count` entries after the id `after`, oldest first.
@@ -137,22 +138,36 @@ class TokenStreams:
             for entry_id, fields in entries
         ]
 
+    def last(self, job_id: str) -> StreamEvent | None:
+        """The stream's newest entry, if any."""
+        entries = self.client.xrevrange(stream_key(job_id), count=1)
+        if not entries:
+            return None
+        entry_id, fields = entries[0]
+        return event_from(_text(entry_id), _text(fields[_field("kind", fields)]), _value(fields))
+
     def append_texts(self, deltas: Mapping[str, str]) -> None:
         """Append one `token` entry per job (job id -> delta), all in one pipelined round trip.
 
         A job whose stream is gone (expired, or never started) gets nothing.
         """
+        deltas = {job_id: text for job_id, text in deltas.items() if text}
         if not deltas:
             return
+        if self._append_sha is None:
+            self._append_sha = self.client.script_load(_APPEND_TOKEN)
         pipe = self.client.pipeline(transaction=False)
         for job_id, text in deltas.items():
-            if text:
-                self._append(
-                    keys=[stream_key(job_id), channel_of(job_id)],
-                    args=[TOKEN, text, self.max_entries, "1"],
-                    client=pipe,
-                )
-        pipe.execute()
+            pipe.evalsha(self._append_sha, 2, stream_key(job_id), channel_of(job_id), text, self.max_entries)
+        results = pipe.execute(raise_on_error=False)
+        if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
+            # Redis restarted (or its scripts were flushed): none of them ran; load the script and send them again.
+            self._append_sha = None
+            self.append_texts(deltas)
+            return
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
 
 
 def _text(value: str | bytes) -> str:

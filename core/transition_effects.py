@@ -38,7 +38,10 @@ def stage_transition_effects(pipe: redis.client.Pipeline, job: Job, from_status:
     delivery = _webhook_delivery(job)
     if delivery is not None:
         stage_delivery(pipe, delivery, ttl_s)
-    stage_status(pipe, job.id, job.status.value)
+    # A job canceled while queued has no text: its followers are told, but its stream is not started for it.
+    stage_status(
+        pipe, job.id, job.status.value, entry=from_status != JobStatus.QUEUED or job.status != JobStatus.CANCELED
+    )
     if job.batch_id is not None:
         _stage_batch_counts(pipe, job, from_status)
     elif job.status.is_terminal:

@@ -62,30 +62,44 @@ def test_transitions_and_deltas_replay_in_order_and_resume_after_any_id(store):
     assert store.redis.ttl(stream_key(other.id)) == -1
 
 
-def test_a_token_never_recreates_a_missing_stream_and_every_entry_is_published(store):
+def test_a_token_never_recreates_a_missing_stream_and_every_change_is_published(store):
     streams = TokenStreams(store.redis)
     job, never_started = new_job(), new_job()
     store.create(job)
+    store.create(never_started)
     pubsub = store.redis.pubsub()
-    pubsub.subscribe(channel_of(job.id))
-    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    pubsub.psubscribe(channel_of("*"))
+    assert pubsub.get_message(timeout=2)["type"] == "psubscribe"
 
     store.transition(job.id, JobStatus.RUNNING, started)
     streams.append_texts({job.id: "ạ", never_started.id: "lost"})
     store.transition(job.id, JobStatus.QUEUED, lambda j: setattr(j, "attempts", j.attempts - 1))
+    store.transition(never_started.id, JobStatus.CANCELED)
     published = []
-    while len(published) < 3:
+    while len(published) < 4:
         message = pubsub.get_message(timeout=2)
         assert message is not None, published
-        published.append(event_from_message(message["data"]))
+        published.append((message["channel"], event_from_message(message["data"])))
     pubsub.close()
 
-    assert published == streams.read(job.id)
-    assert text_of(published) == ""  # back on the queue: the attempt's text is void
-    assert not store.redis.exists(stream_key(never_started.id))
+    entries = streams.read(job.id)
+    # A token comes with its entry; a status change only says that there is one to read (its id is not known).
+    assert published == [
+        (channel_of(job.id), None),
+        (channel_of(job.id), entries[1]),
+        (channel_of(job.id), None),
+        (channel_of(never_started.id), None),
+    ]
+    assert [e.data for e in entries] == [{"status": "running"}, {"text": "ạ"}, {"status": "queued"}]
+    assert text_of(entries) == ""  # back on the queue: the attempt's text is void
+    assert not store.redis.exists(stream_key(never_started.id))  # canceled while queued: no stream started
     store.redis.delete(stream_key(job.id))
     streams.append_texts({job.id: "late"})  # e.g. after the job expired
     assert not store.redis.exists(stream_key(job.id))
+    store.redis.script_flush()
+    store.transition(job.id, JobStatus.RUNNING, started)
+    streams.append_texts({job.id: "again"})  # the script is loaded again after Redis lost it
+    assert text_of(streams.read(job.id)) == "again"
 
 
 def test_the_cap_keeps_at_least_what_one_attempt_writes(store):
@@ -105,9 +119,11 @@ def test_a_batch_jobs_stream_expires_when_its_batch_completes(store):
     batch = Batch(id=f"batch_{new_job_id()}", created_at=utc_now_iso(), total=2)
     first, second = new_job(batch_id=batch.id), new_job(batch_id=batch.id)
     BatchStore(store).create(batch, [first, second])
-    store.transition(first.id, JobStatus.CANCELED)
+    for job in (first, second):
+        store.transition(job.id, JobStatus.RUNNING, started)
+    store.transition(first.id, JobStatus.SUCCEEDED)
     assert store.redis.ttl(stream_key(first.id)) == -1  # the batch is still open: kept like the job itself
-    store.transition(second.id, JobStatus.CANCELED)
+    store.transition(second.id, JobStatus.FAILED)
     for job in (first, second):
         assert 0 < store.redis.ttl(stream_key(job.id)) <= 3600
 

@@ -1,8 +1,9 @@
 """Publishes running jobs' text deltas to their event streams from one thread, off the decoding loop.
 
 An engine hands each job's token list to its feed (a dict assignment, no Redis, no decoding); the publisher thread
-wakes, decodes what is new for every job that moved, and appends all their deltas in one pipelined round trip.
-When it falls behind, steps coalesce: a job gets one entry for several tokens, never a round trip per token.
+wakes, decodes what is new for every job that moved, and appends all their deltas in one pipelined round trip, at
+most every FLUSH_INTERVAL_S: on a fast device several steps make one entry, so neither Redis nor the API processes
+that hand entries to their followers get more than a bounded number of messages per job and second.
 
 The runner finishes a job's feed (its last delta written) before it records the job's outcome, so the stream's
 token entries always come before its terminal status.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import redis
 
@@ -22,6 +24,9 @@ log = logging.getLogger("llm.worker")
 
 # How long the runner waits for a job's last delta to be written before it records the outcome anyway.
 FINISH_WAIT_S = 5.0
+# The shortest time between two writes (a finishing job cuts it short): 20 entries per job and second at most,
+# a delay no reader sees.
+FLUSH_INTERVAL_S = 0.05
 RETRY_PAUSE_S = 0.5
 IDLE_WAKE_S = 1.0
 
@@ -61,6 +66,8 @@ class TokenPublisher:
         self.tokenizer = tokenizer
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._finish_waits = threading.Event()  # a job waits for its last delta: write now
+        self._last_write = 0.0
         self._latest: dict[JobFeed, list[int]] = {}  # feed -> its newest token list, not yet decoded
         self._finishing: list[JobFeed] = []
         self._unsent: dict[JobFeed, str] = {}  # deltas decoded but not written yet (Redis away): kept in order
@@ -89,6 +96,7 @@ class TokenPublisher:
                 return
             feed.final_text = final_text
             self._finishing.append(feed)
+        self._finish_waits.set()
         self._wake.set()
 
     def forget(self, feed: JobFeed) -> None:
@@ -100,8 +108,13 @@ class TokenPublisher:
     def _run(self) -> None:
         while True:
             self._wake.wait(IDLE_WAKE_S)
+            pause = self._last_write + FLUSH_INTERVAL_S - time.monotonic()
+            if pause > 0:
+                self._finish_waits.wait(pause)  # more steps gather meanwhile
+            self._finish_waits.clear()
             self._wake.clear()
             try:
+                self._last_write = time.monotonic()
                 if not self._publish_once():
                     threading.Event().wait(RETRY_PAUSE_S)
             except Exception:  # noqa: BLE001 - the publisher outlives any one bad step; jobs run on regardless
