@@ -368,6 +368,21 @@ class JobStore:
         watched_update(self.redis, [WORKERS_KEY], beat)
 
     @redis_boundary()
+    def mark_worker_draining(self, name: str, ttl_s: float) -> None:
+        """A worker handing its jobs back before it exits: still live for `ttl_s` (the reconciler leaves its running
+        jobs to it, so their interrupted try is not counted twice), but no longer ready for new work."""
+
+        def drain(pipe: redis.client.Pipeline) -> None:
+            now = self._server_time_s()
+            raw = pipe.hget(WORKER_INFO_KEY, name)
+            info = json.loads(raw) if raw else {"name": name}
+            pipe.multi()
+            pipe.hset(WORKER_INFO_KEY, name, json.dumps(info | {"draining": True}))
+            pipe.zadd(WORKERS_KEY, {name: now + ttl_s})
+
+        watched_update(self.redis, [WORKERS_KEY, WORKER_INFO_KEY], drain)
+
+    @redis_boundary()
     def unregister_worker(self, name: str) -> None:
         """Withdraw a worker that is shutting down."""
         pipe = self.redis.pipeline(transaction=True)

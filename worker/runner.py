@@ -26,6 +26,9 @@ log = logging.getLogger("llm.worker")
 FATAL_EXIT_CODE = 70
 # How long a dying worker waits for its job threads to hand their jobs back before it exits anyway.
 HAND_BACK_WAIT_S = 15.0
+# How long a draining worker's entry stays live without being renewed (renewed while it waits, so a kill -9 then
+# leaves its jobs to the reconciler within this).
+DRAINING_TTL_S = 3.0
 
 
 @dataclass
@@ -61,13 +64,21 @@ class WorkerRuntime:
         log.critical("the worker exits (code %d) once its jobs are handed back: %s", code, reason)
 
         def exit_when_handed_back() -> None:
-            with contextlib.suppress(StoreUnavailable):
-                self.store.unregister_worker(self.worker_name)
-            if not self.running.wait_until_empty(HAND_BACK_WAIT_S):
+            # Draining, not withdrawn: /readyz stops counting this worker at once, but the reconciler must not take
+            # its running jobs for a dead worker's (and count their try) while their threads hand them back.
+            deadline = time.monotonic() + HAND_BACK_WAIT_S
+            while time.monotonic() < deadline:
+                with contextlib.suppress(StoreUnavailable):
+                    self.store.mark_worker_draining(self.worker_name, ttl_s=DRAINING_TTL_S)
+                if self.running.wait_until_empty(DRAINING_TTL_S / 3):
+                    break
+            else:
                 log.critical(
                     "jobs still running after %.0f s: exiting anyway (the reconciler requeues them)", HAND_BACK_WAIT_S
                 )
             time.sleep(0.5)  # let the last job threads return, so Celery acknowledges their messages
+            with contextlib.suppress(StoreUnavailable):
+                self.store.unregister_worker(self.worker_name)
             logging.shutdown()
             os._exit(code)
 

@@ -29,7 +29,8 @@ def readyz():
     store = services().store
     redis_ok = store.ping()
     workers = store.live_workers() if redis_ok else []
-    ready = redis_ok and bool(workers)
+    # A worker handing its jobs back before it exits takes no new work.
+    ready = redis_ok and any(not worker.get("draining") for worker in workers)
     body: dict = {"status": "ready" if ready else "not_ready"}
     if _may_see_details():
         body |= {"redis": redis_ok, "workers": workers}
