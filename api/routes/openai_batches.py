@@ -88,7 +88,7 @@ def list_files():
     """
     owner = caller()
     limit, after = _page_args()
-    purpose = request.args.get("purpose") or None
+    purpose = request.args.get("purpose")  # absent: every purpose; present, it must name one (empty included)
     if purpose not in (None, "batch", "batch_output"):
         raise InvalidInput("purpose: must be batch or batch_output", field="purpose")
     if request.args.get("order", "desc") != "desc":
