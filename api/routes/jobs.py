@@ -56,9 +56,9 @@ def get_job(job_id: str):
 
 
 def _status_arg() -> JobStatus | None:
-    status_arg = request.args.get("status")
+    status_arg = request.args.get("status")  # absent: every status; present, it must name one (empty included)
     try:
-        return JobStatus(status_arg) if status_arg else None
+        return JobStatus(status_arg) if status_arg is not None else None
     except ValueError:
         allowed = ", ".join(s.value for s in JobStatus)
         raise InvalidInput(f"status: must be one of {allowed}", field="status") from None
