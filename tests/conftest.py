@@ -15,6 +15,7 @@ import redis
 import requests
 
 from broker.kombu_redis import priority_list_names
+from core.keys import QUEUED_INDEX_KEY
 from core.settings import Settings
 from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
@@ -150,6 +151,31 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# How long a test's running jobs get to end once canceled (a cancel takes effect within a second).
+LEFTOVER_CANCEL_TIMEOUT_S = 60
+CANCEL_CHUNK = 1000
+
+
+@pytest.fixture(autouse=True)
+def session_worker_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that used the session's worker leaves it idle: whatever it left queued or running is canceled after it,
+    so the next test's waits, timings and batch sizes are its own (a batch left queued by one test would otherwise
+    run ahead of the next test's lines)."""
+    if "worker" not in request.fixturenames:
+        yield
+        return
+    session_store: JobStore = request.getfixturevalue("store")
+    yield
+    queued = session_store.redis.zrange(QUEUED_INDEX_KEY, 0, -1)
+    for start in range(0, len(queued), CANCEL_CHUNK):
+        session_store.cancel_queued(queued[start : start + CANCEL_CHUNK])
+    for job_id in session_store.running_job_ids():
+        session_store.request_cancel_if_running(job_id)
+    deadline = time.monotonic() + LEFTOVER_CANCEL_TIMEOUT_S
+    while session_store.running_job_ids() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
