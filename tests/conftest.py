@@ -15,7 +15,7 @@ import redis
 import requests
 
 from broker.kombu_redis import priority_list_names
-from core.keys import QUEUED_INDEX_KEY
+from core.keys import QUEUED_INDEX_KEY, RUNNING_INDEX_KEY
 from core.settings import Settings
 from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
@@ -159,22 +159,30 @@ CANCEL_CHUNK = 1000
 
 
 @pytest.fixture(autouse=True)
-def session_worker_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test that used the session's worker leaves it idle: whatever it left queued or running is canceled after it,
-    so the next test's waits, timings and batch sizes are its own (a batch left queued by one test would otherwise
-    run ahead of the next test's lines)."""
-    if "worker" not in request.fixturenames:
+def session_redis_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that used the session's Redis leaves it idle for the next: what it left queued is canceled, its jobs
+    still running on the session worker are canceled and waited for, and records it set `running` by hand (no worker
+    will ever end them) leave the running index. Otherwise the session's reconciler would run one test's leftovers
+    beside the next test's jobs, changing its timings and batch sizes."""
+    if "redis_server" not in request.fixturenames:
         yield
         return
-    session_store: JobStore = request.getfixturevalue("store")
+    session_store = JobStore(connect(request.getfixturevalue("redis_server").url), job_ttl_s=3600)
     yield
     queued = session_store.redis.zrange(QUEUED_INDEX_KEY, 0, -1)
     for start in range(0, len(queued), CANCEL_CHUNK):
         session_store.cancel_queued(queued[start : start + CANCEL_CHUNK])
+    live = {worker["name"] for worker in session_store.live_workers()}
+    on_workers = []
     for job_id in session_store.running_job_ids():
-        session_store.request_cancel_if_running(job_id)
+        job = session_store.get(job_id)
+        if job is not None and job.worker in live:
+            session_store.request_cancel_if_running(job_id)
+            on_workers.append(job_id)
+        else:
+            session_store.redis.srem(RUNNING_INDEX_KEY, job_id)
     deadline = time.monotonic() + LEFTOVER_CANCEL_TIMEOUT_S
-    while session_store.running_job_ids() and time.monotonic() < deadline:
+    while time.monotonic() < deadline and set(on_workers) & set(session_store.running_job_ids()):
         time.sleep(0.1)
 
 

@@ -166,7 +166,9 @@ def test_history_grows_while_the_ops_worker_samples(api_server, webhook_worker):
     samples = history["samples"]
     stamps = [sample["timestamp"] for sample in samples]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-    assert all(later - earlier >= 0.5 for earlier, later in zip(stamps, stamps[1:], strict=False))
+    # One sample per period, whoever takes it (neighbouring periods' samples may lie close together).
+    periods = [int(stamp // history["interval_seconds"]) for stamp in stamps]
+    assert len(set(periods)) == len(periods)
     newest = samples[-1]
     assert newest["queue_depth"] >= 0 and newest["jobs_in_flight"] >= 0 and newest["tokens_total"] >= 0
     assert newest["tokens_per_second"] is not None and newest["tokens_per_second"] >= 0
