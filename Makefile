@@ -24,9 +24,10 @@ $(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
 run: $(RUNTIME_STAMP)
 	$(PY) scripts/run_local.py
 
-## test: the whole suite against real Redis, worker, HTTP server and a tiny real model
+## test: the whole suite against real Redis, worker, HTTP server and a tiny real model; two test processes, each
+## with its own Redis, worker and API (a test file stays in one process), since most tests wait on real processes
 test: $(DEV_STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 ## test-faults: only the fault-injection suite (kill -9, Redis restart, OOM, deadlines, SIGTERM)
 test-faults: $(DEV_STAMP)
