@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from core.completion_stream import CompletionStream
 from core.job_event_listener import JobEventListener
 from core.job_events import JobEvents
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.openai_translation import Endpoint, StreamChunks
+from core.store import JobStore, connect
 from core.token_stream import TokenStreams
+
+
+@pytest.fixture
+def store(own_redis) -> JobStore:
+    """A Redis of the test's own: on the session's, its reconciler would take these hand-made running jobs (no
+    worker runs them) for a dead worker's and put them back on the queue mid-test."""
+    return JobStore(connect(own_redis.url), job_ttl_s=3600)
 
 
 def _job(store) -> Job:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from core.batch_store import BatchStore
 from core.batches import Batch
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.keys import JOB_KEY
+from core.store import JobStore, connect
 from core.token_stream import (
     START,
     StreamEvent,
@@ -19,6 +22,13 @@ from core.token_stream import (
     stream_key,
     text_of,
 )
+
+
+@pytest.fixture
+def store(own_redis) -> JobStore:
+    """A Redis of the test's own: on the session's, its reconciler would take these hand-made running jobs (no
+    worker runs them) for a dead worker's and put them back on the queue mid-test."""
+    return JobStore(connect(own_redis.url), job_ttl_s=3600)
 
 
 def new_job(**fields) -> Job:
