@@ -127,7 +127,10 @@ def main() -> int:
                 break
             if not announced_ready and is_ready(url):
                 announced_ready = True
-                say(f'ready: {url}  (try: curl -s -X POST {url}/jobs -d \'{{"prompt": "Xin chào"}}\')')
+                say(
+                    f"ready: {url}  (console: {url}/ ; try: curl -s -X POST {url}/jobs "
+                    f"-H 'Content-Type: application/json' -d '{{\"prompt\": \"Xin chào\"}}')"
+                )
             time.sleep(0.2)
     finally:
         # The API first (no new jobs), then the GPU worker (its last results), then the ops worker, which
