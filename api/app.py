@@ -41,7 +41,8 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json = JsonProvider(app)
     client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
-    app.extensions["llm"] = Services.build(settings, JobStore(client, job_ttl_s=settings.job_ttl_seconds), queue)
+    store = JobStore(client, job_ttl_s=settings.job_ttl_seconds, queue=settings.gpu_queue)
+    app.extensions["llm"] = Services.build(settings, store, queue)
     register_error_handlers(app)
     for module in (jobs, events, batches, generate, health, metrics, openai, openai_batches, console):
         app.register_blueprint(module.bp)

@@ -65,6 +65,15 @@ class BatchStore:
         pipe.zadd(BATCH_OWNER_INDEX_KEY.format(owner=batch.owner), {batch.id: sequence})
         pipe.sadd(OPEN_BATCHES_KEY, batch.id)
         pipe.execute()
+        # Only an accepted batch's lines can be taken: a submission that dies before its record is stored leaves
+        # lines in no owner's line, which the reconciler cancels.
+        for start in range(0, len(jobs), WRITE_CHUNK):
+            chunk = jobs[start : start + WRITE_CHUNK]
+            pipe = self.redis.pipeline(transaction=True)
+            for priority in sorted({job.priority for job in chunk}):
+                same = [job.id for job in chunk if job.priority == priority]
+                self.jobs.fair.stage_enqueue(pipe, batch.owner, priority, same)
+            pipe.execute()
 
     @redis_boundary()
     def get(self, batch_id: str) -> Batch | None:

@@ -15,6 +15,15 @@ WORKER_INFO_KEY = "llm:workers:info"  # hash: worker name -> JSON of what it ann
 # those messages unacknowledged until the broker's visibility timeout); a job leaves it when its execution ends
 WORKER_RESERVED_KEY = "llm:workers:reserved:{name}"
 RESERVING_WORKERS_KEY = "llm:workers:reserving"  # set: names of workers that hold such jobs
+# Fair turns (core/fair_queue.py), per GPU queue and priority: each owner's line of queued jobs not yet taken by a
+# worker (sorted set: job id by order), the owners with a line by the virtual time of their next turn (sorted set),
+# the current virtual time, and each owner's last turn (hash). All live as long as jobs wait in them.
+FAIR_OWNER_JOBS_KEY = "llm:fair:{queue}:{priority}:line:{owner}"
+FAIR_OWNERS_KEY = "llm:fair:{queue}:{priority}:owners"
+FAIR_CLOCK_KEY = "llm:fair:{queue}:{priority}:clock"
+FAIR_SERVED_KEY = "llm:fair:{queue}:{priority}:served"
+FAIR_MEMBERS_KEY = "llm:fair:{queue}:members"  # hash: job id -> priority, for every job in a line
+FAIR_SEQUENCE_KEY = "llm:fair:{queue}:seq"  # counter giving jobs their place at the end of a line
 WEBHOOK_DELIVERY_KEY = "llm:webhook:{delivery_id}"  # JSON of one webhook event still being delivered
 WEBHOOK_DUE_KEY = "llm:webhooks:due"  # sorted set: delivery ids by the Unix time their next attempt is due
 WEBHOOK_STARTED_OPEN_KEY = "llm:webhooks:job:{job_id}:started"  # set: the job's `started` deliveries not finished

@@ -14,6 +14,7 @@ from redis.retry import Retry
 
 from core.completion_listener import CompletionListener
 from core.errors import JobNotFound, StoreUnavailable, WrongState
+from core.fair_queue import FairQueue
 from core.jobs import ALLOWED_TRANSITIONS, Job, JobStatus, utc_now_iso
 from core.keys import (
     CANCEL_KEY,
@@ -35,6 +36,8 @@ from core.transition_effects import complete_batch_if_done, stage_queued_count, 
 
 log = logging.getLogger("llm.store")
 
+# The GPU queue's name when a store is built without one (the GPU_QUEUE setting's default).
+DEFAULT_QUEUE = "gpu"
 # A synchronous waiter re-reads its job at least this often even if no done message came (a safety net only).
 RECHECK_S = 30.0
 
@@ -67,9 +70,11 @@ class JobStore:
     terminal (a batch's job: when its batch completes).
     """
 
-    def __init__(self, client: redis.Redis, *, job_ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis, *, job_ttl_s: int, queue: str = DEFAULT_QUEUE) -> None:
         self.redis = client
         self.job_ttl_s = job_ttl_s
+        # Queued jobs wait in their owner's line of this GPU queue until a worker takes one.
+        self.fair = FairQueue(client, queue)
         self._completion_listener: CompletionListener | None = None
 
     def ping(self) -> bool:
@@ -89,16 +94,18 @@ class JobStore:
         pipe.zadd(QUEUED_INDEX_KEY, {job.id: time.time()})
         pipe.zadd(OWNER_INDEX_KEY.format(owner=job.owner), {job.id: sequence})
         stage_queued_count(pipe, job.owner, 1)
+        self.fair.stage_enqueue(pipe, job.owner, job.priority, [job.id])
         pipe.execute()
 
     @redis_boundary()
-    def delete(self, job_id: str, owner: str) -> None:
-        """Remove a job that was never accepted (its publishing failed)."""
+    def delete(self, job: Job) -> None:
+        """Remove a queued job that was never accepted (its publishing failed)."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(JOB_KEY.format(job_id=job_id))
-        pipe.zrem(QUEUED_INDEX_KEY, job_id)
-        pipe.zrem(OWNER_INDEX_KEY.format(owner=owner), job_id)
-        stage_queued_count(pipe, owner, -1)
+        pipe.delete(JOB_KEY.format(job_id=job.id))
+        pipe.zrem(QUEUED_INDEX_KEY, job.id)
+        pipe.zrem(OWNER_INDEX_KEY.format(owner=job.owner), job.id)
+        stage_queued_count(pipe, job.owner, -1)
+        self.fair.stage_dequeue(pipe, job.owner, job.priority, [job.id])
         pipe.execute()
 
     @redis_boundary()
@@ -200,12 +207,19 @@ class JobStore:
             pipe.set(key, job.model_dump_json())
         if from_status == JobStatus.QUEUED:
             pipe.zrem(QUEUED_INDEX_KEY, job.id)
+            self.fair.stage_dequeue(pipe, job.owner, job.priority, [job.id])
         if from_status == JobStatus.RUNNING:
             pipe.srem(RUNNING_INDEX_KEY, job.id)
         if job.status == JobStatus.QUEUED:
             pipe.zadd(QUEUED_INDEX_KEY, {job.id: time.time()})
+            # Handed back (its worker stopped or died): it goes again before its owner's later jobs.
+            self.fair.stage_enqueue(pipe, job.owner, job.priority, [job.id], front=True)
         elif job.status == JobStatus.RUNNING:
             pipe.sadd(RUNNING_INDEX_KEY, job.id)
+            if job.worker is not None:
+                # From here the running index speaks for it: a reservation kept too would have a dead worker's
+                # job requeued by one pass and published again by the next.
+                pipe.srem(WORKER_RESERVED_KEY.format(name=job.worker), job.id)
         if job.status.is_terminal:
             pipe.delete(CANCEL_KEY.format(job_id=job.id))
 
@@ -391,17 +405,47 @@ class JobStore:
         pipe.execute()
 
     @redis_boundary()
-    def reserve(self, worker: str, job_id: str) -> None:
-        """Note that `worker` holds this queued job's message while the job waits for a place."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(WORKER_RESERVED_KEY.format(name=worker), job_id)
-        pipe.sadd(RESERVING_WORKERS_KEY, worker)
-        pipe.execute()
+    def take_next(self, worker: str) -> str | None:
+        """The queued job this worker runs next (by priority, then owners' turns), reserved for it while it waits
+        for a place in the engine; None when no job waits."""
+        return self.fair.take(worker)
 
     @redis_boundary()
     def unreserve(self, worker: str, job_id: str) -> None:
         """The job started, or went back to the queue: the worker no longer holds it."""
         self.redis.srem(WORKER_RESERVED_KEY.format(name=worker), job_id)
+
+    def put_back(self, job_ids: list[str], worker: str | None = None) -> list[Job]:
+        """Return taken jobs that never started (their worker stops, dies, or lost them) to the front of their
+        owners' lines, in one watched transaction per job (a job that started or ended meanwhile stays as it is),
+        and drop `worker`'s reservation of them. Returns the jobs put back."""
+        put_back = []
+        for job_id in job_ids:
+            key = JOB_KEY.format(job_id=job_id)
+
+            def step(pipe: redis.client.Pipeline, job_id: str = job_id, key: str = key) -> Job | None:
+                raw = pipe.get(key)
+                job = Job.model_validate_json(raw) if raw else None
+                # Already back in a line (the reconciler requeued it): nothing more to do, nor to publish.
+                waiting = job is not None and job.status == JobStatus.QUEUED and not self.fair.holds(pipe, job_id)
+                pipe.multi()
+                if worker is not None:
+                    pipe.srem(WORKER_RESERVED_KEY.format(name=worker), job_id)
+                if waiting:
+                    self.fair.stage_enqueue(pipe, job.owner, job.priority, [job_id], front=True)
+                    pipe.zadd(QUEUED_INDEX_KEY, {job_id: time.time()}, xx=True)
+                return job if waiting else None
+
+            with redis_boundary():
+                job = watched_update(self.redis, [key], step)
+            if job is not None:
+                put_back.append(job)
+        return put_back
+
+    @redis_boundary()
+    def waiting_in_lines(self, job_ids: list[str]) -> dict[str, str]:
+        """Which of these queued jobs wait in an owner's line (not taken by a worker), with their priority."""
+        return self.fair.waiting_priorities(job_ids)
 
     @redis_boundary()
     def reserved_by(self, workers: set[str]) -> set[str]:

@@ -108,7 +108,7 @@ class SubmitJob:
             except StoreUnavailable:
                 # Not published means not accepted: take the stored copy back so nothing waits forever.
                 try:
-                    self.store.delete(job.id, owner)
+                    self.store.delete(job)
                 except StoreUnavailable:
                     log.error("job %s stored but neither published nor removed", job.id)
                 raise

@@ -30,7 +30,7 @@ def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
-    store = JobStore(client, job_ttl_s=settings.job_ttl_seconds)
+    store = JobStore(client, job_ttl_s=settings.job_ttl_seconds, queue=settings.gpu_queue)
     reconciler = Reconciler(settings, store, JobPublisher(settings))
     threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True).start()
     log.info("reconciler running every %g s", settings.reconcile_interval_seconds)

@@ -3,9 +3,10 @@
 Runs in the ops worker (beside webhook delivery). Every few seconds it
 - returns to the queue the running jobs of workers whose heartbeat stopped (or fails them with `max_attempts`
   once they have used up their attempts, or cancels them if a cancel was pending), and
-- publishes again the queued jobs a dead worker held while they waited for a place in its engine, and
-- publishes again the queued jobs that have no message on the broker (an API that died between storing a job and
-  publishing it; a message lost with a worker that died before starting it).
+- puts back in their owners' lines, and publishes again, the queued jobs a dead worker took but never started, and
+- publishes again for queued jobs left without a message on the broker (an API that died between storing a job
+  and publishing it; a message lost with a worker that died before taking a job), and puts back in a line a queued
+  job that is in none and held by no live worker.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 
 import redis
 
-from broker.kombu_redis import job_ids_with_live_messages
 from broker.publisher import JobPublisher
 from core.batch_store import BatchStore
 from core.errors import JobNotFound, StoreUnavailable, WrongState
@@ -82,12 +82,10 @@ class Reconciler:
             return []
         live = {worker["name"] for worker in self.store.live_workers()}
         republished = []
-        for job_id in self.store.take_reservations_of(lambda name: name not in live):
-            job = self.store.get(job_id)
-            if job is not None and job.status == JobStatus.QUEUED:
-                self.publisher.publish(job.id, job.priority)
-                republished.append(job_id)
-                log.warning("job %s: waiting on a worker that died: published again", job_id)
+        for job in self.store.put_back(self.store.take_reservations_of(lambda name: name not in live)):
+            self.publisher.publish(job.id, job.priority)
+            republished.append(job.id)
+            log.warning("job %s: taken by a worker that died before starting it: back in line", job.id)
         return republished
 
     def _recover(self, job: Job) -> None:
@@ -107,17 +105,39 @@ class Reconciler:
             pass  # it moved on meanwhile (the worker was alive after all, or another reconciler got there)
 
     def republish_jobs_without_messages(self) -> list[str]:
-        """Queued jobs stale for STALE_QUEUED_SECONDS that no message carries: published again."""
+        """Queued jobs stale for STALE_QUEUED_SECONDS: those in no owner's line and held by no live worker are put
+        back in line, and while fewer messages wait on the broker than such jobs wait in lines, more are published
+        (each message takes one job, whichever is next)."""
         stale = self.store.queued_since_before(time.time() - self.settings.stale_queued_seconds)
         if not stale:
             return []
-        live = job_ids_with_live_messages(self.store.redis, self.publisher.queue, self.settings.stale_queued_seconds)
-        # A live worker's job that waits for a place keeps its message as long as it waits.
-        live |= self.store.reserved_by({worker["name"] for worker in self.store.live_workers()})
-        orphans = [job_id for job_id in stale if job_id not in live]
-        expired = []
+        in_lines = self.store.waiting_in_lines(stale)
+        republished, expired = [], []
+        if time.monotonic() >= self.trust_heartbeats_after:
+            held = self.store.reserved_by({worker["name"] for worker in self.store.live_workers()})
+            lost = [job_id for job_id in stale if job_id not in in_lines and job_id not in held]
+            republished, expired = self._put_back_lost(lost)
+        # Every message takes one job, so each waiting one covers a job in a line; the jobs just put back have
+        # theirs already. A message counted here that a fresh job's API is about to publish too makes one spare,
+        # which finds nothing to take.
+        missing = len(in_lines) - self.publisher.queue_depth(self.store.redis)
+        for job_id, priority in list(in_lines.items())[: max(0, missing)]:
+            self.publisher.publish(job_id, priority)
+            republished.append(job_id)
+        if missing > 0:
+            log.warning("%d queued jobs had no message on the broker: published again", missing)
+        self.store.forget_index_entries(expired)
+        # Every job looked at starts a new clock, those with a message too: a long backlog (a big batch) is
+        # then scanned once per STALE_QUEUED_SECONDS, not on every pass.
+        self.store.touch_queued([job_id for job_id in stale if job_id not in expired])
+        return republished
+
+    def _put_back_lost(self, lost: list[str]) -> tuple[list[str], list[str]]:
+        """Queued jobs in no line and held by nobody: back in line and published, or canceled when their batch was
+        never accepted; returns those published and those expired."""
+        republished, expired = [], []
         batches = BatchStore(self.store)
-        for job_id in orphans:
+        for job_id in lost:
             job = self.store.get(job_id)
             if job is None:
                 expired.append(job_id)
@@ -128,13 +148,11 @@ class Reconciler:
                 self.store.cancel_queued([job_id])
                 log.warning("job %s: line of a batch whose submission never completed: canceled", job_id)
             else:
-                self.publisher.publish(job.id, job.priority)
-                log.warning("job %s: queued with no message on the broker: published again", job_id)
-        self.store.forget_index_entries(expired)
-        # Every job looked at starts a new clock, those with a message too: a long backlog (a big batch) is
-        # then scanned once per STALE_QUEUED_SECONDS, not on every pass.
-        self.store.touch_queued([job_id for job_id in stale if job_id not in expired])
-        return orphans
+                for back in self.store.put_back([job_id]):
+                    self.publisher.publish(back.id, back.priority)
+                    republished.append(back.id)
+                    log.warning("job %s: queued in no line and held by no worker: back in line", job_id)
+        return republished, expired
 
 
 def seconds_since(iso_moment: str) -> float:

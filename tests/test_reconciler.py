@@ -33,10 +33,15 @@ def reconciler(make_settings, store, redis_url, request):
     return Reconciler(settings, store, JobPublisher(settings))
 
 
-def stale_queued_job(store, **fields) -> Job:
+def stale_queued_job(store, *, in_line: bool = True, **fields) -> Job:
     job = Job(id=new_job_id(), status=JobStatus.QUEUED, created_at=utc_now_iso(), input={"prompt": "x"}, **fields)
     store.create(job)
     store.redis.zadd(QUEUED_INDEX_KEY, {job.id: time.time() - 120})  # queued long ago, and no message anywhere
+    if not in_line:
+        # As a submission that died midway leaves it (a batch's lines enter their line once its record is stored).
+        pipe = store.redis.pipeline()
+        store.fair.stage_dequeue(pipe, job.owner, job.priority, [job.id])
+        pipe.execute()
     return job
 
 
@@ -50,7 +55,7 @@ def test_queued_job_without_a_message_is_published_again(reconciler, store, redi
 
 
 def test_line_of_a_batch_that_was_never_accepted_is_canceled_not_run(reconciler, store, redis_url):
-    job = stale_queued_job(store, batch_id="batch_never_written", custom_id="a")
+    job = stale_queued_job(store, in_line=False, batch_id="batch_never_written", custom_id="a")
     reconciler.republish_jobs_without_messages()
     assert store.get(job.id).status == JobStatus.CANCELED
     assert queue_length(redis_url, reconciler.publisher.queue) == 0
@@ -67,15 +72,44 @@ def test_running_job_of_a_dead_worker_goes_back_to_the_queue_then_fails_after_ma
     assert final.status == JobStatus.FAILED and final.error["type"] == "max_attempts"
 
 
-def test_job_waiting_on_a_live_worker_keeps_its_message_and_one_on_a_dead_worker_is_published_again(
+def test_job_taken_by_a_live_worker_stays_with_it_and_one_taken_by_a_dead_worker_goes_back_in_line(
     reconciler, store, redis_url
 ):
     store.register_worker("gpu@alive#1", {"name": "gpu@alive#1"}, ttl_s=60)
-    waiting_on_live = stale_queued_job(store)
-    waiting_on_dead = stale_queued_job(store)
-    store.reserve("gpu@alive#1", waiting_on_live.id)
-    store.reserve("gpu@killed#2", waiting_on_dead.id)
-    assert reconciler.republish_reservations_of_dead_workers() == [waiting_on_dead.id]
-    assert waiting_on_live.id not in reconciler.republish_jobs_without_messages()
+    taken_by_live = stale_queued_job(store)
+    taken_by_dead = stale_queued_job(store)
+    assert store.take_next("gpu@alive#1") == taken_by_live.id
+    assert store.take_next("gpu@killed#2") == taken_by_dead.id
+    assert reconciler.republish_reservations_of_dead_workers() == [taken_by_dead.id]
+    assert store.waiting_in_lines([taken_by_live.id, taken_by_dead.id]) == {taken_by_dead.id: "normal"}
+    assert taken_by_live.id not in reconciler.republish_jobs_without_messages()
     assert queue_length(redis_url, reconciler.publisher.queue) == 1
     assert reconciler.republish_reservations_of_dead_workers() == []  # the dead worker's note is gone
+
+
+def test_queued_job_in_no_line_and_held_by_no_worker_goes_back_in_line(reconciler, store, redis_url):
+    job = stale_queued_job(store, in_line=False)
+    assert reconciler.republish_jobs_without_messages() == [job.id]
+    assert store.waiting_in_lines([job.id]) == {job.id: "normal"}
+    assert queue_length(redis_url, reconciler.publisher.queue) == 1
+
+
+def test_messages_are_published_only_for_the_jobs_in_lines_that_lack_one(reconciler, store, redis_url):
+    jobs = [stale_queued_job(store) for _ in range(5)]
+    reconciler.publisher.publish_many([job.id for job in jobs[:2]], "normal")  # two still have theirs
+    assert len(reconciler.republish_jobs_without_messages()) == 3
+    assert queue_length(redis_url, reconciler.publisher.queue) == 5
+
+
+def test_running_job_of_a_dead_worker_is_published_once(reconciler, store, redis_url):
+    job = stale_queued_job(store)
+    assert store.take_next("gpu@killed#3") == job.id
+
+    def started_on_the_dead_worker(job: Job) -> None:
+        job.worker = "gpu@killed#3"
+        job.attempts += 1
+
+    store.transition(job.id, JobStatus.RUNNING, started_on_the_dead_worker)
+    reconciler.run_once()
+    assert store.get(job.id).status == JobStatus.QUEUED
+    assert queue_length(redis_url, reconciler.publisher.queue) == 1

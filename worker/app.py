@@ -25,7 +25,7 @@ from core.errors import StoreUnavailable
 from core.settings import Settings
 from worker.consumer_canary import ConsumerCanary
 from worker.generation import Engine
-from worker.runner import WorkerRuntime, run_job
+from worker.runner import WorkerRuntime, run_next_job
 
 log = logging.getLogger("llm.worker")
 
@@ -93,15 +93,15 @@ class GpuWorker:
                 )
 
     def run(self, job_id: str) -> None:
-        """The task: run the stored job with this id."""
+        """The task: a job was queued (this one); run the next queued job in fair order."""
         if self.runtime is None:
             raise RuntimeError("the worker runtime is not loaded (not started through `python -m worker`?)")
         if self.settings.max_batch_size == 1:
             # The solo pool runs the job on the consumer's own thread: it reads no message meanwhile.
             with self.canary.consumer_busy():
-                run_job(self.runtime, job_id)
+                run_next_job(self.runtime, job_id)
         else:
-            run_job(self.runtime, job_id)
+            run_next_job(self.runtime, job_id)
 
     def canary_received(self, sequence: int) -> None:
         """The canary task's body: never run, as its Strategy handles the message in the consumer itself."""

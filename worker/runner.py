@@ -131,8 +131,42 @@ def _note_execution(settings: Settings, job: Job, worker_name: str) -> None:
             audit.write(f"{utc_now_iso()} {job.id} attempt={job.attempts} worker={worker_name} pid={os.getpid()}\n")
 
 
+def run_next_job(runtime: WorkerRuntime, announced_job_id: str) -> None:
+    """Take the next queued job in fair order and execute it.
+
+    A message on the GPU queue only says that a job was queued (`announced_job_id`, kept for the log): the job run
+    is the one the owners' turns pick (core/fair_queue.py), so one key's long backlog can't hold back another
+    key's job. Messages and queued jobs stay equal in number; a message left over (its job was canceled) finds
+    nothing to take.
+    """
+    job_id = _take_while_redis_is_away(runtime)
+    if job_id is None:
+        log.info("message for job %s: no queued job left to take", announced_job_id)
+        return
+    try:
+        run_job(runtime, job_id)
+    finally:
+        with contextlib.suppress(StoreUnavailable):
+            runtime.store.unreserve(runtime.worker_name, job_id)
+
+
+def _take_while_redis_is_away(runtime: WorkerRuntime, give_up_after_s: float = 30.0) -> str | None:
+    """The next job, riding over a short Redis outage; past it the message is dropped, and the reconciler
+    publishes again for the jobs left without one."""
+    deadline, wait_s = time.monotonic() + give_up_after_s, 0.2
+    while True:
+        try:
+            return runtime.store.take_next(runtime.worker_name)
+        except StoreUnavailable:
+            if time.monotonic() > deadline or runtime.stopping.is_set():
+                raise
+            time.sleep(wait_s)
+            wait_s = min(wait_s * 2, 5.0)
+
+
 def run_job(runtime: WorkerRuntime, job_id: str) -> None:
-    """Execute one queued job; a job that is missing, finished or taken by another execution is skipped.
+    """Execute one queued job this worker took; a job that is missing, finished or taken by another execution is
+    skipped.
 
     The job stays queued while it waits for its slot in the engine (a cancel then ends it at once), and its
     deadline starts when its work does.
@@ -150,8 +184,6 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         job.attempts += 1
         job.worker = runtime.worker_name
 
-    with contextlib.suppress(StoreUnavailable):
-        store.reserve(runtime.worker_name, job_id)  # if this process dies while the job waits, it is republished
     try:
         # A job that already used an attempt was running when its worker died: it may be what kills workers.
         with runtime.engine.slot(params, priority_step(queued.priority), alone=queued.attempts > 0):
@@ -168,14 +200,14 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
             finally:
                 runtime.running.remove(job_id)
     except (EngineStopped, EngineDead) as refusal:
-        # Refused before it started: the job is still queued; its message goes with this task, so publish anew.
-        runtime.republish(job_id, queued.priority)
+        # Refused before it started: the job is still queued; it goes back to the front of its owner's line, and
+        # as the message that brought it goes with this task, one is published anew.
+        with contextlib.suppress(StoreUnavailable):
+            if store.put_back([job_id], runtime.worker_name):
+                runtime.republish(job_id, queued.priority)
         log.info("job %s handed back to the queue before it started: %s", job_id, refusal)
         if isinstance(refusal, EngineDead):
             runtime.exit_after_hand_back(str(refusal))
-    finally:
-        with contextlib.suppress(StoreUnavailable):
-            store.unreserve(runtime.worker_name, job_id)
 
 
 def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInput, watch: StopWatch) -> None:

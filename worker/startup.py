@@ -60,6 +60,7 @@ def build_runtime(
     store = JobStore(
         connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds),
         job_ttl_s=settings.job_ttl_seconds,
+        queue=settings.gpu_queue,
     )
     return WorkerRuntime(
         settings=settings,
