@@ -135,8 +135,10 @@ class Settings(BaseSettings):
     rate_limit: str = "600/minute"
     # Synchronous /v1/generate calls one key may have waiting at once; past it, 429 and no job is created.
     max_waits_per_key: int = Field(256, ge=1)
-    # Jobs (batch lines included) one key may have queued at once; past it, 429. Room for two full batches.
-    max_queued_per_key: int = Field(100_000, ge=1)
+    # Jobs (batch lines included) one key may have queued at once; past it, 429. Room for one full batch (50,000
+    # lines), a quarter of MAX_QUEUE_DEPTH: one key alone can't fill the queue. Keys take turns on the GPU anyway
+    # (core/fair_queue.py); this bounds what one key holds in Redis.
+    max_queued_per_key: int = Field(50_000, ge=1)
     # API keys allowed `priority: high` (the others get 403); with API_KEYS unset everyone is.
     high_priority_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

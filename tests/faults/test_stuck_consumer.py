@@ -29,9 +29,9 @@ def test_a_stuck_consumer_is_detected_and_its_worker_replaced(lab):
     waiting = [lab.submit(client, SHORT | {"prompt": f"chờ {i}"}) for i in range(8)]
 
     # Full: 8 jobs running and 8 waiting for a place, i.e. every message its prefetch allows (the worker notes
-    # each job whose message it holds, until its execution ends).
+    # each job it took, until it starts running).
     [announced] = lab.store.live_workers()
-    lab.wait(lambda: len(lab.store.reserved_by({announced["name"]})) == 16, 30, "16 jobs held by the worker")
+    lab.wait(lambda: len(lab.store.reserved_by({announced["name"]})) == 8, 30, "8 jobs waiting on the worker")
     consumed_when_full = lab.store.live_workers()[0]["canaries_consumed"]
     # Canaries keep coming through while every place is taken (the consumer widens its prefetch for each one).
     lab.wait(
@@ -39,7 +39,7 @@ def test_a_stuck_consumer_is_detected_and_its_worker_replaced(lab):
         10,
         "3 canaries consumed by the full worker",
     )
-    assert len(lab.store.reserved_by({announced["name"]})) == 16 and len(lab.store.running_job_ids()) == 8
+    assert len(lab.store.reserved_by({announced["name"]})) == 8 and len(lab.store.running_job_ids()) == 8
     assert workers[0].poll() is None and len(workers) == 1
 
     trigger.write_text("cancel")  # the consumer stops reading its queues; its loop, its threads and the process live
