@@ -330,7 +330,9 @@ class BatchRequestLine(BaseModel):
 
 
 class BatchEnvelope(BaseModel):
-    """A batch as one JSON object: its lines, and the webhook and metadata of the batch."""
+    """A batch as one JSON object: its lines, and the webhook and metadata of the batch (no other key)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     requests: list[BatchRequestLine] = Field(min_length=1, max_length=MAX_BATCH_LINES, description="The lines.")
     webhook: str | None = Field(
