@@ -21,6 +21,7 @@ from core.errors import InvalidInput
 _STRUCTURE = re.compile(r'["{}\[\],:]')
 _STRING_STOP = re.compile(r'["\\]')
 _SPACE = re.compile(r"[ \t\r\n]*")
+_AFTER_VALUE = frozenset(" \t\r\n,:]}")
 _DECODER = json.JSONDecoder()
 
 
@@ -106,8 +107,8 @@ class JsonStream:
         except json.JSONDecodeError:
             pass  # perhaps only cut short by the end of what is held: scan for its end, then decode it again
         else:
-            # A value followed by more text is whole; one that reaches the end may be a number that goes on.
-            if end < len(self._text):
+            # Whole only when what follows can't go on with it: "1." of "1.5" or "1" of "12" decodes too.
+            if end < len(self._text) and self._text[end] in _AFTER_VALUE:
                 self._pos = end
                 return value
         self._gather_value()

@@ -86,7 +86,6 @@ def test_an_envelope_of_a_million_tiny_lines_is_refused_at_the_line_cap_without_
     assert response.status_code == 422
     assert f"more than {MAX_BATCH_LINES} lines" in response.get_json()["error"]["message"]
     assert peak < 3 * len(body), (peak, len(body))  # parsed whole, it took 25x the body
-    print(f"\n1M tiny lines: body {len(body) / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB ({peak / len(body):.2f}x)")
 
 
 def test_a_32_mib_envelope_is_read_to_its_end_within_three_times_its_size(quiet_client, redis_server):
@@ -100,4 +99,3 @@ def test_a_32_mib_envelope_is_read_to_its_end_within_three_times_its_size(quiet_
     assert response.get_json()["error"]["field"] == "notes"
     assert peak < 3 * len(body), (peak, len(body))
     assert queue_length(redis_server.url, queue) == 0
-    print(f"\n32 MiB envelope: body {len(body) / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB ({peak / len(body):.2f}x)")
