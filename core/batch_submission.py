@@ -40,9 +40,6 @@ class SubmitBatch:
 
     def __call__(self, body: BatchBody, owner: str, *, idempotency_key: str | None = None) -> Batch:
         """Validate every line, then store one job per line under a new batch and enqueue them all."""
-        check_text({"webhook": body.webhook, "metadata": body.metadata})
-        if body.webhook is not None:
-            check_webhook_url(body.webhook, self.settings)
         lines = validate_batch_lines(
             body.items,
             max_tokens_limit=self.settings.max_tokens_limit,
@@ -50,6 +47,10 @@ class SubmitBatch:
             check=self.context_window.check if self.context_window is not None else None,
             endpoint=body.endpoint,
         )
+        # An envelope's webhook and metadata may follow its lines: they are known only now.
+        check_text({"webhook": body.webhook, "metadata": body.metadata})
+        if body.webhook is not None:
+            check_webhook_url(body.webhook, self.settings)
         batch_id = new_batch_id()
         body_hash = body.fingerprint()  # the whole body has been read by now
         with self.idempotency.claim(idempotency_key, body_hash, owner, batch_id, self.batches.get) as earlier:

@@ -13,10 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from core.batch_envelope import LINE_KEYS, envelope_lines, is_envelope
 from core.batch_progress import batch_rates
 from core.errors import InvalidInput
 from core.job_records import WebhookRecord
-from core.jobs import GenerationInput, GenerationParams, JobStatus, check_metadata, parse_generation_input
+from core.jobs import GenerationInput, GenerationParams, JobStatus, parse_generation_input
+from core.json_stream import JsonStream, array_items
 from core.openai_translation import ChatCompletionRequest, CompletionRequest, Endpoint, parse_openai_request
 from core.text_checks import check_text
 
@@ -137,9 +139,9 @@ _SNIFF_BYTES = 4096
 def read_batch_body(chunks: Iterable[bytes], webhook: str | None) -> BatchBody:
     """`{"requests": [...], "webhook", "metadata"}`, a JSON list, or JSONL (one line per request).
 
-    JSONL is read as a stream, a line at a time, and a JSON list an item at a time: whoever reads `items` stops at
-    the line cap without holding more than the body. The envelope is parsed whole. `webhook` is the one given
-    beside the body (a query parameter); the envelope's own takes precedence.
+    Every form is read as a stream, a line (or an item) at a time: whoever reads `items` stops at the line cap
+    without holding more than the body. `webhook` is the one given beside the body (a query parameter); the
+    envelope's own takes precedence, and is known once `items` has been read through.
     """
     digest = hashlib.sha256()
     chunks = _hashed(chunks, digest)
@@ -149,34 +151,20 @@ def read_batch_body(chunks: Iterable[bytes], webhook: str | None) -> BatchBody:
         if len(head) >= _SNIFF_BYTES:
             break
     start = head.lstrip(b"\xef\xbb\xbf").lstrip()  # a UTF-8 byte order mark, then whitespace
-    if start.startswith(b"{") and b'"requests"' in start[:_SNIFF_BYTES]:
-        whole = _decode(b"".join([head, *chunks])).lstrip()
-        envelope = _load_whole_body(whole)
-        if isinstance(envelope, dict) and isinstance(envelope.get("requests"), list):
-            webhook = envelope.get("webhook", webhook)
-            if webhook is not None and not isinstance(webhook, str):
-                raise InvalidInput("webhook: must be a URL string", field="webhook")
-            return BatchBody(envelope["requests"], webhook, check_metadata(envelope.get("metadata") or {}), digest)
-        return BatchBody(_jsonl_items(iter([whole.encode()])), webhook, {}, digest)
-    if start.startswith(b"["):
-        whole = _decode(b"".join([head, *chunks])).lstrip()
-        return BatchBody(_json_list_items(whole), webhook, {}, digest)
-    return BatchBody(_jsonl_items(_prepend(head, chunks)), webhook, {}, digest)
+    body = BatchBody((), webhook, {}, digest)
+    if is_envelope(start[:_SNIFF_BYTES]):
+        body.items = envelope_lines(_prepend(head, chunks), body)
+    elif start.startswith(b"["):
+        body.items = array_items(JsonStream(_prepend(head, chunks)), "the body")
+    else:
+        body.items = _jsonl_items(_prepend(head, chunks))
+    return body
 
 
 def read_jsonl_body(chunks: Iterable[bytes], metadata: dict[str, str], endpoint: Endpoint) -> BatchBody:
     """An OpenAI batch input file: JSONL, read a line at a time, every line for `endpoint`."""
     digest = hashlib.sha256()
     return BatchBody(_jsonl_items(_hashed(chunks, digest)), None, metadata, digest, endpoint=endpoint)
-
-
-def _load_whole_body(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise InvalidInput("the body nests too deeply") from None
-    except json.JSONDecodeError as error:
-        raise InvalidInput(f"the body is not valid JSON: {error}") from None
 
 
 def _decode(raw: bytes) -> str:
@@ -218,37 +206,6 @@ def _parse_line(line: str) -> Any:
         return _BadLine(f"not valid JSON: {error.msg}")
     except RecursionError:
         return _BadLine("nested too deeply")
-
-
-def _json_list_items(text: str) -> Iterator[Any]:
-    """The items of a JSON list, decoded one at a time (the list itself is never built)."""
-    decoder = json.JSONDecoder()
-    position = _skip_space(text, 1)
-    if text.startswith("]", position):
-        if text[position + 1 :].strip():
-            raise InvalidInput("the body is not valid JSON: extra data after the list")
-        return
-    while True:
-        try:
-            item, position = decoder.raw_decode(text, position)
-        except RecursionError:
-            raise InvalidInput("the body nests too deeply") from None
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"the body is not valid JSON: {error}") from None
-        yield item
-        position = _skip_space(text, position)
-        if text.startswith(",", position):
-            position = _skip_space(text, position + 1)
-        elif text.startswith("]", position) and not text[position + 1 :].strip():
-            return
-        else:
-            raise InvalidInput(f"the body is not valid JSON: expected , or ] at character {position}")
-
-
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position] in " \t\r\n":
-        position += 1
-    return position
 
 
 @dataclass(frozen=True)
@@ -302,7 +259,7 @@ def _validate_line(
     if isinstance(item, _BadLine):
         raise InvalidInput(item.reason)
     check_text(item)
-    if not isinstance(item, dict) or set(item) - {"custom_id", "body", "method", "url"}:
+    if not isinstance(item, dict) or set(item) - LINE_KEYS:
         raise InvalidInput('each line must be {"custom_id": "...", "body": {...}} (OpenAI\'s adds "method", "url")')
     custom_id = item.get("custom_id")
     if not isinstance(custom_id, str) or not 0 < len(custom_id) <= MAX_CUSTOM_ID_CHARS:
@@ -373,7 +330,9 @@ class BatchRequestLine(BaseModel):
 
 
 class BatchEnvelope(BaseModel):
-    """A batch as one JSON object: its lines, and the webhook and metadata of the batch."""
+    """A batch as one JSON object: its lines, and the webhook and metadata of the batch (no other key)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     requests: list[BatchRequestLine] = Field(min_length=1, max_length=MAX_BATCH_LINES, description="The lines.")
     webhook: str | None = Field(

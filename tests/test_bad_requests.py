@@ -194,6 +194,13 @@ TABLE = [
         ['{"requests": [' + LINE + '], "metadata": {"\\udfff": "v"}}'],
         field="metadata",
     ),
+    jsonl(
+        "batch envelope with an unknown key",
+        ['{"requests": [' + LINE + '], "defaults": {"max_tokens": 4}}'],
+        field="defaults",
+        content_type="application/json",
+    ),
+    jsonl("batch envelope cut short", ['{"requests": [' + LINE], content_type="application/json"),
 ]
 
 
