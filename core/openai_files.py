@@ -287,7 +287,8 @@ class FileWriter:
         """Delete what was written of a file that will not be closed, and give back its place in the quotas."""
         try:
             with redis_boundary():
-                pipe = self.redis.pipeline(transaction=True)
+                # Not a MULTI: a full Redis refuses to queue any command in one, yet takes these deletes alone.
+                pipe = self.redis.pipeline(transaction=False)
                 pipe.delete(self.content_key)
                 FileQuota.stage_release(pipe, self.owner, self.id)
                 pipe.execute()

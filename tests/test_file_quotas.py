@@ -10,7 +10,7 @@ import time
 import pytest
 
 from api.app import create_app
-from core.errors import TooManyRequests
+from core.errors import StoreUnavailable, TooManyRequests
 from core.file_quota import FileQuota
 from core.keys import OPENAI_FILE_USAGE_BYTES_KEY, OPENAI_FILE_USAGE_KEY
 from core.openai_files import FileStore
@@ -165,3 +165,16 @@ def test_racing_uploads_of_one_key_never_pass_its_count(redis_client):
         thread.join()
     assert sorted(outcomes) == ["refused"] * 9 + ["stored"] * 3
     assert counted_files(redis_client, KEY_A) == 3
+
+
+def test_an_upload_refused_by_a_full_redis_keeps_nothing(own_redis):
+    """Redis at maxmemory (noeviction) refuses the file's record; the chunks written before it are still deleted."""
+    client = connect(own_redis.url)
+    quota = FileQuota(client, max_files=10, max_bytes=64 * MIB, file_ttl_s=3600)
+    files = FileStore(client, ttl_s=3600, max_bytes=64 * MIB, quota=quota)
+    client.config_set("maxmemory", 1)
+    with pytest.raises(StoreUnavailable):
+        files.upload("someone", "a.jsonl", "batch", [jsonl_of(2 * MIB)])
+    client.config_set("maxmemory", 0)
+    assert content_keys(client) == set()
+    assert client.zcard(OPENAI_FILE_USAGE_KEY.format(owner="someone")) == 0
