@@ -84,6 +84,8 @@ class RedisServer:
     def start(self, timeout_s: float = 10.0) -> None:
         """Start it and wait until it answers PING."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.password:  # its append-only file holds every job: a folder made by an older version is closed too
+            self.data_dir.chmod(0o700)
         self._write_config()
         command = [
             find_redis_server(),
