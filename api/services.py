@@ -11,9 +11,11 @@ from core.batch_store import BatchStore
 from core.batch_submission import SubmitBatch
 from core.cancellation import CancelBatch, CancelJob
 from core.context_window import ContextWindow
+from core.file_quota import FileQuota
 from core.idempotency import IdempotencyKeys
 from core.job_event_listener import JobEventListener
 from core.job_events import JobEvents
+from core.memory_budget import MemoryBudget
 from core.metrics_history import MetricsHistory
 from core.openai_batches import OpenAIBatches, OpenAIBatchStore
 from core.openai_files import FileStore
@@ -74,14 +76,28 @@ class Services:
             socket_timeout_s=settings.redis_socket_timeout_seconds,
             max_connections=EVENT_READ_CONNECTIONS,
         )
-        submit_batch = SubmitBatch(settings, batches, queue, idempotency, context_window)
-        files = FileStore(store.redis, ttl_s=settings.openai_file_ttl_seconds, max_bytes=settings.openai_file_max_bytes)
+        # One reading of Redis's memory per process, shared by everything that accepts new work.
+        memory = MemoryBudget(store.redis, high_water_percent=settings.redis_high_water_percent)
+        submit_batch = SubmitBatch(settings, batches, queue, idempotency, context_window, memory=memory)
+        quota = FileQuota(
+            store.redis,
+            max_files=settings.max_files_per_key,
+            max_bytes=settings.max_file_bytes_per_key,
+            file_ttl_s=settings.openai_file_ttl_seconds,
+        )
+        files = FileStore(
+            store.redis,
+            ttl_s=settings.openai_file_ttl_seconds,
+            max_bytes=settings.openai_file_max_bytes,
+            quota=quota,
+            memory=memory,
+        )
         openai_records = OpenAIBatchStore(store.redis, ttl_s=settings.openai_file_ttl_seconds)
         return cls(
             settings=settings,
             store=store,
             batches=batches,
-            submit_job=SubmitJob(settings, store, queue, idempotency, context_window),
+            submit_job=SubmitJob(settings, store, queue, idempotency, context_window, memory=memory),
             submit_batch=submit_batch,
             cancel_job=CancelJob(store),
             cancel_batch=CancelBatch(batches),

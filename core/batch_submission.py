@@ -10,6 +10,7 @@ from core.context_window import ContextWindow
 from core.errors import StoreUnavailable
 from core.idempotency import IdempotencyKeys
 from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
+from core.memory_budget import MemoryBudget
 from core.owner_limits import OwnerLimits
 from core.settings import Settings
 from core.submission import JobQueue, check_capacity, check_webhook_url, webhook_record
@@ -30,6 +31,8 @@ class SubmitBatch:
         queue: JobQueue,
         idempotency: IdempotencyKeys,
         context_window: ContextWindow | None = None,
+        *,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self.settings = settings
         self.batches = batches
@@ -37,6 +40,7 @@ class SubmitBatch:
         self.idempotency = idempotency
         self.owner_limits = OwnerLimits(settings, batches.jobs)
         self.context_window = context_window
+        self.memory = memory
 
     def __call__(self, body: BatchBody, owner: str, *, idempotency_key: str | None = None) -> Batch:
         """Validate every line, then store one job per line under a new batch and enqueue them all."""
@@ -63,6 +67,8 @@ class SubmitBatch:
     ) -> Batch:
         self.owner_limits.check_queued(owner, len(lines))
         check_capacity(self.queue, len(lines), self.settings.max_queue_depth)
+        if self.memory is not None:
+            self.memory.check_room()
         batch = Batch(
             id=batch_id,
             created_at=utc_now_iso(),

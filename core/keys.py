@@ -56,6 +56,12 @@ OPENAI_FILE_KEY = "llm:openai:file:{file_id}"  # JSON of a file's record; expire
 OPENAI_FILE_CONTENT_KEY = "llm:openai:file:{file_id}:content"  # list: the file's text in chunks; expires with it
 OPENAI_FILE_OWNER_INDEX_KEY = "llm:openai:files:owner:{owner}"  # sorted set: file ids by upload sequence
 OPENAI_FILE_SEQUENCE_KEY = "llm:openai:files:seq"
+# An owner's uploaded files as counted against its quotas (core/file_quota.py): a sorted set of file ids by the Unix
+# time each stops counting (an upload in progress: a short lease renewed by each write; a stored file: its expiry),
+# and a hash of file id -> bytes. Entries past their time are shed whenever the quota is read; both keys expire
+# OPENAI_FILE_TTL after the owner's last upload.
+OPENAI_FILE_USAGE_KEY = "llm:openai:files:usage:{owner}"
+OPENAI_FILE_USAGE_BYTES_KEY = "llm:openai:files:usage:{owner}:bytes"
 # JSON of an OpenAI batch (over the native batch of the same id); kept while it runs, then as long as its files
 OPENAI_BATCH_KEY = "llm:openai:batch:{batch_id}"
 OPENAI_BATCH_OWNER_INDEX_KEY = "llm:openai:batches:owner:{owner}"  # sorted set: OpenAI batch ids by sequence

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
 import re
 import sys
 from functools import lru_cache
@@ -15,6 +16,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+MIB = 1024 * 1024
+# REDIS_MAXMEMORY_MB=0: a quarter of the RAM leaves the rest to the API, the workers and the model, within these.
+DEFAULT_REDIS_MAXMEMORY_FLOOR = 256 * MIB
+DEFAULT_REDIS_MAXMEMORY_CEILING = 16 * 1024 * MIB
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # Fields whose values never appear in an error, a log line or a repr (REDIS_URL may hold Redis's password).
 SECRET_FIELDS = frozenset({"api_keys", "webhook_secret", "redis_url"})
@@ -142,6 +147,18 @@ class Settings(BaseSettings):
     # API keys allowed `priority: high` (the others get 403); with API_KEYS unset everyone is.
     high_priority_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Storage per API key and Redis's memory budget. A key's uploaded files (`POST /v1/files`) count until deleted
+    # or expired: at most MAX_FILES_PER_KEY of them and MAX_FILE_BYTES_PER_KEY bytes (512 MiB: two of the largest
+    # files and change), so several keys' quotas together fit the default Redis budget of a 16 GiB machine.
+    max_files_per_key: int = Field(100, ge=1, le=10_000)
+    max_file_bytes_per_key: int = Field(512 * 1024 * 1024, ge=1024)
+    # `maxmemory` of the Redis `make run` starts (compose passes it to its Redis too); 0: a quarter of this
+    # machine's RAM, at least 256 MiB and at most 16 GiB (see redis_maxmemory_bytes).
+    redis_maxmemory_mb: int = Field(0, ge=0)
+    # Past this share of Redis's maxmemory the API refuses new work (503) and leaves the rest for the workers to
+    # record the outcomes of running jobs; a Redis without maxmemory is never checked.
+    redis_high_water_percent: int = Field(85, ge=1, le=100)
+
     @field_validator("high_priority_keys", mode="before")
     @classmethod
     def _split_high_priority_keys(cls, value: object) -> object:
@@ -254,6 +271,14 @@ class Settings(BaseSettings):
     def served_model_name(self) -> str:
         """What the OpenAI-compatible endpoints call the model: MODEL_NAME, else the model folder's name."""
         return self.model_name or self.model_dir.resolve().name
+
+    @property
+    def redis_maxmemory_bytes(self) -> int:
+        """The memory budget for a Redis this project starts: REDIS_MAXMEMORY_MB, else a share of the RAM."""
+        if self.redis_maxmemory_mb:
+            return self.redis_maxmemory_mb * MIB
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return min(max(ram // 4, DEFAULT_REDIS_MAXMEMORY_FLOOR), DEFAULT_REDIS_MAXMEMORY_CEILING)
 
     @property
     def effective_redis_url(self) -> str:

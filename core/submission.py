@@ -11,6 +11,7 @@ from core.context_window import ContextWindow
 from core.errors import InvalidInput, QueueFull, StoreUnavailable
 from core.idempotency import IdempotencyKeys
 from core.jobs import GenerationInput, Job, JobStatus, new_job_id, parse_generation_input, utc_now_iso
+from core.memory_budget import MemoryBudget
 from core.owner_limits import OwnerLimits
 from core.settings import Settings
 from core.store import JobStore
@@ -62,6 +63,8 @@ class SubmitJob:
         queue: JobQueue,
         idempotency: IdempotencyKeys,
         context_window: ContextWindow | None = None,
+        *,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -69,6 +72,7 @@ class SubmitJob:
         self.idempotency = idempotency
         self.owner_limits = OwnerLimits(settings, store)
         self.context_window = context_window
+        self.memory = memory
 
     def validate(self, body: Any) -> GenerationInput:
         """The request body as a generation under this deployment's limits, or InvalidInput."""
@@ -92,6 +96,8 @@ class SubmitJob:
                 return earlier
             self.owner_limits.check_queued(owner, 1)
             check_capacity(self.queue, 1, self.settings.max_queue_depth)
+            if self.memory is not None:
+                self.memory.check_room()
             job = Job(
                 id=job_id,
                 status=JobStatus.QUEUED,

