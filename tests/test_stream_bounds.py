@@ -25,6 +25,7 @@ from tests.conftest import HttpServer, WorkerProcess, service_env, start_api_ser
 from tests.polling import poll_until
 from tests.raw_http import RawAnswer, open_request, read_all, read_all_of, read_head
 from tests.sse import events_of, parse_block
+from tests.test_deployment_files import image_command
 
 ANSWER_WITHIN_S = 10  # a liveness bound, not a timing target: the machine is shared and slow at times
 LONG_WAIT_S = 120
@@ -313,3 +314,9 @@ def test_reserved_connections_must_leave_some_for_long_requests(make_settings):
     with pytest.raises(ValueError, match="API_RESERVED_CONNECTIONS must stay below API_WORKER_CONNECTIONS"):
         make_settings(api_worker_connections=100, api_reserved_connections=100)
     assert make_settings(api_worker_connections=100, api_reserved_connections=10).max_long_requests_per_process == 90
+
+
+def test_the_image_takes_as_many_connections_per_api_process_as_the_settings_default(make_settings):
+    """The image's command passes gunicorn's --worker-connections itself: it must be what the API reserves from."""
+    command = image_command()
+    assert int(command[command.index("--worker-connections") + 1]) == make_settings().api_worker_connections
