@@ -31,7 +31,7 @@ from core.wait_slots import WaitSlots
 EVENT_READ_CONNECTIONS = 16
 # How long a request waits for a free connection of a pool before it is answered 503. Generous: a burst of
 # followers catching up at once queues on the 16 (each read takes a millisecond or so); only a Redis that stopped
-# answering keeps them all busy this long.
+# answering for that long keeps them all busy.
 POOL_WAIT_S = 60.0
 # Beyond one connection per request the process serves: the subscriptions its listeners hold for good.
 LISTENER_CONNECTIONS = 4

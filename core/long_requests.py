@@ -43,7 +43,3 @@ class LongRequests:
         finally:
             with self._lock:
                 self._held -= 1
-
-    def in_flight(self) -> int:
-        """Places held now."""
-        return self._held
