@@ -13,9 +13,9 @@ from api.errors import register_error_handlers
 from api.openapi import register_docs
 from api.rate_limits import install_rate_limit
 from api.routes import batches, console, events, generate, health, jobs, metrics, openai, openai_batches
-from api.services import Services
+from api.services import Services, api_redis_client
 from core.settings import Settings, get_settings, open_api_warning
-from core.store import JobStore, connect
+from core.store import JobStore
 from core.submission import JobQueue
 
 log = logging.getLogger("llm.api")
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json = JsonProvider(app)
-    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
+    client = api_redis_client(settings)
     store = JobStore(client, job_ttl_s=settings.job_ttl_seconds, queue=settings.gpu_queue)
     app.extensions["llm"] = Services.build(settings, store, queue)
     register_error_handlers(app)

@@ -17,6 +17,7 @@ from core.errors import (
     MalformedBody,
     NotFound,
     QueueFull,
+    ServerBusy,
     ServiceError,
     StoreUnavailable,
     TooManyRequests,
@@ -43,6 +44,7 @@ HTTP_STATUS_OF: dict[type[ServiceError], int] = {
     TooManyRequests: 429,
     GenerationFailed: 500,
     QueueFull: 503,
+    ServerBusy: 503,
     StoreUnavailable: 503,
     WaitTimedOut: 504,
 }

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import time
 
+import redis
 from flask import Flask, request
 from flask_limiter import Limiter, RequestLimit
 
 from api.routes import console, health
 from api.routes.common import caller
+from api.services import POOL_WAIT_S
 from core.errors import TooManyRequests, Unauthorized
 from core.keys import RATE_LIMIT_KEY_PREFIX
 from core.settings import Settings
@@ -37,14 +39,23 @@ def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
     if not settings.rate_limit:
         return None
     timeout_s = settings.redis_socket_timeout_seconds
+    # Its own pool, as large as the main client's: at redis-py's default cap (100) a burst of requests was
+    # answered 503 while Redis was fine; past the cap a request waits for a connection instead.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.effective_redis_url,
+        max_connections=settings.api_worker_connections,
+        timeout=POOL_WAIT_S,
+        # Fail as fast as the job store does when Redis is away (a 503, like every other Redis error).
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+    )
     limiter = Limiter(
         _rate_key,
         app=app,
         # One budget per key across every route, rather than one per route.
         application_limits=[settings.rate_limit],
         storage_uri=settings.effective_redis_url,
-        # Fail as fast as the job store does when Redis is away (a 503, like every other Redis error).
-        storage_options={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
+        storage_options={"connection_pool": pool},
         strategy="sliding-window-counter",
         key_prefix=RATE_LIMIT_KEY_PREFIX,
         on_breach=_refuse,

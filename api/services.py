@@ -15,12 +15,14 @@ from core.file_quota import FileQuota
 from core.idempotency import IdempotencyKeys
 from core.job_event_listener import JobEventListener
 from core.job_events import JobEvents
+from core.long_requests import LongRequests
 from core.memory_budget import MemoryBudget
 from core.metrics_history import MetricsHistory
 from core.openai_batches import OpenAIBatches, OpenAIBatchStore
 from core.openai_files import FileStore
 from core.settings import Settings
 from core.store import JobStore, connect
+from core.stream_slots import StreamSlots
 from core.submission import JobQueue, SubmitJob
 from core.token_stream import TokenStreams
 from core.wait_slots import WaitSlots
@@ -29,6 +31,23 @@ from core.wait_slots import WaitSlots
 # of clients: a follower reads only to catch up and at the end (new entries reach it through the process's one
 # subscription), and waits its turn for a connection.
 EVENT_READ_CONNECTIONS = 16
+# How long a request waits for a free connection of a pool before it is answered 503. Generous: a burst of
+# followers catching up at once queues on the 16 (each read takes a millisecond or so); only a Redis that stopped
+# answering for that long keeps them all busy.
+POOL_WAIT_S = 60.0
+# Beyond one connection per request the process serves: the subscriptions its listeners hold for good.
+LISTENER_CONNECTIONS = 4
+
+
+def api_redis_client(settings: Settings) -> redis.Redis:
+    """The API process's main Redis client: as many connections as requests it serves at once (and its
+    listeners), so a burst waits for one rather than fail at redis-py's default cap of 100."""
+    return connect(
+        settings.effective_redis_url,
+        socket_timeout_s=settings.redis_socket_timeout_seconds,
+        max_connections=settings.api_worker_connections + LISTENER_CONNECTIONS,
+        pool_timeout_s=POOL_WAIT_S,
+    )
 
 
 class BrokerQueue:
@@ -59,6 +78,7 @@ class Services:
     cancel_job: CancelJob
     cancel_batch: CancelBatch
     wait_slots: WaitSlots
+    stream_slots: StreamSlots
     metrics_history: MetricsHistory
     job_events: JobEvents
     files: FileStore
@@ -75,6 +95,7 @@ class Services:
             settings.effective_redis_url,
             socket_timeout_s=settings.redis_socket_timeout_seconds,
             max_connections=EVENT_READ_CONNECTIONS,
+            pool_timeout_s=POOL_WAIT_S,
         )
         # One reading of Redis's memory per process, shared by everything that accepts new work.
         memory = MemoryBudget(store.redis, high_water_percent=settings.redis_high_water_percent)
@@ -92,6 +113,8 @@ class Services:
             quota=quota,
             memory=memory,
         )
+        # Event streams, synchronous waits and streamed completions share the process's places for long requests.
+        long_requests = LongRequests(settings.max_long_requests_per_process)
         openai_records = OpenAIBatchStore(store.redis, ttl_s=settings.openai_file_ttl_seconds)
         return cls(
             settings=settings,
@@ -101,7 +124,19 @@ class Services:
             submit_batch=submit_batch,
             cancel_job=CancelJob(store),
             cancel_batch=CancelBatch(batches),
-            wait_slots=WaitSlots(store.redis, limit=settings.max_waits_per_key, wait_s=settings.sync_wait_seconds),
+            wait_slots=WaitSlots(
+                store.redis,
+                limit=settings.max_waits_per_key,
+                wait_s=settings.sync_wait_seconds,
+                process=long_requests,
+            ),
+            # On the followers' pool: a burst of streams opening queues there, not on hundreds of new connections.
+            stream_slots=StreamSlots(
+                event_reads,
+                limit=settings.max_streams_per_key,
+                max_stream_s=settings.sse_max_stream_seconds,
+                process=long_requests,
+            ),
             metrics_history=MetricsHistory(
                 store.redis, interval_s=settings.metrics_sample_seconds, window_s=settings.metrics_history_seconds
             ),

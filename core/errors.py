@@ -26,6 +26,7 @@ class ErrorType(StrEnum):
     TOO_MANY_REQUESTS = "too_many_requests"
     FORBIDDEN = "forbidden"
     STORE_UNAVAILABLE = "store_unavailable"
+    SERVER_BUSY = "server_busy"
     GENERATION_FAILED = "generation_failed"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -119,6 +120,13 @@ class UnsupportedMediaType(ServiceError):
 class QueueFull(ServiceError):
     error_type = ErrorType.QUEUE_FULL
     default_retry_after_s = 10
+
+
+class ServerBusy(ServiceError):
+    """This API process serves all the long-lived requests it may; its other connections stay for short calls."""
+
+    error_type = ErrorType.SERVER_BUSY
+    default_retry_after_s = 5
 
 
 class StoreUnavailable(ServiceError):

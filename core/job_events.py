@@ -5,11 +5,16 @@ Nothing is missed or repeated: the follower registers with the process's listene
 reads from the last id it gave out, and drops any published entry at or before that id. It reads the stream again
 whenever the listener reconnected, and at every keep-alive (a safety net, which also notices a job that finished
 or expired without its entry being heard).
+
+A follower given a lifetime ends, once it is over, between two events: the client resumes from the last id it
+got, so a connection (and its per-key slot) is never held for hours by a job that waits or runs that long.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,7 +43,12 @@ class Completed:
     job: dict
 
 
-FollowItem = StreamEvent | KeepAlive | Completed
+@dataclass(frozen=True)
+class Lapsed:
+    """The follower's lifetime is over before the job: the stream ends, and the client resumes from its last id."""
+
+
+FollowItem = StreamEvent | KeepAlive | Completed | Lapsed
 
 
 class JobEvents:
@@ -52,24 +62,28 @@ class JobEvents:
         self.listener = listener
         self.keepalive_s = keepalive_s
 
-    def follow(self, job_id: str, owner: str, after: str | None) -> Iterator[FollowItem]:
+    def follow(
+        self, job_id: str, owner: str, after: str | None, *, lifetime_s: float | None = None
+    ) -> Iterator[FollowItem]:
         """The job's events after the id `after` (from the start when None), checked now: another owner's job or
-        a malformed id raises here, before anything is sent."""
+        a malformed id raises here, before anything is sent. With `lifetime_s`, a job not finished by then ends
+        the follow with Lapsed."""
         if after is not None and not is_event_id(after):
             raise InvalidInput(
                 "last event id: must be an event's id (`<milliseconds>-<sequence>`)", field="last_event_id"
             )
         job = self.store.get_for_owner(job_id, owner)
-        return self._follow(job, after)
+        return self._follow(job, after, lifetime_s)
 
-    def _follow(self, job: Job, after: str | None) -> Iterator[FollowItem]:
+    def _follow(self, job: Job, after: str | None, lifetime_s: float | None) -> Iterator[FollowItem]:
+        ends_at = math.inf if lifetime_s is None else time.monotonic() + lifetime_s
         try:
-            yield from self._follow_until_done(job, after)
+            yield from self._follow_until_done(job, after, ends_at)
         except StoreUnavailable as error:
             # Mid-stream nothing can be answered any more: the stream ends, and the client resumes from its last id.
             log.warning("job %s: event stream ended early: %s", job.id, error)
 
-    def _follow_until_done(self, job: Job, after: str | None) -> Iterator[FollowItem]:
+    def _follow_until_done(self, job: Job, after: str | None, ends_at: float) -> Iterator[FollowItem]:
         cursor = after or START
         with self.listener.following(job.id) as inbox:
             replayed, finished = self._catch_up(job.id, cursor)
@@ -84,7 +98,14 @@ class JobEvents:
             finished = finished or job.status.is_terminal
             stale = False  # a read failed: entries may be missing before the next published one
             while not finished:
-                items = inbox.take(RETRY_READ_S if stale else self.keepalive_s)
+                left_s = ends_at - time.monotonic()
+                if left_s <= 0:
+                    yield Lapsed()
+                    return
+                wait_s = RETRY_READ_S if stale else self.keepalive_s
+                items = inbox.take(min(wait_s, left_s))
+                if items is None and left_s < wait_s:
+                    continue  # the lifetime is over, not the keep-alive's interval
                 if items is None and not stale:
                     yield KeepAlive()
                 if items is None or stale:

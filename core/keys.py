@@ -42,6 +42,7 @@ CANCEL_KEY = "llm:job:{job_id}:cancel"  # exists while a cancel of a running job
 OPEN_BATCHES_KEY = "llm:batches:open"  # set: batches not completed yet, swept by the reconciler
 QUEUED_PER_OWNER_KEY = "llm:jobs:queued-per-owner"  # hash: owner -> jobs queued now, moved by every transition
 WAIT_SLOTS_KEY = "llm:waits:owner:{owner}"  # sorted set: the owner's sync waits in flight by when each lapses
+STREAM_SLOTS_KEY = "llm:streams:owner:{owner}"  # sorted set: the owner's open event streams by when each lapses
 RATE_LIMIT_KEY_PREFIX = "llm:ratelimit"  # flask-limiter's per-key request counters start with this
 # Metrics (core/service_metrics.py, core/metrics_history.py). Counters and histograms never expire: like a
 # Prometheus counter they only grow, and a scraper reads a reset (Redis emptied) as a restart.

@@ -159,6 +159,16 @@ class Settings(BaseSettings):
     # record the outcomes of running jobs; a Redis without maxmemory is never checked.
     redis_high_water_percent: int = Field(85, ge=1, le=100)
 
+    # Long-lived connections. `GET /jobs/<id>/events` streams one key may have open at once (past it, 429), and
+    # how long one stream lasts before the server ends it (the client resumes with Last-Event-ID). Each API
+    # process takes at most API_WORKER_CONNECTIONS connections (gunicorn's --worker-connections) and serves
+    # long-lived requests (event streams, synchronous and streamed completions) on all but
+    # API_RESERVED_CONNECTIONS of them (past that, 503): the rest stay for /healthz and short calls.
+    max_streams_per_key: int = Field(128, ge=1)
+    sse_max_stream_seconds: float = Field(300.0, ge=1)
+    api_worker_connections: int = Field(1000, ge=2, le=100_000)
+    api_reserved_connections: int = Field(100, ge=1)
+
     @field_validator("high_priority_keys", mode="before")
     @classmethod
     def _split_high_priority_keys(cls, value: object) -> object:
@@ -261,6 +271,21 @@ class Settings(BaseSettings):
                 "set API_KEYS, or ALLOW_OPEN_API=true to serve without keys"
             )
         return self
+
+    @model_validator(mode="after")
+    def _connections_left_in_reserve(self) -> Settings:
+        if self.api_reserved_connections >= self.api_worker_connections:
+            raise ValueError(
+                "API_RESERVED_CONNECTIONS must stay below API_WORKER_CONNECTIONS "
+                f"({self.api_reserved_connections} >= {self.api_worker_connections}): no connection would be left "
+                "for long-lived requests"
+            )
+        return self
+
+    @property
+    def max_long_requests_per_process(self) -> int:
+        """Long-lived requests one API process serves at once: its connections less those kept in reserve."""
+        return self.api_worker_connections - self.api_reserved_connections
 
     @property
     def api_key_values(self) -> list[str]:

@@ -42,10 +42,17 @@ DEFAULT_QUEUE = "gpu"
 RECHECK_S = 30.0
 
 
-def connect(url: str, *, socket_timeout_s: float = 2.0, max_connections: int | None = None) -> redis.Redis:
+def connect(
+    url: str,
+    *,
+    socket_timeout_s: float = 2.0,
+    max_connections: int | None = None,
+    pool_timeout_s: float | None = None,
+) -> redis.Redis:
     """A Redis client whose calls fail fast instead of hanging when Redis is away.
 
-    With `max_connections`, it never opens more: a caller beyond them waits (up to the socket timeout) for one.
+    With `max_connections`, it never opens more: a caller beyond them waits for one, up to `pool_timeout_s`
+    (the socket timeout when not given).
     """
     options = dict(
         decode_responses=True,
@@ -58,7 +65,10 @@ def connect(url: str, *, socket_timeout_s: float = 2.0, max_connections: int | N
     if max_connections is None:
         return redis.Redis.from_url(url, **options)
     pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=socket_timeout_s, **options
+        url,
+        max_connections=max_connections,
+        timeout=socket_timeout_s if pool_timeout_s is None else pool_timeout_s,
+        **options,
     )
     return redis.Redis(connection_pool=pool)
 

@@ -119,7 +119,9 @@ def main() -> int:
     gpu_worker = supervised("GPU worker", worker_command(), settings.shutdown_grace_seconds + GPU_STOP_MARGIN_S, True)
     ops_worker = supervised("ops worker", ops_worker_command(), STOP_GRACE_S, True)
     # An API that exits (its port taken, say) stops everything: a restart loop would hide the reason.
-    api = supervised("API", api_command(f"{url_host(settings.api_host)}:{settings.port}"), STOP_GRACE_S, False)
+    api_bind = f"{url_host(settings.api_host)}:{settings.port}"
+    api_line = api_command(api_bind, worker_connections=settings.api_worker_connections)
+    api = supervised("API", api_line, STOP_GRACE_S, False)
     for process in (gpu_worker, ops_worker, api):
         process.start()
     if not settings.api_keys:

@@ -16,7 +16,8 @@ def worker_command(hostname: str = "gpu@%h") -> list[str]:
 
 def api_command(bind: str, *, workers: int = 2, worker_connections: int = 1000) -> list[str]:
     """The API under gunicorn's gevent workers: a synchronous /v1/generate waits as a greenlet, not an OS thread,
-    so clients waiting by the thousand leave /healthz and POST /jobs answering."""
+    so clients waiting by the thousand leave /healthz and POST /jobs answering. `worker_connections` is the
+    API's API_WORKER_CONNECTIONS: the API keeps API_RESERVED_CONNECTIONS of them free of long-lived requests."""
     return [
         sys.executable, "-m", "gunicorn", "--bind", bind, "--worker-class", "gevent", "--workers", str(workers),
         "--worker-connections", str(worker_connections), "--graceful-timeout", "10", "api.wsgi:app",

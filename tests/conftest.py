@@ -27,8 +27,9 @@ WORKER_START_TIMEOUT_S = 120
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"tests-own-webhook-signing-key!!!").decode()
 TEST_RETRY_SCHEDULE = "0.25,0.25,0.25,0.25,0.25,0.25,0.25,0.25"
 # The session's tests share one Redis and, without API keys, one owner that polls fast and leaves jobs queued on
-# queues nobody reads: the per-key rate and queued cap are off for them (tests/test_edge_limits.py tests them).
-FAIRNESS_OFF = {"rate_limit": "", "max_queued_per_key": 10**9}
+# queues nobody reads: the per-key rate, queued cap and stream cap are off for them (tests/test_edge_server.py and
+# tests/test_stream_bounds.py test them).
+FAIRNESS_OFF = {"rate_limit": "", "max_queued_per_key": 10**9, "max_streams_per_key": 10**6}
 FAIRNESS_OFF_ENV = {name.upper(): str(value) for name, value in FAIRNESS_OFF.items()}
 
 

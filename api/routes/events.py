@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 from flask import Blueprint, Response, request, stream_with_context
 
 from api.openapi import document
 from api.routes.common import caller, checked_job_id, services
 from api.schemas import EventsQuery
-from core.job_events import Completed, FollowItem, KeepAlive
+from core.job_events import Completed, FollowItem, KeepAlive, Lapsed
 
 bp = Blueprint("events", __name__)
 
 EVENT_STREAM = "text/event-stream"
+# How soon a client whose stream reached SSE_MAX_STREAM_SECONDS reconnects (EventSource's own default is ~3 s).
+RECONNECT_MS = 1000
 
 
 @bp.get("/jobs/<job_id>/events")
-@document(tags=("jobs",), query=EventsQuery, answers={200: None}, errors=(401, 404, 422, 503))
+@document(tags=("jobs",), query=EventsQuery, answers={200: None}, errors=(401, 404, 422, 429, 503))
 def job_events(job_id: str):
     """Watch a job's tokens arrive
 
@@ -26,14 +29,22 @@ def job_events(job_id: str):
     characters; they concatenate to `output.text`), then `completed` with the job object, and the stream ends.
     Each event's `id` is where a reconnect resumes: send it back as `Last-Event-ID` (or `last_event_id`) to get
     the rest exactly once. A `status` of `queued` after `running` means the job went back to the queue: the
-    text streamed so far is void. Quiet streams carry a keep-alive comment every SSE_KEEPALIVE_SECONDS.
+    text streamed so far is void. Quiet streams carry a keep-alive comment every SSE_KEEPALIVE_SECONDS. A key
+    has at most MAX_STREAMS_PER_KEY streams open (past it, 429); a stream still open after SSE_MAX_STREAM_SECONDS
+    ends with a `retry:` hint, and the client resumes it with `Last-Event-ID`.
     """
     owner = caller()
+    svc = services()
     after = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or None
-    items = services().job_events.follow(checked_job_id(job_id), owner, after)
-    response = Response(stream_with_context(_sse(items)), mimetype=EVENT_STREAM)
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"  # a buffering proxy would hold the tokens back
+    lifetime_s = svc.settings.sse_max_stream_seconds
+    items = svc.job_events.follow(checked_job_id(job_id), owner, after, lifetime_s=lifetime_s)
+    with ExitStack() as held:
+        held.enter_context(svc.stream_slots.held(owner))
+        response = Response(stream_with_context(_sse(items)), mimetype=EVENT_STREAM)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"  # a buffering proxy would hold the tokens back
+        # The slot goes back when the server closes the response: at its end, or when the client left.
+        response.call_on_close(held.pop_all().close)
     return response
 
 
@@ -43,6 +54,8 @@ def _sse(items: Iterator[FollowItem]) -> Iterator[str]:
             yield ": keep-alive\n\n"
         elif isinstance(item, Completed):
             yield _frame("completed", item.job)
+        elif isinstance(item, Lapsed):
+            yield f": stream lifetime reached; reconnect with Last-Event-ID\nretry: {RECONNECT_MS}\n\n"
         else:
             yield _frame(item.kind, item.data, item.event_id)
 
