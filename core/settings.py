@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # Fields whose values never appear in an error, a log line or a repr (REDIS_URL may hold Redis's password).
-SECRET_FIELDS = frozenset({"api_keys", "webhook_secret", "redis_url"})
+SECRET_FIELDS = frozenset({"api_keys", "admin_api_keys", "webhook_secret", "redis_url"})
 
 
 class ApiKey(SecretStr):
@@ -39,6 +39,22 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def normalized_host(host: str) -> str:
+    """A Host name as compared: lower case, an IPv6 address without its brackets."""
+    return host.strip().lower().removeprefix("[").removesuffix("]")
+
+
+_DNS_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9])?")
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class Settings(BaseSettings):
@@ -140,6 +156,36 @@ class Settings(BaseSettings):
     # API keys allowed `priority: high` (the others get 403); with API_KEYS unset everyone is.
     high_priority_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Who may reach the API, and how. ALLOWED_HOSTS: Host names (no port) answered beside the loopback names, `*`
+    # for any; unset: any with API_KEYS, else only loopback names (and API_HOST when it names one host), so a web
+    # page's DNS rebinding can't read a keyless API. TRUST_PROXY_HOPS: reverse proxies in front of the API whose
+    # X-Forwarded-For/-Proto it believes (0: none, the caller is the connection's peer). ADMIN_API_KEYS: the keys
+    # (among API_KEYS) that may read /metrics, /metrics/history and /readyz's worker details.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trust_proxy_hops: int = Field(0, ge=0, le=5)
+    admin_api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [normalized_host(host) for host in value]
+        if any(not (host == "*" or _DNS_NAME.fullmatch(host) or _is_ip_address(host)) for host in hosts):
+            raise ValueError("must be host names or addresses without a port (or *), separated by commas")
+        return hosts
+
+    @model_validator(mode="after")
+    def _admins_hold_keys(self) -> Settings:
+        if self.admin_api_keys and any(admin not in self.api_key_values for admin in self.admin_api_keys):
+            raise ValueError("every ADMIN_API_KEYS key must also be one of API_KEYS")
+        return self
+
     @field_validator("high_priority_keys", mode="before")
     @classmethod
     def _split_high_priority_keys(cls, value: object) -> object:
@@ -165,7 +211,7 @@ class Settings(BaseSettings):
             raise ValueError("must be auto, cpu, cuda or cuda:N")
         return value
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
