@@ -9,6 +9,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel
 
+from api.edge_guard import install_edge_guard
 from api.errors import register_error_handlers
 from api.openapi import register_docs
 from api.rate_limits import install_rate_limit
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, *, queue: JobQueue | None = Non
     store = JobStore(client, job_ttl_s=settings.job_ttl_seconds, queue=settings.gpu_queue)
     app.extensions["llm"] = Services.build(settings, store, queue)
     register_error_handlers(app)
+    # Before the rate limit: a request from a Host or origin the API does not serve spends no key's budget.
+    install_edge_guard(app, settings)
     for module in (jobs, events, batches, generate, health, metrics, openai, openai_batches, console):
         app.register_blueprint(module.bp)
     install_rate_limit(app, settings)

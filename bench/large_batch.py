@@ -89,7 +89,9 @@ def measure_large_batch(redis_url: str, lines: int = LINES) -> LargeBatchFigures
             for i in range(lines)
         )
         started = time.perf_counter()
-        response = requests.post(f"{base_url}/batches", data=body.encode(), timeout=600)
+        response = requests.post(
+            f"{base_url}/batches", data=body.encode(), headers={"Content-Type": "application/jsonl"}, timeout=600
+        )
         submit_s = time.perf_counter() - started
         response.raise_for_status()
         batch_id = response.json()["id"]

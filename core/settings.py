@@ -22,7 +22,7 @@ DEFAULT_REDIS_MAXMEMORY_FLOOR = 256 * MIB
 DEFAULT_REDIS_MAXMEMORY_CEILING = 16 * 1024 * MIB
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # Fields whose values never appear in an error, a log line or a repr (REDIS_URL may hold Redis's password).
-SECRET_FIELDS = frozenset({"api_keys", "webhook_secret", "redis_url"})
+SECRET_FIELDS = frozenset({"api_keys", "admin_api_keys", "webhook_secret", "redis_url"})
 
 
 class ApiKey(SecretStr):
@@ -44,6 +44,22 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def normalized_host(host: str) -> str:
+    """A Host name as compared: lower case, an IPv6 address without its brackets."""
+    return host.strip().lower().removeprefix("[").removesuffix("]")
+
+
+_DNS_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9])?")
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class Settings(BaseSettings):
@@ -169,6 +185,36 @@ class Settings(BaseSettings):
     api_worker_connections: int = Field(1000, ge=2, le=100_000)
     api_reserved_connections: int = Field(100, ge=1)
 
+    # Who may reach the API, and how. ALLOWED_HOSTS: Host names (no port) answered beside the loopback names, `*`
+    # for any; unset: any with API_KEYS, else only loopback names (and API_HOST when it names one host), so a web
+    # page's DNS rebinding can't read a keyless API. TRUST_PROXY_HOPS: reverse proxies in front of the API whose
+    # X-Forwarded-For/-Proto it believes (0: none, the caller is the connection's peer). ADMIN_API_KEYS: the keys
+    # (among API_KEYS) that may read /metrics, /metrics/history and /readyz's worker details.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trust_proxy_hops: int = Field(0, ge=0, le=5)
+    admin_api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [normalized_host(host) for host in value]
+        if any(not (host == "*" or _DNS_NAME.fullmatch(host) or _is_ip_address(host)) for host in hosts):
+            raise ValueError("must be host names or addresses without a port (or *), separated by commas")
+        return hosts
+
+    @model_validator(mode="after")
+    def _admins_hold_keys(self) -> Settings:
+        if self.admin_api_keys and any(admin not in self.api_key_values for admin in self.admin_api_keys):
+            raise ValueError("every ADMIN_API_KEYS key must also be one of API_KEYS")
+        return self
+
     @field_validator("high_priority_keys", mode="before")
     @classmethod
     def _split_high_priority_keys(cls, value: object) -> object:
@@ -194,7 +240,7 @@ class Settings(BaseSettings):
             raise ValueError("must be auto, cpu, cuda or cuda:N")
         return value
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -54,7 +54,8 @@ def raw(name: str, text: str, error_field: str | None) -> Bad:
 
 
 def jsonl(name: str, lines: list[str], status: int = 422, error_type: str = "invalid_input", **kwargs) -> Bad:
-    """A batch body."""
+    """A batch body, sent as application/jsonl unless `content_type` says otherwise."""
+    kwargs.setdefault("content_type", "application/jsonl")
     return Bad(name, status, error_type, path="/batches", data="\n".join(lines).encode(), **kwargs)
 
 
@@ -177,6 +178,8 @@ TABLE = [
     Bad("status unknown", 422, "invalid_input", "status", method="GET", path="/jobs?status=done"),
     Bad("wrong method", 405, "method_not_allowed", method="DELETE", path="/jobs"),
     # Batches.
+    # No Content-Type, like text/plain and forms, is what a browser sends cross-site without asking first.
+    jsonl("batch without a Content-Type", [LINE], 415, "unsupported_media_type", content_type=None),
     jsonl("batch as text/plain", [LINE], 415, "unsupported_media_type", content_type="text/plain"),
     jsonl("batch as a form", [LINE], 415, "unsupported_media_type", content_type="application/x-www-form-urlencoded"),
     jsonl("batch line not JSON", [LINE, "{not json"], content_type="application/jsonl"),
@@ -256,8 +259,8 @@ def test_a_good_request_is_stored_so_the_counts_above_mean_something(quiet, redi
     assert queue_length(redis_server.url, queue) == 2
 
 
-@pytest.mark.parametrize("media_type", ["application/jsonl", "application/x-ndjson", "application/json", None])
-def test_batch_bodies_are_taken_as_jsonl_json_or_without_a_content_type(quiet, media_type):
+@pytest.mark.parametrize("media_type", ["application/jsonl", "application/x-ndjson", "application/json"])
+def test_batch_bodies_are_taken_as_jsonl_or_json(quiet, media_type):
     client, _ = quiet
     data = LINE if media_type != "application/json" else f"[{LINE}]"
     response = client.post("/batches", data=data, content_type=media_type, headers=AUTH)

@@ -20,6 +20,9 @@ from tests.conftest import ROOT, queue_length, unconsumed_queue_name
 from tests.polling import poll_until, wait_for_terminal
 from tests.test_job_spine import submit
 
+# POST /batches takes only a declared JSON or JSONL body.
+JSONL = {"Content-Type": "application/jsonl"}
+
 
 def batch_lines(count: int, tag: str, **body) -> list[dict]:
     return [
@@ -30,7 +33,7 @@ def batch_lines(count: int, tag: str, **body) -> list[dict]:
 
 def post_batch(base_url: str, lines: list[dict], as_jsonl: bool = True) -> dict:
     data = "\n".join(json.dumps(line) for line in lines) if as_jsonl else json.dumps(lines)
-    response = requests.post(f"{base_url}/batches", data=data.encode(), timeout=120)
+    response = requests.post(f"{base_url}/batches", data=data.encode(), headers=JSONL, timeout=120)
     assert response.status_code == 202, response.text
     assert response.headers["Location"] == f"/batches/{response.json()['id']}"
     return response.json()
@@ -91,7 +94,7 @@ def test_bad_lines_refuse_the_whole_batch_and_name_each_line(quiet_client, redis
     lines[9] = json.dumps({"custom_id": "bad-9", "body": {"prompt": 42}})
     lines[49] = "{not json"
     lines[89] = json.dumps({"custom_id": "bad-0", "body": {"prompt": "duplicate id"}})
-    response = client.post("/batches", data="\n".join(lines))
+    response = client.post("/batches", data="\n".join(lines), content_type="application/jsonl")
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["type"] == "invalid_input"
@@ -106,7 +109,7 @@ def test_bad_lines_refuse_the_whole_batch_and_name_each_line(quiet_client, redis
 )
 def test_other_bad_batches_are_422(quiet_client, redis_server, body):
     client, queue = quiet_client
-    response = client.post("/batches", data=body)
+    response = client.post("/batches", data=body, content_type="application/jsonl")
     assert response.status_code == 422 and response.get_json()["error"]["type"] == "invalid_input"
     assert queue_length(redis_server.url, queue) == 0
 

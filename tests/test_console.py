@@ -170,6 +170,11 @@ def test_console_asks_for_a_key_and_shows_only_that_keys_jobs(browser, keyed_api
     assert page.query_selector(f"tr[data-job-id='{other['id']}']") is None  # key B's job is not listed
     assert page.evaluate("sessionStorage.length") == 1
     screenshot(page, "08-keyed-jobs")
+
+    # The charts are an admin's view (ADMIN_API_KEYS): a tenant's key is told so rather than shown a broken page.
+    page.click("nav a[data-view=charts]")
+    page.wait_for_selector("#charts-admin-only", timeout=WAIT_MS)
+    assert "ADMIN_API_KEYS" in page.text_content("#charts-note")
     context.close()
 
 

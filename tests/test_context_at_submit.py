@@ -60,7 +60,9 @@ def test_a_batch_line_over_the_context_is_named(client_with_model):
         {"custom_id": "fits", "body": {"prompt": "ngắn", "max_tokens": 8}},
         {"custom_id": "too-long", "body": {"prompt": "ngắn", "max_tokens": 3000}},
     ]
-    response = client.post("/batches", data="\n".join(json.dumps(line) for line in lines))
+    response = client.post(
+        "/batches", data="\n".join(json.dumps(line) for line in lines), content_type="application/jsonl"
+    )
     assert response.status_code == 422
     [bad] = response.get_json()["error"]["lines"]
     assert bad["line"] == 2 and "context" in bad["message"]

@@ -24,7 +24,7 @@ import yaml
 from compose_spec import PyOptions, parse_duration
 from pydantic import ValidationError
 
-from core.settings import Settings, redacted_url
+from core.settings import SECRET_FIELDS, Settings, redacted_url
 from scripts.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +38,33 @@ GPU_WORKERS = ("gpu-worker", "gpu-worker-1")
 APP_SERVICES = ("api", *GPU_WORKERS, "ops-worker")
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
 # Interpolated in docker-compose.yml but not settings: the image's build arguments, the Redis password (which
-# reaches the processes inside REDIS_URL) and Flower's login.
-COMPOSE_ONLY_VARIABLES = {"APP_UID", "APP_GID", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH"}
+# reaches the processes inside REDIS_URL) and Flower's login, Redis's memory budget, and each container's limits.
+SERVICE_LIMITS = {
+    "redis": ("REDIS_MEMORY_LIMIT", "REDIS_CPUS"),
+    "api": ("API_MEMORY_LIMIT", "API_CPUS"),
+    "gpu-worker": ("GPU_WORKER_MEMORY_LIMIT", "GPU_WORKER_CPUS"),
+    "gpu-worker-1": ("GPU_WORKER_MEMORY_LIMIT", "GPU_WORKER_CPUS"),
+    "ops-worker": ("OPS_WORKER_MEMORY_LIMIT", "OPS_WORKER_CPUS"),
+    "flower": ("FLOWER_MEMORY_LIMIT", "FLOWER_CPUS"),
+}
+COMPOSE_ONLY_VARIABLES = {
+    "APP_UID",
+    "APP_GID",
+    "REDIS_PASSWORD",
+    "FLOWER_BASIC_AUTH",
+    "REDIS_MAXMEMORY_MB",
+    *(name for pair in SERVICE_LIMITS.values() for name in pair),
+}
+# Every secret a .env may hold, and the containers that get each (all others get it blank, over the env_file).
+SECRETS_NEEDED_BY = {
+    "API_KEYS": {"api"},
+    "ADMIN_API_KEYS": {"api"},
+    "HIGH_PRIORITY_KEYS": {"api"},
+    # The API refuses jobs that ask for a webhook while none is set; the ops worker signs with it.
+    "WEBHOOK_SECRET": {"api", "ops-worker"},
+    "REDIS_PASSWORD": set(),  # it reaches the app inside REDIS_URL, Redis as REDISCLI_AUTH, Flower in its broker URL
+    "FLOWER_BASIC_AUTH": {"flower"},
+}
 # Container environment read by libraries rather than by the settings object.
 LIBRARY_ENVIRONMENT = {"CUDA_VISIBLE_DEVICES"}
 # Top-level modules the processes need that no `import` statement names (Celery loads it by name).
@@ -352,17 +377,28 @@ def test_compose_refuses_to_start_without_a_redis_password() -> None:
     assert env_example()["REDIS_PASSWORD"] == ""
 
 
+def redis_start_script(variables: dict[str, str] | None = None) -> str:
+    """The shell script the Redis container runs (`sh -c`), interpolated."""
+    shell, flag, script = service("redis", variables)["command"]
+    assert (shell, flag) == ("sh", "-c")
+    return script
+
+
 def test_redis_keeps_jobs_across_restarts_never_evicts_them_and_takes_only_the_password() -> None:
-    """AOF (fsync every second) on a named volume, noeviction, the password from .env, and no published port."""
+    """AOF (fsync every second) on a named volume, a memory budget with noeviction, the password from .env, and no
+    published port."""
     redis_service = service("redis")
-    assert redis_service["image"].startswith("redis:7")
-    command = redis_service["command"]
-    options = dict(zip(command[1::2], command[2::2], strict=True))
-    assert command[0] == "redis-server"
-    assert options["--appendonly"] == "yes"
-    assert options["--appendfsync"] == "everysec"
-    assert options["--maxmemory-policy"] == "noeviction"
-    assert options["--requirepass"] == PASSWORD
+    assert re.fullmatch(r"redis:7\.\d+\.\d+-alpine", redis_service["image"]), "an exact release, not a moving tag"
+    words = shlex.split(redis_start_script().rpartition("exec ")[2])
+    assert words[:2] == ["redis-server", "/run/redis/redis.conf"]
+    options = dict(zip(words[2::2], words[3::2], strict=True))
+    assert options == {
+        "--appendonly": "yes",
+        "--appendfsync": "everysec",
+        "--maxmemory": "2048mb",
+        "--maxmemory-policy": "noeviction",
+    }
+    assert "--maxmemory 512mb" in redis_start_script({"REDIS_MAXMEMORY_MB": "512"})
     (data,) = [mount for mount in redis_service["volumes"] if mount.endswith(":/data")]
     assert data.split(":")[0] in compose()["volumes"]
     assert "ports" not in redis_service and "network_mode" not in redis_service, "Redis must not be reachable outside"
@@ -371,13 +407,109 @@ def test_redis_keeps_jobs_across_restarts_never_evicts_them_and_takes_only_the_p
     assert redis_service["environment"] == {"REDISCLI_AUTH": PASSWORD}
 
 
-def test_the_password_never_appears_on_a_command_line_but_redis_servers() -> None:
-    """Clients get it through the environment (REDIS_URL, CELERY_BROKER_URL, REDISCLI_AUTH), which `ps` doesn't show."""
+def test_redis_reads_its_password_from_a_config_file_it_writes_at_start(tmp_path: Path) -> None:
+    """The container's start script, run by a real shell with a real redis-server: the password works, is in a
+    private file on the tmpfs and on no command line, and the memory budget and durability are what was asked."""
+    run_dir = tmp_path / "run-redis"
+    run_dir.mkdir()
+    port = free_port()
+    script = redis_start_script({"REDIS_MAXMEMORY_MB": "64"}).replace("/run/redis", str(run_dir))
+    script += f" --port {port} --bind 127.0.0.1 --dir {tmp_path}"
+    env = {"PATH": os.environ["PATH"], **environment_of("redis")}
+    process = subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, password=PASSWORD, socket_timeout=2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.1)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, password="wrong", socket_timeout=2).ping()
+        assert client.config_get("maxmemory") == {"maxmemory": str(64 * 1024 * 1024)}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        config = run_dir / "redis.conf"
+        assert config.read_text() == f"requirepass {PASSWORD}\n" and config.stat().st_mode & 0o077 == 0
+        # `exec`: the server is the shell's own process, and its command line names the file, not the password.
+        assert PASSWORD not in Path(f"/proc/{process.pid}/cmdline").read_bytes().decode()
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.parametrize("password", ["", "has space", 'quo"te', "semi;colon"])
+def test_redis_refuses_a_password_its_config_file_would_misread(password: str) -> None:
+    script = redis_start_script().replace("exec redis-server", "echo started; exit 0; redis-server")
+    env = {"PATH": os.environ["PATH"], "REDISCLI_AUTH": password}
+    refused = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=10)
+    assert refused.returncode == 64 and "REDIS_PASSWORD" in refused.stderr and "started" not in refused.stdout
+
+
+def test_the_password_never_appears_on_a_command_line() -> None:
+    """Clients get it through the environment (REDIS_URL, CELERY_BROKER_URL, REDISCLI_AUTH), which `ps` doesn't show,
+    and Redis from a config file it writes at start."""
     for name, definition in compose()["services"].items():
         words = [*definition.get("command", []), *definition["healthcheck"]["test"]]
-        if name == "redis":
-            words.remove(PASSWORD)  # after --requirepass: redis-server overwrites its own command line at start
         assert not any(PASSWORD in word for word in words), name
+
+
+def test_every_container_is_read_only_without_capabilities_or_privilege_gain() -> None:
+    """Root filesystems are read-only (writes go to volumes or a bounded tmpfs), every Linux capability is dropped,
+    and no process can gain privileges (setuid binaries included)."""
+    for name, definition in compose()["services"].items():
+        assert definition["read_only"] is True, name
+        assert definition["cap_drop"] == ["ALL"] and "cap_add" not in definition, name
+        assert definition["security_opt"] == ["no-new-privileges:true"], name
+        assert "privileged" not in definition, name
+        for mount in definition.get("tmpfs", []):
+            path, _, options = mount.partition(":")
+            assert path.startswith("/") and "size=" in options, f"{name}: tmpfs {path} needs a size"
+    assert "/tmp" in {mount.split(":")[0] for mount in service("api")["tmpfs"]}, "uploads spool to /tmp"
+    assert "/run/redis" in {mount.split(":")[0] for mount in service("redis")["tmpfs"]}
+    assert service("redis")["user"] == "redis", "the image's entrypoint needs capabilities to drop root itself"
+
+
+def _bytes(size: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)([kmg]?)b?", size.lower()).groups()
+    return float(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+def test_every_container_has_memory_and_cpu_limits_that_env_can_change() -> None:
+    """deploy.resources.limits on each service, from its own `*_MEMORY_LIMIT` and `*_CPUS` (with defaults)."""
+    raw = compose_raw()["services"]
+    for name, (memory_variable, cpus_variable) in SERVICE_LIMITS.items():
+        limits = service(name)["deploy"]["resources"]["limits"]
+        assert _bytes(limits["memory"]) >= 256 * 1024**2 and float(limits["cpus"]) > 0, name
+        written = raw[name]["deploy"]["resources"]["limits"]
+        assert written["memory"].startswith(f"${{{memory_variable}:-"), name
+        assert written["cpus"].startswith(f"${{{cpus_variable}:-"), name
+        changed = service(name, {memory_variable: "7g", cpus_variable: "3.5"})["deploy"]["resources"]["limits"]
+        assert (changed["memory"], changed["cpus"]) == ("7g", "3.5"), name
+    # Redis's own budget stays below its container's limit, with room for the copy an AOF rewrite makes.
+    redis_limit = _bytes(service("redis")["deploy"]["resources"]["limits"]["memory"])
+    assert redis_limit >= 1.25 * 2048 * 1024**2
+
+
+def test_each_container_gets_only_the_secrets_it_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every secret set in .env (which reaches the app containers as their env_file), each service's
+    environment, which wins over the env_file, leaves only the secrets that service uses."""
+    assert {name.upper() for name in SECRET_FIELDS} - {"REDIS_URL"} <= set(SECRETS_NEEDED_BY), "a new secret"
+    dotenv = {name: f"secret{name.lower().replace('_', '')}" for name in SECRETS_NEEDED_BY} | DOTENV
+    dotenv["WEBHOOK_SECRET"] = "whsec_" + "A" * 43 + "="
+    for name, definition in compose(dotenv)["services"].items():
+        environment = environment_of(name, dotenv)
+        container = {**(dotenv if "env_file" in definition else {}), **environment}
+        holds = {secret for secret in SECRETS_NEEDED_BY if container.get(secret)}
+        assert holds == {secret for secret, users in SECRETS_NEEDED_BY.items() if name in users}, name
+        if name in APP_SERVICES:
+            assert container["REDIS_URL"] == f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0", name
+    assert set(environment_of("redis", dotenv)) == {"REDISCLI_AUTH"}
+    ops = settings_from({**dockerfile_env(), **environment_of("ops-worker", dotenv)}, monkeypatch)
+    assert ops.webhook_secret is not None and ops.api_keys == []
 
 
 def test_a_mistyped_redis_url_is_refused_without_showing_the_password() -> None:
@@ -541,7 +673,10 @@ def test_env_example_sets_only_known_variables_and_every_required_one() -> None:
 def test_every_app_environment_variable_is_read_by_something() -> None:
     """A misspelled name would be silently ignored by the settings object; every one must be a setting."""
     for name in APP_SERVICES:
-        unknown = set(environment_of(name)) - SETTINGS_VARIABLES - LIBRARY_ENVIRONMENT
+        blanked = {variable for variable, value in environment_of(name).items() if value == ""}
+        unknown = (
+            set(environment_of(name)) - SETTINGS_VARIABLES - LIBRARY_ENVIRONMENT - (blanked & set(SECRETS_NEEDED_BY))
+        )
         assert not unknown, f"{name}: {unknown}"
 
 
@@ -550,7 +685,9 @@ def test_compose_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPa
     baseline = settings_from({}, monkeypatch)
     checked = 0
     for match in interpolations():
-        if match["name"] in SETTINGS_VARIABLES and match["op"] == ":-":
+        # Compose's Redis has a container memory limit of its own, so its budget is a fixed figure under it rather
+        # than make run's share of the machine's RAM.
+        if match["name"] in SETTINGS_VARIABLES - COMPOSE_ONLY_VARIABLES and match["op"] == ":-":
             chosen = settings_from({match["name"]: match["arg"]}, monkeypatch)
             field = match["name"].lower()
             assert getattr(chosen, field) == getattr(baseline, field), match.group(0)
@@ -783,7 +920,7 @@ def test_ops_worker_holds_no_gpu_and_no_model_and_never_imports_torch(tmp_path: 
     """The ops worker (webhooks, reconciler) is light: no GPU reserved, no model mounted, and it pulls in no torch."""
     ops = service("ops-worker")
     assert ops["command"] == ["python", "-m", "ops"]
-    assert "deploy" not in ops and "volumes" not in ops
+    assert "reservations" not in ops["deploy"]["resources"] and "volumes" not in ops
     assert environment_of("ops-worker")["REDIS_URL"] == f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0"
     app_dir = copy_image_tree(tmp_path / "app")
     check = "import sys, ops.main; assert 'torch' not in sys.modules, 'torch imported'"

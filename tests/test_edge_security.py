@@ -73,14 +73,23 @@ def test_a_503_never_names_the_redis_host_or_port(make_settings):
         assert response.get_json()["error"]["type"] == "store_unavailable"
 
 
-def test_readyz_details_need_a_key_when_keys_are_set(make_settings, redis_server):
-    client = create_app(make_settings(api_keys=["k1"])).test_client()
+def test_readyz_details_need_an_admin_key_when_keys_are_set(make_settings, redis_server):
+    client = create_app(make_settings(api_keys=["k1", "boss"], admin_api_keys=["boss"])).test_client()
     anonymous = client.get("/readyz")
     assert set(anonymous.get_json()) == {"status"}
-    wrong = client.get("/readyz", headers={"Authorization": "Bearer nope"})
-    assert set(wrong.get_json()) == {"status"} and wrong.status_code == anonymous.status_code
-    trusted = client.get("/readyz", headers={"Authorization": "Bearer k1"}).get_json()
-    assert {"status", "redis", "workers"} <= set(trusted)
+    for key in ("nope", "k1"):  # a wrong key, and a valid key that is no admin's
+        refused = client.get("/readyz", headers={"Authorization": f"Bearer {key}"})
+        assert set(refused.get_json()) == {"status"} and refused.status_code == anonymous.status_code
+    admin = client.get("/readyz", headers={"Authorization": "Bearer boss"}).get_json()
+    assert {"status", "redis", "workers"} <= set(admin)
+
+
+def test_admin_keys_must_be_api_keys():
+    assert Settings(_env_file=None, api_keys="a,b", admin_api_keys="b").admin_api_keys == ["b"]
+    for admins, keys in (("c", "a,b"), ("a", "")):
+        with pytest.raises(ValidationError, match="ADMIN_API_KEYS"):
+            Settings(_env_file=None, api_keys=keys, admin_api_keys=admins)
+    assert "bsecret" not in repr(Settings(_env_file=None, api_keys="a,bsecret", admin_api_keys="bsecret"))
 
 
 def test_readyz_details_without_keys_only_for_a_local_caller(make_settings):

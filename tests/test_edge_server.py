@@ -19,6 +19,9 @@ from scripts.redis_server import RedisServer
 from tests.conftest import HttpServer, service_env, start_api_server, stop_process, unconsumed_queue_name
 from tests.polling import poll_until
 
+# POST /batches takes only a declared JSON or JSONL body.
+JSONL = {"Content-Type": "application/jsonl"}
+
 WAITING_CLIENTS = 200
 # A liveness bound, not a timing target: the machine is shared and slow at times.
 ANSWER_WITHIN_S = 10
@@ -198,7 +201,7 @@ def test_jobs_past_the_per_key_queued_cap_get_429_until_one_leaves_the_queue(lim
     assert "queued" in error["message"]
     line = json.dumps({"custom_id": "one", "body": {"prompt": "x"}})
     assert_refused(
-        requests.post(f"{base_url}/batches", data=line, headers=auth(key), timeout=ANSWER_WITHIN_S),
+        requests.post(f"{base_url}/batches", data=line, headers=auth(key) | JSONL, timeout=ANSWER_WITHIN_S),
         429,
         "too_many_requests",
     )
@@ -213,12 +216,12 @@ def test_a_batch_counts_its_lines_against_the_queued_cap(limited_api):
     base_url, key = limited_api.base_url, KEYS["batch"]
     lines = "\n".join(json.dumps({"custom_id": f"line-{i}", "body": {"prompt": "x"}}) for i in range(4))
     assert_refused(
-        requests.post(f"{base_url}/batches", data=lines, headers=auth(key), timeout=ANSWER_WITHIN_S),
+        requests.post(f"{base_url}/batches", data=lines, headers=auth(key) | JSONL, timeout=ANSWER_WITHIN_S),
         429,
         "too_many_requests",
     )
     three = "\n".join(lines.splitlines()[:3])
-    batch = requests.post(f"{base_url}/batches", data=three, headers=auth(key), timeout=ANSWER_WITHIN_S)
+    batch = requests.post(f"{base_url}/batches", data=three, headers=auth(key) | JSONL, timeout=ANSWER_WITHIN_S)
     assert batch.status_code == 202, batch.text
     refused = requests.post(f"{base_url}/jobs", json={"prompt": "x"}, headers=auth(key), timeout=ANSWER_WITHIN_S)
     assert_refused(refused, 429, "too_many_requests")

@@ -75,3 +75,16 @@ def test_log_prompts_writes_prompt_and_output_and_the_file_rotates_by_size(tmp_p
     for job in written:
         assert by_id[job.id]["input"] == {"prompt": job.input["prompt"]}
         assert by_id[job.id]["output"] == job.output.text
+
+
+def test_a_custom_id_with_unicode_line_separators_stays_on_one_line(tmp_path):
+    job_log = JobLog(tmp_path, max_bytes=1 << 20, include_prompts=True)
+    job = finished_job("một\u2028hai\u2029ba\x85bốn", "out\u2028put").model_copy(update={"custom_id": "row\u20281"})
+    job_log.write(job)
+    job_log.close()
+    text = (tmp_path / JOB_LOG_FILE).read_text(encoding="utf-8")
+    # Python's splitlines (as jq-less readers use it) breaks on U+2028, U+2029 and U+0085: none is written raw.
+    (line,) = text.splitlines()
+    record = json.loads(line)
+    assert record["custom_id"] == "row\u20281" and record["input"]["prompt"] == "một\u2028hai\u2029ba\x85bốn"
+    assert "bốn" in line, "the rest of the text stays readable UTF-8"

@@ -219,11 +219,15 @@ def test_one_sample_per_period_whoever_samples_and_the_history_stays_bounded(own
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/metrics/history"])
-def test_only_a_keyed_or_local_caller_sees_metrics(make_settings, path):
-    keyed = create_app(make_settings(api_keys=["metrics-key"])).test_client()
+def test_only_an_admin_key_or_a_local_caller_sees_metrics(make_settings, path):
+    keyed = create_app(make_settings(api_keys=["user-key", "admin-key"], admin_api_keys=["admin-key"])).test_client()
     assert keyed.get(path).status_code == 401
     assert keyed.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert keyed.get(path, headers={"Authorization": "Bearer metrics-key"}).status_code == 200
+    # Every key's traffic and the workers' hosts together are the operator's view, not any tenant's.
+    user = keyed.get(path, headers={"Authorization": "Bearer user-key"})
+    assert user.status_code == 403 and user.get_json()["error"]["type"] == "forbidden"
+    assert "ADMIN_API_KEYS" in user.get_json()["error"]["message"]
+    assert keyed.get(path, headers={"Authorization": "Bearer admin-key"}).status_code == 200
     open_api = create_app(make_settings()).test_client()
     assert open_api.get(path, environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
     refused = open_api.get(path, environ_base={"REMOTE_ADDR": "192.0.2.7"})

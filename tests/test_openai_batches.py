@@ -18,6 +18,9 @@ from tests.conftest import ROOT, HttpServer, WorkerProcess, start_api_server, st
 from tests.polling import poll_until
 from tests.test_batches import wait_for_batch
 
+# POST /batches takes only a declared JSON or JSONL body.
+JSONL = {"Content-Type": "application/jsonl"}
+
 TERMINAL_BATCH = ("completed", "failed", "cancelled", "expired")
 KEY_A, KEY_B = "obatch-key-a", "obatch-key-b"
 
@@ -140,7 +143,7 @@ def test_openai_batch_lines_through_post_batches_with_openai_results(api_server)
     tag = uuid.uuid4().hex[:6]
     lines = [chat_line(f"{tag}-chat-{i}", f"Chào {i}") for i in range(3)]
     lines += [completion_line(f"{tag}-text-{i}", f"Once {i}") for i in range(3)]
-    response = requests.post(f"{api_server.base_url}/batches", data=jsonl(lines), timeout=30)
+    response = requests.post(f"{api_server.base_url}/batches", data=jsonl(lines), headers=JSONL, timeout=30)
     assert response.status_code == 202, response.text
     batch_id = response.json()["id"]
     assert wait_for_batch(api_server.base_url, batch_id)["counts"]["succeeded"] == 6
@@ -157,7 +160,7 @@ def test_openai_batch_lines_through_post_batches_with_openai_results(api_server)
     # A bad line refuses the whole batch, naming the line; nothing is queued.
     bad = lines[:2] + [chat_line(f"{tag}-bad", "x") | {"url": "/v1/embeddings"}, chat_line(f"{tag}-n", "x")]
     bad[3]["body"]["n"] = 2
-    refused = requests.post(f"{api_server.base_url}/batches", data=jsonl(bad), timeout=30)
+    refused = requests.post(f"{api_server.base_url}/batches", data=jsonl(bad), headers=JSONL, timeout=30)
     assert refused.status_code == 422
     named = refused.json()["error"]["lines"]
     assert [line["line"] for line in named] == [3, 4] and "url" in named[0]["message"] and "n" in named[1]["message"]

@@ -20,6 +20,9 @@ from tests.polling import poll_until, wait_for_job, wait_for_terminal
 from tests.receivers import Receiver
 from tests.test_job_spine import submit
 
+# POST /batches takes only a declared JSON or JSONL body.
+JSONL = {"Content-Type": "application/jsonl"}
+
 QUICK = {"prompt": "Webhook, xin chào", "max_tokens": 4}
 
 
@@ -179,7 +182,9 @@ def test_job_without_webhook_has_none(api_server):
 def test_batch_webhook_receives_a_signed_batch_completed(api_server, webhook_worker, receiver):
     hook = receiver()
     lines = "\n".join(json.dumps({"custom_id": f"w{i}", "body": QUICK}) for i in range(5))
-    response = requests.post(f"{api_server.base_url}/batches", params={"webhook": hook.url}, data=lines, timeout=30)
+    response = requests.post(
+        f"{api_server.base_url}/batches", params={"webhook": hook.url}, data=lines, headers=JSONL, timeout=30
+    )
     assert response.status_code == 202, response.text
     batch_id = response.json()["id"]
     # Batch lines come after every other job on the session's shared worker: a generous bound, not a timing target.

@@ -13,6 +13,9 @@ from core.jobs import Job
 
 JOB_LOG_FILE = "jobs.jsonl"
 BACKUP_COUNT = 5  # rotated files kept, as for the resource log
+# Characters JSON may carry raw inside a string but that many readers take for a line break (Python's
+# splitlines, JavaScript before ES2019, some editors): written escaped, so each job stays one line for every reader.
+_LINE_BREAKS_JSON_KEEPS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
 def job_log_record(job: Job, *, include_prompts: bool) -> dict[str, Any]:
@@ -41,6 +44,14 @@ def job_log_record(job: Job, *, include_prompts: bool) -> dict[str, Any]:
     return record
 
 
+def one_line(record: dict[str, Any]) -> str:
+    """The record as JSON on one line: readable UTF-8, with the line breaks JSON leaves raw escaped."""
+    line = json.dumps(record, ensure_ascii=False)
+    for raw, escaped in _LINE_BREAKS_JSON_KEEPS.items():
+        line = line.replace(raw, escaped)
+    return line
+
+
 class JobLog:
     """Writes the lines; job threads share it (the handler writes each line whole, under its own lock)."""
 
@@ -54,7 +65,7 @@ class JobLog:
 
     def write(self, job: Job) -> None:
         """One line for this finished job."""
-        line = json.dumps(job_log_record(job, include_prompts=self.include_prompts), ensure_ascii=False)
+        line = one_line(job_log_record(job, include_prompts=self.include_prompts))
         self.handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO, "levelname": "INFO"}))
 
     def close(self) -> None:

@@ -9,12 +9,12 @@ import re
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.auth import require_admin
 from api.metrics_exposition import metrics_registry
 from api.openapi import document
-from api.routes.common import caller, services
-from api.routes.health import is_loopback_address
+from api.routes.common import services
 from api.schemas import MetricsHistoryQuery, MetricsHistoryView
-from core.errors import Forbidden, InvalidInput
+from core.errors import InvalidInput
 
 bp = Blueprint("metrics", __name__)
 
@@ -22,20 +22,16 @@ bp = Blueprint("metrics", __name__)
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
-def _require_trusted_caller() -> None:
-    """Worker names, hosts and loads are for the callers /readyz shows its details to: one with a valid key, or,
-    with no API_KEYS set, one on this machine."""
-    if services().settings.api_key_values:
-        caller()  # raises Unauthorized
-    elif not is_loopback_address(request.remote_addr):
-        raise Forbidden("metrics are served only to this machine while API_KEYS is unset")
+def _require_admin() -> None:
+    """Worker names, hosts and loads, and every key's traffic together, are for admins only."""
+    require_admin(request, services().settings)
 
 
 @bp.get("/metrics")
 @document(tags=("metrics",), answers={200: None}, errors=(401, 403))
 def metrics():
     """The service's metrics in the Prometheus text format (the same from every API process)."""
-    _require_trusted_caller()
+    _require_admin()
     body = generate_latest(metrics_registry(services()))
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
@@ -44,7 +40,7 @@ def metrics():
 @document(tags=("metrics",), answers={200: MetricsHistoryView}, errors=(401, 403, 422), query=MetricsHistoryQuery)
 def metrics_history():
     """Samples of queue depth, jobs in flight, tokens/s and each GPU worker's memory over the last hour."""
-    _require_trusted_caller()
+    _require_admin()
     history = services().metrics_history
     return jsonify(
         {

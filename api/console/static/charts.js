@@ -1,13 +1,16 @@
 // Charts over the last hour, from the service's own samples (GET /metrics/history): queue depth, jobs in flight,
 // tokens/s, and each GPU worker's VRAM (allocated and reserved) and RAM.
 
-import { api } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { clear, errorBox, every, h } from "./dom.js";
 import { lineChart } from "./line_chart.js";
 
 const REFRESH_MS = 5000;
 const HOUR_MS = 3600_000;
 const MIN_SPAN_MS = 5 * 60_000;
+const NOT_ADMIN =
+  "The charts show the whole service's load, so only an admin may read them: a key of ADMIN_API_KEYS (or, with " +
+  "no API keys set, a browser on the service's own machine). Jobs and batches work as before.";
 
 function toMs(timestamp) {
   return typeof timestamp === "number" ? timestamp * 1000 : Date.parse(timestamp);
@@ -45,7 +48,10 @@ export function chartsView(root) {
     try {
       history = await api("/metrics/history");
     } catch (error) {
-      clear(note, errorBox(error));
+      // The service's metrics are an admin's view: another key is told so, and the charts stay empty.
+      const notAdmin = error instanceof ApiError && error.status === 403;
+      clear(grid);
+      clear(note, notAdmin ? h("span", { id: "charts-admin-only" }, NOT_ADMIN) : errorBox(error));
       return;
     }
     const series = seriesFrom(history);
