@@ -40,7 +40,8 @@ ERROR_MEANINGS = {
     422: "Invalid input, naming the field; nothing was stored or enqueued.",
     429: "This API key is over one of its own limits (request rate, waiting calls, queued jobs); see Retry-After.",
     500: "The generation failed on the worker (error.type says why; error.job_id names the job).",
-    503: "The queue is full or Redis is unreachable; Retry-After says when to try again.",
+    503: "The queue is full or Redis is unreachable; Retry-After says when to try again. If the request's job was "
+    "stored, error.job_id and `Location` name it: it goes on, read it rather than submit it again.",
     504: "The synchronous wait ran out; the job goes on (error.job_id names it).",
 }
 

@@ -39,7 +39,9 @@ class ErrorDetail(BaseModel):
         description="The request field at fault, dotted as in `messages.0.content`; absent when no one field is.",
         examples=["max_tokens"],
     )
-    job_id: str | None = Field(None, description="On 504 and a failed generation: the job to poll.")
+    job_id: str | None = Field(
+        None, description="Whenever the request's job was stored (504, 503, a failed generation): the job to poll."
+    )
     lines: list[BatchLineError] | None = Field(None, description="On a refused batch: each bad line and why.")
 
 
