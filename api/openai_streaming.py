@@ -31,7 +31,12 @@ def streamed_answer(
     """The job's answer as server-sent events, holding the wait slot until the end; if `cancels`, a client that
     leaves before the end cancels the job (`sock`, where there is one, tells at once)."""
     chunks = StreamChunks(
-        request.endpoint, job.id, created_at(job), svc.settings.served_model_name, request.include_usage
+        request.endpoint,
+        job.id,
+        created_at(job),
+        svc.settings.served_model_name,
+        request.include_usage,
+        request.continuous_usage,
     )
     stream = CompletionStream(job.id, owner, chunks, svc.job_events, svc.settings.sync_wait_seconds)
     keep_alive_s = svc.settings.sse_keepalive_seconds
