@@ -101,11 +101,11 @@ def service_error_response(error: ServiceError):
         # What Redis or the broker said goes to the log only: connection errors name their host and port.
         log.warning("store unavailable: %s (cause: %r)", error, error.__cause__)
         if error.detail is None:  # a message built from the cause elsewhere may hold the address itself
-            error = StoreUnavailable(_STORE_UNAVAILABLE_MESSAGE, retry_after_s=error.retry_after_s)
+            error = StoreUnavailable(_STORE_UNAVAILABLE_MESSAGE, retry_after_s=error.retry_after_s, job_id=error.job_id)
+    job_id = error.job_id
     if speaks_openai(request.path):
         status = http_status_of(error, OPENAI_HTTP_STATUS_OF)
         message = error.message
-        job_id = getattr(error, "job_id", None)
         if job_id is not None and job_id not in message:
             message = f"{message} (job {job_id})"
         code = str(error.error_type)
@@ -114,6 +114,8 @@ def service_error_response(error: ServiceError):
         status = http_status_of(error)
         response = jsonify(error.to_dict())
     response.status_code = status
+    if job_id is not None:  # the request's job exists whatever went wrong: where to read it
+        response.headers["Location"] = f"/jobs/{job_id}"
     retry_after_s = error.retry_after_s
     if retry_after_s is None and response.status_code == 503:
         retry_after_s = RETRY_AFTER_S

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import threading
 import time
@@ -12,23 +11,32 @@ from contextlib import ExitStack
 
 from flask import Response
 
+from api.abandoned_jobs import cancel_abandoned
 from api.client_connection import DepartureWatch
 from api.services import Services
 from core.completion_stream import CompletionStream
-from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs import Job
 from core.openai_translation import OpenAIRequest, StreamChunks, created_at
 
-log = logging.getLogger("llm.api")
-
 
 def streamed_answer(
-    svc: Services, owner: str, job: Job, request: OpenAIRequest, slot: ExitStack, sock: socket.socket | None
+    svc: Services,
+    owner: str,
+    job: Job,
+    request: OpenAIRequest,
+    slot: ExitStack,
+    sock: socket.socket | None,
+    cancels: bool,
 ) -> Response:
-    """The job's answer as server-sent events, holding the wait slot until the end; a client that leaves before
-    the end cancels the job."""
+    """The job's answer as server-sent events, holding the wait slot until the end; if `cancels`, a client that
+    leaves before the end cancels the job (`sock`, where there is one, tells at once)."""
     chunks = StreamChunks(
-        request.endpoint, job.id, created_at(job), svc.settings.served_model_name, request.include_usage
+        request.endpoint,
+        job.id,
+        created_at(job),
+        svc.settings.served_model_name,
+        request.include_usage,
+        request.continuous_usage,
     )
     stream = CompletionStream(job.id, owner, chunks, svc.job_events, svc.settings.sync_wait_seconds)
     keep_alive_s = svc.settings.sse_keepalive_seconds
@@ -37,7 +45,7 @@ def streamed_answer(
 
     def on_leave() -> None:
         left.set()
-        _cancel_quietly(svc, job.id, owner)
+        cancel_abandoned(svc, job.id, owner, "streaming")
 
     def events() -> Iterator[bytes]:
         ended = False
@@ -55,9 +63,9 @@ def streamed_answer(
                 ended = True
                 yield b"data: [DONE]\n\n"
         finally:
-            watch.stop()
-            if not ended and not left.is_set():  # a write failed: the client left without the watch seeing it
-                _cancel_quietly(svc, job.id, owner)
+            watch.stop()  # before the answer ends: the connection's next request is gunicorn's to read
+            if cancels and not ended and not left.is_set():  # a write failed: the client left unseen by the watch
+                cancel_abandoned(svc, job.id, owner, "streaming")
 
     response = Response(events(), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
@@ -67,14 +75,3 @@ def streamed_answer(
 
 def _event(chunk: dict) -> bytes:
     return b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-
-
-def _cancel_quietly(svc: Services, job_id: str, owner: str) -> None:
-    """Cancel the job of a client that left; one that has finished meanwhile stays as it is."""
-    try:
-        svc.cancel_job(job_id, owner)
-        log.info("job %s canceled: its streaming client left", job_id)
-    except (WrongState, JobNotFound):
-        pass
-    except StoreUnavailable as error:
-        log.warning("job %s: its streaming client left, but the cancel failed: %s", job_id, error)

@@ -16,9 +16,17 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 
-from api.schemas import ErrorBody, OpenAIErrorBody
+from api.schemas import (
+    STREAM_EVENT_MODELS,
+    ChatCompletionChunk,
+    ErrorBody,
+    JobStatusEvent,
+    JobTokenEvent,
+    OpenAIErrorBody,
+    TextCompletionChunk,
+)
 from core.batches import BATCH_ID_PATTERN, BatchRequestLine
-from core.jobs import JOB_ID_PATTERN
+from core.jobs import JOB_ID_PATTERN, Job
 from core.openai_files import FILE_ID_PATTERN
 
 OPENAPI_PATH = "/openapi.json"
@@ -40,7 +48,8 @@ ERROR_MEANINGS = {
     422: "Invalid input, naming the field; nothing was stored or enqueued.",
     429: "This API key is over one of its own limits (request rate, waiting calls, queued jobs); see Retry-After.",
     500: "The generation failed on the worker (error.type says why; error.job_id names the job).",
-    503: "The queue is full or Redis is unreachable; Retry-After says when to try again.",
+    503: "The queue is full or Redis is unreachable; Retry-After says when to try again. If the request's job was "
+    "stored, error.job_id and `Location` name it: it goes on, read it rather than submit it again.",
     504: "The synchronous wait ran out; the job goes on (error.job_id names it).",
 }
 
@@ -156,13 +165,69 @@ def _finish(generated: dict[str, Any]) -> dict[str, Any]:
     metrics = document_["paths"]["/metrics"]["get"]["responses"]["200"]
     metrics["description"] = "The Prometheus text exposition format."
     metrics["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    _add_components(document_["components"]["schemas"], STREAM_EVENT_MODELS)
     events = document_["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]
-    events["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+    events["content"] = {EVENT_STREAM: {"itemSchema": _job_event_schema()}}
+    chunks = {"/v1/chat/completions": ChatCompletionChunk, "/v1/completions": TextCompletionChunk}
     for path in STREAMING_PATHS:
         # With `stream: true` the same 200 comes as server-sent events: OpenAI's chunks, then `data: [DONE]`.
         answer = document_["paths"][path]["post"]["responses"]["200"]
-        answer["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+        answer["content"][EVENT_STREAM] = {"itemSchema": _chunk_event_schema(chunks[path])}
     return document_
+
+
+# A stream's events are described one by one, as OpenAPI 3.2 does with `itemSchema` (its shape for an event:
+# `data`, `event`, `id`, `retry`), rather than the whole stream as one string that no event matches.
+EVENT_STREAM = "text/event-stream"
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json_data(model: type[BaseModel]) -> dict[str, Any]:
+    return {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(model)}
+
+
+def _event(data: dict[str, Any], name: str | None = None, *, has_id: bool = False) -> dict[str, Any]:
+    properties: dict[str, Any] = {"data": data}
+    required = ["data"]
+    if name is not None:
+        properties["event"] = {"const": name}
+        required.append("event")
+    if has_id:
+        properties["id"] = {"type": "string", "description": "Send it back as `Last-Event-ID` to resume after it."}
+        required.append("id")
+    return {"type": "object", "properties": properties, "required": required}
+
+
+def _chunk_event_schema(chunk: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "oneOf": [
+            _event(_json_data(chunk)),
+            _event(_json_data(OpenAIErrorBody)),
+            _event({"const": "[DONE]", "description": "The last event."}),
+        ]
+    }
+
+
+def _job_event_schema() -> dict[str, Any]:
+    return {
+        "oneOf": [
+            _event(_json_data(JobStatusEvent), "status", has_id=True),
+            _event(_json_data(JobTokenEvent), "token", has_id=True),
+            _event(_json_data(Job), "completed"),
+        ]
+    }
+
+
+def _add_components(schemas: dict[str, Any], models: tuple[type[BaseModel], ...]) -> None:
+    """Put models (and the models they use) that no route names directly among the document's components."""
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas.setdefault(model.__name__, schema)
 
 
 _finished: dict[str, Any] = {}

@@ -10,9 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.batches import BatchStatus
+from core.batches import BATCH_ID_PATTERN, BatchStatus
 from core.job_records import JobResources, JobUsage, WebhookRecord
 from core.jobs import Job, JobStatus
+from core.openai_files import FILE_ID_PATTERN
 from core.token_stream import EVENT_ID_PATTERN
 
 MAX_PAGE_SIZE = 100
@@ -39,7 +40,9 @@ class ErrorDetail(BaseModel):
         description="The request field at fault, dotted as in `messages.0.content`; absent when no one field is.",
         examples=["max_tokens"],
     )
-    job_id: str | None = Field(None, description="On 504 and a failed generation: the job to poll.")
+    job_id: str | None = Field(
+        None, description="Whenever the request's job was stored (504, 503, a failed generation): the job to poll."
+    )
     lines: list[BatchLineError] | None = Field(None, description="On a refused batch: each bad line and why.")
 
 
@@ -202,10 +205,20 @@ class ResultsQuery(BaseModel):
 
 class OpenAIPageQuery(BaseModel):
     limit: int = Field(20, ge=1, le=MAX_PAGE_SIZE, description=f"Items per page, 1 to {MAX_PAGE_SIZE}.")
-    after: str | None = Field(None, description="The last id of the previous page.")
+    after: str = Field(
+        "",
+        pattern=f"^({BATCH_ID_PATTERN.pattern})?$",
+        description="The last id of the previous page (one of your listed batches); empty: the first page.",
+    )
 
 
-class OpenAIFileQuery(OpenAIPageQuery):
+class OpenAIFileQuery(BaseModel):
+    limit: int = Field(20, ge=1, le=MAX_PAGE_SIZE, description=f"Items per page, 1 to {MAX_PAGE_SIZE}.")
+    after: str = Field(
+        "",
+        pattern=f"^({FILE_ID_PATTERN.pattern})?$",
+        description="The last id of the previous page (one of your listed files); empty: the first page.",
+    )
     purpose: Literal["batch", "batch_output"] | None = Field(None, description="Only files of this purpose.")
     order: Literal["desc"] = Field("desc", description="Newest first (the only order here).")
 
@@ -402,3 +415,67 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"]
     data: list[ModelCard]
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = Field(None, description="On the first chunk only.")
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    logprobs: None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` event of a streamed chat completion (the usage chunk has no choices)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    system_fingerprint: None
+    usage: CompletionUsage | None = Field(None, description="With `include_usage` or `continuous_usage_stats`.")
+
+
+class TextChunkChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class TextCompletionChunk(BaseModel):
+    """One `data:` event of a streamed text completion (the usage chunk has no choices)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChunkChoice]
+    system_fingerprint: None
+    usage: CompletionUsage | None = Field(None, description="With `include_usage` or `continuous_usage_stats`.")
+
+
+class JobStatusEvent(BaseModel):
+    """The data of a `status` event of `GET /jobs/<id>/events`."""
+
+    status: JobStatus
+
+
+class JobTokenEvent(BaseModel):
+    """The data of a `token` event: a delta of whole characters; they concatenate to `output.text`."""
+
+    text: str
+
+
+# What each streamed answer's events carry, for the OpenAPI document (api/openapi.py describes the events).
+STREAM_EVENT_MODELS: tuple[type[BaseModel], ...] = (
+    ChatCompletionChunk,
+    TextCompletionChunk,
+    JobStatusEvent,
+    JobTokenEvent,
+)

@@ -39,6 +39,12 @@ class CompletionListener(JobChannelListener[threading.Event]):
         for event in self._subscribers_of(job_id):
             event.set()
 
+    def _lost(self) -> None:
+        # Waiters look at once, so those Redis stays away from give up after their own outage allowance,
+        # not after their next recheck.
+        for event in self._all_subscribers():
+            event.set()
+
     def _resubscribed(self) -> None:
         # Waiters sleep on through an outage: this wakes them all to re-read their jobs.
         for event in self._all_subscribers():

@@ -76,7 +76,7 @@ class CompletionStream:
             # The events carry the job's whole text; should a last piece be missing from them, it is sent here.
             if len(text) > len(streamed) and text.startswith(streamed):
                 yield self.chunks.text(text[len(streamed) :])
-            yield self.chunks.finish(job.output.finish_reason if job.output is not None else None)
+            yield self.chunks.finish(job.output.finish_reason if job.output is not None else None, job)
             if self.chunks.include_usage:
                 yield self.chunks.usage(job)
         elif job.status == JobStatus.FAILED:

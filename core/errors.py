@@ -40,17 +40,28 @@ class ServiceError(Exception):
     error_type: str = ErrorType.INTERNAL_ERROR
     default_retry_after_s: int | None = None
 
-    def __init__(self, message: str, *, field: str | None = None, retry_after_s: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after_s: int | None = None,
+        job_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.retry_after_s = retry_after_s if retry_after_s is not None else self.default_retry_after_s
+        # Set once a job was stored for the request: a caller told to retry must be able to find it.
+        self.job_id = job_id
 
     def to_dict(self) -> dict:
-        """The JSON error body: `{"error": {"type", "message", "field"?}}`."""
+        """The JSON error body: `{"error": {"type", "message", "field"?, "job_id"?}}`."""
         body: dict = {"type": str(self.error_type), "message": self.message}
         if self.field:
             body["field"] = self.field
+        if self.job_id:
+            body["job_id"] = self.job_id
         return {"error": body}
 
 
@@ -135,8 +146,10 @@ class StoreUnavailable(ServiceError):
     error_type = ErrorType.STORE_UNAVAILABLE
     default_retry_after_s = 5
 
-    def __init__(self, message: str, *, detail: str | None = None, retry_after_s: int | None = None) -> None:
-        super().__init__(message, retry_after_s=retry_after_s)
+    def __init__(
+        self, message: str, *, detail: str | None = None, retry_after_s: int | None = None, job_id: str | None = None
+    ) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, job_id=job_id)
         # What Redis said (it may name hosts and ports): in logs and str(), never in the client's error body.
         self.detail = detail
 
@@ -150,13 +163,7 @@ class WaitTimedOut(ServiceError):
     error_type = ErrorType.TIMEOUT
 
     def __init__(self, message: str, *, job_id: str) -> None:
-        super().__init__(message)
-        self.job_id = job_id
-
-    def to_dict(self) -> dict:
-        body = super().to_dict()
-        body["error"]["job_id"] = self.job_id
-        return body
+        super().__init__(message, job_id=job_id)
 
 
 class GenerationFailed(ServiceError):
@@ -165,11 +172,5 @@ class GenerationFailed(ServiceError):
     error_type = ErrorType.GENERATION_FAILED
 
     def __init__(self, message: str, *, job_id: str, error_type: str) -> None:
-        super().__init__(message)
-        self.job_id = job_id
+        super().__init__(message, job_id=job_id)
         self.error_type = error_type
-
-    def to_dict(self) -> dict:
-        body = super().to_dict()
-        body["error"]["job_id"] = self.job_id
-        return body

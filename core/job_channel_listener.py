@@ -83,6 +83,9 @@ class JobChannelListener(Generic[Subscriber]):
         """The subscription is (back) in place: whatever was published before now may have gone unheard."""
         raise NotImplementedError
 
+    def _lost(self) -> None:
+        """The subscription is gone (Redis away): nothing will be heard until `_resubscribed`."""
+
     def _start_once(self) -> None:
         # Per process: a forked child (a gunicorn worker) starts its own listener.
         with self._lock:
@@ -99,6 +102,7 @@ class JobChannelListener(Generic[Subscriber]):
             except redis.RedisError as error:
                 if self._subscribed.is_set():  # once per outage, not once per reconnect attempt
                     log.warning("%s listener lost Redis (%s); %s", self._name, error, self._after_outage)
+                    self._lost()
             self._subscribed.clear()
             threading.Event().wait(RECONNECT_PAUSE_S)
 

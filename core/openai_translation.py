@@ -92,6 +92,11 @@ class OpenAIChatMessage(_Strict):
 
 class StreamOptions(_Strict):
     include_usage: bool | None = Field(None, description="Send one last chunk with the usage before `[DONE]`.")
+    continuous_usage_stats: bool | None = Field(
+        None,
+        description="vLLM's: every chunk carries `usage`; the chunk that closes the choice has the job's counts "
+        "(token counts are known once the job ends, so text chunks carry null).",
+    )
 
 
 class ResponseFormat(_Strict):
@@ -256,6 +261,7 @@ class OpenAIRequest:
     body: dict[str, Any]
     stream: bool
     include_usage: bool
+    continuous_usage: bool
     requested_model: str | None
 
 
@@ -296,6 +302,9 @@ def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
         body=generation,
         stream=bool(request.stream),
         include_usage=bool(request.stream and request.stream_options and request.stream_options.include_usage),
+        continuous_usage=bool(
+            request.stream and request.stream_options and request.stream_options.continuous_usage_stats
+        ),
         requested_model=request.model,
     )
 
@@ -393,6 +402,7 @@ class StreamChunks:
     created: int
     model_name: str
     include_usage: bool
+    continuous_usage: bool = False
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -403,7 +413,7 @@ class StreamChunks:
             "choices": choices,
             "system_fingerprint": None,
         }
-        if self.include_usage:  # every chunk but the last carries a null usage, as OpenAI's do
+        if self.include_usage or self.continuous_usage:  # every chunk but the last carries a null usage, as OpenAI's do
             chunk["usage"] = None
         return chunk
 
@@ -425,9 +435,12 @@ class StreamChunks:
         """A chunk carrying the next piece of text."""
         return self._chunk([self._choice(delta, None)])
 
-    def finish(self, job_finish_reason: str | None) -> dict[str, Any]:
-        """The chunk that closes the choice with its finish reason."""
-        return self._chunk([self._choice(None, finish_reason(job_finish_reason))])
+    def finish(self, job_finish_reason: str | None, job: Job | None = None) -> dict[str, Any]:
+        """The chunk that closes the choice with its finish reason (and, with continuous usage, the job's usage)."""
+        chunk = self._chunk([self._choice(None, finish_reason(job_finish_reason))])
+        if self.continuous_usage and job is not None:
+            chunk["usage"] = usage_body(job)
+        return chunk
 
     def usage(self, job: Job) -> dict[str, Any]:
         """The last chunk when usage was asked for: no choices, the job's token counts."""

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     run_dir: Path = Path("./.run")
     # How long the synchronous /v1/generate waits before answering 504 with the job id.
     sync_wait_seconds: float = Field(300.0, gt=0)
+    # Synchronous calls (/v1/generate, OpenAI completions with or without `stream`): a caller that leaves cancels
+    # its job unless it sent an Idempotency-Key (it means to come back for the result) or this is false; a wait
+    # rides out a Redis outage this long before answering 503 with the job's id.
+    cancel_on_disconnect: bool = True
+    sync_wait_outage_seconds: float = Field(10.0, ge=0, le=300)
     # A quiet `GET /jobs/<id>/events` stream sends a keep-alive comment this often (proxies drop idle connections).
     sse_keepalive_seconds: float = Field(15.0, gt=0, le=300)
     # Give cached CUDA memory back after every generation: a little slower, but each job's resource log

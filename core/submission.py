@@ -111,12 +111,14 @@ class SubmitJob:
             self.store.create(job)
             try:
                 self.queue.publish([job.id], job.priority)
-            except StoreUnavailable:
+            except StoreUnavailable as error:
                 # Not published means not accepted: take the stored copy back so nothing waits forever.
                 try:
                     self.store.delete(job)
                 except StoreUnavailable:
                     log.error("job %s stored but neither published nor removed", job.id)
+                    # The reconciler will publish it: the answer must name it, or a retry would run it twice.
+                    error.job_id = job.id
                 raise
         log.info("job %s queued", job.id)
         return job

@@ -213,3 +213,46 @@ def test_a_client_that_leaves_mid_stream_cancels_its_job_and_its_batch_place_goe
     # Every other client left too: all their jobs end canceled (none runs on for nobody).
     for job_id in ids[1:]:
         poll_until(lambda job_id=job_id: job(job_id), lambda j: j["status"] == "canceled", 10, f"{job_id} canceled")
+
+
+def test_stop_ends_the_text_before_the_first_stop_string(client):
+    ask = dict(model="x", prompt="Hà Nội là", max_tokens=16, temperature=0, extra_body={"ignore_eos": True})
+    text = client.completions.create(**ask).choices[0].text
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    assert stop.strip(), f"the greedy text gives no stop string to cut at: {text!r}"
+    stopped = client.completions.create(**ask, stop=[stop])
+    assert stopped.choices[0].text == text[: text.index(stop)] and stopped.choices[0].finish_reason == "stop"
+
+
+def test_the_same_seed_samples_the_same_text(client):
+    ask = dict(model="x", messages=HELLO, max_tokens=12, temperature=1.0, extra_body={"ignore_eos": True})
+    first, again = (client.chat.completions.create(**ask, seed=42) for _ in range(2))
+    assert first.choices[0].message.content == again.choices[0].message.content
+
+
+def test_continuous_usage_stats_put_usage_in_every_chunk(client, openai_server):
+    stream = client.chat.completions.create(
+        model="x",
+        messages=HELLO,
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True, "continuous_usage_stats": True},
+        extra_body={"ignore_eos": True},
+    )
+    chunks = list(stream)
+    assert all("usage" in chunk.model_dump() for chunk in chunks)
+    *_, finish, usage = chunks
+    assert finish.choices[0].finish_reason == "length" and finish.usage == usage.usage
+    job = job_of(openai_server.base_url, usage.id)
+    assert usage.usage.completion_tokens == 8 == job["usage"]["completion_tokens"]
+
+
+def test_health_answers_like_the_serving_engines_without_a_key(openai_server):
+    answer = requests.get(f"{openai_server.base_url}/health", timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+
+
+def test_a_streaming_client_that_asks_too_much_gets_an_openai_error_and_no_job(client, openai_server):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="x", messages=HELLO, max_tokens=10**6, stream=True)
+    assert caught.value.body["param"] == "max_tokens" and caught.value.body["type"] == "invalid_request_error"

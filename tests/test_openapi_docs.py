@@ -25,6 +25,7 @@ ROUTES = {
     "/batches/{batch_id}/cancel": {"post"},
     "/v1/generate": {"post"},
     "/healthz": {"get"},
+    "/health": {"get"},
     "/readyz": {"get"},
     "/metrics": {"get"},
     "/metrics/history": {"get"},

@@ -107,5 +107,5 @@ def succeeded(job: Job, waited_s: float) -> Job:
             error.get("message", "generation failed"), job_id=job.id, error_type=error.get("type", "failed")
         )
     if job.status == JobStatus.CANCELED:
-        raise WrongState(f"job {job.id} was canceled before it finished")
+        raise WrongState(f"job {job.id} was canceled before it finished", job_id=job.id)
     raise WaitTimedOut(f"the job did not finish within {waited_s:g} s; poll /jobs/{job.id}", job_id=job.id)

@@ -19,6 +19,13 @@ def healthz():
     return jsonify({"status": "ok"})
 
 
+@bp.get("/health")
+@document(tags=("health",), answers={200: Health}, errors=(), public=True)
+def health():
+    """The API process is up (the path serving engines answer, which load testers probe)."""
+    return jsonify({"status": "ok"})
+
+
 @bp.get("/readyz")
 @document(tags=("health",), answers={200: Readiness, 503: Readiness}, errors=(), public=True)
 def readyz():

@@ -11,6 +11,7 @@ from contextlib import ExitStack
 
 from flask import Blueprint, jsonify, request
 
+from api.abandoned_jobs import cancels_when_caller_leaves, wait_for_caller
 from api.client_connection import client_socket
 from api.openai_streaming import streamed_answer
 from api.openapi import document
@@ -40,7 +41,8 @@ def chat_completions():
 
     OpenAI's chat completion request and answer, served by a queued job (`id` is `chatcmpl-<job id>`). The served
     model answers whatever `model` is named. `stream: true` answers with server-sent `chat.completion.chunk`s
-    ending with `data: [DONE]`; a client that disconnects cancels its job.
+    ending with `data: [DONE]`. A client that disconnects before the answer cancels its job, unless it sent an
+    `Idempotency-Key`: then a retry with the same key and body is answered by the same job (another body is a 400).
     """
     return _complete(Endpoint.CHAT_COMPLETIONS)
 
@@ -63,15 +65,18 @@ def _complete(endpoint: Endpoint):
     owner = caller()
     svc = services()
     openai_request = parse_openai_request(endpoint, json_body())
-    wait_s = svc.settings.sync_wait_seconds
+    key = request.headers.get("Idempotency-Key")
+    cancels = cancels_when_caller_leaves(svc, key)
+    sock = client_socket(request.environ) if cancels else None
     with ExitStack() as slot:
         slot.enter_context(svc.wait_slots.held(owner))  # taken before the job exists: a refused call creates none
-        job = svc.submit_job(openai_request.body, owner)
+        job = svc.submit_job(openai_request.body, owner, key)
         if openai_request.stream:
             # The stream holds the wait slot until it ends.
-            return streamed_answer(svc, owner, job, openai_request, slot.pop_all(), client_socket(request.environ))
-        job = svc.store.wait_until_terminal(job.id, wait_s)
-    return jsonify(response_body(endpoint, succeeded(job, wait_s), svc.settings.served_model_name))
+            return streamed_answer(svc, owner, job, openai_request, slot.pop_all(), sock, cancels)
+        job = wait_for_caller(svc, owner, job, sock)
+    job = succeeded(job, svc.settings.sync_wait_seconds)
+    return jsonify(response_body(endpoint, job, svc.settings.served_model_name))
 
 
 def _model_card(settings: Settings) -> dict:

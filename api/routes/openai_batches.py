@@ -19,8 +19,10 @@ from api.schemas import (
     OpenAIFileUpload,
     OpenAIPageQuery,
 )
+from core.batches import BATCH_ID_PATTERN
 from core.errors import InvalidInput, UnsupportedMediaType
 from core.openai_batches import CreateOpenAIBatch
+from core.openai_files import FILE_ID_PATTERN
 
 bp = Blueprint("openai_batches", __name__)
 READ_CHUNK_BYTES = 64 * 1024
@@ -29,12 +31,16 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 _LIMIT = re.compile(r"[0-9]{1,3}")
 
 
-def _page_args() -> tuple[int, str | None]:
-    """OpenAI's paging: `limit` (1-100, default 20) and `after` (the last id of the previous page)."""
+def _page_args(id_pattern: re.Pattern[str], what: str) -> tuple[int, str | None]:
+    """OpenAI's paging: `limit` (1-100, default 20) and `after` (the last id of the previous page, checked by
+    shape before Redis is asked)."""
     limit_arg = request.args.get("limit", "20")
     if not _LIMIT.fullmatch(limit_arg) or not 1 <= int(limit_arg) <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit: must be a whole number between 1 and {MAX_PAGE_SIZE}", field="limit")
-    return int(limit_arg), request.args.get("after") or None
+    after = request.args.get("after") or None
+    if after is not None and not id_pattern.fullmatch(after):
+        raise InvalidInput(f"after: must be the id of one of your {what}", field="after")
+    return int(limit_arg), after
 
 
 def _listing(items: list[dict], has_more: bool) -> dict:
@@ -87,7 +93,7 @@ def list_files():
     Newest first; `after` is the last id of the previous page.
     """
     owner = caller()
-    limit, after = _page_args()
+    limit, after = _page_args(FILE_ID_PATTERN, "files")
     purpose = request.args.get("purpose")  # absent: every purpose; present, it must name one (empty included)
     if purpose not in (None, "batch", "batch_output"):
         raise InvalidInput("purpose: must be batch or batch_output", field="purpose")
@@ -171,7 +177,7 @@ def list_batches():
     Newest first; `after` is the last id of the previous page.
     """
     owner = caller()
-    limit, after = _page_args()
+    limit, after = _page_args(BATCH_ID_PATTERN, "batches")
     return jsonify(_listing(*services().openai_batches.list(owner, limit=limit, after=after)))
 
 

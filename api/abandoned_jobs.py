@@ -1,0 +1,45 @@
+"""The job of a call whose caller left: canceled, so that nobody's work holds a place in the batch.
+
+Synchronous calls (`POST /v1/generate`, OpenAI completions, streamed or not) are answered by a queued job the
+request waits for. A caller that gives up (a client timeout, a closed tab) would otherwise leave that job to run
+for no one, ahead of the callers still waiting. Two callers keep their jobs: one that sent an `Idempotency-Key`
+(it means to come back for the result with the same key) and, with CANCEL_ON_DISCONNECT=false, every caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from api.client_connection import DepartureWatch
+from api.services import Services
+from core.errors import JobNotFound, StoreUnavailable, WrongState
+from core.jobs import Job
+
+log = logging.getLogger("llm.api")
+
+
+def cancels_when_caller_leaves(svc: Services, idempotency_key: str | None) -> bool:
+    """Whether this call's job is canceled if its caller leaves before the answer."""
+    return svc.settings.cancel_on_disconnect and idempotency_key is None
+
+
+def cancel_abandoned(svc: Services, job_id: str, owner: str, call: str) -> None:
+    """Cancel the job of a caller that left; one that has finished meanwhile stays as it is."""
+    try:
+        svc.cancel_job(job_id, owner)
+        log.info("job %s canceled: its %s caller left", job_id, call)
+    except (WrongState, JobNotFound):
+        pass
+    except StoreUnavailable as error:
+        log.warning("job %s: its %s caller left, but the cancel failed: %s", job_id, call, error)
+
+
+def wait_for_caller(svc: Services, owner: str, job: Job, sock: socket.socket | None) -> Job:
+    """The job once it is terminal or SYNC_WAIT_SECONDS have passed, canceled if the caller leaves meanwhile
+    (`sock` None: it is not, or the server can't tell)."""
+    settings = svc.settings
+    with DepartureWatch(sock, lambda: cancel_abandoned(svc, job.id, owner, "synchronous")):
+        return svc.store.wait_until_terminal(
+            job.id, settings.sync_wait_seconds, outage_s=settings.sync_wait_outage_seconds
+        )
