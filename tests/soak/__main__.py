@@ -46,7 +46,8 @@ def report(summary: dict) -> str:
         f"connection errors {summary['connection_errors']}",
         f"webhooks:             {summary['webhook_events']} events in {summary['webhook_requests']} requests",
         f"idempotency keys:     {summary['idempotency_keys_by_route']}",
-        f"routes ignoring keys: {summary['routes_ignoring_idempotency_key'] or 'none'}",
+        f"routes ignoring keys: {summary['routes_ignoring_idempotency_key'] or 'none'} (not probed: "
+        f"{summary['routes_not_probed_for_idempotency'] or 'none'})",
         f"unnamed stored jobs:  {len(summary['unnamed_jobs'])}",
         f"violations:           {len(violations)} {dict(collections.Counter(v['check'] for v in violations))}",
     ]

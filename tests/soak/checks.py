@@ -140,13 +140,23 @@ def one_job_per_key(history: History, honouring_routes: Iterable[str]) -> list[d
     ]
 
 
-def routes_ignoring_keys(history: History) -> list[str]:
-    """Every route where one key made two jobs: reported whether or not the route promises to honour keys."""
-    return sorted({route for (route, _), ids in history.keyed.items() if len(ids) > 1})
+def keys_by_route(history: History, routes: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Per route: the keys sent, those sent more than once (a route none was sent twice to was not probed), and
+    those that made more than one job: reported whether or not the route promises to honour keys."""
+    summary = {route: {"keys": 0, "sent_twice": 0, "made_two": 0} for route in routes}
+    for (route, key), sends in history.key_sends.items():
+        counts = summary.setdefault(route, {"keys": 0, "sent_twice": 0, "made_two": 0})
+        counts["keys"] += 1
+        counts["sent_twice"] += sends > 1
+        counts["made_two"] += len(history.keyed.get((route, key), ())) > 1
+    return summary
 
 
-def batches_add_up(history: History, batches: dict[str, dict | None], results: dict[str, list[dict]]) -> list[dict]:
-    """A batch counts the lines it was sent, its counts by status sum to them, and it completed."""
+def batches_add_up(
+    history: History, batches: dict[str, dict | None], results: dict[str, list[dict]], final: dict[str, dict | None]
+) -> list[dict]:
+    """A batch counts the lines it was sent, its counts by status are its jobs' final statuses, and it completed
+    (with its completion time: a batch whose last job ended in a crash is completed by the reconciler)."""
     found = []
     for batch_id, batch in batches.items():
         lines = history.batches[batch_id]["lines"]
@@ -157,15 +167,21 @@ def batches_add_up(history: History, batches: dict[str, dict | None], results: d
         if batch["total"] != lines or counted != lines or len(results.get(batch_id, [])) != lines:
             found.append(violation("batch counts", batch_id, f"sent {lines} lines: total {batch['total']}, "
                                    f"counts {batch['counts']}, {len(results.get(batch_id, []))} results"))  # fmt: skip
-        if batch["status"] not in ("completed", "canceled"):
-            found.append(violation("stuck", batch_id, f"batch still {batch['status']}"))
+        jobs = [final.get(line["job_id"]) for line in results.get(batch_id, [])]
+        statuses = collections.Counter(job["status"] for job in jobs if job is not None)
+        if {status: count for status, count in batch["counts"].items() if count} != dict(statuses):
+            found.append(violation("batch counts", batch_id, f"counts {batch['counts']}, its jobs {dict(statuses)}"))
+        if batch["status"] not in ("completed", "canceled") or batch["completed_at"] is None:
+            found.append(violation("stuck", batch_id, f"batch {batch['status']}, completed_at {batch['completed_at']}"))
     return found
 
 
 def only_documented_errors(history: History) -> list[dict]:
     """No 5xx but a 503 with Retry-After (and a synchronous call's documented 500/504 naming its job's outcome);
-    every error is JSON."""
-    return [violation("bad answer", answer["route"], str(answer)) for answer in history.bad_answers]
+    every error is JSON; every answer has the shape its client reads."""
+    return [violation("bad answer", answer["route"], str(answer)) for answer in history.bad_answers] + [
+        violation("unreadable answer", "client", failure) for failure in history.client_failures
+    ]
 
 
 def answers_name_stored_jobs(history: History, listed: list[dict], known: set[str]) -> list[dict]:

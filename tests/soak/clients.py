@@ -87,7 +87,10 @@ class Clients:
         rng = random.Random(self.seed * 100 + index)
         with requests.Session() as session:
             while not self.stopping.is_set():
-                send_one(session, rng)
+                try:
+                    send_one(session, rng)
+                except Exception as error:  # noqa: BLE001 - an answer of a shape the client can't read is a finding
+                    self.history.client_failed(send_one.__name__, error)
                 self.stopping.wait(rng.uniform(*PACE_S))
 
     def stop(self, timeout_s: float) -> None:
@@ -116,6 +119,8 @@ class Clients:
         answer: requests.Response | Exception = RuntimeError("not sent")
         job_id = None
         for _ in range(sends):
+            if key:
+                self.history.sent_with_key(route, key)
             answer = call(session, self.history, route, "POST", f"{self.url}{path}", repeatable=bool(key),
                           json=body, headers=headers)  # fmt: skip
             named = self._named_job(answer)
@@ -208,6 +213,8 @@ class Clients:
         batch_id = None
         answer: requests.Response | Exception = RuntimeError("not sent")
         for _ in range(sends):
+            if key:
+                self.history.sent_with_key("POST /batches", key)
             answer = call(session, self.history, "POST /batches", "POST", f"{self.url}/batches", repeatable=bool(key),
                           data=jsonl.encode(), params=params, headers=headers)  # fmt: skip
             if isinstance(answer, requests.Response) and answer.status_code == 202:

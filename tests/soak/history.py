@@ -28,11 +28,13 @@ class History:
     jobs: dict[str, str] = field(default_factory=dict)  # job id -> the client kind that was told of it
     batches: dict[str, dict] = field(default_factory=dict)  # batch id -> {"lines": n, "webhook": bool}
     keyed: dict[tuple[str, str], set[str]] = field(default_factory=lambda: collections.defaultdict(set))
+    key_sends: collections.Counter = field(default_factory=collections.Counter)  # (route, key) -> sends
     sightings: dict[str, Sighting] = field(default_factory=dict)
     cancels: dict[str, int] = field(default_factory=dict)  # job id -> the cancel's answer (200, 202, 409)
     # The last outcome of each tagged request (its tag is in the prompt): an HTTP status or an exception's name.
     outcomes: dict[str, str] = field(default_factory=dict)
     webhook_jobs: set[str] = field(default_factory=set)
+    client_failures: list[str] = field(default_factory=list)  # a client that could not read an answer
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answered(self, route: str, status: int, detail: dict | None = None) -> None:
@@ -48,6 +50,10 @@ class History:
     def retried(self, route: str) -> None:
         with self._lock:
             self.retries[route] += 1
+
+    def sent_with_key(self, route: str, key: str) -> None:
+        with self._lock:
+            self.key_sends[(route, key)] += 1
 
     def accepted(self, job_id: str, kind: str, key: tuple[str, str] | None = None) -> None:
         with self._lock:
@@ -72,6 +78,10 @@ class History:
     def outcome(self, tag: str, outcome: str) -> None:
         with self._lock:
             self.outcomes[tag] = outcome
+
+    def client_failed(self, client: str, error: Exception) -> None:
+        with self._lock:
+            self.client_failures.append(f"{client}: {type(error).__name__}: {error}")
 
     def with_webhook(self, job_id: str) -> None:
         with self._lock:

@@ -56,7 +56,9 @@ class Nemesis:
         self._started_at = time.monotonic()
         self._thread.start()
 
-    def stop(self) -> None:
+    def finish(self, timeout_s: float) -> None:
+        """Let the planned faults all play out (each waits for the service to be whole again), within a bound."""
+        self._thread.join(timeout_s)
         self.stopping.set()
         self._thread.join()
 

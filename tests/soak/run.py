@@ -23,6 +23,7 @@ from tests.soak.world import SoakWorld
 
 # Generous bounds, as the soak shares a slow, loaded machine: they bound a hang, they measure nothing.
 CLIENTS_STOP_S = 200.0
+NEMESIS_FINISH_S = 300.0
 QUIESCENCE_S = 600.0
 # The pause before terminal jobs are read again: long enough for a resumed stale attempt to write, if it could.
 REREAD_PAUSE_S = 5.0
@@ -53,7 +54,7 @@ def run_soak(config: SoakConfig) -> dict:
         clients.start()
         nemesis.start()
         time.sleep(config.seconds)
-        nemesis.stop()
+        nemesis.finish(NEMESIS_FINISH_S)
         clients.stop(CLIENTS_STOP_S)
         world.wait_ready(300)
         summary = _check(config, world, history, clients, nemesis, receiver)
@@ -91,12 +92,13 @@ def _webhooks_pending(reader: Reader, history: History) -> bool:
 def _check(config, world, history, clients, nemesis, receiver) -> dict:
     reader = Reader(world.url, history)
     _wait_quiet(reader, clients, history)
-    batches = {batch_id: reader.batch(batch_id) for batch_id in history.batches}
-    results = {batch_id: reader.batch_results(batch_id) for batch_id, batch in batches.items() if batch}
+    # A batch's lines are jobs too: known from its results, then waited for like the rest.
+    results = {batch_id: reader.batch_results(batch_id) for batch_id in history.batches if reader.batch(batch_id)}
     for lines in results.values():
         for line in lines:
             history.accepted(line["job_id"], "batch-line")
     _wait_quiet(reader, clients, history)
+    batches = {batch_id: reader.batch(batch_id) for batch_id in history.batches}
     final = reader.jobs(list(history.jobs))
     time.sleep(REREAD_PAUSE_S)
     reread = reader.jobs([job_id for job_id, job in final.items() if job and job["status"] in TERMINAL])
@@ -104,6 +106,7 @@ def _check(config, world, history, clients, nemesis, receiver) -> dict:
     deliveries = receiver.deliveries(WEBHOOK_SECRET)
     listed = reader.listed_jobs()
     max_attempts = int(world.settings["MAX_ATTEMPTS"])
+    keys = checks.keys_by_route(history, KEYED_ROUTES)
     violations = [
         *checks.lost_or_stuck(final),
         *checks.finished_jobs_never_change(history, final, reread),
@@ -111,11 +114,10 @@ def _check(config, world, history, clients, nemesis, receiver) -> dict:
         *checks.cancels_hold(history, final),
         *checks.webhooks_delivered(history, final, batches, deliveries),
         *checks.one_job_per_key(history, KEY_HONOURING_ROUTES),
-        *checks.batches_add_up(history, batches, results),
+        *checks.batches_add_up(history, batches, results, final),
         *checks.only_documented_errors(history),
         *checks.answers_name_stored_jobs(history, listed, set(history.jobs)),
     ]
-    keys_by_route = collections.Counter(route for route, _ in history.keyed)
     return {
         "folder": str(config.folder),
         "seconds": config.seconds,
@@ -131,10 +133,11 @@ def _check(config, world, history, clients, nemesis, receiver) -> dict:
         "executions": len(executions),
         "webhook_requests": len(deliveries),
         "webhook_events": len({(d.subject_id, d.event_type, d.attempt_of_job) for d in deliveries}),
-        "idempotency_keys_by_route": {route: keys_by_route.get(route, 0) for route in KEYED_ROUTES},
-        "routes_ignoring_idempotency_key": sorted(
-            {v["id"].rsplit(" ", 1)[0] for v in violations if v["check"] == "idempotency"}
-        ),  # fmt: skip
+        "idempotency_keys_by_route": keys,
+        "routes_ignoring_idempotency_key": sorted(route for route, counts in keys.items() if counts["made_two"]),
+        "routes_not_probed_for_idempotency": sorted(
+            route for route, counts in keys.items() if not counts["sent_twice"]
+        ),
         "unnamed_jobs": checks.unnamed_jobs(listed, set(history.jobs)),
         "clients_still_running": clients.still_running(),
         "violations": violations,
