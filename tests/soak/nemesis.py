@@ -41,6 +41,7 @@ class Nemesis:
         self.rng = random.Random(seed)
         self.faults: list[Fault] = []
         self.sigtermed_pids: set[int] = set()
+        self.error: str | None = None
         self.stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-nemesis", daemon=True)
         self._started_at = time.monotonic()
@@ -71,6 +72,12 @@ class Nemesis:
         return plan[: self.count]
 
     def _run(self) -> None:
+        try:
+            self._strike()
+        except Exception as error:  # noqa: BLE001 - a service that never came back is the soak's finding
+            self.error = f"{type(error).__name__}: {error}"
+
+    def _strike(self) -> None:
         for name in self._plan():
             if self.stopping.wait(self.every_s * self.rng.uniform(0.7, 1.3)):
                 return

@@ -117,6 +117,7 @@ def _check(config, world, history, clients, nemesis, receiver) -> dict:
         *checks.batches_add_up(history, batches, results, final),
         *checks.only_documented_errors(history),
         *checks.answers_name_stored_jobs(history, listed, set(history.jobs)),
+        *([checks.violation("not recovered", "nemesis", nemesis.error)] if nemesis.error else []),
     ]
     return {
         "folder": str(config.folder),
