@@ -83,11 +83,22 @@ class RedisServer:
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start it and wait until it answers PING."""
+        self.prepare()
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.wait_until_answering(self.process, timeout_s)
+
+    def prepare(self) -> None:
+        """Its data folder and config file, before its first start (a supervisor may start it itself)."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.password:  # its append-only file holds every job: a folder made by an older version is closed too
             self.data_dir.chmod(0o700)
         self._write_config()
-        command = [
+
+    def command(self) -> list[str]:
+        """The redis-server command line (no secret on it: those are in the config file)."""
+        return [
             find_redis_server(),
             str(self.config_file.resolve()),
             "--bind", "127.0.0.1",
@@ -100,14 +111,14 @@ class RedisServer:
             "--daemonize", "no",
             "--logfile", "",
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
-        )
+
+    def wait_until_answering(self, process: subprocess.Popen, timeout_s: float = 10.0) -> None:
+        """Wait until the started `process` answers PING; raise if it exits or stays silent."""
         client = redis.Redis(port=self.port, password=self.password, socket_timeout=1, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited at start with code {self.process.returncode}")
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start with code {process.returncode}")
             try:
                 client.ping()
                 return

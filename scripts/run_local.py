@@ -1,9 +1,10 @@
 """`make run`: Redis (embedded unless REDIS_URL is set), the GPU worker, the ops worker and the API.
 
-All in the foreground. A worker that exits is started again (after 1 s, 2 s, 4 s ... at most 30 s); an API that
-exits stops everything. Ctrl-C (SIGINT) or SIGTERM stops every process it started: the API first, then the GPU worker
-(which gets SHUTDOWN_GRACE_SECONDS to finish or hand back its jobs), the ops worker, then Redis (which flushes its
-append-only file).
+All in the foreground. A worker, or the embedded Redis, that exits is started again (after 1 s, 2 s, 4 s ... at most
+30 s; Redis on the same port, from its append-only file); an API that exits stops everything. Ctrl-C (SIGINT) or
+SIGTERM stops every process it started: the API first, then the GPU worker (which gets SHUTDOWN_GRACE_SECONDS to
+finish or hand back its jobs), the ops worker, then Redis (which flushes its append-only file). If `make run` itself
+is killed, every process it started gets SIGTERM from the kernel.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from scripts.supervisor import Supervised, describe_exit  # noqa: E402
 from worker.model_loading import ModelNotFound, locate_model  # noqa: E402
 
 STOP_GRACE_S = 30.0
+REDIS_START_TIMEOUT_S = 30.0
 # Past SHUTDOWN_GRACE_SECONDS the GPU worker still has to hand its jobs back and leave Celery.
 GPU_STOP_MARGIN_S = 15.0
 
@@ -91,18 +93,6 @@ def main() -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if settings.webhook_secret is None:
         env["WEBHOOK_SECRET"] = ensure_webhook_secret(run_dir / "webhook_secret")
-    redis_server: RedisServer | None = None
-    if settings.redis_url is None:
-        redis_server = embedded_redis(settings, run_dir)
-        redis_server.start()
-        env["REDIS_URL"] = redis_server.url
-        say(
-            f"embedded redis-server on {redacted_url(redis_server.url)} (data in {redis_server.data_dir}, password in "
-            f"{run_dir / 'redis_password'}, maxmemory {redis_server.maxmemory_bytes // 2**20} MiB)"
-        )
-    else:
-        say(f"using REDIS_URL={redacted_url(settings.redis_url)}")
-
     stopping = False
 
     def request_stop(signum: int, _frame) -> None:
@@ -112,8 +102,31 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    def supervised(name: str, command: list[str], stop_grace_s: float, restart: bool) -> Supervised:
-        return Supervised(name, command, cwd=ROOT, env=env, stop_grace_s=stop_grace_s, restart=restart, say=say)
+    def supervised(name: str, command: list[str], stop_grace_s: float, restart: bool, **options) -> Supervised:
+        return Supervised(
+            name, command, cwd=ROOT, env=env, stop_grace_s=stop_grace_s, restart=restart, say=say, **options
+        )
+
+    # Supervised like the workers: a Redis that dies (killed, out of memory) comes back on its port, so the service
+    # does not answer 503 until someone notices.
+    redis_process: Supervised | None = None
+    if settings.redis_url is None:
+        redis_server = embedded_redis(settings, run_dir)
+        redis_server.prepare()
+        redis_process = supervised("Redis", redis_server.command(), STOP_GRACE_S, True, quiet=True)
+        redis_process.start()
+        try:
+            redis_server.wait_until_answering(redis_process.process, REDIS_START_TIMEOUT_S)
+        except RuntimeError:
+            redis_process.stop()
+            raise
+        env["REDIS_URL"] = redis_server.url
+        say(
+            f"embedded redis-server on {redacted_url(redis_server.url)} (data in {redis_server.data_dir}, password in "
+            f"{run_dir / 'redis_password'}, maxmemory {redis_server.maxmemory_bytes // 2**20} MiB)"
+        )
+    else:
+        say(f"using REDIS_URL={redacted_url(settings.redis_url)}")
 
     # The GPU worker hands its running jobs back to the queue within SHUTDOWN_GRACE_SECONDS of a SIGTERM.
     gpu_worker = supervised("GPU worker", worker_command(), settings.shutdown_grace_seconds + GPU_STOP_MARGIN_S, True)
@@ -133,6 +146,8 @@ def main() -> int:
     exit_code = 0
     try:
         while not stopping:
+            if redis_process is not None:
+                redis_process.check()
             gpu_worker.check()
             ops_worker.check()
             returncode = api.check()
@@ -150,11 +165,9 @@ def main() -> int:
     finally:
         # The API first (no new jobs), then the GPU worker (its last results), then the ops worker, which
         # meanwhile goes on delivering those results' webhooks.
-        for process in (api, gpu_worker, ops_worker):
-            process.stop()
-        if redis_server is not None:
-            say("stopping embedded redis-server")
-            redis_server.stop()
+        for process in (api, gpu_worker, ops_worker, redis_process):
+            if process is not None:
+                process.stop()
         say("stopped")
     return exit_code
 

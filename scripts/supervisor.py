@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -20,6 +21,19 @@ class Backoff:
     max_s: float = 30.0
     # A process that stayed up this long was healthy: its next exit is not one more in a series of crashes.
     stable_after_s: float = 60.0
+
+
+# prctl(2): the signal a process gets when the thread that started it dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when `make run` dies, even by SIGKILL (each child is in a session of
+    its own, so nothing else would stop it). Linux only; elsewhere the children outlive a killed supervisor."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before the line above: nobody will stop this child
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def describe_exit(returncode: int) -> str:
@@ -47,6 +61,7 @@ class Supervised:
         restart: bool,
         say: Callable[[str], None],
         backoff: Backoff = Backoff(),
+        quiet: bool = False,
     ) -> None:
         self.name = name
         self.command = command
@@ -56,6 +71,7 @@ class Supervised:
         self.restart = restart
         self.say = say
         self.backoff = backoff
+        self.quiet = quiet  # its own output is noise for whoever watches `make run` (Redis's banner and log)
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
         self.quick_exits = 0
@@ -71,7 +87,16 @@ class Supervised:
         """Start the process (again)."""
         self.say(f"starting {self.name}: {' '.join(self.command)}")
         # A session of its own: the terminal's Ctrl-C reaches only the supervisor, which stops the children in order.
-        self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=self.cwd,
+            env=self.env,
+            start_new_session=True,
+            # Runs between fork and exec; fine here, as make run starts its children from its one thread.
+            preexec_fn=_die_with_parent,
+            stdout=subprocess.DEVNULL if self.quiet else None,
+            stderr=subprocess.STDOUT if self.quiet else None,
+        )
         self.started_at = time.monotonic()
         self.restart_at = None
 

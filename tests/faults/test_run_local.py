@@ -1,8 +1,10 @@
 """`make run` as people run it (scripts/run_local.py, embedded Redis, default settings): a GPU worker killed with
-8 jobs running is started again, every job succeeds, and Ctrl-C then leaves no process behind."""
+8 jobs running is started again, every job succeeds, and Ctrl-C then leaves no process behind; a killed Redis is
+started again; `make run` itself killed leaves no process behind either."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import requests
 from scripts.redis_server import free_port
 from tests.conftest import ROOT, service_env
 from tests.faults.conftest import FAST_RECOVERY, LONG_JOB
-from tests.polling import wait_for_terminal, wait_until
+from tests.polling import poll_until, wait_for_terminal, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -26,7 +28,7 @@ DEFAULT_SHUTDOWN_GRACE_S = 30
 class MakeRun:
     """scripts/run_local.py started as `make run` starts it, its output in a file."""
 
-    def __init__(self, tmp: Path, model_dir: Path) -> None:
+    def __init__(self, tmp: Path, model_dir: Path, **extra: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = service_env(
@@ -39,6 +41,7 @@ class MakeRun:
             # The reconciler is what puts a dead worker's jobs back on the queue: seconds, not tens of seconds.
             WORKER_HEARTBEAT_SECONDS=FAST_RECOVERY["WORKER_HEARTBEAT_SECONDS"],
             RECONCILE_INTERVAL_SECONDS=FAST_RECOVERY["RECONCILE_INTERVAL_SECONDS"],
+            **extra,
         )
         self.output_path = tmp / "make-run.out"
         with self.output_path.open("w") as out:
@@ -111,4 +114,70 @@ def test_make_run_restarts_a_gpu_worker_killed_mid_batch_and_every_job_succeeds(
         print(run.output()[-8000:])
         raise
     finally:
+        run.kill_everything()
+
+
+def redis_children(run: MakeRun) -> list[psutil.Process]:
+    return [child for child in run.descendants() if "redis-server" in child.name()]
+
+
+def test_make_run_restarts_a_killed_redis_and_jobs_go_on(tmp_path: Path, demo_model_dir: Path) -> None:
+    run = MakeRun(tmp_path, demo_model_dir)
+    try:
+        wait_until(lambda: run.process.poll() is None and run.worker_pids(), 120, "a ready service", poll_s=0.2)
+        before = requests.post(f"{run.url}/jobs", json={"prompt": "trước", "max_tokens": 4}, timeout=10).json()
+        assert wait_for_terminal(run.url, before["id"], timeout_s=60)["status"] == "succeeded"
+
+        (first,) = redis_children(run)
+        first.send_signal(signal.SIGKILL)
+        restarting = "[make run] Redis exited with code -9 (killed by SIGKILL): restarting in 1 s"
+        wait_until(lambda: restarting in run.output(), 10, "the Redis restart to be announced", poll_s=0.1)
+        wait_until(
+            lambda: [child.pid for child in redis_children(run) if child.pid != first.pid], 30, "a new redis-server"
+        )
+
+        def submit_after() -> requests.Response | None:
+            try:
+                response = requests.post(f"{run.url}/jobs", json={"prompt": "sau", "max_tokens": 4}, timeout=10)
+            except requests.RequestException:
+                return None
+            return response if response.status_code == 202 else None
+
+        after = poll_until(submit_after, bool, 60, "a job accepted once Redis is back", interval_s=0.5)
+        assert wait_for_terminal(run.url, after.json()["id"], timeout_s=120)["status"] == "succeeded"
+        # The append-only file brought the earlier job back with it.
+        assert requests.get(f"{run.url}/jobs/{before['id']}", timeout=5).json()["status"] == "succeeded"
+    except BaseException:
+        print(run.output()[-8000:])
+        raise
+    finally:
+        run.kill_everything()
+
+
+def test_make_run_killed_while_its_gpu_worker_drains_leaves_no_process_behind(
+    tmp_path: Path, demo_model_dir: Path
+) -> None:
+    run = MakeRun(tmp_path, demo_model_dir, SHUTDOWN_GRACE_SECONDS="5")
+    try:
+        wait_until(lambda: run.process.poll() is None and run.worker_pids(), 120, "a ready service", poll_s=0.2)
+        job = requests.post(f"{run.url}/jobs", json=LONG_JOB, timeout=10).json()
+        wait_until(lambda: run.statuses([job["id"]]) == ["running"], 60, "a running job", poll_s=0.1)
+        children = run.descendants()
+        run.process.send_signal(signal.SIGINT)
+        wait_until(lambda: "[make run] stopping GPU worker" in run.output(), 30, "the GPU worker's grace", poll_s=0.1)
+        run.process.send_signal(signal.SIGKILL)  # make run dies while the worker drains: the rest must not live on
+        run.process.wait(10)
+        wait_until(
+            lambda: not [child for child in children if child.is_running() and child.status() != "zombie"],
+            60,
+            "every process make run started to exit",
+            poll_s=0.2,
+        )
+    except BaseException:
+        print(run.output()[-8000:])
+        raise
+    finally:
+        for child in children if "children" in locals() else []:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
         run.kill_everything()
