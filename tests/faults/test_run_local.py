@@ -26,7 +26,8 @@ DEFAULT_SHUTDOWN_GRACE_S = 30
 class MakeRun:
     """scripts/run_local.py started as `make run` starts it, its output in a file."""
 
-    def __init__(self, tmp: Path, model_dir: Path) -> None:
+    def __init__(self, tmp: Path, model_dir: Path, **extra: str) -> None:
+        """`extra`: settings of the test's own, over the fast recovery clocks (the rest are the tests' defaults)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = service_env(
@@ -39,6 +40,7 @@ class MakeRun:
             # The reconciler is what puts a dead worker's jobs back on the queue: seconds, not tens of seconds.
             WORKER_HEARTBEAT_SECONDS=FAST_RECOVERY["WORKER_HEARTBEAT_SECONDS"],
             RECONCILE_INTERVAL_SECONDS=FAST_RECOVERY["RECONCILE_INTERVAL_SECONDS"],
+            **extra,
         )
         self.output_path = tmp / "make-run.out"
         with self.output_path.open("w") as out:
