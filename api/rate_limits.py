@@ -29,7 +29,7 @@ def _refuse(breached: RequestLimit) -> None:
     """Answer a breach as the API's own 429 (JSON error body, Retry-After until the window lets one through)."""
     retry_after_s = max(1, math.ceil(breached.reset_at - time.time()))
     raise TooManyRequests(
-        f"this API key is over its request rate ({breached.limit}); try again in {retry_after_s} s",
+        f"this API key is over its request rate (RATE_LIMIT: {breached.limit}); try again in {retry_after_s} s",
         retry_after_s=retry_after_s,
     )
 

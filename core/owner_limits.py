@@ -39,6 +39,7 @@ class OwnerLimits:
         queued = self.store.queued_count(owner)
         if queued + adding > self.max_queued:
             raise TooManyRequests(
-                f"this API key has {queued} jobs queued; {adding} more would pass its limit of {self.max_queued}",
+                f"this API key has {queued} jobs queued; {adding} more would pass its limit MAX_QUEUED_PER_KEY = "
+                f"{self.max_queued}",
                 retry_after_s=QUEUED_RETRY_AFTER_S,
             )

@@ -29,6 +29,7 @@ class MakeRun:
     """scripts/run_local.py started as `make run` starts it, its output in a file."""
 
     def __init__(self, tmp: Path, model_dir: Path, **extra: str) -> None:
+        """`extra`: settings of the test's own, over the fast recovery clocks (the rest are the tests' defaults)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = service_env(
