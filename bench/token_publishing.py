@@ -54,9 +54,9 @@ def run_mode(mode: str, redis_url: str) -> dict:
                 return result.completion_tokens, result.batch_size
             job_id = uuid.uuid4().hex
             pipe = client.pipeline()
-            stage_status(pipe, job_id, "running")  # what the running transition writes first
+            stage_status(pipe, job_id, "running", attempt=1)  # what the running transition writes first
             pipe.execute()
-            feed = publisher.open(job_id, None)
+            feed = publisher.open(job_id, 1, None)
             result = engine.generate(params, None, feed.on_tokens)
             feed.finish(result.text)
             streamed.append(job_id)

@@ -7,6 +7,10 @@ JOB_DONE_CHANNEL = "llm:job-done:{job_id}"  # pub/sub: one message when the job 
 # Redis Stream of the job's events (core/token_stream.py): a `status` entry per status change from its first one,
 # `token` entries with text deltas; capped above what one attempt writes; expires with the job
 JOB_EVENTS_KEY = "llm:job:{job_id}:events"
+# The attempt whose text may be added to that stream now: set in the transaction that starts the attempt, deleted by
+# every other status change, so a superseded attempt (its worker paused past its heartbeat, its job requeued) adds
+# nothing after it
+JOB_EVENTS_WRITER_KEY = "llm:job:{job_id}:events:writer"
 # pub/sub: each token entry of that stream as it is added [id, kind, value]; each status change [null, kind, value]
 JOB_EVENTS_CHANNEL = "llm:job-events:{job_id}"
 WORKERS_KEY = "llm:workers"  # sorted set: live GPU worker names by the Unix time their heartbeat runs out

@@ -8,7 +8,9 @@ A late subscriber replays it from the start: the stream is capped only above wha
 and it expires with the job.
 
 A job that goes back to the queue (`running` -> `queued`: its worker died or stopped) runs again from the
-start: the text of the attempt before is void. `text_of` applies that rule; a live reader should too.
+start: the text of the attempt before is void. `text_of` applies that rule; a live reader should too. Only the
+running attempt may add text (JOB_EVENTS_WRITER_KEY): one that was superseded while its worker was paused writes
+nothing after the `queued` status, so the next attempt's text is never mixed with its.
 
 Every entry is also published on the job's channel (JOB_EVENTS_CHANNEL), so a process that follows many jobs hears
 them without reading Redis once per subscriber: a token entry with its id (the Lua call that adds it knows it), a
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 import redis
 
-from core.keys import JOB_EVENTS_CHANNEL, JOB_EVENTS_KEY
+from core.keys import JOB_EVENTS_CHANNEL, JOB_EVENTS_KEY, JOB_EVENTS_WRITER_KEY
 
 STATUS = "status"
 TOKEN = "token"
@@ -34,11 +36,11 @@ STATUS_ENTRIES_ROOM = 64
 # A stream id: milliseconds, then a sequence number; 19 digits each keeps both below Redis's limit of 2**64.
 EVENT_ID_PATTERN = re.compile("[0-9]{1,19}(-[0-9]{1,19})?")
 
-# Adds one token entry, capped, to a stream that exists, and publishes it with the id Redis gave it. A token must
-# never recreate a stream that has expired with its job: it would have no expiry.
-# KEYS: the stream, the channel. ARGV: the text, the cap.
+# Adds one token entry, capped, to a stream that exists, and publishes it with the id Redis gave it, if the writer is
+# the job's running attempt. A token must never recreate a stream that has expired with its job: it would have no
+# expiry. KEYS: the stream, the channel, the running attempt. ARGV: the text, the cap, the writer's attempt.
 _APPEND_TOKEN = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('GET', KEYS[3]) ~= ARGV[3] then
   return false
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'kind', 'token', 'value', ARGV[1])
@@ -91,9 +93,18 @@ def event_from_message(payload: str | bytes) -> StreamEvent | None:
     return event_from(event_id, kind, value) if event_id else None
 
 
-def stage_status(pipe: redis.client.Pipeline, job_id: str, status: str, *, entry: bool = True) -> None:
-    """Queue, in the transaction that changes the job's status, its `status` entry (never trimmed by it) and the
-    word to followers; with `entry` False, only the word."""
+def writer_key(job_id: str) -> str:
+    return JOB_EVENTS_WRITER_KEY.format(job_id=job_id)
+
+
+def stage_status(pipe: redis.client.Pipeline, job_id: str, status: str, *, attempt: int, entry: bool = True) -> None:
+    """Queue, in the transaction that changes the job's status, its `status` entry (never trimmed by it), the word
+    to followers (with `entry` False, only the word), and which attempt may add text: `attempt` while it runs,
+    none otherwise."""
+    if status == "running":
+        pipe.set(writer_key(job_id), attempt)
+    else:
+        pipe.delete(writer_key(job_id))
     if entry:
         pipe.xadd(stream_key(job_id), {"kind": STATUS, "value": status})
     pipe.publish(channel_of(job_id), json.dumps([None, STATUS, status]))
@@ -146,19 +157,20 @@ class TokenStreams:
         entry_id, fields = entries[0]
         return event_from(_text(entry_id), _text(fields[_field("kind", fields)]), _value(fields))
 
-    def append_texts(self, deltas: Mapping[str, str]) -> None:
-        """Append one `token` entry per job (job id -> delta), all in one pipelined round trip.
+    def append_texts(self, deltas: Mapping[tuple[str, int], str]) -> None:
+        """Append one `token` entry per job attempt ((job id, attempt) -> delta), all in one pipelined round trip.
 
-        A job whose stream is gone (expired, or never started) gets nothing.
+        A job whose stream is gone (expired, or never started), or that no longer runs that attempt, gets nothing.
         """
-        deltas = {job_id: text for job_id, text in deltas.items() if text}
+        deltas = {writer: text for writer, text in deltas.items() if text}
         if not deltas:
             return
         if self._append_sha is None:
             self._append_sha = self.client.script_load(_APPEND_TOKEN)
         pipe = self.client.pipeline(transaction=False)
-        for job_id, text in deltas.items():
-            pipe.evalsha(self._append_sha, 2, stream_key(job_id), channel_of(job_id), text, self.max_entries)
+        for (job_id, attempt), text in deltas.items():
+            keys = (stream_key(job_id), channel_of(job_id), writer_key(job_id))
+            pipe.evalsha(self._append_sha, len(keys), *keys, text, self.max_entries, attempt)
         results = pipe.execute(raise_on_error=False)
         if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
             # Redis restarted (or its scripts were flushed): none of them ran; load the script and send them again.

@@ -40,7 +40,11 @@ def stage_transition_effects(pipe: redis.client.Pipeline, job: Job, from_status:
         stage_delivery(pipe, delivery, ttl_s)
     # A job canceled while queued has no text: its followers are told, but its stream is not started for it.
     stage_status(
-        pipe, job.id, job.status.value, entry=from_status != JobStatus.QUEUED or job.status != JobStatus.CANCELED
+        pipe,
+        job.id,
+        job.status.value,
+        attempt=job.attempts,
+        entry=from_status != JobStatus.QUEUED or job.status != JobStatus.CANCELED,
     )
     if job.batch_id is not None:
         _stage_batch_counts(pipe, job, from_status)

@@ -14,6 +14,7 @@ from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
 from core.openai_translation import Endpoint, StreamChunks
 from core.store import JobStore, connect
 from core.token_stream import TokenStreams
+from tests.token_writes import as_running_attempt
 
 
 @pytest.fixture
@@ -51,9 +52,9 @@ def test_text_as_it_comes_then_the_finish_and_the_usage(store):
     store.transition(job.id, JobStatus.RUNNING)
     # Nothing written yet: the follower ticks (None) while it waits, so its caller can keep the connection alive.
     assert next(stream) is None
-    streams.append_texts({job.id: "Xin "})
+    streams.append_texts(as_running_attempt(store, {job.id: "Xin "}))
     assert next(stream)["choices"][0]["delta"] == {"content": "Xin "}
-    streams.append_texts({job.id: "chào"})
+    streams.append_texts(as_running_attempt(store, {job.id: "chào"}))
     assert next(stream)["choices"][0]["delta"] == {"content": "chào"}
     _succeed(store, job.id, "Xin chào", "length")
     finish, usage = list(stream)
@@ -64,8 +65,8 @@ def test_text_as_it_comes_then_the_finish_and_the_usage(store):
 def test_a_follower_that_comes_late_gets_every_piece_once(store):
     job = _job(store)
     store.transition(job.id, JobStatus.RUNNING)
-    TokenStreams(store.redis).append_texts({job.id: "Phở "})
-    TokenStreams(store.redis).append_texts({job.id: "bò"})
+    TokenStreams(store.redis).append_texts(as_running_attempt(store, {job.id: "Phở "}))
+    TokenStreams(store.redis).append_texts(as_running_attempt(store, {job.id: "bò"}))
     _succeed(store, job.id, "Phở bò")
     chunks = list(_follow(store, job, include_usage=False))
     texts = [chunk["choices"][0]["delta"].get("content") for chunk in chunks[1:-1]]
@@ -92,7 +93,7 @@ def test_a_job_requeued_after_text_was_sent_ends_the_stream_saying_so(store):
     stream = iter(_follow(store, job))
     next(stream)
     store.transition(job.id, JobStatus.RUNNING)
-    TokenStreams(store.redis).append_texts({job.id: "một nửa"})
+    TokenStreams(store.redis).append_texts(as_running_attempt(store, {job.id: "một nửa"}))
     assert next(stream)["choices"][0]["delta"]["content"] == "một nửa"
     store.transition(job.id, JobStatus.QUEUED)  # its worker died: the next attempt starts the text again
     *_, last = [chunk for chunk in stream if chunk is not None]

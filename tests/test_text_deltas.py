@@ -62,14 +62,14 @@ def test_the_publisher_writes_a_jobs_deltas_before_its_finish_returns(tokenizer,
     store.create(job)
     store.transition(job.id, JobStatus.RUNNING, started)
     ids = byte_split_ids(tokenizer)
-    feed = publisher.open(job.id, ["ngon"])
+    feed = publisher.open(job.id, 1, ["ngon"])
     for n in range(1, len(ids) + 1):
         feed.on_tokens(ids[:n])
     feed.finish(cut_at_first_stop(TEXT, ["ngon"]))
     events = TokenStreams(store.redis).read(job.id)
     assert text_of(events) == cut_at_first_stop(TEXT, ["ngon"])
     feed.on_tokens(ids)  # after finish: nothing more for this job
-    closed = publisher.open(job.id, None)
+    closed = publisher.open(job.id, 1, None)
     closed.close()
     closed.on_tokens(ids)
     store.transition(job.id, JobStatus.SUCCEEDED)

@@ -22,6 +22,7 @@ from core.token_stream import (
     stream_key,
     text_of,
 )
+from tests.token_writes import as_running_attempt
 
 
 @pytest.fixture
@@ -47,9 +48,9 @@ def test_transitions_and_deltas_replay_in_order_and_resume_after_any_id(store):
     assert streams.read(job.id) == []  # a queued job has no entry before its first change
     store.transition(job.id, JobStatus.RUNNING, started)
     store.transition(other.id, JobStatus.RUNNING, started)
-    streams.append_texts({job.id: "Xin ", other.id: "Hello"})
-    streams.append_texts({job.id: "chào đ"})
-    streams.append_texts({job.id: "ời", other.id: ""})
+    streams.append_texts(as_running_attempt(store, {job.id: "Xin ", other.id: "Hello"}))
+    streams.append_texts(as_running_attempt(store, {job.id: "chào đ"}))
+    streams.append_texts(as_running_attempt(store, {job.id: "ời", other.id: ""}))
     store.transition(job.id, JobStatus.SUCCEEDED)
 
     events = streams.read(job.id)
@@ -82,7 +83,7 @@ def test_a_token_never_recreates_a_missing_stream_and_every_change_is_published(
     assert pubsub.get_message(timeout=2)["type"] == "psubscribe"
 
     store.transition(job.id, JobStatus.RUNNING, started)
-    streams.append_texts({job.id: "ạ", never_started.id: "lost"})
+    streams.append_texts(as_running_attempt(store, {job.id: "ạ", never_started.id: "lost"}))
     store.transition(job.id, JobStatus.QUEUED, lambda j: setattr(j, "attempts", j.attempts - 1))
     store.transition(never_started.id, JobStatus.CANCELED)
     published = []
@@ -104,11 +105,11 @@ def test_a_token_never_recreates_a_missing_stream_and_every_change_is_published(
     assert text_of(entries) == ""  # back on the queue: the attempt's text is void
     assert not store.redis.exists(stream_key(never_started.id))  # canceled while queued: no stream started
     store.redis.delete(stream_key(job.id))
-    streams.append_texts({job.id: "late"})  # e.g. after the job expired
+    streams.append_texts(as_running_attempt(store, {job.id: "late"}))  # e.g. after the job expired
     assert not store.redis.exists(stream_key(job.id))
     store.redis.script_flush()
     store.transition(job.id, JobStatus.RUNNING, started)
-    streams.append_texts({job.id: "again"})  # the script is loaded again after Redis lost it
+    streams.append_texts(as_running_attempt(store, {job.id: "again"}))  # the script is loaded again after Redis lost it
     assert text_of(streams.read(job.id)) == "again"
 
 
@@ -119,7 +120,7 @@ def test_the_cap_keeps_at_least_what_one_attempt_writes(store):
     store.create(job)
     store.transition(job.id, JobStatus.RUNNING, started)
     for index in range(3 * cap):
-        streams.append_texts({job.id: f"{index} "})
+        streams.append_texts(as_running_attempt(store, {job.id: f"{index} "}))
     events = streams.read(job.id, count=10 * cap)
     assert cap <= len(events) < 3 * cap  # trimmed, oldest first, never below the cap
     assert events[-1].data == {"text": f"{3 * cap - 1} "}
@@ -147,6 +148,21 @@ def test_blocking_read_wakes_on_a_new_entry(store):
     begun = time.monotonic()
     assert streams.read(job.id, after=last, block_ms=100) == []
     assert time.monotonic() - begun >= 0.09
-    streams.append_texts({job.id: "x"})
+    streams.append_texts(as_running_attempt(store, {job.id: "x"}))
     assert [e.data for e in streams.read(job.id, after=last, block_ms=100)] == [{"text": "x"}]
     assert streams.read(job.id, after=START)[0] == StreamEvent(last, "status", {"status": "running"})
+
+
+def test_a_superseded_attempt_adds_no_text_after_its_job_was_requeued(store):
+    """A worker paused past its heartbeat wakes up still running attempt 1, after the reconciler requeued the job
+    and while (or before) attempt 2 runs: its text must not join attempt 2's."""
+    streams = TokenStreams(store.redis)
+    job = new_job()
+    store.create(job)
+    store.transition(job.id, JobStatus.RUNNING, started)  # attempt 1; its worker pauses before writing anything
+    store.transition(job.id, JobStatus.QUEUED, attempt=1)  # requeued by the reconciler
+    streams.append_texts({(job.id, 1): "stale "})  # the paused worker wakes: refused, nothing runs now
+    store.transition(job.id, JobStatus.RUNNING, started)  # attempt 2
+    streams.append_texts({(job.id, 1): "still stale ", (job.id, 2): "fresh"})
+    assert text_of(streams.read(job.id)) == "fresh"
+    assert [e.data for e in streams.read(job.id) if e.kind == "token"] == [{"text": "fresh"}]

@@ -216,7 +216,7 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
     error: dict[str, str] | None = None
     with runtime.sampler.peak_window() as peak:
         try:
-            result = _generate_streamed(runtime, job.id, params, watch)
+            result = _generate_streamed(runtime, job, params, watch)
         except EngineStopped:
             _hand_back(runtime, job, "the worker is stopping")
             return
@@ -285,12 +285,12 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
         runtime.job_log.write(recorded)
 
 
-def _generate_streamed(runtime: WorkerRuntime, job_id: str, params: GenerationInput, watch: StopWatch):
+def _generate_streamed(runtime: WorkerRuntime, job: Job, params: GenerationInput, watch: StopWatch):
     """The engine's result, its text streamed as it grows; all of it is written before the outcome is recorded
     (a job that fails or goes back to the queue streams nothing more)."""
     if runtime.publisher is None:
         return runtime.engine.generate(params, watch)
-    feed = runtime.publisher.open(job_id, params.stop)
+    feed = runtime.publisher.open(job.id, job.attempts, params.stop)
     try:
         result = runtime.engine.generate(params, watch, feed.on_tokens)
     except BaseException:

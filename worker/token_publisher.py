@@ -34,9 +34,10 @@ IDLE_WAKE_S = 1.0
 class JobFeed:
     """One job's link to the publisher: the engine's `on_tokens`, and the runner's `finish`/`close`."""
 
-    def __init__(self, publisher: TokenPublisher, job_id: str, deltas: TextDeltas) -> None:
+    def __init__(self, publisher: TokenPublisher, job_id: str, attempt: int, deltas: TextDeltas) -> None:
         self.publisher = publisher
         self.job_id = job_id
+        self.attempt = attempt
         self.deltas = deltas
         self.finished = threading.Event()
         self.final_text: str | None = None
@@ -76,9 +77,9 @@ class TokenPublisher:
         self._thread = threading.Thread(target=self._run, name="token-publisher", daemon=True)
         self._thread.start()
 
-    def open(self, job_id: str, stops: list[str] | None) -> JobFeed:
-        """A feed for one attempt of a job that is starting."""
-        feed = JobFeed(self, job_id, TextDeltas(self.tokenizer, stops))
+    def open(self, job_id: str, attempt: int, stops: list[str] | None) -> JobFeed:
+        """A feed for one attempt of a job that is starting (Redis takes text only from the running attempt)."""
+        feed = JobFeed(self, job_id, attempt, TextDeltas(self.tokenizer, stops))
         with self._lock:
             self._feeds.add(feed)
         return feed
@@ -135,7 +136,8 @@ class TokenPublisher:
         written = True
         if unsent:
             try:
-                self.streams.append_texts({feed.job_id: text for feed, text in unsent.items()})
+                # Keyed by attempt too: a superseded attempt of a job may still run here beside its next one.
+                self.streams.append_texts({(feed.job_id, feed.attempt): text for feed, text in unsent.items()})
             except redis.RedisError as error:
                 log.warning("text deltas not written (kept for the next try): %s", error)
                 written = False
