@@ -71,8 +71,13 @@ class DepartureWatch:
     def _watch(self) -> None:
         sock = self._sock
         try:
-            readable, _, _ = select.select([sock, self._wake_r], [], [])
-            if self._stopped.is_set() or sock not in readable:
+            # poll, not select: a busy process serves more than select's 1,024 descriptors, and select refuses
+            # the higher ones (ValueError), which read as a departure and canceled jobs of callers still there.
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            poller.register(self._wake_r, select.POLLIN)
+            ready = {fd for fd, _events in poller.poll()}
+            if self._stopped.is_set() or sock.fileno() not in ready:
                 return
             # Readable with nothing to read is the client's end of the stream. Data instead (a pipelined
             # request) means it is there: the watch ends, and a failing write will tell if it leaves later.

@@ -79,8 +79,10 @@ def make_settings(redis_server: RedisServer, tmp_path: Path) -> Callable[..., Se
 
 
 @pytest.fixture
-def store(redis_server: RedisServer) -> JobStore:
-    return JobStore(connect(redis_server.url), job_ttl_s=3600)
+def store(redis_server: RedisServer, request: pytest.FixtureRequest) -> JobStore:
+    """The session Redis, with the lines of a GPU queue no worker reads: the jobs a test queues by hand wait there,
+    and the session worker's messages never take them in place of the jobs they were published for."""
+    return JobStore(connect(redis_server.url), job_ttl_s=3600, queue=unconsumed_queue_name(request))
 
 
 def unconsumed_queue_name(request: pytest.FixtureRequest) -> str:

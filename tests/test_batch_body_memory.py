@@ -84,7 +84,7 @@ def test_a_body_over_the_limit_is_a_413(make_settings, request):
 def test_an_envelope_of_a_million_tiny_lines_is_refused_at_the_line_cap_without_holding_it(quiet_client):
     client, _ = quiet_client
     body = b'{"requests": [' + b",".join([b"{}"] * 1_000_000) + b"]}"
-    response, peak = peak_bytes_of(lambda: client.post("/batches", data=body))
+    response, peak = peak_bytes_of(lambda: client.post("/batches", data=body, content_type="application/json"))
     assert response.status_code == 422
     assert f"more than {MAX_BATCH_LINES} lines" in response.get_json()["error"]["message"]
     assert peak < 3 * len(body), (peak, len(body))  # parsed whole, it took 25x the body
@@ -96,7 +96,7 @@ def test_a_32_mib_envelope_is_read_to_its_end_within_three_times_its_size(quiet_
     # Every line is read and validated; the key after them refuses the batch, so only the reading is measured.
     body = ('{"webhook": null, "requests": [' + ",".join(lines) + '], "metadata": {"k": "v"}, "notes": 1}').encode()
     assert len(body) > 32 * 2**20
-    response, peak = peak_bytes_of(lambda: client.post("/batches", data=body))
+    response, peak = peak_bytes_of(lambda: client.post("/batches", data=body, content_type="application/json"))
     assert response.status_code == 422, response.get_json()
     assert response.get_json()["error"]["field"] == "notes"
     assert peak < 3 * len(body), (peak, len(body))

@@ -187,8 +187,10 @@ def test_over_http_an_envelope_is_taken_in_any_key_order_and_unknown_keys_are_re
     assert batch["webhook"]["url"] == "http://127.0.0.1:9/hook"
     assert queue_length(redis_server.url, queue) == 3
 
-    unknown = client.post("/batches", data=json.dumps(good | {"defaults": {"max_tokens": 4}}).encode())
-    malformed = client.post("/batches", data=json.dumps(good).encode()[:-40])
+    unknown = client.post(
+        "/batches", data=json.dumps(good | {"defaults": {"max_tokens": 4}}).encode(), content_type="application/json"
+    )
+    malformed = client.post("/batches", data=json.dumps(good).encode()[:-40], content_type="application/json")
     for refused in (unknown, malformed):
         assert refused.status_code == 422 and refused.get_json()["error"]["type"] == "invalid_input"
     assert unknown.get_json()["error"]["field"] == "defaults"

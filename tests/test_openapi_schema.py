@@ -60,7 +60,11 @@ schemathesis.serializer.alias(list(JSONL_MEDIA_TYPES), "application/json")
 @pytest.fixture
 def app(make_settings, request):
     settings = make_settings(
-        gpu_queue=unconsumed_queue_name(request), api_keys=[API_KEY], sync_wait_seconds=0.05, max_queue_depth=10**6
+        gpu_queue=unconsumed_queue_name(request),
+        api_keys=[API_KEY],
+        admin_api_keys=[API_KEY],
+        sync_wait_seconds=0.05,
+        max_queue_depth=10**6,
     )
     return create_app(settings)
 

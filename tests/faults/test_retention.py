@@ -34,7 +34,9 @@ def test_a_job_queued_past_the_ttl_with_no_worker_is_kept_and_runs_when_a_worker
 def test_a_completed_batch_is_served_for_the_ttl_after_it_completes(lab):
     client = lab.client(job_ttl_seconds=TTL_S)
     lines = [{"custom_id": f"r-{i}", "body": SHORT | {"prompt": f"dòng {i}"}} for i in range(3)]
-    created = client.post("/batches", data="\n".join(json.dumps(line) for line in lines))
+    created = client.post(
+        "/batches", data="\n".join(json.dumps(line) for line in lines), content_type="application/jsonl"
+    )
     assert created.status_code == 202
     batch_id = created.get_json()["id"]
     time.sleep(TTL_S + 1.5)  # longer than the TTL since creation: none of it may have expired
