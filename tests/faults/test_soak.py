@@ -1,5 +1,6 @@
 """A short chaos soak (`make soak`'s harness, tests/soak/): about a minute of every kind of client while the GPU
-worker is killed with -9 and with SIGTERM and Redis restarts, then every Jepsen-style check must pass."""
+worker is killed with -9, paused past its heartbeat and stopped with SIGTERM, the ops worker is killed and Redis
+restarts, then every Jepsen-style check must pass."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.soak.run import SoakConfig, run_soak
 pytestmark = pytest.mark.faults
 
 SOAK_S = 60
-SHORT_SOAK_FAULTS = ("kill-9-gpu", "restart-redis", "sigterm-gpu")
+SHORT_SOAK_FAULTS = ("kill-9-gpu", "sigstop-gpu", "restart-redis", "kill-ops", "sigterm-gpu")
 
 
 def test_short_soak_with_faults_breaks_no_promise(tmp_path: Path, demo_model_dir: Path) -> None:
