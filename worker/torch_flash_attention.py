@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 TORCH_FLASH = "torch_flash_varlen"
@@ -58,9 +59,15 @@ def torch_flash_attention_forward(
     max_length_k: int | None = None,
     **_kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """One layer's attention over the manager's packed batch; returns [1, query tokens, query heads, head_dim]."""
+    """One layer's attention over the manager's packed batch; returns [1, query tokens, query heads, head_dim].
+
+    Outside the manager (the sequential lane's plain `generate` on the same model: one sequence, no padding, so no
+    mask) it is SDPA, as that lane always was.
+    """
     if cu_seq_lens_q is None or cu_seq_lens_k is None:
-        raise ValueError(f"{TORCH_FLASH} runs only inside the batching manager (packed sequences, paged cache)")
+        if attention_mask is not None:
+            raise ValueError(f"{TORCH_FLASH} takes padded batches only inside the batching manager")
+        return sdpa_attention_forward(module, query, key, value, None, dropout=dropout, scaling=scaling, **_kwargs)
     packed = [x.squeeze(0).transpose(0, 1) for x in (query, key, value)]  # [tokens, heads, head_dim]
     # The op reads int32 offsets and non-strided last dimensions.
     q, k, v = (x.contiguous() for x in packed)
