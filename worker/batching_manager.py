@@ -137,13 +137,19 @@ def resolved_variant(manager) -> str:
     """What transformers made of the variant: graphs per path, async batching, compiled paths, fast decode path."""
     config = manager.continuous_batching_config
     varlen_graphs, decode_graphs = config.cuda_graph_booleans
+    compiled = config.varlen_compile_config is not None or config.decode_compile_config is not None
+    # transformers fills in padding sizes even when nothing pads: show them only where graphs or compile use them.
+    padding = (
+        f", padding q {config.q_padding_interval_size} kv {config.kv_padding_interval_size}"
+        if varlen_graphs or decode_graphs or compiled
+        else ", no padding"
+    )
     return (
         f"resolved by transformers: CUDA graphs varlen {varlen_graphs} decode {decode_graphs}, "
         f"async batching {config.use_async_batching}, "
         f"compiled varlen {config.varlen_compile_config is not None} "
         f"decode {config.decode_compile_config is not None}, "
-        f"fast decode path {bool(config.max_blocks_per_request)}, "
-        f"padding q {config.q_padding_interval_size} kv {config.kv_padding_interval_size}"
+        f"fast decode path {bool(config.max_blocks_per_request)}{padding}"
     )
 
 
