@@ -133,6 +133,7 @@ def measure_service(model_dir: Path, work: Path, env: dict, shape, deadline: flo
     finally:
         service.stop()  # ends any request still waiting, so the pool's thread returns
         pool.shutdown(wait=False)
+        (out.path.parent / "service.log").write_text(service.log_text()[-2_000_000:], encoding="utf-8")
 
 
 def best_variant(variants: dict) -> str | None:
