@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     # KV-cache budget of the batching engine: a share of the GPU memory left after loading, or GiB of RAM on CPU.
     kv_cache_memory_percent: float = Field(0.8, gt=0, lt=1)
     kv_cache_cpu_gb: float = Field(1.0, gt=0)
+    # The batching engine's variant (worker/engine_variant.py). `auto` everywhere is today's engine: a flash-attention
+    # package when one is installed on a GPU, else SDPA; CUDA graphs and compile as transformers decides for it.
+    # ENGINE_ATTENTION=torch_flash runs PyTorch's own flash kernel (CUDA, FP16/BF16 only); ENGINE_CUDA_GRAPHS=on forces
+    # graphs for any attention; ENGINE_COMPILE_LEVEL 1-3 compiles the step. Shapes are padded for graphs and compile to
+    # multiples of ENGINE_Q_PADDING_TOKENS / ENGINE_KV_PADDING_TOKENS (0: chosen from MAX_BATCH_SIZE for decode steps).
+    # A variant this machine can't run refuses to start: a sweep or an A/B must never measure another one.
+    engine_attention: Literal["auto", "sdpa", "torch_flash", "flash_attention_2", "flash_attention_3"] = "auto"
+    engine_cuda_graphs: Literal["auto", "on", "off"] = "auto"
+    engine_compile_level: int = Field(0, ge=0, le=3)
+    engine_q_padding_tokens: int = Field(0, ge=0, le=8192)
+    engine_kv_padding_tokens: int = Field(0, ge=0, le=1_048_576)
     # Jobs waiting on the queue (batch lines included) beyond which submissions get 503.
     max_queue_depth: int = Field(200_000, ge=1)
     max_tokens_limit: int = Field(4096, ge=1)
@@ -320,6 +331,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"API_HOST={self.api_host} reaches beyond this machine but API_KEYS is not set: "
                 "set API_KEYS, or ALLOW_OPEN_API=true to serve without keys"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _padding_only_where_shapes_are_padded(self) -> Settings:
+        # Without graphs or compile the manager never pads: a padding setting there would be silently ignored.
+        padding_set = self.engine_q_padding_tokens or self.engine_kv_padding_tokens
+        if padding_set and self.engine_cuda_graphs == "off" and self.engine_compile_level == 0:
+            raise ValueError(
+                "ENGINE_Q_PADDING_TOKENS / ENGINE_KV_PADDING_TOKENS pad shapes for CUDA graphs or compile only: "
+                "set ENGINE_CUDA_GRAPHS to on or auto, or ENGINE_COMPILE_LEVEL above 0"
             )
         return self
 

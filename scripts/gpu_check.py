@@ -175,11 +175,12 @@ def run_child(mode: str, *args: str) -> dict:
 class Service:
     """scripts/run_local.py (what `make run` runs) in the background, its output kept for the report."""
 
-    def __init__(self, model_dir: Path, work_dir: Path) -> None:
+    def __init__(self, model_dir: Path, work_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = work_dir / "service.log"
         env = dict(os.environ, MODEL_DIR=str(model_dir), PORT=str(self.port), LOG_DIR=str(work_dir / "logs"))
+        env.update(extra_env or {})
         env.pop("REDIS_URL", None)
         self.log_dir = work_dir / "logs"
         self._log = self.log_path.open("w")
@@ -392,7 +393,21 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "gpu-check-results")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the model is built (default: a temp dir)")
     parser.add_argument("--smoke", action="store_true", help="a tiny model of the same vocabulary: checks the script")
-    args = parser.parse_args()
+    parser.add_argument("--sweep", action="store_true", help="the engine variants sweep instead (scripts/gpu_sweep.py)")
+    args, sweep_args = parser.parse_known_args()
+    if args.sweep:
+        from scripts.gpu_sweep import main as sweep_main
+
+        return sweep_main(
+            [
+                *sweep_args,
+                "--out",
+                str(args.out / "sweep"),
+                *(["--work-dir", str(args.work_dir)] if args.work_dir else []),
+            ]
+        )
+    if sweep_args:
+        parser.error(f"unrecognized arguments: {' '.join(sweep_args)}")
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="gpu-check-"))
     model_dir = work / "model"

@@ -24,6 +24,7 @@ from broker.publisher import JobPublisher
 from core.errors import StoreUnavailable
 from core.settings import Settings
 from worker.consumer_canary import ConsumerCanary
+from worker.engine_variant import EngineVariantUnavailable
 from worker.generation import Engine
 from worker.runner import WorkerRuntime, run_next_job
 
@@ -68,6 +69,10 @@ class GpuWorker:
                     republish=JobPublisher(self.settings, self.celery_app).publish,
                     wrap_engine=self.wrap_engine,
                 )
+        except EngineVariantUnavailable as refusal:
+            log.critical("the engine settings can't run on this machine, the worker exits: %s", refusal)
+            logging.shutdown()
+            os._exit(MODEL_LOAD_FAILED_EXIT_CODE)
         except BaseException:
             # Celery would log this and serve on without a model: exit instead, so a supervisor sees it.
             log.critical("the model could not be loaded: the worker exits", exc_info=True)

@@ -1,15 +1,18 @@
-"""Building transformers' continuous-batching manager for this model and machine: attention, KV-cache size, start."""
+"""Building transformers' continuous-batching manager for this model and machine: its variant, KV-cache size, start."""
 
 from __future__ import annotations
 
 import gc
 import logging
+import time
 
 import torch
 from transformers import GenerationConfig
 from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
 from core.settings import Settings
+from worker.engine_variant import EngineVariant, resolve_engine_variant
+from worker.torch_flash_attention import use_torch_flash
 
 log = logging.getLogger("llm.worker")
 
@@ -32,28 +35,15 @@ def kv_cache_blocks(model, cache_budget_bytes: int) -> int:
     return max(16, cache_budget_bytes // (kv_cache_bytes_per_token(model) * PAGE_SIZE_TOKENS))
 
 
-def fastest_attention(device: str) -> str:
-    """The attention the batching manager runs fastest with here: a flash-attention kernel if one is installed.
-
-    Only with flash attention does transformers' manager use CUDA graphs and its fast decode path; SDPA is the
-    portable fallback. Chosen here, not left to the manager, so the choice is logged and never tries a download.
-    """
-    if device.startswith("cuda"):
-        from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available
-
-        if is_flash_attn_3_available():
-            return "flash_attention_3"
-        if is_flash_attn_2_available():
-            return "flash_attention_2"
-    return "sdpa"
-
-
 class ManagerFactory:
     """Makes (and after an out-of-memory, remakes) the one manager of a worker, always configured the same way."""
 
     def __init__(self, model, tokenizer, settings: Settings, *, eos_token_ids: list[int], context_tokens: int | None):
         self.model = model
         self.device = str(model.device)
+        # Resolved first: a variant this machine can't run refuses the engine before anything is built.
+        self.variant: EngineVariant = resolve_engine_variant(settings, self.device, model)
+        self.warmup_s: float | None = None
         # Non-default temperature/top_p/top_k make transformers build the per-request processors; each job then
         # passes its own values. do_sample is manager-wide, so greedy jobs sample with top_k=1 (same tokens).
         self.generation_config = GenerationConfig(
@@ -71,6 +61,7 @@ class ManagerFactory:
             max_requests_per_batch=settings.max_batch_size,
             page_size=PAGE_SIZE_TOKENS,
             **self._memory_budget(settings, context_tokens),
+            **self.variant.batching_config_values(),
         )
 
     def _memory_budget(self, settings: Settings, context_tokens: int | None) -> dict:
@@ -88,19 +79,28 @@ class ManagerFactory:
         }
 
     def start(self):
-        """A warmed-up, running manager; logs its attention and KV-cache size."""
-        attention = fastest_attention(self.device)
-        if self.model.config._attn_implementation != attention:
-            self.model.set_attn_implementation(attention)
+        """A warmed-up, running manager; logs its variant as transformers resolved it, warm-up time and KV cache."""
+        self._use_attention(self.variant.attention)
+        started = time.perf_counter()
         manager = self.model.init_continuous_batching(
             generation_config=self.generation_config,
             continuous_batching_config=ContinuousBatchingConfig(**self.batching_config_values),
         )
+        # Graph capture and compilation of the largest shapes happen here; smaller shapes are captured on first use.
         manager.warmup()
+        self.warmup_s = time.perf_counter() - started
         with torch.inference_mode():
             manager.start()
+        log.info("batching engine variant: %s; %s", self.variant.describe(), resolved_variant(manager))
+        log.info("batching engine warm-up (graph capture, compilation) %.2f s", self.warmup_s)
         self._log_cache_size(manager)
         return manager
+
+    def _use_attention(self, attention: str) -> None:
+        if attention == "torch_flash":
+            use_torch_flash(self.model)
+        elif self.model.config._attn_implementation != attention:
+            self.model.set_attn_implementation(attention)
 
     def restart(self, manager):
         """A fresh manager after the old one's loop died of a recoverable error (out of memory).
@@ -131,3 +131,30 @@ class ManagerFactory:
             cache_gb,
             blocks * PAGE_SIZE_TOKENS,
         )
+
+
+def resolved_variant(manager) -> str:
+    """What transformers made of the variant: graphs per path, async batching, compiled paths, fast decode path."""
+    config = manager.continuous_batching_config
+    varlen_graphs, decode_graphs = config.cuda_graph_booleans
+    compiled = config.varlen_compile_config is not None or config.decode_compile_config is not None
+    # transformers fills in padding sizes even when nothing pads: show them only where graphs or compile use them.
+    padding = (
+        f", padding q {config.q_padding_interval_size} kv {config.kv_padding_interval_size}"
+        if varlen_graphs or decode_graphs or compiled
+        else ", no padding"
+    )
+    return (
+        f"resolved by transformers: CUDA graphs varlen {varlen_graphs} decode {decode_graphs}, "
+        f"async batching {config.use_async_batching}, "
+        f"compiled varlen {config.varlen_compile_config is not None} "
+        f"decode {config.decode_compile_config is not None}, "
+        f"fast decode path {bool(config.max_blocks_per_request)}{padding}"
+    )
+
+
+def captured_graphs(manager) -> int:
+    """CUDA graphs the manager holds so far (0 without graphs); each was captured once, on first use of its shape."""
+    io = getattr(manager.batch_processor, "inputs_and_outputs", None)
+    pairs = [pair.device_io for pair in getattr(io, "io_pairs", [])] or [io]
+    return sum(len(getattr(getattr(each, "graphs", None), "_storage", {})) for each in pairs if each is not None)

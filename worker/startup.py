@@ -10,6 +10,7 @@ from core.settings import Settings
 from core.store import JobStore, connect
 from core.token_stream import TokenStreams, entries_cap
 from worker.batching_engine import BatchingEngine
+from worker.engine_variant import EngineVariantUnavailable
 from worker.generation import Engine
 from worker.job_log import JobLog
 from worker.model_loading import choose_device, gpu_name, load_model, pin_visible_gpu
@@ -50,6 +51,8 @@ def build_runtime(
         try:
             engine = BatchingEngine(loaded, settings)
             log.info("continuous batching: up to %d jobs share the model", settings.max_batch_size)
+        except EngineVariantUnavailable:
+            raise  # the ENGINE_* settings name an engine this machine can't run: serving another would hide it
         except Exception:  # noqa: BLE001 - an architecture the batching manager can't run still gets served
             log.exception("continuous batching is not available for this model: serving one job at a time")
     else:
