@@ -102,7 +102,7 @@ def test_ten_lines_of_a_second_key_start_within_a_few_places_of_a_2000_line_batc
     requests.post(f"{keyed_api.base_url}/batches/{backlog_batch}/cancel", headers=auth(KEY_A), timeout=60)
 
 
-def test_ten_jobs_of_a_second_key_start_within_a_few_places_of_another_keys_300_queued(keyed_api, redis_server):
+def test_ten_jobs_of_a_second_key_start_within_a_few_places_of_another_keys_100_queued(keyed_api, redis_server):
     store = JobStore(connect(redis_server.url), job_ttl_s=3600)
 
     def submit(key: str, n: int) -> str:
@@ -112,7 +112,7 @@ def test_ten_jobs_of_a_second_key_start_within_a_few_places_of_another_keys_300_
         return response.json()["id"]
 
     with ThreadPoolExecutor(8) as pool:
-        backlog = list(pool.map(lambda n: submit(KEY_A, n), range(300)))
+        backlog = list(pool.map(lambda n: submit(KEY_A, n), range(100)))
     wait_until_running(store, backlog, 8)
     since = datetime.now().astimezone()
     few = [submit(KEY_B, n) for n in range(10)]
