@@ -1,6 +1,6 @@
 """What every process of the engine sweep runs: its prompts, job sizes, and how a wave of concurrent jobs is timed.
 
-The sweep (scripts/gpu_sweep.py) runs each engine variant, the seed-style baseline and the service in processes of
+The sweep (bench/gpu_sweep.py) runs each engine variant, the seed-style baseline and the service in processes of
 their own; they share these definitions so their figures compare.
 """
 

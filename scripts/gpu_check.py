@@ -393,19 +393,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "gpu-check-results")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the model is built (default: a temp dir)")
     parser.add_argument("--smoke", action="store_true", help="a tiny model of the same vocabulary: checks the script")
-    parser.add_argument("--sweep", action="store_true", help="the engine variants sweep instead (scripts/gpu_sweep.py)")
+    parser.add_argument("--sweep", action="store_true", help="the engine variants sweep instead (bench/gpu_sweep.py)")
     args, sweep_args = parser.parse_known_args()
     if args.sweep:
-        from scripts.gpu_sweep import main as sweep_main
-
-        return sweep_main(
-            [
-                *sweep_args,
-                "--out",
-                str(args.out / "sweep"),
-                *(["--work-dir", str(args.work_dir)] if args.work_dir else []),
-            ]
-        )
+        # A benchmark, so it lives in bench/ (which the image leaves out): run as a program of its own.
+        sweep = [sys.executable, str(ROOT / "bench" / "gpu_sweep.py"), *sweep_args, "--out", str(args.out / "sweep")]
+        return subprocess.call(sweep + (["--work-dir", str(args.work_dir)] if args.work_dir else []))
     if sweep_args:
         parser.error(f"unrecognized arguments: {' '.join(sweep_args)}")
     args.out.mkdir(parents=True, exist_ok=True)
