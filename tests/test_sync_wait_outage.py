@@ -56,6 +56,15 @@ def _call_in_background(call) -> dict:
     return outcome
 
 
+def _generate_in_background(base_url: str, headers: dict[str, str]) -> dict:
+    """A `POST /v1/generate` that waits for its job, sent from a thread of its own."""
+    return _call_in_background(
+        lambda: requests.post(
+            f"{base_url}/v1/generate", json={"prompt": "Chờ", "max_tokens": 4}, headers=headers, timeout=ANSWER_WITHIN_S
+        )
+    )
+
+
 def _waiting_job_id(redis_url: str) -> str:
     """The id of the call's job once it is stored and published: the call is then (about to be) waiting."""
     poll_until(lambda: queue_length(redis_url, QUEUE), bool, STORED_WITHIN_S, "the job published")
@@ -63,11 +72,8 @@ def _waiting_job_id(redis_url: str) -> str:
 
 
 def test_a_wait_past_the_outage_it_rides_out_answers_503_naming_the_stored_job(api, own_redis):
-    url = f"{api.base_url}/v1/generate"
     headers = {"Authorization": f"Bearer {KEY}"}
-    pending = _call_in_background(
-        lambda: requests.post(url, json={"prompt": "Chờ", "max_tokens": 4}, headers=headers, timeout=ANSWER_WITHIN_S)
-    )
+    pending = _generate_in_background(api.base_url, headers)
     job_id = _waiting_job_id(own_redis.url)
     own_redis.stop()
     pending["thread"].join(ANSWER_WITHIN_S)
@@ -96,11 +102,8 @@ def test_an_openai_wait_past_the_outage_names_the_job_too(api, own_redis):
 
 
 def test_a_short_outage_is_ridden_out_and_the_call_answers_with_its_job(api, own_redis):
-    url = f"{api.base_url}/v1/generate"
     headers = {"Authorization": f"Bearer {KEY}"}
-    pending = _call_in_background(
-        lambda: requests.post(url, json={"prompt": "Chờ", "max_tokens": 4}, headers=headers, timeout=ANSWER_WITHIN_S)
-    )
+    pending = _generate_in_background(api.base_url, headers)
     job_id = _waiting_job_id(own_redis.url)
     own_redis.stop()
     own_redis.start()  # back well within OUTAGE_RIDDEN_S
