@@ -14,7 +14,7 @@ import socket
 from api.client_connection import DepartureWatch
 from api.services import Services
 from core.errors import JobNotFound, StoreUnavailable, WrongState
-from core.jobs import Job
+from core.jobs.model import Job
 
 log = logging.getLogger("llm.api")
 

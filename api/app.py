@@ -15,9 +15,9 @@ from api.openapi import register_docs
 from api.rate_limits import install_rate_limit
 from api.routes import batches, console, events, generate, health, jobs, metrics, openai, openai_batches
 from api.services import Services, api_redis_client
+from core.jobs.store import JobStore
+from core.jobs.submission import JobQueue
 from core.settings import Settings, get_settings, open_api_warning
-from core.store import JobStore
-from core.submission import JobQueue
 
 log = logging.getLogger("llm.api")
 

@@ -8,7 +8,7 @@ import ipaddress
 from flask import Request
 
 from core.errors import Forbidden, Unauthorized
-from core.owners import ANONYMOUS_OWNER, owner_id_for_key
+from core.owners.ids import ANONYMOUS_OWNER, owner_id_for_key
 from core.settings import Settings
 
 

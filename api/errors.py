@@ -26,8 +26,8 @@ from core.errors import (
     WaitTimedOut,
     WrongState,
 )
-from core.openai_translation import error_body
-from core.redis_errors import RETRY_AFTER_S, store_unavailable_from
+from core.openai.translation import error_body
+from core.redis.errors import RETRY_AFTER_S, store_unavailable_from
 
 log = logging.getLogger("llm.api")
 

@@ -1,6 +1,6 @@
 """The Prometheus exposition of the service's figures: a collector that reads them from Redis at scrape time.
 
-The figures live in Redis (core/service_metrics.py), written by the processes where things happen, so every API
+The figures live in Redis (core/metrics/service.py), written by the processes where things happen, so every API
 process renders the same numbers and no multiprocess directory is needed.
 """
 
@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.services import Services
 from broker.kombu_redis import priority_lists
-from core.service_metrics import Figures, read_figures
+from core.metrics.service import Figures, read_figures
 
 GIB = 1024**3
 

@@ -14,9 +14,9 @@ from flask import Response
 from api.abandoned_jobs import cancel_abandoned
 from api.client_connection import DepartureWatch
 from api.services import Services
-from core.completion_stream import CompletionStream
-from core.jobs import Job
-from core.openai_translation import OpenAIRequest, StreamChunks, created_at
+from core.jobs.model import Job
+from core.openai.streaming import CompletionStream
+from core.openai.translation import OpenAIRequest, StreamChunks, created_at
 
 
 def streamed_answer(

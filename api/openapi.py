@@ -25,9 +25,9 @@ from api.schemas import (
     OpenAIErrorBody,
     TextCompletionChunk,
 )
-from core.batches import BATCH_ID_PATTERN, BatchRequestLine
-from core.jobs import JOB_ID_PATTERN, Job
-from core.openai_files import FILE_ID_PATTERN
+from core.batches.model import BATCH_ID_PATTERN, BatchRequestLine
+from core.jobs.model import JOB_ID_PATTERN, Job
+from core.openai.files import FILE_ID_PATTERN
 
 OPENAPI_PATH = "/openapi.json"
 # Routes that answer a request with `stream: true` as server-sent events.

@@ -13,7 +13,7 @@ from api.routes import console, health
 from api.routes.common import caller
 from api.services import POOL_WAIT_S
 from core.errors import TooManyRequests, Unauthorized
-from core.keys import RATE_LIMIT_KEY_PREFIX
+from core.redis.keys import RATE_LIMIT_KEY_PREFIX
 from core.settings import Settings
 
 

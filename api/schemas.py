@@ -1,6 +1,6 @@
 """The shapes the API answers with and the query strings it reads, as models for the OpenAPI document.
 
-Request bodies are documented with the models that validate them (core.jobs, core.batches); the answers here
+Request bodies are documented with the models that validate them (core.jobs.model, core.batches.model); the answers here
 mirror what the routes return, and the schema tests hold every answer to them.
 """
 
@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.batches import BATCH_ID_PATTERN, BatchStatus
-from core.job_records import JobResources, JobUsage, WebhookRecord
-from core.jobs import Job, JobStatus
-from core.openai_files import FILE_ID_PATTERN
-from core.token_stream import EVENT_ID_PATTERN
+from core.batches.model import BATCH_ID_PATTERN, BatchStatus
+from core.events.stream import EVENT_ID_PATTERN
+from core.jobs.model import Job, JobStatus
+from core.jobs.records import JobResources, JobUsage, WebhookRecord
+from core.openai.files import FILE_ID_PATTERN
 
 MAX_PAGE_SIZE = 100
 # A page cursor is the sequence number of the last item seen, as the decimal string `next_cursor` gives.
@@ -331,7 +331,7 @@ class OpenAIBatchList(BaseModel):
     has_more: bool
 
 
-# The OpenAI-compatible routes answer in OpenAI's shapes (core/openai_translation.py builds them).
+# The OpenAI-compatible routes answer in OpenAI's shapes (core/openai/translation.py builds them).
 
 
 class OpenAIErrorDetail(BaseModel):

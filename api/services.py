@@ -7,25 +7,25 @@ from dataclasses import dataclass
 import redis
 
 from broker.publisher import JobPublisher
-from core.batch_store import BatchStore
-from core.batch_submission import SubmitBatch
-from core.cancellation import CancelBatch, CancelJob
-from core.context_window import ContextWindow
-from core.file_quota import FileQuota
-from core.idempotency import IdempotencyKeys
-from core.job_event_listener import JobEventListener
-from core.job_events import JobEvents
-from core.long_requests import LongRequests
-from core.memory_budget import MemoryBudget
-from core.metrics_history import MetricsHistory
-from core.openai_batches import OpenAIBatches, OpenAIBatchStore
-from core.openai_files import FileStore
+from core.batches.store import BatchStore
+from core.batches.submission import SubmitBatch
+from core.events.follow import JobEvents
+from core.events.listener import JobEventListener
+from core.events.stream import TokenStreams
+from core.jobs.cancellation import CancelBatch, CancelJob
+from core.jobs.context_window import ContextWindow
+from core.jobs.idempotency import IdempotencyKeys
+from core.jobs.store import JobStore, connect
+from core.jobs.submission import JobQueue, SubmitJob
+from core.limits.file_quota import FileQuota
+from core.limits.long_requests import LongRequests
+from core.limits.memory_budget import MemoryBudget
+from core.limits.stream_slots import StreamSlots
+from core.limits.wait_slots import WaitSlots
+from core.metrics.history import MetricsHistory
+from core.openai.batches import OpenAIBatches, OpenAIBatchStore
+from core.openai.files import FileStore
 from core.settings import Settings
-from core.store import JobStore, connect
-from core.stream_slots import StreamSlots
-from core.submission import JobQueue, SubmitJob
-from core.token_stream import TokenStreams
-from core.wait_slots import WaitSlots
 
 # Redis connections one API process follows jobs with (their streams and the jobs themselves), whatever the number
 # of clients: a follower reads only to catch up and at the end (new entries reach it through the process's one

@@ -17,7 +17,7 @@ import torch
 
 from bench.sweep_workload import GPU_SHAPE, GREEDY_PROMPTS, TINY_SHAPE, FiguresFile, greedy_prompt, timed_prompt
 from bench.workload import percentile
-from core.jobs import GenerationInput
+from core.jobs.model import GenerationInput
 from core.settings import Settings
 from worker.generation import PromptEncoder, context_tokens, eos_token_ids
 from worker.model_loading import choose_device, load_model

@@ -12,7 +12,7 @@ import json
 import sys
 
 from bench.workload import SAMPLING, Sender, measure_throughput
-from core.jobs import GenerationInput
+from core.jobs.model import GenerationInput
 from core.settings import Settings
 from worker.batching_engine import BatchingEngine
 from worker.model_loading import choose_device, load_model

@@ -37,8 +37,8 @@ from bench.workload import (  # noqa: E402
     percentile,
     run_clients,
 )
+from core.jobs.store import JobStore, connect  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.store import JobStore, connect  # noqa: E402
 from scripts.redis_server import RedisServer, free_port  # noqa: E402
 from scripts.service_processes import api_command, wait_for_worker, worker_command  # noqa: E402
 

@@ -28,7 +28,7 @@ JOBS_EACH = 8
 
 def run_mode(mode: str) -> dict:
     """In this process: the engine, then 8 plain and 8 seeded jobs at once."""
-    from core.jobs import GenerationInput
+    from core.jobs.model import GenerationInput
     from core.settings import Settings
     from worker import batching_engine
     from worker.batching_engine import BatchingEngine

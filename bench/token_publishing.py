@@ -31,10 +31,10 @@ CLIENTS = (8, 32)
 def run_mode(mode: str, redis_url: str) -> dict:
     """In this process: the engine, then the workload; with `mode` "publish", every job streams its text."""
     from bench.workload import SAMPLING, Sender, measure_throughput
-    from core.jobs import GenerationInput
+    from core.events.stream import TokenStreams, entries_cap, stage_status, stream_key
+    from core.jobs.model import GenerationInput
+    from core.jobs.store import connect
     from core.settings import Settings
-    from core.store import connect
-    from core.token_stream import TokenStreams, entries_cap, stage_status, stream_key
     from worker.batching_engine import BatchingEngine
     from worker.model_loading import choose_device, load_model
     from worker.token_publisher import TokenPublisher

@@ -27,7 +27,7 @@ from bench.sweep_workload import (
     greedy_prompt,
     run_wave,
 )
-from core.jobs import GenerationInput
+from core.jobs.model import GenerationInput
 from core.settings import Settings
 from worker.batching_engine import BatchingEngine
 from worker.batching_manager import captured_graphs, resolved_variant

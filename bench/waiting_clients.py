@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.results import machine_description, record  # noqa: E402
-from core.owners import ANONYMOUS_OWNER  # noqa: E402
-from core.store import connect  # noqa: E402
-from core.wait_slots import WaitSlots  # noqa: E402
+from core.jobs.store import connect  # noqa: E402
+from core.limits.wait_slots import WaitSlots  # noqa: E402
+from core.owners.ids import ANONYMOUS_OWNER  # noqa: E402
 from scripts.redis_server import RedisServer, free_port  # noqa: E402
 from scripts.service_processes import api_command  # noqa: E402
 

@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     max_waits_per_key: int = Field(256, ge=1)
     # Jobs (batch lines included) one key may have queued at once; past it, 429. Room for one full batch (50,000
     # lines), a quarter of MAX_QUEUE_DEPTH: one key alone can't fill the queue. Keys take turns on the GPU anyway
-    # (core/fair_queue.py); this bounds what one key holds in Redis.
+    # (core/jobs/fair_queue.py); this bounds what one key holds in Redis.
     max_queued_per_key: int = Field(50_000, ge=1)
     # API keys allowed `priority: high` (the others get 403); with API_KEYS unset everyone is.
     high_priority_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -319,7 +319,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            from core.webhooks import secret_key_bytes
+            from core.webhooks.deliveries import secret_key_bytes
 
             secret_key_bytes(value.get_secret_value())  # raises ValueError with the reason, never the value
         return value

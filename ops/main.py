@@ -12,9 +12,9 @@ import signal
 import threading
 
 from broker.publisher import JobPublisher
+from core.jobs.store import JobStore, connect
 from core.settings import get_settings
-from core.store import JobStore, connect
-from core.webhook_queue import WebhookQueue
+from core.webhooks.queue import WebhookQueue
 from ops.metrics_sampler import MetricsSampler
 from ops.reconciler import Reconciler
 from ops.webhook_delivery import WebhookSender

@@ -1,4 +1,4 @@
-"""Samples the service's figures into the metrics history (core/metrics_history.py) once per period.
+"""Samples the service's figures into the metrics history (core/metrics/history.py) once per period.
 
 Every ops worker runs one; the history's per-period claim keeps their samples from doubling up.
 """
@@ -12,8 +12,8 @@ import redis
 
 from broker.kombu_redis import priority_lists
 from core.errors import StoreUnavailable
-from core.metrics_history import MetricsHistory
-from core.service_metrics import read_figures
+from core.metrics.history import MetricsHistory
+from core.metrics.service import read_figures
 from core.settings import Settings
 
 log = logging.getLogger("llm.metrics")

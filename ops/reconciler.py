@@ -18,11 +18,11 @@ import time
 import redis
 
 from broker.publisher import JobPublisher
-from core.batch_store import BatchStore
+from core.batches.store import BatchStore
 from core.errors import JobNotFound, StoreUnavailable, WrongState
-from core.jobs import Job, JobStatus, parse_iso, utc_now_iso
+from core.jobs.model import Job, JobStatus, parse_iso, utc_now_iso
+from core.jobs.store import JobStore
 from core.settings import Settings
-from core.store import JobStore
 
 log = logging.getLogger("llm.reconciler")
 

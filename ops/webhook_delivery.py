@@ -14,15 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from core.batch_store import BatchStore
-from core.callback_urls import CallbackHostUnresolved, CallbackUrlRefused, check_callback_url
+from core.batches.store import BatchStore
 from core.errors import StoreUnavailable
-from core.jobs import utc_now_iso
-from core.service_metrics import count_webhook_attempt
+from core.jobs.model import utc_now_iso
+from core.jobs.store import JobStore
+from core.metrics.service import count_webhook_attempt
 from core.settings import Settings
-from core.store import JobStore
-from core.webhook_queue import WebhookQueue
-from core.webhooks import (
+from core.webhooks.callback_urls import CallbackHostUnresolved, CallbackUrlRefused, check_callback_url
+from core.webhooks.deliveries import (
     EVENT_COMPLETED,
     STATE_DELIVERED,
     STATE_FAILED,
@@ -33,6 +32,7 @@ from core.webhooks import (
     secret_key_bytes,
     sign,
 )
+from core.webhooks.queue import WebhookQueue
 from ops.webhook_http import post_json
 
 log = logging.getLogger("llm.webhooks")

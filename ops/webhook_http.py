@@ -8,7 +8,7 @@ import socket
 import ssl
 import threading
 
-from core.callback_urls import CheckedUrl
+from core.webhooks.callback_urls import CheckedUrl
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

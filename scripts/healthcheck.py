@@ -18,8 +18,8 @@ import sys
 import redis
 
 from core.errors import StoreUnavailable
+from core.jobs.store import JobStore, connect
 from core.settings import get_settings
-from core.store import JobStore, connect
 
 
 def worker_host(name: str) -> str:

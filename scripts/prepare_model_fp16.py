@@ -6,7 +6,7 @@
 The source is a Hugging Face model folder on this machine (config.json, safetensors weights in float32, bfloat16 or
 float16, the tokenizer files); nothing is downloaded. It writes `<out>/fp16/` (config.json with dtype float16, the
 weights in shards of at most --max-shard-size with model.safetensors.index.json) and `<out>/tokenizer/`: the layout
-the GPU worker (worker/model_loading.py) and the API's context check (core/context_window.py) read.
+the GPU worker (worker/model_loading.py) and the API's context check (core/jobs/context_window.py) read.
 
 Then it checks the result before putting it in place: the worker's loader finds it, it loads as float16, and its
 logits on a fixed prompt are close to those of the source computed in float32 (the relative error is printed; above
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a file (`python scripts/prepare_model_fp16.py`), not only as a module
     sys.path.insert(0, str(ROOT))
 
-from core.context_window import model_files  # noqa: E402
+from core.jobs.context_window import model_files  # noqa: E402
 from worker.model_loading import DEMO_MODEL_MARKER, locate_model  # noqa: E402
 
 WEIGHTS_DIR = "fp16"

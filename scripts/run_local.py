@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.settings import Settings, get_settings, open_api_warning, redacted_url  # noqa: E402
-from core.webhooks import generate_secret  # noqa: E402
+from core.webhooks.deliveries import generate_secret  # noqa: E402
 from scripts.private_files import private_secret  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
 from scripts.service_processes import api_command, ops_worker_command, worker_command  # noqa: E402

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from core.store import JobStore
+from core.jobs.store import JobStore
 
 
 def worker_command(hostname: str = "gpu@%h") -> list[str]:

@@ -15,9 +15,9 @@ import redis
 import requests
 
 from broker.kombu_redis import priority_list_names
-from core.keys import QUEUED_INDEX_KEY, RUNNING_INDEX_KEY
+from core.jobs.store import JobStore, connect
+from core.redis.keys import QUEUED_INDEX_KEY, RUNNING_INDEX_KEY
 from core.settings import Settings
-from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
 from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
 

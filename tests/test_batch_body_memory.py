@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 
 from api.app import create_app
-from core.batches import MAX_BATCH_LINES
+from core.batches.model import MAX_BATCH_LINES
 from tests.conftest import queue_length, unconsumed_queue_name
 
 

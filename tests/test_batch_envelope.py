@@ -8,10 +8,10 @@ import json
 import pytest
 
 from api.app import create_app
-from core.batch_envelope import envelope_lines, is_envelope
-from core.batches import read_batch_body, validate_batch_lines
+from core.batches.envelope import envelope_lines, is_envelope
+from core.batches.json_stream import JsonStream, array_items
+from core.batches.model import read_batch_body, validate_batch_lines
 from core.errors import InvalidInput
-from core.json_stream import JsonStream, array_items
 from tests.conftest import WEBHOOK_SECRET, queue_length, unconsumed_queue_name
 
 CHUNK_SIZES = (1, 2, 3, 7, 64, 1 << 20)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from core.batch_progress import batch_rates
+from core.batches.progress import batch_rates
 
 STARTED = "2026-11-26T10:00:00.000000Z"
 TEN_S_LATER = datetime(2026, 11, 26, 10, 0, 10, tzinfo=UTC)

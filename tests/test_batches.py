@@ -14,8 +14,8 @@ import redis
 import requests
 
 from api.app import create_app
-from core.jobs import parse_iso, utc_now_iso
-from core.keys import JOB_KEY
+from core.jobs.model import parse_iso, utc_now_iso
+from core.redis.keys import JOB_KEY
 from tests.conftest import ROOT, queue_length, unconsumed_queue_name
 from tests.polling import poll_until, wait_for_terminal
 from tests.test_job_spine import submit

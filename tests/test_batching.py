@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from api.app import create_app
-from core.jobs import parse_iso
+from core.jobs.model import parse_iso
 from tests.conftest import JobStore, connect, service_env, start_worker, stop_process
 from tests.polling import is_terminal, poll_until, wait_for_terminal
 from tests.test_job_spine import run, submit

@@ -7,10 +7,10 @@ import ipaddress
 import pytest
 
 from api.app import create_app
-from core.callback_urls import check_callback_url, is_public
-from core.store import JobStore, connect
-from core.webhook_queue import WebhookQueue
-from core.webhooks import Delivery
+from core.jobs.store import JobStore, connect
+from core.webhooks.callback_urls import check_callback_url, is_public
+from core.webhooks.deliveries import Delivery
+from core.webhooks.queue import WebhookQueue
 from ops.webhook_delivery import WebhookSender
 from scripts.redis_server import free_port
 from tests.conftest import WEBHOOK_SECRET, queue_length, unconsumed_queue_name

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from core.keys import CANCEL_KEY
+from core.redis.keys import CANCEL_KEY
 from tests.polling import get_job, poll_until, wait_for_terminal
 
 JOBS = 48

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.cancellation import CancelJob
 from core.errors import JobNotFound, WrongState
-from core.jobs import JobStatus
-from core.keys import CANCEL_KEY
+from core.jobs.cancellation import CancelJob
+from core.jobs.model import JobStatus
+from core.redis.keys import CANCEL_KEY
 from tests.test_store import new_job
 
 

@@ -1,4 +1,4 @@
-"""A job's event stream as OpenAI chunks (core/completion_stream.py), against the test Redis, the job's changes
+"""A job's event stream as OpenAI chunks (core/openai/streaming.py), against the test Redis, the job's changes
 written as the worker writes them (status changes through the store, text through TokenStreams)."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import threading
 
 import pytest
 
-from core.completion_stream import CompletionStream
-from core.job_event_listener import JobEventListener
-from core.job_events import JobEvents
-from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
-from core.openai_translation import Endpoint, StreamChunks
-from core.store import JobStore, connect
-from core.token_stream import TokenStreams
+from core.events.follow import JobEvents
+from core.events.listener import JobEventListener
+from core.events.stream import TokenStreams
+from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.store import JobStore, connect
+from core.openai.streaming import CompletionStream
+from core.openai.translation import Endpoint, StreamChunks
 from tests.token_writes import as_running_attempt
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from api.app import create_app
-from core.context_window import ContextWindow
+from core.jobs.context_window import ContextWindow
 from tests.conftest import ROOT, queue_length, unconsumed_queue_name
 
 DEMO_CONTEXT = 2048
@@ -85,8 +85,8 @@ def test_counting_loads_no_torch_or_transformers(demo_model_dir):
     check = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from core.context_window import ContextWindow\n"
-        "from core.jobs import parse_generation_input\n"
+        "from core.jobs.context_window import ContextWindow\n"
+        "from core.jobs.model import parse_generation_input\n"
         f"window = ContextWindow(Path({str(demo_model_dir)!r}))\n"
         "window.check(parse_generation_input({'prompt': 'x', 'max_tokens': 4}, max_tokens_limit=10, "
         "max_prompt_chars=10))\n"

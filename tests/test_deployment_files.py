@@ -867,7 +867,7 @@ def test_gpu_worker_health_check_follows_a_live_worker_of_its_own_host(
 ) -> None:
     """Healthy with this host's worker live (the session's real worker); unhealthy with only another host's worker,
     none at all, or a wrong password, which it never prints."""
-    from core.store import JobStore, connect
+    from core.jobs.store import JobStore, connect
 
     app_dir = copy_image_tree(tmp_path / "app")
     live = run_health_check("gpu-worker", app_dir, redis_server.url)

@@ -17,7 +17,7 @@ import torch
 from pydantic import ValidationError
 
 import worker.torch_flash_attention as torch_flash
-from core.jobs import GenerationInput
+from core.jobs.model import GenerationInput
 from core.settings import Settings
 from tests.reference_flash_kernel import reference_varlen_flash
 from worker.batching_engine import BatchingEngine

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
-from core.keys import WORKER_RESERVED_KEY
-from core.store import JobStore, connect
+from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.store import JobStore, connect
+from core.redis.keys import WORKER_RESERVED_KEY
 
 WORKER = "gpu@test#1"
 

@@ -9,9 +9,9 @@ from datetime import datetime
 import pytest
 import requests
 
-from core.jobs import JobStatus
-from core.keys import BATCH_JOBS_KEY
-from core.store import JobStore, connect
+from core.jobs.model import JobStatus
+from core.jobs.store import JobStore, connect
+from core.redis.keys import BATCH_JOBS_KEY
 from tests.conftest import start_api_server, stop_process
 from tests.polling import poll_until
 

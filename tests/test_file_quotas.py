@@ -11,11 +11,11 @@ import pytest
 
 from api.app import create_app
 from core.errors import StoreUnavailable, TooManyRequests
-from core.file_quota import FileQuota
-from core.keys import OPENAI_FILE_USAGE_BYTES_KEY, OPENAI_FILE_USAGE_KEY
-from core.openai_files import FileStore
-from core.owners import owner_id_for_key
-from core.store import connect
+from core.jobs.store import connect
+from core.limits.file_quota import FileQuota
+from core.openai.files import FileStore
+from core.owners.ids import owner_id_for_key
+from core.redis.keys import OPENAI_FILE_USAGE_BYTES_KEY, OPENAI_FILE_USAGE_KEY
 
 KEY_A, KEY_B = "quota-key-a", "quota-key-b"
 LINE = b'{"custom_id": "x", "method": "POST", "url": "/v1/completions", "body": {"prompt": "hi"}}\n'

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 
-import core.idempotency
+import core.jobs.idempotency
 from api.app import create_app
 from scripts.redis_server import free_port
 from tests.conftest import ROOT, queue_length, service_env, unconsumed_queue_name
@@ -66,7 +66,7 @@ def test_a_retry_after_the_stale_period_makes_the_job_exactly_once(
 
 def test_a_fresh_claim_is_not_taken_over(make_settings, redis_server, tmp_path, request, owner_key, monkeypatch):
     """Within the stale period the claim stands: the retry is told to come back (503), and nothing is made."""
-    monkeypatch.setattr(core.idempotency, "EARLIER_WAIT_S", 0.5)
+    monkeypatch.setattr(core.jobs.idempotency, "EARLIER_WAIT_S", 0.5)
     queue = unconsumed_queue_name(request)
     body = {"prompt": "chưa", "max_tokens": 4}
     headers = {"Idempotency-Key": "still-fresh", "Authorization": f"Bearer {owner_key}"}

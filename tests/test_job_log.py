@@ -7,7 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from tests.polling import poll_until
 from tests.test_job_spine import run
 from worker.job_log import JOB_LOG_FILE, JobLog

@@ -1,13 +1,13 @@
-"""The API's reading of Redis's memory (core/memory_budget.py): at most one INFO per second per process, a refusal
-past the high-water mark, and no check at all on a Redis without maxmemory."""
+"""The API's reading of Redis's memory (core/limits/memory_budget.py): at most one INFO per second per process, a
+refusal past the high-water mark, and no check at all on a Redis without maxmemory."""
 
 from __future__ import annotations
 
 import pytest
 
 from core.errors import StoreUnavailable
-from core.memory_budget import MemoryBudget
-from core.store import connect
+from core.jobs.store import connect
+from core.limits.memory_budget import MemoryBudget
 
 
 def info_calls(client) -> int:

@@ -13,9 +13,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from core.metrics_history import MetricsHistory
-from core.service_metrics import Figures, read_figures
-from core.store import connect
+from core.jobs.store import connect
+from core.metrics.history import MetricsHistory
+from core.metrics.service import Figures, read_figures
 from scripts.redis_server import free_port
 from tests.polling import poll_until
 from tests.receivers import Receiver

@@ -8,9 +8,9 @@ import pytest
 
 from api.app import create_app
 from broker.publisher import JobPublisher
-from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
-from core.keys import WORKER_INFO_KEY, WORKERS_KEY
-from core.store import JobStore, connect
+from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.store import JobStore, connect
+from core.redis.keys import WORKER_INFO_KEY, WORKERS_KEY
 from ops.reconciler import Reconciler
 from scripts.redis_server import RedisServer
 from tests.conftest import unconsumed_queue_name

@@ -9,7 +9,7 @@ import openai
 import pytest
 import requests
 
-from core.jobs import parse_iso
+from core.jobs.model import parse_iso
 from core.settings import Settings
 from tests.conftest import HttpServer, WorkerProcess, start_api_server, stop_process
 from tests.polling import poll_until

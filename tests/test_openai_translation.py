@@ -1,12 +1,12 @@
-"""OpenAI request bodies as generations and finished jobs as OpenAI answers (core/openai_translation.py), in process."""
+"""OpenAI request bodies as generations and finished jobs as OpenAI answers (core/openai/translation.py), in process."""
 
 from __future__ import annotations
 
 import pytest
 
 from core.errors import InvalidInput
-from core.jobs import GenerationParams, Job, JobStatus, new_job_id, parse_iso
-from core.openai_translation import (
+from core.jobs.model import GenerationParams, Job, JobStatus, new_job_id, parse_iso
+from core.openai.translation import (
     COMPLETIONS_DEFAULT_MAX_TOKENS,
     Endpoint,
     StreamChunks,

@@ -11,8 +11,8 @@ import pytest
 
 from api.app import create_app
 from api.schemas import ErrorBody, OpenAIErrorBody
-from core.batches import BatchRequestLine
-from core.jobs import ChatMessage, GenerationInput
+from core.batches.model import BatchRequestLine
+from core.jobs.model import ChatMessage, GenerationInput
 
 ROUTES = {
     "/jobs": {"get", "post"},

@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
-from core.context_window import ContextWindow
+from core.jobs.context_window import ContextWindow
 from core.settings import Settings
 from scripts.make_demo_model import build_demo_model
 from scripts.prepare_model_fp16 import CHECK_PROMPT, DEFAULT_TOLERANCE, INDEX_NAME, logits_of, main

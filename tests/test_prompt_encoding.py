@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from core.jobs import GenerationInput
+from core.jobs.model import GenerationInput
 from worker.generation import EngineInputError, PromptEncoder, classify_failure
 from worker.stop_strings import cut_at_first_stop
 

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from broker.publisher import JobPublisher
-from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
-from core.keys import QUEUED_INDEX_KEY
-from core.store import JobStore, connect
+from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.store import JobStore, connect
+from core.redis.keys import QUEUED_INDEX_KEY
 from ops.reconciler import Reconciler
 from tests.conftest import queue_length, unconsumed_queue_name
 

@@ -7,13 +7,13 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from core.batch_store import BatchStore
-from core.batches import Batch
+from core.batches.model import Batch
+from core.batches.store import BatchStore
 from core.errors import StoreUnavailable
-from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
-from core.store import JobStore, connect
-from core.webhook_queue import WebhookQueue
-from core.webhooks import Delivery
+from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.store import JobStore, connect
+from core.webhooks.deliveries import Delivery
+from core.webhooks.queue import WebhookQueue
 from scripts.redis_server import free_port
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.job_records import ResourceReading
+from core.jobs.records import ResourceReading
 from tests.test_job_spine import RESOURCE_LOG_LINE
 from worker.resources import ResourceSampler, format_resource_line, ram_used_and_total_bytes
 

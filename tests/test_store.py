@@ -8,9 +8,9 @@ import time
 import pytest
 
 from core.errors import JobNotFound, WrongState
-from core.jobs import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus, new_job_id, utc_now_iso
-from core.keys import JOB_KEY
-from core.store import RECHECK_S, JobStore, connect
+from core.jobs.model import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.store import RECHECK_S, JobStore, connect
+from core.redis.keys import JOB_KEY
 from scripts.redis_server import RedisServer
 
 
@@ -116,9 +116,9 @@ def test_waiting_gives_up_at_the_timeout(store):
 
 
 def test_a_batch_whose_completion_was_cut_short_is_completed_by_the_sweep(store):
-    from core.batch_store import BatchStore
-    from core.batches import Batch
-    from core.keys import BATCH_STATS_KEY, OPEN_BATCHES_KEY
+    from core.batches.model import Batch
+    from core.batches.store import BatchStore
+    from core.redis.keys import BATCH_STATS_KEY, OPEN_BATCHES_KEY
 
     batches = BatchStore(store)
     batch = Batch(id=f"batch_{new_job_id()}", created_at=utc_now_iso(), total=1)
@@ -134,9 +134,9 @@ def test_a_batch_whose_completion_was_cut_short_is_completed_by_the_sweep(store)
 
 
 def test_batch_listing_fills_its_pages_past_expired_batches(store):
-    from core.batch_store import BatchStore
-    from core.batches import Batch
-    from core.keys import BATCH_KEY
+    from core.batches.model import Batch
+    from core.batches.store import BatchStore
+    from core.redis.keys import BATCH_KEY
 
     owner = f"owner-{new_job_id()}"
     batches = BatchStore(store)
@@ -155,8 +155,8 @@ def test_batch_listing_fills_its_pages_past_expired_batches(store):
 
 
 def test_another_owners_batch_is_a_batch_not_found(store):
-    from core.batch_store import BatchStore
-    from core.batches import Batch
+    from core.batches.model import Batch
+    from core.batches.store import BatchStore
     from core.errors import BatchNotFound
 
     batches = BatchStore(store)

@@ -16,11 +16,11 @@ import redis
 import requests
 
 from api.app import create_app
-from core.owners import owner_id_for_key
+from core.jobs.store import JobStore, connect
+from core.limits.stream_slots import StreamSlots
+from core.limits.wait_slots import WaitSlots
+from core.owners.ids import owner_id_for_key
 from core.settings import Settings
-from core.store import JobStore, connect
-from core.stream_slots import StreamSlots
-from core.wait_slots import WaitSlots
 from tests.conftest import HttpServer, WorkerProcess, service_env, start_api_server, stop_process, unconsumed_queue_name
 from tests.polling import poll_until
 from tests.raw_http import RawAnswer, open_request, read_all, read_all_of, read_head

@@ -11,9 +11,9 @@ import openai
 import pytest
 import requests
 
-from core.jobs import JobStatus
-from core.keys import QUEUED_INDEX_KEY
-from core.store import JobStore, connect
+from core.jobs.model import JobStatus
+from core.jobs.store import JobStore, connect
+from core.redis.keys import QUEUED_INDEX_KEY
 from scripts.redis_server import RedisServer
 from tests.conftest import HttpServer, queue_length, service_env, start_api_server, stop_process
 from tests.polling import poll_until

@@ -8,8 +8,8 @@ import pytest
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import AutoTokenizer
 
-from core.jobs import JobStatus
-from core.token_stream import TokenStreams, text_of
+from core.events.stream import TokenStreams, text_of
+from core.jobs.model import JobStatus
 from tests.test_token_stream import new_job, started
 from worker.stop_strings import cut_at_first_stop
 from worker.text_deltas import TextDeltas

@@ -7,12 +7,9 @@ import time
 
 import pytest
 
-from core.batch_store import BatchStore
-from core.batches import Batch
-from core.jobs import Job, JobStatus, new_job_id, utc_now_iso
-from core.keys import JOB_KEY
-from core.store import JobStore, connect
-from core.token_stream import (
+from core.batches.model import Batch
+from core.batches.store import BatchStore
+from core.events.stream import (
     START,
     StreamEvent,
     TokenStreams,
@@ -22,6 +19,9 @@ from core.token_stream import (
     stream_key,
     text_of,
 )
+from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.store import JobStore, connect
+from core.redis.keys import JOB_KEY
 from tests.token_writes import as_running_attempt
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from core.callback_urls import check_callback_url
+from core.webhooks.callback_urls import check_callback_url
 from ops.webhook_http import post_json
 
 

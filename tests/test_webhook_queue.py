@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.keys import WEBHOOK_DELIVERY_KEY, WEBHOOK_DUE_KEY
-from core.store import connect
-from core.webhook_queue import WebhookQueue, stage_delivery
-from core.webhooks import EVENT_COMPLETED, EVENT_STARTED, Delivery
+from core.jobs.store import connect
+from core.redis.keys import WEBHOOK_DELIVERY_KEY, WEBHOOK_DUE_KEY
+from core.webhooks.deliveries import EVENT_COMPLETED, EVENT_STARTED, Delivery
+from core.webhooks.queue import WebhookQueue, stage_delivery
 
 LEASE_S = 60
 

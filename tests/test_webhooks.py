@@ -11,9 +11,9 @@ import redis
 import requests
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from core.jobs import parse_iso
-from core.keys import WEBHOOK_DELIVERY_KEY
-from core.webhooks import sign
+from core.jobs.model import parse_iso
+from core.redis.keys import WEBHOOK_DELIVERY_KEY
+from core.webhooks.deliveries import sign
 from scripts.redis_server import free_port
 from tests.conftest import TEST_RETRY_SCHEDULE, WEBHOOK_SECRET
 from tests.polling import poll_until, wait_for_job, wait_for_terminal
@@ -169,7 +169,7 @@ def test_slow_receiver_never_delays_the_next_job(api_server, webhook_worker, rec
     first = wait_for_terminal(api_server.base_url, submit(api_server.base_url, QUICK | {"webhook": slow.url})["id"])
     slow.wait_for(1)  # the receiver is now holding the webhook worker's request
     second = wait_for_terminal(api_server.base_url, submit(api_server.base_url, QUICK)["id"])
-    from core.jobs import parse_iso
+    from core.jobs.model import parse_iso
 
     assert (parse_iso(second["started_at"]) - parse_iso(first["completed_at"])).total_seconds() < 5
     assert time.time() - slow.requests[0].at < 10  # the slow answer has not even come yet

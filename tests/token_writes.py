@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.store import JobStore
+from core.jobs.store import JobStore
 
 
 def as_running_attempt(store: JobStore, deltas: dict[str, str]) -> dict[tuple[str, int], str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.generation.continuous_batching.requests import RequestStatus
 
-from core.jobs import GenerationInput
+from core.jobs.model import GenerationInput
 from core.settings import Settings
 from worker.batching_manager import ManagerFactory
 from worker.generation import (

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.jobs import GenerationInput
+from core.jobs.model import GenerationInput
 
 
 class EngineInputError(Exception):

@@ -9,7 +9,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from core.jobs import Job
+from core.jobs.model import Job
 
 JOB_LOG_FILE = "jobs.jsonl"
 BACKUP_COUNT = 5  # rotated files kept, as for the resource log

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from core.job_records import ResourceReading
+from core.jobs.records import ResourceReading
 
 GIB = 1024**3
 RESOURCE_LOGGER_NAME = "llm.resources"

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 
 from broker.names import priority_step
 from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
-from core.jobs import GenerationInput, Job, JobStatus, parse_iso, utc_now_iso
+from core.jobs.model import GenerationInput, Job, JobStatus, parse_iso, utc_now_iso
+from core.jobs.store import JobStore
 from core.settings import Settings
-from core.store import JobStore
 from worker.generation import Engine, EngineDead, EngineStopped, GenerationResult, classify_failure
 from worker.job_log import JobLog
 from worker.resources import ResourceSampler, log_resources
@@ -135,7 +135,7 @@ def run_next_job(runtime: WorkerRuntime, announced_job_id: str) -> None:
     """Take the next queued job in fair order and execute it.
 
     A message on the GPU queue only says that a job was queued (`announced_job_id`, kept for the log): the job run
-    is the one the owners' turns pick (core/fair_queue.py), so one key's long backlog can't hold back another
+    is the one the owners' turns pick (core/jobs/fair_queue.py), so one key's long backlog can't hold back another
     key's job. Messages and queued jobs stay equal in number; a message left over (its job was canceled) finds
     nothing to take.
     """

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from core.errors import StoreUnavailable
-from core.store import JobStore
+from core.jobs.store import JobStore
 
 log = logging.getLogger("llm.worker")
 

@@ -19,7 +19,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from core.jobs import GenerationInput
+from core.jobs.model import GenerationInput
 from worker.generation import (
     EngineStopped,
     GenerationResult,

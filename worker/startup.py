@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from core.jobs import utc_now_iso
+from core.events.stream import TokenStreams, entries_cap
+from core.jobs.model import utc_now_iso
+from core.jobs.store import JobStore, connect
 from core.settings import Settings
-from core.store import JobStore, connect
-from core.token_stream import TokenStreams, entries_cap
 from worker.batching_engine import BatchingEngine
 from worker.engine_variant import EngineVariantUnavailable
 from worker.generation import Engine

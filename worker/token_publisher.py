@@ -17,7 +17,7 @@ import time
 
 import redis
 
-from core.token_stream import TokenStreams
+from core.events.stream import TokenStreams
 from worker.text_deltas import TextDeltas
 
 log = logging.getLogger("llm.worker")

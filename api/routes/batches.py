@@ -7,9 +7,9 @@ from flask import Blueprint, Response, jsonify, request
 from api.openapi import JSONL_MEDIA_TYPES, document
 from api.routes.common import accepted, caller, checked_batch_id, is_json_media_type, page_args, services
 from api.schemas import BatchCancellation, BatchPage, BatchQuery, BatchView, PageQuery, ResultsQuery
-from core.batches import BatchJsonBody, read_batch_body
+from core.batches.model import BatchJsonBody, read_batch_body
 from core.errors import InvalidInput, UnsupportedMediaType
-from core.openai_batch_output import output_lines
+from core.openai.batch_output import output_lines
 
 bp = Blueprint("batches", __name__)
 READ_CHUNK_BYTES = 64 * 1024

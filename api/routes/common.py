@@ -10,7 +10,7 @@ from flask import Response, current_app, jsonify, request
 from api.auth import owner_of
 from api.schemas import CURSOR_PATTERN, MAX_PAGE_SIZE
 from api.services import Services
-from core.batches import is_batch_id
+from core.batches.model import is_batch_id
 from core.errors import (
     BatchNotFound,
     GenerationFailed,
@@ -21,7 +21,7 @@ from core.errors import (
     WaitTimedOut,
     WrongState,
 )
-from core.jobs import Job, JobStatus, is_job_id
+from core.jobs.model import Job, JobStatus, is_job_id
 
 # Only a JSON Content-Type makes a body JSON: forms and text/plain, which a browser may send from any site
 # without asking, are refused rather than parsed.

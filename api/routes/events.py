@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request, stream_with_context
 from api.openapi import document
 from api.routes.common import caller, checked_job_id, services
 from api.schemas import EventsQuery
-from core.job_events import Completed, FollowItem, KeepAlive, Lapsed
+from core.events.follow import Completed, FollowItem, KeepAlive, Lapsed
 
 bp = Blueprint("events", __name__)
 

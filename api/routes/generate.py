@@ -9,7 +9,7 @@ from api.client_connection import client_socket
 from api.openapi import document
 from api.routes.common import caller, json_body, services, succeeded
 from api.schemas import GenerateResult
-from core.jobs import GenerationInput
+from core.jobs.model import GenerationInput
 
 bp = Blueprint("generate", __name__)
 

@@ -8,7 +8,7 @@ from api.openapi import document
 from api.routes.common import accepted, caller, checked_job_id, json_body, page_args, services
 from api.schemas import JobPage, JobPageQuery
 from core.errors import InvalidInput
-from core.jobs import GenerationInput, Job, JobStatus
+from core.jobs.model import GenerationInput, Job, JobStatus
 
 bp = Blueprint("jobs", __name__)
 

@@ -18,7 +18,7 @@ from api.openapi import document
 from api.routes.common import caller, json_body, services, succeeded
 from api.schemas import ChatCompletion, ModelCard, ModelList, TextCompletion
 from core.errors import ModelNotFound
-from core.openai_translation import (
+from core.openai.translation import (
     ChatCompletionRequest,
     CompletionRequest,
     Endpoint,

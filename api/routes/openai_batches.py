@@ -19,10 +19,10 @@ from api.schemas import (
     OpenAIFileUpload,
     OpenAIPageQuery,
 )
-from core.batches import BATCH_ID_PATTERN
+from core.batches.model import BATCH_ID_PATTERN
 from core.errors import InvalidInput, UnsupportedMediaType
-from core.openai_batches import CreateOpenAIBatch
-from core.openai_files import FILE_ID_PATTERN
+from core.openai.batches import CreateOpenAIBatch
+from core.openai.files import FILE_ID_PATTERN
 
 bp = Blueprint("openai_batches", __name__)
 READ_CHUNK_BYTES = 64 * 1024

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from api.app import create_app
+from core.jobs.store import JobStore, connect
 from core.settings import Settings
-from core.store import JobStore, connect
 from scripts.redis_server import RedisServer, free_port
 from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
 from tests.conftest import FAIRNESS_OFF, ROOT, service_env, stop_process

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from core.jobs import parse_iso
+from core.jobs.model import parse_iso
 from tests.faults.conftest import LONG_JOB
 
 pytestmark = pytest.mark.faults

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from core.keys import JOB_KEY
+from core.redis.keys import JOB_KEY
 from tests.fault_engines import OOM_MARKER
 from tests.faults.conftest import LONG_JOB
 

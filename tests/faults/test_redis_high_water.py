@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from core.keys import QUEUED_INDEX_KEY
-from core.memory_budget import READING_TTL_S
+from core.limits.memory_budget import READING_TTL_S
+from core.redis.keys import QUEUED_INDEX_KEY
 from tests.faults.conftest import LONG_JOB
 
 pytestmark = pytest.mark.faults

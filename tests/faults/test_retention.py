@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from core.keys import BATCH_JOBS_KEY, BATCH_KEY, BATCH_OWNER_INDEX_KEY, BATCH_STATS_KEY, JOB_KEY, OWNER_INDEX_KEY
+from core.redis.keys import BATCH_JOBS_KEY, BATCH_KEY, BATCH_OWNER_INDEX_KEY, BATCH_STATS_KEY, JOB_KEY, OWNER_INDEX_KEY
 
 TTL_S = 5
 SHORT = {"prompt": "Giữ lại", "max_tokens": 4, "ignore_eos": True}

@@ -1,0 +1,1 @@
+"""Batches: many prompts under one handle (record, store, submission, progress, envelope and JSON stream)."""

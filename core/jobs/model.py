@@ -1,0 +1,322 @@
+"""The job: its status enum with allowed transitions, its validated input, and its stored shape."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
+
+from core.errors import InvalidInput
+from core.jobs.records import JobError, JobOutput, JobResources, JobUsage, WebhookRecord
+from core.jobs.text_checks import check_text
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life; terminal states never change."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
+    # running -> queued: a dead worker's job goes back to the queue, as does one a stopping worker hands back.
+    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELED: frozenset(),
+}
+
+MAX_STOP_STRINGS = 16
+# What new_job_id makes: a UUID4 as 32 lowercase hex digits.
+JOB_ID_PATTERN = re.compile("[0-9a-f]{32}")
+MAX_METADATA_KEYS = 16
+_STOP_STRING_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 256}
+_STOP_SCHEMA = {
+    "anyOf": [
+        _STOP_STRING_SCHEMA,
+        {"type": "array", "items": _STOP_STRING_SCHEMA, "maxItems": MAX_STOP_STRINGS},
+        {"type": "null"},
+    ]
+}
+
+
+class ChatMessage(BaseModel):
+    """One turn of a chat, rendered with the model's chat template."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    role: Literal["system", "user", "assistant"] = Field(
+        description="Who speaks: `system` sets the behaviour, `user` asks, `assistant` answered before.",
+        examples=["user"],
+    )
+    content: str = Field(max_length=200_000, description="What this turn says.", examples=["Say hello in French."])
+
+
+class GenerationParams(BaseModel):
+    """The generation itself: what to continue and how to sample (a batch line's `body`)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    prompt: str | None = Field(
+        None,
+        min_length=1,
+        description="The text to continue. Give exactly one of `prompt` or `messages`.",
+        examples=["Once upon a time"],
+    )
+    messages: list[ChatMessage] | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="A chat to answer, rendered with the model's chat template. Give exactly one of `prompt` or "
+        "`messages`.",
+        examples=[[{"role": "user", "content": "Say hello in French."}]],
+    )
+    max_tokens: int = Field(
+        128,
+        ge=1,
+        description="The maximum number of new tokens to generate (at most the deployment's MAX_TOKENS_LIMIT, "
+        "4096 by default).",
+        examples=[64],
+    )
+    temperature: float = Field(
+        0.7,
+        ge=0.0,
+        le=5.0,
+        description="Controls randomness: lower is more deterministic, higher is more creative; 0 means greedy "
+        "(always the most likely token). Values between 0 and 0.01 are refused.",
+        examples=[0.7],
+    )
+    top_p: float = Field(
+        0.9,
+        gt=0.0,
+        le=1.0,
+        description="Nucleus sampling: sample only from the smallest set of tokens whose cumulative probability "
+        "reaches top_p.",
+        examples=[0.9],
+    )
+    do_sample: bool = Field(
+        True,
+        description="true samples (with temperature, top_p, top_k); false always picks the most likely token (greedy).",
+        examples=[True],
+    )
+    top_k: int | None = Field(
+        None, ge=1, le=1_000_000, description="Sample only from the k most likely tokens.", examples=[50]
+    )
+    repetition_penalty: float | None = Field(
+        None,
+        gt=0.0,
+        le=10.0,
+        description="Above 1 makes tokens already in the text less likely; 1 changes nothing.",
+        examples=[1.1],
+    )
+    # The before-validator below also takes one string, so the documented schema says so.
+    stop: Annotated[list[str] | None, WithJsonSchema(_STOP_SCHEMA)] = Field(
+        None,
+        max_length=MAX_STOP_STRINGS,
+        description=f"Up to {MAX_STOP_STRINGS} strings of 1 to 256 characters (or one string); the text ends "
+        "before the first one that appears.",
+        examples=[["\n\n"]],
+    )
+    seed: int | None = Field(
+        None, ge=0, lt=2**63, description="The same seed gives the same sample for the same input.", examples=[42]
+    )
+    # Generate exactly max_tokens, never ending at EOS (benchmarks; vLLM calls it the same).
+    ignore_eos: bool = Field(
+        False,
+        description="true generates exactly max_tokens, never stopping at the end-of-sequence token (benchmarks).",
+        examples=[False],
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Your own labels, returned with the job: up to {MAX_METADATA_KEYS} pairs, keys up to 64 "
+        "characters, values up to 512.",
+        examples=[{"ticket": "T-1234"}],
+    )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: Any) -> Any:
+        # OpenAI clients send a single string as often as a list.
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_strings_non_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not s or len(s) > 256 for s in value):
+            raise ValueError("every stop string must have 1 to 256 characters")
+        return value or None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_small(cls, value: dict[str, str]) -> dict[str, str]:
+        problem = metadata_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_usable(cls, value: float) -> float:
+        # Below 0.01 the scaled logits overflow and sampling gets NaN probabilities: 0 means greedy instead.
+        if 0.0 < value < 0.01:
+            raise ValueError("must be 0 (greedy) or at least 0.01")
+        return value
+
+    @model_validator(mode="after")
+    def _prompt_or_messages(self) -> GenerationParams:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of `prompt` (string) or `messages` (chat list)")
+        return self
+
+    @property
+    def generation_fields(self) -> dict[str, Any]:
+        """What the engine needs, as stored in `job.input` (delivery and labels live elsewhere on the job)."""
+        return self.model_dump(
+            mode="json", exclude_none=True, exclude={"metadata", "webhook", "webhook_events", "priority"}
+        )
+
+    @property
+    def is_greedy(self) -> bool:
+        """Temperature 0 means greedy decoding, as OpenAI clients expect."""
+        return not self.do_sample or self.temperature == 0.0
+
+
+class GenerationInput(GenerationParams):
+    """The parameters of one generation, as accepted by `POST /jobs` and stored in `job.input`."""
+
+    # Interactive work first: high and normal jobs are taken before low ones, and all before batch jobs.
+    priority: Literal["high", "normal", "low"] = Field(
+        "normal",
+        description="high and normal jobs are taken before low ones, and all of them before batch lines.",
+        examples=["normal"],
+    )
+    webhook: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2048,
+        description="An http(s) URL on a public address to call (signed) when the job starts or ends.",
+        examples=["https://example.com/hooks/llm"],
+    )
+    webhook_events: list[Literal["started", "completed"]] = Field(
+        default_factory=lambda: ["completed"],
+        min_length=1,
+        description="Which events call the webhook.",
+        examples=[["started", "completed"]],
+    )
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _events_unique(cls, value: list[str]) -> list[str]:
+        return sorted(set(value), key=["started", "completed"].index)
+
+
+def metadata_problem(value: Any) -> str | None:
+    """Why a metadata map is not acceptable (a small map of strings), or None."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return "must be a map of strings"
+    if len(value) > MAX_METADATA_KEYS:
+        return f"at most {MAX_METADATA_KEYS} keys"
+    if any(len(k) > 64 or len(v) > 512 for k, v in value.items()):
+        return "keys are at most 64 characters and values at most 512"
+    return None
+
+
+def check_metadata(value: Any) -> dict[str, str]:
+    """The metadata map, or InvalidInput saying what is wrong with it."""
+    problem = metadata_problem(value)
+    if problem:
+        raise InvalidInput(f"metadata: {problem}", field="metadata")
+    return value
+
+
+def parse_generation_input(body: Any, *, max_tokens_limit: int, max_prompt_chars: int) -> GenerationInput:
+    """Validate a request body into a GenerationInput, or raise InvalidInput naming the first bad field."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    check_text(body)
+    try:
+        params = GenerationInput.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidInput(f"{field}: {message}" if field else message, field=field) from None
+    if "max_tokens" not in body and params.max_tokens > max_tokens_limit:
+        params.max_tokens = max_tokens_limit  # the default (128) never exceeds a deployment's smaller limit
+    if params.max_tokens > max_tokens_limit:
+        raise InvalidInput(f"max_tokens: must be at most {max_tokens_limit}", field="max_tokens")
+    prompt_chars = len(params.prompt or "") + sum(len(m.content) for m in params.messages or [])
+    if prompt_chars > max_prompt_chars:
+        raise InvalidInput(f"the prompt is longer than {max_prompt_chars} characters", field="prompt")
+    return params
+
+
+def utc_now_iso() -> str:
+    """Now, as ISO 8601 UTC with a trailing Z."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    """The inverse of utc_now_iso."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def new_job_id() -> str:
+    """A random, URL-safe job id."""
+    return uuid.uuid4().hex
+
+
+def is_job_id(value: str) -> bool:
+    """Whether a string has the shape of a job id (so one that doesn't is unknown without asking Redis)."""
+    return JOB_ID_PATTERN.fullmatch(value) is not None
+
+
+class Job(BaseModel):
+    """The job object, as stored in Redis and returned by the API.
+
+    Assignments are validated, so the worker may set `output`, `usage`, `error`, `resources` or `webhook` from
+    plain dicts and still store typed records.
+    """
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    id: str
+    status: JobStatus
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    input: dict[str, Any]
+    output: JobOutput | None = None
+    error: JobError | None = None
+    usage: JobUsage | None = None
+    metrics: dict[str, float | None] | None = None
+    resources: JobResources | None = None
+    logs: list[str] = Field(default_factory=list)
+    webhook: WebhookRecord | None = None
+    batch_id: str | None = None
+    custom_id: str | None = None
+    priority: str = "normal"  # high | normal | low | batch
+    metadata: dict[str, str] = Field(default_factory=dict)
+    attempts: int = 0
+    worker: str | None = None
+    # Who submitted it (a hash of the API key); kept out of the public view and its schema.
+    owner: SkipJsonSchema[str] = "anonymous"
+
+    def public_view(self) -> dict[str, Any]:
+        """The JSON the API returns."""
+        return self.model_dump(mode="json", exclude={"owner"})

@@ -1,0 +1,1 @@
+"""The service's figures in Redis and the history behind the console's charts."""

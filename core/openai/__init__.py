@@ -1,0 +1,1 @@
+"""OpenAI compatibility: translation of requests and answers, streamed chunks, files and batches."""

@@ -1,0 +1,92 @@
+"""Following one job's events (core/events/follow.py) as the chunks of a streamed OpenAI answer.
+
+The text goes out as the worker writes it; the finished job then says how it ended: the finish reason and the
+usage, or the error. Nothing here writes to the client: the caller does, and it gets a tick (None) at least every
+`tick_s` while nothing happens, to keep the connection alive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from core.errors import ErrorType
+from core.events.follow import Completed, JobEvents, KeepAlive
+from core.events.stream import STATUS, TOKEN, StreamEvent
+from core.jobs.model import Job, JobStatus
+from core.openai.translation import StreamChunks, error_body
+
+# The most a follower waits for news before it ticks (and looks at its deadline).
+TICK_S = 1.0
+
+
+@dataclass
+class CompletionStream:
+    """The chunks of one job's streamed answer, for at most `wait_s`; `None` items are ticks."""
+
+    job_id: str
+    owner: str
+    chunks: StreamChunks
+    events: JobEvents
+    wait_s: float
+
+    def __iter__(self) -> Iterator[dict | None]:
+        opening = self.chunks.opening()
+        if opening is not None:
+            yield opening
+        deadline = time.monotonic() + self.wait_s
+        # The process's followers, ticking often enough for this stream's deadline.
+        events = JobEvents(
+            self.events.store, self.events.streams, self.events.listener, keepalive_s=min(TICK_S, self.wait_s)
+        )
+        sent: list[str] = []
+        for item in events.follow(self.job_id, self.owner, None):
+            if isinstance(item, Completed):
+                yield from self._ending(Job.model_validate(item.job), "".join(sent))
+                return
+            if isinstance(item, StreamEvent) and item.kind == TOKEN and item.data["text"]:
+                sent.append(item.data["text"])
+                yield self.chunks.text(item.data["text"])
+            elif isinstance(item, StreamEvent) and item.kind == STATUS and item.data["status"] == "queued" and sent:
+                # Its worker died or stopped: the job runs again from the start, and the text sent can't be taken
+                # back. The job goes on; its result stays at GET /jobs/<id>.
+                yield self._error(
+                    "the job went back to the queue after its worker stopped and will start its text again; "
+                    f"read its result at /jobs/{self.job_id}",
+                    "server_error",
+                    ErrorType.GENERATION_ERROR,
+                )
+                return
+            if time.monotonic() >= deadline:
+                yield self._error(
+                    f"the job did not finish within {self.wait_s:g} s; it goes on: poll /jobs/{self.job_id}",
+                    "server_error",
+                    ErrorType.TIMEOUT,
+                )
+                return
+            if isinstance(item, KeepAlive):
+                yield None
+        # The follower ends without the finished job only when the job expired meanwhile.
+        yield self._error(f"job {self.job_id} expired", "server_error", ErrorType.NOT_FOUND)
+
+    def _ending(self, job: Job, streamed: str) -> Iterator[dict]:
+        if job.status == JobStatus.SUCCEEDED:
+            text = job.output.text if job.output is not None else ""
+            # The events carry the job's whole text; should a last piece be missing from them, it is sent here.
+            if len(text) > len(streamed) and text.startswith(streamed):
+                yield self.chunks.text(text[len(streamed) :])
+            yield self.chunks.finish(job.output.finish_reason if job.output is not None else None, job)
+            if self.chunks.include_usage:
+                yield self.chunks.usage(job)
+        elif job.status == JobStatus.FAILED:
+            error = job.error
+            invalid = error is not None and error.type == ErrorType.INVALID_INPUT
+            message = error.message if error is not None else "generation failed"
+            code = error.type if error is not None else ErrorType.GENERATION_ERROR
+            yield self._error(message, "invalid_request_error" if invalid else "server_error", code)
+        else:
+            yield self._error(f"job {self.job_id} was canceled before it finished", "invalid_request_error", "canceled")
+
+    def _error(self, message: str, error_type: str, code: str) -> dict:
+        return error_body(message, error_type, code=str(code))

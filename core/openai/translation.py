@@ -1,0 +1,454 @@
+"""OpenAI's chat and text completion requests as this service's generations, and finished jobs as OpenAI answers.
+
+Pure translation (no Flask, no Redis): the OpenAI-compatible routes and the OpenAI batch workflow both use it.
+A request field is either honoured (translated to the generation), accepted and ignored because it changes
+nothing here at the value sent (`logprobs: false`, `frequency_penalty: 0`, `user`, `store`...), or refused by
+name with InvalidInput: the service never pretends to honour what it can't.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core.errors import InvalidInput
+from core.jobs.model import GenerationParams, Job, parse_iso
+from core.jobs.text_checks import check_text
+
+# OpenAI's documented defaults, used when a request leaves them out (the service's own are 0.7 and 0.9).
+OPENAI_DEFAULT_TEMPERATURE = 1.0
+OPENAI_DEFAULT_TOP_P = 1.0
+# The legacy completions endpoint generates 16 tokens unless told otherwise.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+# Below this the service refuses a temperature (its sampling would overflow); OpenAI clients mean "greedy" by it.
+_SMALLEST_SAMPLING_TEMPERATURE = 0.01
+
+# The service's finish reasons as OpenAI's; a succeeded job only ends "stop" or "length".
+_FINISH_REASONS = {"stop": "stop", "length": "length", "timeout": "length", "canceled": "stop"}
+
+
+class Endpoint(StrEnum):
+    """The OpenAI endpoints this service serves, by their URL (as an OpenAI batch line names them)."""
+
+    CHAT_COMPLETIONS = "/v1/chat/completions"
+    COMPLETIONS = "/v1/completions"
+
+    @property
+    def object_name(self) -> str:
+        """The `object` of the answer."""
+        return "chat.completion" if self is Endpoint.CHAT_COMPLETIONS else "text_completion"
+
+    @property
+    def chunk_object_name(self) -> str:
+        """The `object` of each streamed chunk."""
+        return "chat.completion.chunk" if self is Endpoint.CHAT_COMPLETIONS else "text_completion"
+
+    @property
+    def id_prefix(self) -> str:
+        return "chatcmpl-" if self is Endpoint.CHAT_COMPLETIONS else "cmpl-"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _refuse_unless(value: Any, neutral: tuple[Any, ...], why: str) -> Any:
+    """Accept a field only at a value that changes nothing here; otherwise say, by name, that it can't be honoured."""
+    if value is None or value in neutral:
+        return value
+    raise ValueError(why)
+
+
+class TextPart(_Strict):
+    """A text part of a message's content (OpenAI's content array); images, audio and files are refused."""
+
+    type: Literal["text"] = Field(description="Only `text` parts: this server reads text only.")
+    text: str
+
+
+class OpenAIChatMessage(_Strict):
+    """One message of an OpenAI chat; tool and function messages are refused (this server runs no tools)."""
+
+    role: Literal["system", "developer", "user", "assistant"] = Field(
+        description="`developer` is read as `system`. Tool and function messages are not supported."
+    )
+    content: str | list[TextPart] = Field(description="A string, or a list of text parts (joined by new lines).")
+    name: str | None = Field(None, description="Accepted and ignored.")
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _no_tool_messages(cls, value: Any) -> Any:
+        if value in ("tool", "function"):
+            raise ValueError(f"`{value}` messages are not supported: this server calls no tools or functions")
+        return value
+
+    def as_service_message(self) -> dict[str, str]:
+        content = self.content if isinstance(self.content, str) else "\n".join(part.text for part in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": content}
+
+
+class StreamOptions(_Strict):
+    include_usage: bool | None = Field(None, description="Send one last chunk with the usage before `[DONE]`.")
+    continuous_usage_stats: bool | None = Field(
+        None,
+        description="vLLM's: every chunk carries `usage`; the chunk that closes the choice has the job's counts "
+        "(token counts are known once the job ends, so text chunks carry null).",
+    )
+
+
+class ResponseFormat(_Strict):
+    type: str = Field(description="Only `text`; JSON modes are not supported.")
+
+    @field_validator("type")
+    @classmethod
+    def _text_only(cls, value: str) -> str:
+        if value != "text":
+            raise ValueError(f"`{value}` is not supported: this server only writes plain text")
+        return value
+
+
+class _CommonRequest(_Strict):
+    """What both endpoints take."""
+
+    model: str | None = Field(
+        None, description="Any name: the served model answers, and the response names it.", examples=["demo"]
+    )
+    max_tokens: int | None = Field(None, ge=1, description="The most tokens to generate (MAX_TOKENS_LIMIT at most).")
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="0 is greedy; default 1.")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling; default 1.")
+    stop: str | list[str] | None = Field(None, description="Up to 16 strings of 1 to 256 characters (or one string).")
+    seed: int | None = Field(None, description="The same seed gives the same sample for the same input (0 or more).")
+    stream: bool | None = Field(None, description="Answer as server-sent events, ending with `data: [DONE]`.")
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, description="Only 1: one choice per request.")
+    user: str | None = Field(None, description="Accepted and ignored.")
+    frequency_penalty: float | None = Field(None, description="Only 0 (not supported).")
+    presence_penalty: float | None = Field(None, description="Only 0 (not supported).")
+    logit_bias: dict[str, float] | None = Field(None, description="Only empty (not supported).")
+    # Extensions that OpenAI-compatible servers (vLLM) accept beside OpenAI's own fields; the service supports them.
+    top_k: int | None = Field(None, ge=1, le=1_000_000, description="Sample only from the k most likely tokens.")
+    repetition_penalty: float | None = Field(None, gt=0.0, le=10.0, description="Above 1 discourages repeats.")
+    ignore_eos: bool | None = Field(None, description="Generate exactly max_tokens (benchmarks).")
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        return _refuse_unless(value, (1,), f"only n=1 is supported (got {value}): send one request per choice")
+
+    @field_validator("frequency_penalty", "presence_penalty")
+    @classmethod
+    def _no_penalty(cls, value: float | None) -> float | None:
+        return _refuse_unless(value, (0,), "only 0 is supported: this server can't apply this penalty")
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_bias(cls, value: dict | None) -> dict | None:
+        return _refuse_unless(value, ({},), "only an empty map is supported: this server can't bias tokens")
+
+
+class ChatCompletionRequest(_CommonRequest):
+    """An OpenAI `POST /v1/chat/completions` body; fields this server can't honour are refused by name."""
+
+    messages: list[OpenAIChatMessage] = Field(min_length=1, max_length=1000, description="The chat to answer.")
+    max_completion_tokens: int | None = Field(None, ge=1, description="The same as max_tokens (OpenAI's newer name).")
+    metadata: dict[str, str] | None = Field(None, description="Your labels, kept on the job (16 pairs at most).")
+    logprobs: bool | None = Field(None, description="Only false (not supported).")
+    top_logprobs: int | None = Field(None, description="Only 0 (not supported).")
+    tools: list[dict[str, Any]] | None = Field(None, description="Only empty (tools are not supported).")
+    tool_choice: str | dict[str, Any] | None = Field(None, description="Only `none` or `auto` without tools.")
+    parallel_tool_calls: bool | None = Field(None, description="Accepted and ignored (no tools).")
+    functions: list[dict[str, Any]] | None = Field(None, description="Only empty (functions are not supported).")
+    function_call: str | dict[str, Any] | None = Field(None, description="Only `none` or `auto` without functions.")
+    response_format: ResponseFormat | None = None
+    modalities: list[str] | None = Field(None, description='Only `["text"]`.')
+    store: bool | None = Field(None, description="Accepted and ignored: every job is kept until JOB_TTL_SECONDS.")
+    service_tier: str | None = Field(None, description="Accepted and ignored.")
+    prompt_cache_key: str | None = Field(None, description="Accepted and ignored.")
+    safety_identifier: str | None = Field(None, description="Accepted and ignored.")
+    # Features this server does not have: present only to be refused by name with a reason.
+    audio: dict[str, Any] | None = Field(None, description="Not supported.")
+    prediction: dict[str, Any] | None = Field(None, description="Not supported.")
+    web_search_options: dict[str, Any] | None = Field(None, description="Not supported.")
+    reasoning_effort: str | None = Field(None, description="Not supported (not a reasoning model).")
+    verbosity: str | None = Field(None, description="Not supported.")
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | None) -> bool | None:
+        return _refuse_unless(value, (False,), "only false is supported: this server returns no log probabilities")
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _no_top_logprobs(cls, value: int | None) -> int | None:
+        return _refuse_unless(value, (0,), "only 0 is supported: this server returns no log probabilities")
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, value: list | None) -> list | None:
+        return _refuse_unless(value, ([],), "not supported: this server calls no tools or functions")
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, value: str | dict | None) -> str | dict | None:
+        return _refuse_unless(value, ("none", "auto"), "only `none` or `auto` is supported (no tools)")
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_only(cls, value: list[str] | None) -> list[str] | None:
+        return _refuse_unless(value, (["text"],), 'only ["text"] is supported: this server writes text only')
+
+    @field_validator("audio", "prediction", "web_search_options", "reasoning_effort", "verbosity")
+    @classmethod
+    def _not_supported(cls, value: Any) -> Any:
+        return _refuse_unless(value, (), "not supported by this server")
+
+
+class CompletionRequest(_CommonRequest):
+    """An OpenAI `POST /v1/completions` body; fields this server can't honour are refused by name."""
+
+    prompt: str | list[str] = Field(description="One prompt: a string, or a list holding one string.")
+    max_tokens: int | None = Field(None, ge=1, description="The most tokens to generate; default 16.")
+    logprobs: int | None = Field(None, description="Only 0 (not supported).")
+    echo: bool | None = Field(None, description="Only false (not supported).")
+    best_of: int | None = Field(None, description="Only 1 (not supported).")
+    suffix: str | None = Field(None, description="Not supported.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError(f"one prompt per request is supported (got {len(value)}): send one request per prompt")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: int | None) -> int | None:
+        return _refuse_unless(value, (0,), "only 0 is supported: this server returns no log probabilities")
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, value: bool | None) -> bool | None:
+        return _refuse_unless(value, (False,), "only false is supported: the prompt is not repeated")
+
+    @field_validator("best_of")
+    @classmethod
+    def _one_candidate(cls, value: int | None) -> int | None:
+        return _refuse_unless(value, (1,), "only 1 is supported: one candidate per request")
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, value: str | None) -> str | None:
+        return _refuse_unless(value, (), "not supported: this server only continues text")
+
+
+_REQUEST_MODELS: dict[Endpoint, type[_CommonRequest]] = {
+    Endpoint.CHAT_COMPLETIONS: ChatCompletionRequest,
+    Endpoint.COMPLETIONS: CompletionRequest,
+}
+
+
+@dataclass(frozen=True)
+class OpenAIRequest:
+    """An OpenAI request as the service will run it.
+
+    `body` is a `GenerationParams` body (a job's input, or a batch line's `body`): submit it like any other.
+    """
+
+    endpoint: Endpoint
+    body: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    continuous_usage: bool
+    requested_model: str | None
+
+
+def _validation_error(error: ValidationError, renamed: dict[str, str] | None = None) -> InvalidInput:
+    """The first problem as InvalidInput naming the field as the request named it."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    if field is not None and renamed:
+        field = renamed.get(field, field)
+    if first["type"] == "extra_forbidden":
+        message = "this field is not supported by this server"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+    return InvalidInput(f"{field}: {message}" if field else message, field=field)
+
+
+def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
+    """An OpenAI request body for this endpoint as a generation, or InvalidInput naming the field at fault.
+
+    Deployment limits (MAX_TOKENS_LIMIT, MAX_PROMPT_CHARS, the model's context) are the submit use case's to apply.
+    """
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    check_text(body)
+    try:
+        request = _REQUEST_MODELS[endpoint].model_validate(body)
+    except ValidationError as error:
+        raise _validation_error(error) from None
+    if request.stream_options is not None and not request.stream:
+        raise InvalidInput("stream_options: only allowed with stream: true", field="stream_options")
+    generation, renamed = _generation_body(request)
+    try:
+        GenerationParams.model_validate(generation)  # the service's own rules (stop strings, seed range, metadata)
+    except ValidationError as error:
+        raise _validation_error(error, renamed) from None
+    return OpenAIRequest(
+        endpoint=endpoint,
+        body=generation,
+        stream=bool(request.stream),
+        include_usage=bool(request.stream and request.stream_options and request.stream_options.include_usage),
+        continuous_usage=bool(
+            request.stream and request.stream_options and request.stream_options.continuous_usage_stats
+        ),
+        requested_model=request.model,
+    )
+
+
+def _generation_body(request: _CommonRequest) -> tuple[dict[str, Any], dict[str, str]]:
+    """The GenerationParams body, and which of its fields the request named otherwise (for error messages)."""
+    body: dict[str, Any] = {}
+    renamed: dict[str, str] = {}
+    if isinstance(request, ChatCompletionRequest):
+        body["messages"] = [message.as_service_message() for message in request.messages]
+        max_tokens = request.max_tokens
+        if request.max_completion_tokens is not None:
+            if max_tokens is not None and max_tokens != request.max_completion_tokens:
+                raise InvalidInput(
+                    "max_completion_tokens: differs from max_tokens; send one of them", field="max_completion_tokens"
+                )
+            max_tokens = request.max_completion_tokens
+            renamed["max_tokens"] = "max_completion_tokens"
+        if request.metadata:
+            body["metadata"] = request.metadata
+    else:
+        assert isinstance(request, CompletionRequest)
+        body["prompt"] = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
+        renamed["prompt"] = "prompt" if isinstance(request.prompt, str) else "prompt.0"
+        max_tokens = request.max_tokens if request.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
+    if max_tokens is not None:  # absent on chat: the service's default, within the deployment's limit
+        body["max_tokens"] = max_tokens
+    temperature = request.temperature if request.temperature is not None else OPENAI_DEFAULT_TEMPERATURE
+    # OpenAI clients send tiny temperatures to mean "as deterministic as possible": that is greedy here.
+    body["temperature"] = 0.0 if temperature < _SMALLEST_SAMPLING_TEMPERATURE else float(temperature)
+    body["top_p"] = float(request.top_p) if request.top_p is not None else OPENAI_DEFAULT_TOP_P
+    for name in ("stop", "seed", "top_k", "repetition_penalty", "ignore_eos"):
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    return body, renamed
+
+
+def completion_id(endpoint: Endpoint, job_id: str) -> str:
+    """The answer's `id`: the job's id behind OpenAI's prefix, so `GET /jobs/<id>` finds the job behind it."""
+    return f"{endpoint.id_prefix}{job_id}"
+
+
+def finish_reason(job_finish_reason: str | None) -> str:
+    """The service's finish reason as OpenAI's (`stop` or `length`)."""
+    return _FINISH_REASONS.get(job_finish_reason or "stop", "stop")
+
+
+def created_at(job: Job) -> int:
+    """OpenAI's `created`: the job's creation as whole Unix seconds."""
+    return int(parse_iso(job.created_at).timestamp())
+
+
+def usage_body(job: Job) -> dict[str, int]:
+    usage = job.usage
+    if usage is None:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def response_body(endpoint: Endpoint, job: Job, model_name: str) -> dict[str, Any]:
+    """A succeeded job as OpenAI's `chat.completion` or `text_completion`, naming the served model."""
+    text = job.output.text if job.output is not None else ""
+    reason = finish_reason(job.output.finish_reason if job.output is not None else None)
+    if endpoint is Endpoint.CHAT_COMPLETIONS:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "logprobs": None,
+            "finish_reason": reason,
+        }
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+    return {
+        "id": completion_id(endpoint, job.id),
+        "object": endpoint.object_name,
+        "created": created_at(job),
+        "model": model_name,
+        "choices": [choice],
+        "usage": usage_body(job),
+        "system_fingerprint": None,
+    }
+
+
+@dataclass(frozen=True)
+class StreamChunks:
+    """Builds the chunks of one streamed answer, all with the same id, `created` and model."""
+
+    endpoint: Endpoint
+    job_id: str
+    created: int
+    model_name: str
+    include_usage: bool
+    continuous_usage: bool = False
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": completion_id(self.endpoint, self.job_id),
+            "object": self.endpoint.chunk_object_name,
+            "created": self.created,
+            "model": self.model_name,
+            "choices": choices,
+            "system_fingerprint": None,
+        }
+        if self.include_usage or self.continuous_usage:  # every chunk but the last carries a null usage, as OpenAI's do
+            chunk["usage"] = None
+        return chunk
+
+    def _choice(self, text: str | None, reason: str | None, *, role: bool = False) -> dict[str, Any]:
+        if self.endpoint is Endpoint.CHAT_COMPLETIONS:
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
+            if text is not None:
+                delta["content"] = text
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}
+
+    def opening(self) -> dict[str, Any] | None:
+        """The chat's first chunk, naming the role before any content; None for text completions."""
+        if self.endpoint is not Endpoint.CHAT_COMPLETIONS:
+            return None
+        return self._chunk([self._choice(None, None, role=True)])
+
+    def text(self, delta: str) -> dict[str, Any]:
+        """A chunk carrying the next piece of text."""
+        return self._chunk([self._choice(delta, None)])
+
+    def finish(self, job_finish_reason: str | None, job: Job | None = None) -> dict[str, Any]:
+        """The chunk that closes the choice with its finish reason (and, with continuous usage, the job's usage)."""
+        chunk = self._chunk([self._choice(None, finish_reason(job_finish_reason))])
+        if self.continuous_usage and job is not None:
+            chunk["usage"] = usage_body(job)
+        return chunk
+
+    def usage(self, job: Job) -> dict[str, Any]:
+        """The last chunk when usage was asked for: no choices, the job's token counts."""
+        chunk = self._chunk([])
+        chunk["usage"] = usage_body(job)
+        return chunk
+
+
+def error_body(message: str, error_type: str, *, param: str | None = None, code: str | None = None) -> dict:
+    """OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}

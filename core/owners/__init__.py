@@ -1,0 +1,1 @@
+"""Owner ids and what an owner sees of their records."""

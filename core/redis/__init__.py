@@ -1,0 +1,1 @@
+"""Redis plumbing: every key name, the one error boundary, the WATCH retry loop."""
