@@ -133,7 +133,7 @@ def test_same_origin_compares_host_and_port_not_the_scheme():
 
 def test_behind_a_proxy_the_forwarded_address_counts_only_when_trusted(make_settings):
     forwarded = {"X-Forwarded-For": "203.0.113.9"}
-    # Off (the default): a proxy on this machine makes every caller loopback, as README's security section warns.
+    # Off (the default): a proxy on this machine makes every caller loopback, as docs/security.md warns.
     untrusting = create_app(make_settings()).test_client()
     assert untrusting.get("/metrics", headers=forwarded).status_code == 200
     trusting = create_app(make_settings(trust_proxy_hops=1)).test_client()

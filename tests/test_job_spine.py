@@ -8,7 +8,7 @@ import requests
 
 from tests.polling import wait_for_terminal
 
-# The resource-log line's format (see README, Resource logs), with the job id on generation lines.
+# The resource-log line's format (see docs/monitoring.md, Resource logs), with the job id on generation lines.
 RESOURCE_LOG_LINE = re.compile(
     r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \| "
     r"\[(Before model load|After model load|Before generation|After generation)\] "

@@ -14,7 +14,7 @@ from tests.soak.history import History
 # How long a client keeps retrying one call through an outage (a Redis restart takes a few seconds).
 RETRY_WINDOW_S = 90.0
 MAX_RETRY_WAIT_S = 2.0
-# The failures a synchronous call may answer 500 with, naming the job's own outcome (README, "The API").
+# The failures a synchronous call may answer 500 with, naming the job's own outcome (docs/api.md, "Why a job failed").
 JOB_FAILURE_TYPES = {"max_attempts", "timeout", "out_of_memory", "generation_error"}
 REQUEST_TIMEOUT_S = 180.0  # above SYNC_WAIT_SECONDS: the service ends a wait, not the client
 

@@ -25,7 +25,7 @@ PACE_S = (0.3, 1.2)  # between one client's requests: a steady trickle a loaded 
 BATCH_LINES = (2, 4)
 # Every route the soak sends an Idempotency-Key to; the summary names each that ignores it.
 KEYED_ROUTES = ("POST /jobs", "POST /batches", "POST /v1/generate", "POST /v1/chat/completions")
-# Those that must honour it (a key that makes two jobs there is a violation): all of them, as the README promises
+# Those that must honour it (a key that makes two jobs there is a violation): all of them, as docs/api.md promises
 # (/v1/generate's and the OpenAI routes' cut-off callers are told to retry with one).
 KEY_HONOURING_ROUTES = KEYED_ROUTES
 
