@@ -48,7 +48,7 @@ def test_a_client_resuming_after_an_id_gets_only_what_came_after(events, store, 
 
 def test_a_job_that_has_not_run_says_so_and_a_lifetime_ends_the_follow(events, new_job):
     job = new_job()
-    items = list(events.follow(job.id, job.owner, None, lifetime_s=0.5))
+    items = list(events.follow(job.id, job.owner, None, lifetime_s=0.3))
     assert items[0] == StreamEvent("", "status", {"status": "queued"})
     assert KeepAlive() in items and items[-1] == Lapsed()
 

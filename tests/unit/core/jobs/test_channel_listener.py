@@ -43,11 +43,11 @@ def publish_and_wait(client, listener: Recorder, job_id: str, data: str) -> None
 def test_a_message_reaches_only_the_subscribers_of_its_job(client):
     listener = Recorder(client)
     first, second, other = Mailbox(), Mailbox(), Mailbox()
-    with listener._registered("job-1", first), listener._registered("job-1", second):
-        with listener._registered("job-2", other):
-            assert listener.resubscribed == 1  # registering waited for the subscription
-            assert listener._jobs_followed() == 2 and listener._subscriber_count() == 3
-            publish_and_wait(client, listener, "job-1", "hello")
+    registered = (listener._registered("job-1", first), listener._registered("job-1", second))
+    with registered[0], registered[1], listener._registered("job-2", other):
+        assert listener.resubscribed == 1  # registering waited for the subscription
+        assert listener._jobs_followed() == 2 and listener._subscriber_count() == 3
+        publish_and_wait(client, listener, "job-1", "hello")
     assert first.messages == second.messages == [("job-1", "hello")] and other.messages == []
 
 
