@@ -1,0 +1,86 @@
+"""The model's context at submit, counted with a tokenizer file the test writes: a prompt that can't fit with its
+max_tokens is refused naming both; without a readable model the check steps aside for the worker's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.errors import InvalidInput
+from core.jobs.context_window import ContextWindow, context_length, model_files
+from core.jobs.model import parse_generation_input
+
+CONTEXT = 16
+
+
+def write_model(folder: Path, config: dict, *, tokenizer: bool = True) -> Path:
+    """A model folder holding only what the API reads: config.json and a one-token-per-word tokenizer.json."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    if tokenizer:
+        words = Tokenizer(WordLevel({"[UNK]": 0, "word": 1}, unk_token="[UNK]"))
+        words.pre_tokenizer = Whitespace()
+        words.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def params(prompt: str, max_tokens: int):
+    return parse_generation_input({"prompt": prompt, "max_tokens": max_tokens}, max_tokens_limit=64,
+                                  max_prompt_chars=10_000)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "length"),
+    [
+        ({"max_position_embeddings": 2048}, 2048),
+        ({"n_positions": 1024, "max_position_embeddings": 0}, 1024),
+        ({"text_config": {"seq_length": 512}}, 512),
+        ({"hidden_size": 8}, None),
+    ],
+)
+def test_the_context_length_is_read_under_whichever_name_the_config_uses(config, length):
+    assert context_length(config) == length
+
+
+def test_the_files_are_found_in_a_prepared_folder_or_a_plain_one(tmp_path):
+    prepared = tmp_path / "prepared"
+    write_model(prepared / "fp16", {"n_positions": 8}, tokenizer=False)
+    write_model(prepared / "tokenizer", {})
+    assert model_files(prepared) == (prepared / "fp16" / "config.json", prepared / "tokenizer" / "tokenizer.json")
+    plain = write_model(tmp_path / "plain", {"n_positions": 8})
+    assert model_files(plain) == (plain / "config.json", plain / "tokenizer.json")
+    assert model_files(write_model(tmp_path / "no-tokenizer", {}, tokenizer=False)) is None
+    assert model_files(tmp_path / "missing") is None
+
+
+def test_a_prompt_that_fits_with_its_max_tokens_passes_and_one_past_is_refused(tmp_path):
+    window = ContextWindow(write_model(tmp_path / "m", {"max_position_embeddings": CONTEXT}))
+    window.check(params("word " * 12, 4))  # 12 + 4 = 16: exactly the context
+    with pytest.raises(InvalidInput) as refused:
+        window.check(params("word " * 12, 5))
+    assert refused.value.field == "max_tokens"
+    assert "(12 tokens) plus max_tokens (5) exceeds the model's context of 16 tokens" in refused.value.message
+
+
+def test_chat_messages_are_not_counted_here(tmp_path):
+    window = ContextWindow(write_model(tmp_path / "m", {"max_position_embeddings": 2}))
+    chat = parse_generation_input({"messages": [{"role": "user", "content": "word " * 50}], "max_tokens": 64},
+                                  max_tokens_limit=64, max_prompt_chars=10_000)  # fmt: skip
+    window.check(chat)
+
+
+def test_without_a_readable_model_the_check_steps_aside(tmp_path):
+    assert ContextWindow(tmp_path / "missing").counter() is None
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"n_positions": 4}')
+    (broken / "tokenizer.json").write_text("not a tokenizer")
+    window = ContextWindow(broken)
+    window.check(params("word " * 100, 64))
+    assert window.counter() is None

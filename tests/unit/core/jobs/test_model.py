@@ -1,0 +1,81 @@
+"""The job's status table and the validation of a generation request (through `parse_generation_input`, the one
+entry point every submission uses)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import InvalidInput
+from core.jobs.model import (
+    ALLOWED_TRANSITIONS,
+    JobStatus,
+    check_metadata,
+    is_job_id,
+    new_job_id,
+    parse_generation_input,
+    parse_iso,
+    utc_now_iso,
+)
+
+
+def parse(body, *, max_tokens_limit: int = 256, max_prompt_chars: int = 100):
+    return parse_generation_input(body, max_tokens_limit=max_tokens_limit, max_prompt_chars=max_prompt_chars)
+
+
+def test_terminal_statuses_have_no_way_out_and_the_others_lead_somewhere():
+    for status in JobStatus:
+        assert (ALLOWED_TRANSITIONS[status] == frozenset()) is status.is_terminal
+    assert JobStatus.QUEUED in ALLOWED_TRANSITIONS[JobStatus.RUNNING]  # a dead worker's job is requeued
+    assert JobStatus.SUCCEEDED not in ALLOWED_TRANSITIONS[JobStatus.QUEUED]
+
+
+def test_job_ids_are_32_hex_digits_and_times_round_trip():
+    assert is_job_id(new_job_id()) and not is_job_id("../etc") and not is_job_id("A" * 32)
+    now = utc_now_iso()
+    assert now.endswith("Z") and parse_iso(now).isoformat(timespec="microseconds").startswith(now[:-1])
+
+
+def test_the_default_max_tokens_shrinks_to_a_smaller_limit_but_an_explicit_one_is_refused():
+    assert parse({"prompt": "x"}, max_tokens_limit=16).max_tokens == 16
+    with pytest.raises(InvalidInput, match="max_tokens: must be at most 16") as refused:
+        parse({"prompt": "x", "max_tokens": 17}, max_tokens_limit=16)
+    assert refused.value.field == "max_tokens"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({}, None, "exactly one of `prompt`"),
+        ({"prompt": "x", "messages": [{"role": "user", "content": "y"}]}, None, "exactly one of"),
+        ({"prompt": "x", "temperature": 0.001}, "temperature", "0 (greedy) or at least 0.01"),
+        ({"prompt": "x", "stop": [""]}, "stop", "1 to 256 characters"),
+        ({"prompt": "x", "metadata": {"k": 1}}, "metadata.k", "valid string"),
+        ({"prompt": "x", "metadata": {"k" * 65: "v"}}, "metadata", "at most 64 characters"),
+        ({"prompt": "x" * 101}, "prompt", "longer than 100 characters"),
+        ({"messages": [{"role": "user", "content": "y" * 101}]}, "prompt", "longer than 100"),
+        ({"prompt": "x", "webhook_events": []}, "webhook_events", ""),
+    ],
+)
+def test_a_bad_field_is_refused_naming_it(body, field, words):
+    with pytest.raises(InvalidInput) as refused:
+        parse(body)
+    assert refused.value.field == field and words in refused.value.message
+
+
+def test_stop_may_be_one_string_and_events_are_deduplicated_in_order():
+    params = parse({"prompt": "x", "stop": "END", "webhook_events": ["completed", "started", "completed"]})
+    assert params.stop == ["END"] and params.webhook_events == ["started", "completed"]
+    assert parse({"prompt": "x", "temperature": 0}).is_greedy
+
+
+def test_metadata_limits():
+    assert check_metadata({"k": "v"}) == {"k": "v"}
+    with pytest.raises(InvalidInput, match="at most 16 keys"):
+        check_metadata({str(n): "v" for n in range(17)})
+    with pytest.raises(InvalidInput, match="at most 64 characters"):
+        check_metadata({"k" * 65: "v"})
+
+
+def test_the_public_view_of_a_stored_job_leaves_out_its_owner(new_job):
+    view = new_job(owner="secret-owner").public_view()
+    assert "owner" not in view and view["status"] == "queued"

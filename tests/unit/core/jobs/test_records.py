@@ -1,0 +1,44 @@
+"""The typed parts of a job: validated from the dicts the worker builds, dumped back to the same JSON."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from core.jobs.model import JobStatus
+from core.jobs.records import JobError, JobOutput, WebhookRecord, WebhookState
+
+ATTEMPT = {"event": "completed", "webhook_id": "msg_1", "attempt": 1, "at": "2026-01-01T00:00:00Z",
+           "status_code": 500, "error": None}  # fmt: skip
+
+
+def test_a_record_dumps_to_the_json_it_was_built_from():
+    record = {"url": "https://h.example/", "events": ["completed"], "state": {"completed": "failed"},
+              "deliveries": [ATTEMPT]}  # fmt: skip
+    assert WebhookRecord.model_validate(record).model_dump(mode="json") == record
+    assert WebhookRecord.model_validate(record).state["completed"] is WebhookState.FAILED
+
+
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        (JobOutput, {"text": "", "finish_reason": "because"}),
+        (JobOutput, {"text": "", "finish_reason": "stop", "extra": 1}),
+        (JobError, {"type": "no_such_type", "message": "m"}),
+    ],
+)
+def test_a_value_outside_the_wire_shape_is_refused(model, data):
+    with pytest.raises(ValidationError):
+        model.model_validate(data)
+
+
+def test_a_job_given_dicts_by_the_worker_stores_typed_records(new_job, store):
+    job = new_job()
+    store.transition(job.id, JobStatus.RUNNING)
+
+    def fail(job) -> None:
+        job.error = {"type": "out_of_memory", "message": "CUDA out of memory"}
+
+    failed = store.transition(job.id, JobStatus.FAILED, fail)
+    assert isinstance(failed.error, JobError) and store.get(job.id).error == failed.error
+    assert store.get(job.id).public_view()["error"] == {"type": "out_of_memory", "message": "CUDA out of memory"}
