@@ -1,0 +1,53 @@
+"""The worker in-process: the tiny demo model loaded once on the CPU, engines built on it, a runtime around them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from core.jobs.store import JobStore, connect
+from core.settings import Settings
+from worker.model_loading import LoadedModel, choose_device, load_model
+
+
+def cpu_settings(model_dir: Path, tmp: Path, **overrides) -> Settings:
+    """Settings for an engine on the CPU over the demo model."""
+    values = {"model_dir": model_dir, "log_dir": tmp / "logs", "device": "cpu", "max_batch_size": 4}
+    return Settings(_env_file=None, **(values | overrides))
+
+
+@pytest.fixture(scope="session")
+def loaded_model(demo_model_dir: Path) -> LoadedModel:
+    """The demo model, loaded once for every worker test."""
+    settings = Settings(_env_file=None, model_dir=demo_model_dir, device="cpu")
+    return load_model(settings, choose_device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def batching_engine(loaded_model, demo_model_dir, tmp_path_factory) -> Iterator:
+    """A batching engine of four places, shared by a test module and shut down after it."""
+    from worker.batching_engine import BatchingEngine
+
+    engine = BatchingEngine(loaded_model, cpu_settings(demo_model_dir, tmp_path_factory.mktemp("engine")))
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture
+def own_store(own_redis) -> JobStore:
+    """A job store over a Redis of the test's own: `take_next` sees only the test's jobs."""
+    return JobStore(connect(own_redis.url), job_ttl_s=3600, queue="unit-gpu")
+
+
+@pytest.fixture
+def quiet_logger() -> logging.Logger:
+    logger = logging.getLogger("tests.unit.worker.resources")
+    logger.propagate = False
+    return logger
+
+
+Republished = list[tuple[str, str]]
+RepublishFn = Callable[[str, str], None]

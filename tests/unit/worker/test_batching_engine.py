@@ -1,0 +1,97 @@
+"""The continuous-batching engine on the demo model: several jobs share it, each gets its own exact result."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from core.jobs.model import GenerationInput
+from worker.batching_engine import BatchingEngine, needs_sequential_path
+from worker.generation import EngineStopped
+
+
+def greedy(prompt: str, max_tokens: int = 8, **extra) -> GenerationInput:
+    return GenerationInput(prompt=prompt, max_tokens=max_tokens, temperature=0, ignore_eos=True, **extra)
+
+
+def run_together(engine: BatchingEngine, inputs: list[GenerationInput]) -> list:
+    results: list = [None] * len(inputs)
+
+    def run(index: int) -> None:
+        with engine.slot(inputs[index], 3):
+            results[index] = engine.generate(inputs[index])
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_several_prompts_share_the_batch_and_each_gets_its_full_length(batching_engine):
+    results = run_together(batching_engine, [greedy(f"Prompt number {n}", 6 + n) for n in range(3)])
+    assert [result.completion_tokens for result in results] == [6, 7, 8]
+    assert all(result.finish_reason == "length" and result.prompt_tokens > 0 for result in results)
+    assert max(result.batch_size for result in results) >= 2
+    assert all(result.time_to_first_token_s is not None and result.generation_s > 0 for result in results)
+
+
+def test_greedy_text_is_the_same_alone_or_in_a_batch(batching_engine):
+    alone = run_together(batching_engine, [greedy("Repeat after me")])[0]
+    together = run_together(batching_engine, [greedy("Repeat after me"), greedy("Something else entirely")])[0]
+    assert together.text == alone.text
+
+
+def test_a_stop_string_ends_the_text_before_it(batching_engine):
+    full = run_together(batching_engine, [greedy("Stop me", 16)])[0].text
+    stop = full.strip()[2:4] or full[:1]
+    result = run_together(batching_engine, [greedy("Stop me", 16, stop=[stop])])[0]
+    assert result.finish_reason == "stop"
+    assert result.text == full[: full.find(stop)] and stop not in result.text
+
+
+def test_on_tokens_sees_the_tokens_grow_to_the_result(batching_engine):
+    seen: list[list[int]] = []
+    params = greedy("Stream me", 6)
+    with batching_engine.slot(params, 3):
+        result = batching_engine.generate(params, on_tokens=lambda tokens: seen.append(list(tokens)))
+    assert seen and len(seen[-1]) == result.completion_tokens == 6
+    assert all(len(a) <= len(b) for a, b in zip(seen, seen[1:], strict=False))
+
+
+def test_a_cancel_ends_the_job_with_its_partial_text(batching_engine):
+    params = GenerationInput(prompt="Cancel me", max_tokens=2000, ignore_eos=True, temperature=0)
+    with batching_engine.slot(params, 3):
+        result = batching_engine.generate(params, should_cancel=lambda: True)
+    assert result.finish_reason == "canceled" and result.completion_tokens < 2000
+
+
+def test_a_seeded_job_runs_in_the_sequential_lane_and_reproduces_its_text(batching_engine):
+    params = GenerationInput(prompt="Seeded", max_tokens=8, temperature=1.0, seed=7, ignore_eos=True)
+    assert needs_sequential_path(params) and not needs_sequential_path(greedy("x"))
+    first, second = run_together(batching_engine, [params, params])
+    assert first.text == second.text and first.completion_tokens == 8
+
+
+def test_alone_takes_every_place_of_the_batch(batching_engine):
+    with batching_engine.slot(greedy("alone"), 3, alone=True):
+        assert batching_engine._batch_places.taken()
+        assert batching_engine._batch_places._free == 0
+    assert not batching_engine._batch_places.taken()
+
+
+def test_a_stopping_engine_refuses_new_jobs(loaded_model, demo_model_dir, tmp_path):
+    from tests.unit.worker.conftest import cpu_settings
+
+    engine = BatchingEngine(loaded_model, cpu_settings(demo_model_dir, tmp_path))
+    try:
+        assert engine.alive()
+        engine.stop_admitting()
+        with pytest.raises(EngineStopped), engine.slot(greedy("late"), 3):
+            pass
+    finally:
+        engine.shutdown()
+    with pytest.raises(EngineStopped):
+        engine.generate(greedy("after shutdown"))
