@@ -25,7 +25,7 @@ OPENAI_DEFAULT_TOP_P = 1.0
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 # Below this the service refuses a temperature (its sampling would overflow); OpenAI clients mean "greedy" by it.
 _SMALLEST_SAMPLING_TEMPERATURE = 0.01
-# What a field OpenAI has (or a client invents) but this server does not is told.
+# What a caller is told of a field this server does not know (an OpenAI field it lacks, or one a client made up).
 UNSUPPORTED_FIELD = "this field is not supported by this server"
 
 # The service's finish reasons as OpenAI's; a succeeded job only ends "stop" or "length".
