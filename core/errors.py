@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class ErrorType(StrEnum):
@@ -67,6 +72,31 @@ class ServiceError(Exception):
 
 class InvalidInput(ServiceError):
     error_type = ErrorType.INVALID_INPUT
+
+    @classmethod
+    def from_validation(
+        cls,
+        error: ValidationError,
+        *,
+        renamed: Mapping[str, str] | None = None,
+        unknown_field: str | None = None,
+        by_field: Mapping[str, str] | None = None,
+    ) -> InvalidInput:
+        """A model's first validation problem, naming the field (dotted) as the request named it.
+
+        `renamed` maps a model field to the name the caller used; `unknown_field` replaces pydantic's message for a
+        field the model does not have; `by_field` replaces the message for a field.
+        """
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        message = first["msg"].removeprefix("Value error, ")
+        if unknown_field is not None and first["type"] == "extra_forbidden":
+            message = unknown_field
+        elif by_field and field in by_field:
+            message = by_field[field]
+        if field is not None and renamed:
+            field = renamed.get(field, field)
+        return cls(f"{field}: {message}" if field else message, field=field)
 
 
 class MalformedBody(ServiceError):

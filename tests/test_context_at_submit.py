@@ -86,10 +86,9 @@ def test_counting_loads_no_torch_or_transformers(demo_model_dir):
         "import sys\n"
         "from pathlib import Path\n"
         "from core.jobs.context_window import ContextWindow\n"
-        "from core.jobs.model import parse_generation_input\n"
+        "from core.jobs.model import GenerationInput\n"
         f"window = ContextWindow(Path({str(demo_model_dir)!r}))\n"
-        "window.check(parse_generation_input({'prompt': 'x', 'max_tokens': 4}, max_tokens_limit=10, "
-        "max_prompt_chars=10))\n"
+        "window.check(GenerationInput.parse({'prompt': 'x', 'max_tokens': 4}))\n"
         "assert window.counter() is not None\n"
         "print(sorted({'torch', 'transformers'} & {m.split('.')[0] for m in sys.modules}))\n"
     )

@@ -73,7 +73,7 @@ def test_log_prompts_writes_prompt_and_output_and_the_file_rotates_by_size(tmp_p
     assert sorted(line["id"] for line in lines) == sorted(job.id for job in written)
     by_id = {line["id"]: line for line in lines}
     for job in written:
-        assert by_id[job.id]["input"] == {"prompt": job.input["prompt"]}
+        assert by_id[job.id]["input"] == {"prompt": job.input.prompt}
         assert by_id[job.id]["output"] == job.output.text
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidInput
-from core.jobs.model import GenerationParams, Job, JobStatus, new_job_id, parse_iso
+from core.jobs.model import Job, JobStatus, new_job_id, parse_iso
 from core.openai.translation import (
     COMPLETIONS_DEFAULT_MAX_TOKENS,
     Endpoint,
@@ -24,6 +24,11 @@ def chat(**fields):
     return parse_openai_request(CHAT, {"model": "gpt-4o-mini", "messages": HELLO, **fields})
 
 
+def sent(request) -> dict:
+    """The generation's fields the request set (as they would be stored)."""
+    return request.params.model_dump(mode="json", exclude_unset=True)
+
+
 def refused(endpoint: Endpoint, body: dict) -> InvalidInput:
     with pytest.raises(InvalidInput) as caught:
         parse_openai_request(endpoint, body)
@@ -35,28 +40,27 @@ def test_a_chat_request_becomes_a_generation_the_service_validates():
         max_completion_tokens=12, temperature=0.5, top_p=0.8, stop="\n", seed=7, stream=True,
         stream_options={"include_usage": True}, metadata={"ticket": "T-1"},
     )  # fmt: skip
-    assert request.body == {
+    assert sent(request) == {
         "messages": HELLO,
         "max_tokens": 12,
         "temperature": 0.5,
         "top_p": 0.8,
-        "stop": "\n",
+        "stop": ["\n"],
         "seed": 7,
         "metadata": {"ticket": "T-1"},
     }
     assert request.stream and request.include_usage and request.requested_model == "gpt-4o-mini"
-    assert GenerationParams.model_validate(request.body).stop == ["\n"]
 
 
 def test_openai_defaults_and_names():
     request = chat()
     # OpenAI's sampling defaults; no max_tokens, so the service's default (within its limit) applies.
-    assert request.body == {"messages": HELLO, "temperature": 1.0, "top_p": 1.0}
+    assert sent(request) == {"messages": HELLO, "temperature": 1.0, "top_p": 1.0}
     assert not request.stream and not request.include_usage
-    assert chat(max_tokens=5).body["max_tokens"] == 5
-    assert chat(max_tokens=5, max_completion_tokens=5).body["max_tokens"] == 5
+    assert chat(max_tokens=5).params.max_tokens == 5
+    assert chat(max_tokens=5, max_completion_tokens=5).params.max_tokens == 5
     # A tiny temperature means greedy (the service refuses sampling below 0.01), and model may be left out.
-    assert parse_openai_request(CHAT, {"messages": HELLO, "temperature": 0.001}).body["temperature"] == 0.0
+    assert parse_openai_request(CHAT, {"messages": HELLO, "temperature": 0.001}).params.temperature == 0.0
     # `developer` is a system turn; text parts are joined; `name` is ignored.
     request = chat(
         messages=[
@@ -64,12 +68,13 @@ def test_openai_defaults_and_names():
             {"role": "user", "name": "ann", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
         ]
     )
-    assert request.body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "a\nb"}]
+    assert request.params.messages[0].role == "system" and request.params.messages[0].content == "Be brief."
+    assert request.params.messages[1].content == "a\nb"
 
 
 def test_a_completion_request_takes_one_prompt_and_16_tokens_by_default():
     request = parse_openai_request(TEXT, {"model": "x", "prompt": ["Once"], "top_k": 5, "ignore_eos": True})
-    assert request.body == {
+    assert sent(request) == {
         "prompt": "Once",
         "max_tokens": COMPLETIONS_DEFAULT_MAX_TOKENS,
         "temperature": 1.0,
@@ -77,7 +82,7 @@ def test_a_completion_request_takes_one_prompt_and_16_tokens_by_default():
         "top_k": 5,
         "ignore_eos": True,
     }
-    assert parse_openai_request(TEXT, {"prompt": "Once", "echo": False, "best_of": 1, "logprobs": 0}).body["prompt"]
+    assert parse_openai_request(TEXT, {"prompt": "Once", "echo": False, "best_of": 1, "logprobs": 0}).params.prompt
     assert refused(TEXT, {"prompt": ["a", "b"]}).field == "prompt"
     assert refused(TEXT, {"prompt": [1, 2, 3]}).field.startswith("prompt")
     assert refused(TEXT, {"prompt": "a", "echo": True}).field == "echo"
@@ -104,7 +109,7 @@ def test_fields_that_change_nothing_here_are_accepted_and_ignored():
         "prompt_cache_key": "k",
         "safety_identifier": "s",
     }
-    assert chat(**neutral).body == chat().body
+    assert chat(**neutral).params == chat().params
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.generation.continuous_batching.requests import RequestStatus
 
-from core.jobs.model import GenerationInput
+from core.jobs.model import JobInput
 from core.settings import Settings
 from worker.batching_manager import ManagerFactory
 from worker.generation import (
@@ -40,6 +40,7 @@ from worker.generation import (
 )
 from worker.model_loading import LoadedModel
 from worker.places import Places
+from worker.sampling import SamplingPlan
 from worker.sequential_engine import SequentialEngine
 from worker.stop_strings import StopScanner, tokens_up_to_stop
 
@@ -50,11 +51,6 @@ LIVENESS_POLL_S = 0.2
 # How long a failed request waits to learn whether the whole loop is going down (a fatal error) or only it failed.
 FATAL_CONFIRM_S = 1.0
 SLOT_POLL_S = 0.1
-
-
-def needs_sequential_path(params: GenerationInput) -> bool:
-    """Parameters the batch can't apply per request: a private RNG seed, a repetition penalty."""
-    return params.seed is not None or params.repetition_penalty is not None
 
 
 class OutOfMemoryInBatch(Exception):
@@ -139,18 +135,19 @@ class BatchingEngine:
     # ------------------------------------------------------------------ the worker's side
 
     @contextlib.contextmanager
-    def slot(self, params: GenerationInput, rank: int, *, alone: bool = False) -> Iterator[None]:
+    def slot(self, params: JobInput, rank: int, *, alone: bool = False) -> Iterator[None]:
         """A place in the batch, or the sequential lane, given by priority `rank` (lower first), then arrival.
 
         `alone` takes every place of the batch (and the lane if the job needs it): a job whose last run died with
         its worker runs with no neighbour, so if it is what kills workers, it takes no other job down with it.
         """
+        sequential = SamplingPlan.of(params).needs_sequential_path
         holds = []
         if alone:
             holds.append((self._batch_places, self._batch_places.count))
-        elif not needs_sequential_path(params):
+        elif not sequential:
             holds.append((self._batch_places, 1))
-        if needs_sequential_path(params):
+        if sequential:
             holds.append((self.sequential.lane, 1))
         taken = []
         try:
@@ -165,13 +162,14 @@ class BatchingEngine:
 
     def generate(
         self,
-        params: GenerationInput,
+        params: JobInput,
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
     ) -> GenerationResult:
         """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done."""
         self._refuse_if_not_running()
-        if needs_sequential_path(params):
+        plan = SamplingPlan.of(params)
+        if plan.needs_sequential_path:
             return self._generate_sequential(params, should_cancel, on_tokens)
         prompt_ids = self.encoder.encode(params)
         request_id = uuid.uuid4().hex
@@ -183,12 +181,10 @@ class BatchingEngine:
         added = self.manager.add_request(
             prompt_ids,
             request_id=request_id,
-            max_new_tokens=params.max_tokens,
             # Streamed outputs carry the tokens so far: a canceled or stopped job keeps its partial text.
             streaming=True,
             record_timestamps=True,
-            eos_token_id=-1 if params.ignore_eos else self.eos_token_ids,
-            **self._sampling_kwargs(params),
+            **plan.batch_request(self.vocab_size, self.eos_token_ids),
         )
         if added is None:  # the manager refuses new requests: it is stopping or its loop has failed
             self._finish(request_id, failure=self._refusal())
@@ -242,7 +238,7 @@ class BatchingEngine:
             return EngineStopped("the worker is stopping")
         return EngineDead(self.death or "the batching manager refused the request (its loop is not running)")
 
-    def _generate_sequential(self, params: GenerationInput, should_cancel, on_tokens) -> GenerationResult:
+    def _generate_sequential(self, params: JobInput, should_cancel, on_tokens) -> GenerationResult:
         try:
             with _ModelTurns(self.manager) as turns:
                 return self.sequential.generate(params, should_cancel, on_tokens, between_tokens=turns.take_turns)
@@ -252,16 +248,7 @@ class BatchingEngine:
                 raise self._refusal() from error
             raise
 
-    def _sampling_kwargs(self, params: GenerationInput) -> dict:
-        if params.is_greedy:
-            return {"temperature": 1.0, "top_p": 1.0, "top_k": 1}
-        return {
-            "temperature": float(params.temperature),
-            "top_p": float(params.top_p),
-            "top_k": int(min(params.top_k or self.vocab_size, self.vocab_size)),
-        }
-
-    def _result(self, pending: _Pending, params: GenerationInput) -> GenerationResult:
+    def _result(self, pending: _Pending, params: JobInput) -> GenerationResult:
         tokens = list(pending.tokens)
         if pending.stop_hit:
             text, delivered = tokens_up_to_stop(self.tokenizer, tokens, params.stop or [])

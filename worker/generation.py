@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.jobs.model import GenerationInput
+from core.jobs.model import JobInput
 
 
 class EngineInputError(Exception):
@@ -42,7 +42,7 @@ class Engine(Protocol):
 
     device: str
 
-    def slot(self, params: GenerationInput, rank: int, *, alone: bool = False) -> AbstractContextManager[None]:
+    def slot(self, params: JobInput, rank: int, *, alone: bool = False) -> AbstractContextManager[None]:
         """Wait until the engine can start this job (a place in the batch, or the one-at-a-time lane), and hold it.
 
         Waiting jobs are served by priority `rank` (lower first), then in order of arrival; `alone` runs the job
@@ -54,7 +54,7 @@ class Engine(Protocol):
 
     def generate(
         self,
-        params: GenerationInput,
+        params: JobInput,
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
     ) -> GenerationResult:
@@ -102,7 +102,7 @@ class PromptEncoder:
         self.tokenizer = tokenizer
         self.context_tokens = context_tokens
 
-    def encode(self, params: GenerationInput) -> list[int]:
+    def encode(self, params: JobInput) -> list[int]:
         """Token ids of the prompt, or of the messages rendered with the tokenizer's chat template."""
         if params.messages is not None:
             if not self.tokenizer.chat_template:

@@ -39,7 +39,7 @@ def job_log_record(job: Job, *, include_prompts: bool) -> dict[str, Any]:
         "custom_id": job.custom_id,
     }
     if include_prompts:
-        record["input"] = {name: job.input[name] for name in ("prompt", "messages") if name in job.input}
+        record["input"] = job.input.model_dump(mode="json", include={"prompt", "messages"}, exclude_none=True)
         record["output"] = job.output.text if job.output is not None else None
     return record
 

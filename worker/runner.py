@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from broker.names import priority_step
 from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
-from core.jobs.model import GenerationInput, Job, JobStatus, parse_iso, utc_now_iso
+from core.jobs.model import Job, JobInput, JobStatus, parse_iso, utc_now_iso
 from core.jobs.store import JobStore
 from core.settings import Settings
 from worker.generation import Engine, EngineDead, EngineStopped, GenerationResult, classify_failure
@@ -176,7 +176,7 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
     if queued is None or queued.status != JobStatus.QUEUED:
         log.info("job %s skipped: it is %s", job_id, queued.status.value if queued else "gone")
         return
-    params = GenerationInput.model_validate(queued.input)
+    params = queued.input  # typed and valid since the API accepted it
 
     def mark_started(job: Job) -> None:
         job.started_at = utc_now_iso()
@@ -210,7 +210,7 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
             runtime.exit_after_hand_back(str(refusal))
 
 
-def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInput, watch: StopWatch) -> None:
+def _generate_and_record(runtime: WorkerRuntime, job: Job, params: JobInput, watch: StopWatch) -> None:
     before, before_line = log_resources(runtime.resource_log, runtime.sampler, "Before generation", job.id)
     result: GenerationResult | None = None
     error: dict[str, str] | None = None
@@ -285,7 +285,7 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
         runtime.job_log.write(recorded)
 
 
-def _generate_streamed(runtime: WorkerRuntime, job: Job, params: GenerationInput, watch: StopWatch):
+def _generate_streamed(runtime: WorkerRuntime, job: Job, params: JobInput, watch: StopWatch):
     """The engine's result, its text streamed as it grows; all of it is written before the outcome is recorded
     (a job that fails or goes back to the queue streams nothing more)."""
     if runtime.publisher is None:

@@ -8,18 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import torch
-from transformers import (
-    GenerationConfig,
-    LogitsProcessor,
-    LogitsProcessorList,
-    StoppingCriteria,
-    StoppingCriteriaList,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import StoppingCriteria, StoppingCriteriaList
 
-from core.jobs.model import GenerationInput
+from core.jobs.model import JobInput
 from worker.generation import (
     EngineStopped,
     GenerationResult,
@@ -30,6 +21,7 @@ from worker.generation import (
 )
 from worker.model_loading import LoadedModel
 from worker.places import Places
+from worker.sampling import SamplingPlan
 from worker.stop_strings import StopScanner, tokens_up_to_stop
 
 # How often a job waiting for the lane checks whether the worker is stopping.
@@ -74,30 +66,6 @@ class _WatchOutput(StoppingCriteria):
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
-class _SeededSampler(LogitsProcessor):
-    """Samples with the job's own RNG, so a seed reproduces its text whatever else runs in the process.
-
-    transformers samples from the global RNG, which other threads (the batch) draw from too. This processor
-    applies the job's temperature/top-k/top-p, draws the token from a private generator, and leaves only that
-    token possible; generation then runs greedy and picks it.
-    """
-
-    def __init__(self, params: GenerationInput, device: str) -> None:
-        self.generator = torch.Generator(device=device).manual_seed(params.seed)
-        warpers = [TemperatureLogitsWarper(params.temperature)]
-        if params.top_k:
-            warpers.append(TopKLogitsWarper(params.top_k))
-        if params.top_p < 1.0:
-            warpers.append(TopPLogitsWarper(params.top_p))
-        self.warpers = LogitsProcessorList(warpers)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        probabilities = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)
-        chosen = torch.multinomial(probabilities, 1, generator=self.generator)
-        only_chosen = torch.full_like(scores, float("-inf"))
-        return only_chosen.scatter_(1, chosen, 0.0)
-
-
 class SequentialEngine:
     """Runs one generation at a time on the loaded model: a job holds the lane (its slot) while it runs."""
 
@@ -111,7 +79,7 @@ class SequentialEngine:
         self._admitting = True
 
     @contextlib.contextmanager
-    def slot(self, params: GenerationInput, rank: int, *, alone: bool = False) -> Iterator[None]:
+    def slot(self, params: JobInput, rank: int, *, alone: bool = False) -> Iterator[None]:
         """The one lane: jobs take it in turn, by priority `rank` (lower first), then arrival (always alone)."""
         self.lane.acquire(rank, SLOT_POLL_S, self._refuse_if_stopping)
         try:
@@ -140,26 +108,9 @@ class SequentialEngine:
         """No thread of its own can die."""
         return True
 
-    def _generation_config(self, params: GenerationInput) -> GenerationConfig:
-        # A seeded job samples in _SeededSampler; transformers itself then only takes the one token left.
-        sampling = not params.is_greedy and params.seed is None
-        return GenerationConfig(
-            max_new_tokens=params.max_tokens,
-            # ignore_eos: EOS is masked until the budget is spent, so every job has its full length.
-            min_new_tokens=params.max_tokens if params.ignore_eos else None,
-            do_sample=sampling,
-            temperature=params.temperature if sampling else None,
-            top_p=params.top_p if sampling else None,
-            # 0 switches top-k off; otherwise the model's default (often 50) would apply unasked.
-            top_k=(params.top_k or 0) if sampling else None,
-            repetition_penalty=params.repetition_penalty,
-            eos_token_id=self.eos_token_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-
     def generate(
         self,
-        params: GenerationInput,
+        params: JobInput,
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
         between_tokens: Callable[[], None] | None = None,
@@ -173,17 +124,15 @@ class SequentialEngine:
         input_ids = torch.tensor([prompt_ids], device=self.device)
         stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
         watcher = _WatchOutput(stops, len(prompt_ids), should_cancel, between_tokens, on_tokens)
-        processors = LogitsProcessorList()
-        if params.seed is not None and not params.is_greedy:
-            processors.append(_SeededSampler(params, self.device))
+        plan = SamplingPlan.of(params)
         started = time.perf_counter()
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
-                generation_config=self._generation_config(params),
+                generation_config=plan.generation_config(self.eos_token_ids, self.tokenizer.pad_token_id),
                 stopping_criteria=StoppingCriteriaList([watcher]),
-                logits_processor=processors,
+                logits_processor=plan.logits_processors(self.device),
             )
         generation_s = time.perf_counter() - started
         new_ids = output[0, len(prompt_ids) :].tolist()

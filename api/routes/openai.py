@@ -70,7 +70,7 @@ def _complete(endpoint: Endpoint):
     sock = client_socket(request.environ) if cancels else None
     with ExitStack() as slot:
         slot.enter_context(svc.wait_slots.held(owner))  # taken before the job exists: a refused call creates none
-        job = svc.submit_job(openai_request.body, owner, key)
+        job = svc.submit_job.submit(openai_request.params, owner, key)
         if openai_request.stream:
             # The stream holds the wait slot until it ends.
             return streamed_answer(svc, owner, job, openai_request, slot.pop_all(), sock, cancels)

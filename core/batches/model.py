@@ -17,7 +17,7 @@ from core.batches.envelope import LINE_KEYS, envelope_lines, is_envelope
 from core.batches.json_stream import JsonStream, array_items
 from core.batches.progress import batch_rates
 from core.errors import InvalidInput
-from core.jobs.model import GenerationInput, GenerationParams, JobStatus, parse_generation_input
+from core.jobs.model import GenerationInput, GenerationParams, JobStatus, within_limits
 from core.jobs.records import WebhookRecord
 from core.jobs.text_checks import check_text
 from core.openai.translation import ChatCompletionRequest, CompletionRequest, Endpoint, parse_openai_request
@@ -269,15 +269,18 @@ def _validate_line(
     seen.add(custom_id)
     body = item.get("body")
     if "url" in item or "method" in item or endpoint is not None:
-        body = _openai_line_body(item, endpoint)
+        params = _openai_line_params(item, endpoint)
     elif isinstance(body, dict) and ("webhook" in body or "webhook_events" in body or "priority" in body):
         raise InvalidInput("body: webhook and priority are set on the batch, not on its lines")
-    params = parse_generation_input(body, max_tokens_limit=max_tokens_limit, max_prompt_chars=max_prompt_chars)
-    return BatchLine(custom_id, params)
+    else:
+        params = GenerationInput.parse(body)
+    return BatchLine(
+        custom_id, within_limits(params, max_tokens_limit=max_tokens_limit, max_prompt_chars=max_prompt_chars)
+    )
 
 
-def _openai_line_body(item: dict[str, Any], endpoint: Endpoint | None) -> dict[str, Any]:
-    """An OpenAI batch line's request as the generation body of a native line (the OpenAI endpoints' rules)."""
+def _openai_line_params(item: dict[str, Any], endpoint: Endpoint | None) -> GenerationInput:
+    """An OpenAI batch line's request as its generation (the OpenAI endpoints' rules)."""
     if item.get("method", "POST") != "POST":
         raise InvalidInput(f"method: must be POST, not {item.get('method')!r}")
     url = item.get("url")
@@ -291,7 +294,7 @@ def _openai_line_body(item: dict[str, Any], endpoint: Endpoint | None) -> dict[s
     request = parse_openai_request(line_endpoint, item.get("body"))
     if request.stream:
         raise InvalidInput("stream: a batch line's answer is not streamed")
-    return request.body
+    return request.params
 
 
 # What new_batch_id makes: `batch_` and a UUID4 as 32 lowercase hex digits.

@@ -82,7 +82,7 @@ class SubmitBatch:
                 id=new_job_id(),
                 status=JobStatus.QUEUED,
                 created_at=batch.created_at,
-                input=line.params.generation_fields,
+                input=line.params.job_input,
                 metadata=line.params.metadata,
                 batch_id=batch.id,
                 custom_id=line.custom_id,

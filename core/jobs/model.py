@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from core.errors import InvalidInput
@@ -67,8 +75,11 @@ class ChatMessage(BaseModel):
     content: str = Field(max_length=200_000, description="What this turn says.", examples=["Say hello in French."])
 
 
-class GenerationParams(BaseModel):
-    """The generation itself: what to continue and how to sample (a batch line's `body`)."""
+class JobInput(BaseModel):
+    """What a job generates and how it samples: the rules of every generation, and the job's stored `input`.
+
+    Validated once, where a request arrives; the worker reads the stored JSON back into this model.
+    """
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -141,12 +152,6 @@ class GenerationParams(BaseModel):
         description="true generates exactly max_tokens, never stopping at the end-of-sequence token (benchmarks).",
         examples=[False],
     )
-    metadata: dict[str, str] = Field(
-        default_factory=dict,
-        description=f"Your own labels, returned with the job: up to {MAX_METADATA_KEYS} pairs, keys up to 64 "
-        "characters, values up to 512.",
-        examples=[{"ticket": "T-1234"}],
-    )
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -161,14 +166,6 @@ class GenerationParams(BaseModel):
             raise ValueError("every stop string must have 1 to 256 characters")
         return value or None
 
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_small(cls, value: dict[str, str]) -> dict[str, str]:
-        problem = metadata_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
     @field_validator("temperature")
     @classmethod
     def _temperature_usable(cls, value: float) -> float:
@@ -178,22 +175,47 @@ class GenerationParams(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _prompt_or_messages(self) -> GenerationParams:
+    def _prompt_or_messages(self) -> JobInput:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of `prompt` (string) or `messages` (chat list)")
         return self
 
     @property
-    def generation_fields(self) -> dict[str, Any]:
-        """What the engine needs, as stored in `job.input` (delivery and labels live elsewhere on the job)."""
-        return self.model_dump(
-            mode="json", exclude_none=True, exclude={"metadata", "webhook", "webhook_events", "priority"}
-        )
+    def prompt_chars(self) -> int:
+        """The characters of the prompt, or of every message's content."""
+        return len(self.prompt or "") + sum(len(m.content) for m in self.messages or [])
+
+    def stored(self) -> dict[str, Any]:
+        """The stored `input`: unset options left out, as every version of the job store wrote it."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class GenerationParams(JobInput):
+    """The generation itself: what to continue and how to sample (a batch line's `body`)."""
+
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Your own labels, returned with the job: up to {MAX_METADATA_KEYS} pairs, keys up to 64 "
+        "characters, values up to 512.",
+        examples=[{"ticket": "T-1234"}],
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_small(cls, value: dict[str, str]) -> dict[str, str]:
+        problem = metadata_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @property
-    def is_greedy(self) -> bool:
-        """Temperature 0 means greedy decoding, as OpenAI clients expect."""
-        return not self.do_sample or self.temperature == 0.0
+    def job_input(self) -> JobInput:
+        """The generation alone, as the job stores it (labels and delivery live elsewhere on the job)."""
+        # Already valid: copied field by field rather than validated a second time.
+        return JobInput.model_construct(
+            _fields_set=self.model_fields_set & set(JobInput.model_fields),
+            **{name: getattr(self, name) for name in JobInput.model_fields},
+        )
 
 
 class GenerationInput(GenerationParams):
@@ -224,6 +246,17 @@ class GenerationInput(GenerationParams):
     def _events_unique(cls, value: list[str]) -> list[str]:
         return sorted(set(value), key=["started", "completed"].index)
 
+    @classmethod
+    def parse(cls, body: Any) -> GenerationInput:
+        """A request body (decoded JSON) as a generation, or InvalidInput naming the first bad field."""
+        if not isinstance(body, dict):
+            raise InvalidInput("the body must be a JSON object")
+        check_text(body)
+        try:
+            return cls.model_validate(body)
+        except ValidationError as error:
+            raise InvalidInput.from_validation(error) from None
+
 
 def metadata_problem(value: Any) -> str | None:
     """Why a metadata map is not acceptable (a small map of strings), or None."""
@@ -244,24 +277,13 @@ def check_metadata(value: Any) -> dict[str, str]:
     return value
 
 
-def parse_generation_input(body: Any, *, max_tokens_limit: int, max_prompt_chars: int) -> GenerationInput:
-    """Validate a request body into a GenerationInput, or raise InvalidInput naming the first bad field."""
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    check_text(body)
-    try:
-        params = GenerationInput.model_validate(body)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        message = first["msg"].removeprefix("Value error, ")
-        raise InvalidInput(f"{field}: {message}" if field else message, field=field) from None
-    if "max_tokens" not in body and params.max_tokens > max_tokens_limit:
+def within_limits(params: GenerationInput, *, max_tokens_limit: int, max_prompt_chars: int) -> GenerationInput:
+    """The generation under the deployment's MAX_TOKENS_LIMIT and MAX_PROMPT_CHARS, or InvalidInput."""
+    if "max_tokens" not in params.model_fields_set and params.max_tokens > max_tokens_limit:
         params.max_tokens = max_tokens_limit  # the default (128) never exceeds a deployment's smaller limit
     if params.max_tokens > max_tokens_limit:
         raise InvalidInput(f"max_tokens: must be at most {max_tokens_limit}", field="max_tokens")
-    prompt_chars = len(params.prompt or "") + sum(len(m.content) for m in params.messages or [])
-    if prompt_chars > max_prompt_chars:
+    if params.prompt_chars > max_prompt_chars:
         raise InvalidInput(f"the prompt is longer than {max_prompt_chars} characters", field="prompt")
     return params
 
@@ -300,7 +322,8 @@ class Job(BaseModel):
     created_at: str
     started_at: str | None = None
     completed_at: str | None = None
-    input: dict[str, Any]
+    # Documented as the open object it always was; typed here, so the worker reads it without a dict in between.
+    input: Annotated[JobInput, WithJsonSchema({"additionalProperties": True, "title": "Input", "type": "object"})]
     output: JobOutput | None = None
     error: JobError | None = None
     usage: JobUsage | None = None
@@ -316,6 +339,10 @@ class Job(BaseModel):
     worker: str | None = None
     # Who submitted it (a hash of the API key); kept out of the public view and its schema.
     owner: SkipJsonSchema[str] = "anonymous"
+
+    @field_serializer("input")
+    def _stored_input(self, value: JobInput) -> dict[str, Any]:
+        return value.stored()
 
     def public_view(self) -> dict[str, Any]:
         """The JSON the API returns."""

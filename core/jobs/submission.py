@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from core.errors import InvalidInput, QueueFull, StoreUnavailable
 from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
-from core.jobs.model import GenerationInput, Job, JobStatus, new_job_id, parse_generation_input, utc_now_iso
+from core.jobs.model import GenerationInput, Job, JobStatus, new_job_id, utc_now_iso, within_limits
 from core.jobs.store import JobStore
 from core.limits.memory_budget import MemoryBudget
 from core.limits.submit_limits import OwnerLimits
@@ -74,10 +74,10 @@ class SubmitJob:
         self.context_window = context_window
         self.memory = memory
 
-    def validate(self, body: Any) -> GenerationInput:
-        """The request body as a generation under this deployment's limits, or InvalidInput."""
-        params = parse_generation_input(
-            body, max_tokens_limit=self.settings.max_tokens_limit, max_prompt_chars=self.settings.max_prompt_chars
+    def check(self, params: GenerationInput) -> GenerationInput:
+        """A valid generation held to this deployment: its limits, its webhook, the model's context."""
+        params = within_limits(
+            params, max_tokens_limit=self.settings.max_tokens_limit, max_prompt_chars=self.settings.max_prompt_chars
         )
         if params.webhook is not None:
             check_webhook_url(params.webhook, self.settings)
@@ -87,7 +87,12 @@ class SubmitJob:
 
     def __call__(self, body: Any, owner: str, idempotency_key: str | None = None) -> Job:
         """Validate, store and enqueue one job; returns it `queued` (or the earlier job for a repeated key)."""
-        params = self.validate(body)
+        return self.submit(GenerationInput.parse(body), owner, idempotency_key)
+
+    def submit(self, params: GenerationInput, owner: str, idempotency_key: str | None = None) -> Job:
+        """Store and enqueue one valid generation (an OpenAI request's, or a parsed body's) under this deployment's
+        limits; returns it `queued` (or the earlier job for a repeated key)."""
+        params = self.check(params)
         self.owner_limits.check_priority(params.priority, owner)
         job_id = new_job_id()
         body_hash = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
@@ -102,7 +107,7 @@ class SubmitJob:
                 id=job_id,
                 status=JobStatus.QUEUED,
                 created_at=utc_now_iso(),
-                input=params.generation_fields,
+                input=params.job_input,
                 metadata=params.metadata,
                 priority=params.priority,
                 webhook=webhook_record(params.webhook, params.webhook_events),

@@ -19,7 +19,7 @@ RESULT_GONE_CODE = "result_expired"
 
 def endpoint_of(job: Job) -> Endpoint:
     """The OpenAI endpoint a job answers as: a chat (`messages`) or a text completion (`prompt`)."""
-    return Endpoint.CHAT_COMPLETIONS if "messages" in job.input else Endpoint.COMPLETIONS
+    return Endpoint.CHAT_COMPLETIONS if job.input.messages is not None else Endpoint.COMPLETIONS
 
 
 def output_line(job_id: str, job: Job | None, model_name: str, *, batch_expired: bool = False) -> dict[str, Any] | None:

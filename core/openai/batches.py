@@ -24,7 +24,7 @@ from core.errors import BatchNotFound, InvalidInput, WrongState
 from core.jobs.model import check_metadata, parse_iso
 from core.openai.batch_output import is_success, output_line
 from core.openai.files import FileStore
-from core.openai.translation import Endpoint
+from core.openai.translation import UNSUPPORTED_FIELD, Endpoint
 from core.owners.index import owned_by, page_newest_first, shed_expired_index_entries, stage_index_expiry
 from core.redis.errors import redis_boundary
 from core.redis.keys import (
@@ -248,14 +248,12 @@ def parse_create_body(body: Any) -> CreateOpenAIBatch:
     try:
         request = CreateOpenAIBatch.model_validate(body)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = "this field is not supported by this server"
-        elif field == "endpoint":
-            message = f"must be {' or '.join(e.value for e in Endpoint)}: this server serves no other endpoint"
-        raise InvalidInput(f"{field}: {message}" if field else message, field=field) from None
+        served = " or ".join(e.value for e in Endpoint)
+        raise InvalidInput.from_validation(
+            error,
+            unknown_field=UNSUPPORTED_FIELD,
+            by_field={"endpoint": f"must be {served}: this server serves no other endpoint"},
+        ) from None
     if request.metadata is not None:
         check_metadata(request.metadata)
     return request

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import InvalidInput
-from core.jobs.model import GenerationParams, Job, parse_iso
+from core.jobs.model import GenerationInput, Job, parse_iso
 from core.jobs.text_checks import check_text
 
 # OpenAI's documented defaults, used when a request leaves them out (the service's own are 0.7 and 0.9).
@@ -25,6 +25,8 @@ OPENAI_DEFAULT_TOP_P = 1.0
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 # Below this the service refuses a temperature (its sampling would overflow); OpenAI clients mean "greedy" by it.
 _SMALLEST_SAMPLING_TEMPERATURE = 0.01
+# What a caller is told of a field this server does not know (an OpenAI field it lacks, or one a client made up).
+UNSUPPORTED_FIELD = "this field is not supported by this server"
 
 # The service's finish reasons as OpenAI's; a succeeded job only ends "stop" or "length".
 _FINISH_REASONS = {"stop": "stop", "length": "length", "timeout": "length", "canceled": "stop"}
@@ -133,6 +135,30 @@ class _CommonRequest(_Strict):
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0, description="Above 1 discourages repeats.")
     ignore_eos: bool | None = Field(None, description="Generate exactly max_tokens (benchmarks).")
 
+    def to_generation_input(self) -> GenerationInput:
+        """This request as the service's generation (a job's input), or InvalidInput naming the field as it was sent.
+
+        The service's own rules (stop strings, seed range, metadata) apply here, once; deployment limits
+        (MAX_TOKENS_LIMIT, MAX_PROMPT_CHARS, the model's context) are the submit use case's.
+        """
+        body, renamed = self._text_and_length()
+        temperature = self.temperature if self.temperature is not None else OPENAI_DEFAULT_TEMPERATURE
+        # OpenAI clients send tiny temperatures to mean "as deterministic as possible": that is greedy here.
+        body["temperature"] = 0.0 if temperature < _SMALLEST_SAMPLING_TEMPERATURE else float(temperature)
+        body["top_p"] = float(self.top_p) if self.top_p is not None else OPENAI_DEFAULT_TOP_P
+        for name in ("stop", "seed", "top_k", "repetition_penalty", "ignore_eos"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        try:
+            return GenerationInput.model_validate(body)
+        except ValidationError as error:
+            raise InvalidInput.from_validation(error, renamed=renamed, unknown_field=UNSUPPORTED_FIELD) from None
+
+    def _text_and_length(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The generation's text, length (and labels), and which of its fields this request names otherwise."""
+        raise NotImplementedError
+
     @field_validator("n")
     @classmethod
     def _one_choice(cls, value: int | None) -> int | None:
@@ -175,6 +201,23 @@ class ChatCompletionRequest(_CommonRequest):
     reasoning_effort: str | None = Field(None, description="Not supported (not a reasoning model).")
     verbosity: str | None = Field(None, description="Not supported.")
 
+    def _text_and_length(self) -> tuple[dict[str, Any], dict[str, str]]:
+        body: dict[str, Any] = {"messages": [message.as_service_message() for message in self.messages]}
+        renamed: dict[str, str] = {}
+        max_tokens = self.max_tokens
+        if self.max_completion_tokens is not None:
+            if max_tokens is not None and max_tokens != self.max_completion_tokens:
+                raise InvalidInput(
+                    "max_completion_tokens: differs from max_tokens; send one of them", field="max_completion_tokens"
+                )
+            max_tokens = self.max_completion_tokens
+            renamed["max_tokens"] = "max_completion_tokens"
+        if self.metadata:
+            body["metadata"] = self.metadata
+        if max_tokens is not None:  # absent: the service's default, within the deployment's limit
+            body["max_tokens"] = max_tokens
+        return body, renamed
+
     @field_validator("logprobs")
     @classmethod
     def _no_logprobs(cls, value: bool | None) -> bool | None:
@@ -216,6 +259,12 @@ class CompletionRequest(_CommonRequest):
     best_of: int | None = Field(None, description="Only 1 (not supported).")
     suffix: str | None = Field(None, description="Not supported.")
 
+    def _text_and_length(self) -> tuple[dict[str, Any], dict[str, str]]:
+        body: dict[str, Any] = {"prompt": self.prompt if isinstance(self.prompt, str) else self.prompt[0]}
+        renamed = {"prompt": "prompt" if isinstance(self.prompt, str) else "prompt.0"}
+        body["max_tokens"] = self.max_tokens if self.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
+        return body, renamed
+
     @field_validator("prompt")
     @classmethod
     def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
@@ -252,30 +301,15 @@ _REQUEST_MODELS: dict[Endpoint, type[_CommonRequest]] = {
 
 @dataclass(frozen=True)
 class OpenAIRequest:
-    """An OpenAI request as the service will run it.
-
-    `body` is a `GenerationParams` body (a job's input, or a batch line's `body`): submit it like any other.
-    """
+    """An OpenAI request as the service will run it: its generation (`params`, submitted like any job's) and how
+    the answer is sent."""
 
     endpoint: Endpoint
-    body: dict[str, Any]
+    params: GenerationInput
     stream: bool
     include_usage: bool
     continuous_usage: bool
     requested_model: str | None
-
-
-def _validation_error(error: ValidationError, renamed: dict[str, str] | None = None) -> InvalidInput:
-    """The first problem as InvalidInput naming the field as the request named it."""
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    if field is not None and renamed:
-        field = renamed.get(field, field)
-    if first["type"] == "extra_forbidden":
-        message = "this field is not supported by this server"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-    return InvalidInput(f"{field}: {message}" if field else message, field=field)
 
 
 def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
@@ -289,17 +323,12 @@ def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
     try:
         request = _REQUEST_MODELS[endpoint].model_validate(body)
     except ValidationError as error:
-        raise _validation_error(error) from None
+        raise InvalidInput.from_validation(error, unknown_field=UNSUPPORTED_FIELD) from None
     if request.stream_options is not None and not request.stream:
         raise InvalidInput("stream_options: only allowed with stream: true", field="stream_options")
-    generation, renamed = _generation_body(request)
-    try:
-        GenerationParams.model_validate(generation)  # the service's own rules (stop strings, seed range, metadata)
-    except ValidationError as error:
-        raise _validation_error(error, renamed) from None
     return OpenAIRequest(
         endpoint=endpoint,
-        body=generation,
+        params=request.to_generation_input(),
         stream=bool(request.stream),
         include_usage=bool(request.stream and request.stream_options and request.stream_options.include_usage),
         continuous_usage=bool(
@@ -307,40 +336,6 @@ def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
         ),
         requested_model=request.model,
     )
-
-
-def _generation_body(request: _CommonRequest) -> tuple[dict[str, Any], dict[str, str]]:
-    """The GenerationParams body, and which of its fields the request named otherwise (for error messages)."""
-    body: dict[str, Any] = {}
-    renamed: dict[str, str] = {}
-    if isinstance(request, ChatCompletionRequest):
-        body["messages"] = [message.as_service_message() for message in request.messages]
-        max_tokens = request.max_tokens
-        if request.max_completion_tokens is not None:
-            if max_tokens is not None and max_tokens != request.max_completion_tokens:
-                raise InvalidInput(
-                    "max_completion_tokens: differs from max_tokens; send one of them", field="max_completion_tokens"
-                )
-            max_tokens = request.max_completion_tokens
-            renamed["max_tokens"] = "max_completion_tokens"
-        if request.metadata:
-            body["metadata"] = request.metadata
-    else:
-        assert isinstance(request, CompletionRequest)
-        body["prompt"] = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
-        renamed["prompt"] = "prompt" if isinstance(request.prompt, str) else "prompt.0"
-        max_tokens = request.max_tokens if request.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
-    if max_tokens is not None:  # absent on chat: the service's default, within the deployment's limit
-        body["max_tokens"] = max_tokens
-    temperature = request.temperature if request.temperature is not None else OPENAI_DEFAULT_TEMPERATURE
-    # OpenAI clients send tiny temperatures to mean "as deterministic as possible": that is greedy here.
-    body["temperature"] = 0.0 if temperature < _SMALLEST_SAMPLING_TEMPERATURE else float(temperature)
-    body["top_p"] = float(request.top_p) if request.top_p is not None else OPENAI_DEFAULT_TOP_P
-    for name in ("stop", "seed", "top_k", "repetition_penalty", "ignore_eos"):
-        value = getattr(request, name)
-        if value is not None:
-            body[name] = value
-    return body, renamed
 
 
 def completion_id(endpoint: Endpoint, job_id: str) -> str:

@@ -16,7 +16,6 @@ EXCEPTIONS = {
     "core/openai/batches.py": "OpenAI compatibility is being rebuilt on its protocol models; tested end to end",
     "core/openai/files.py": "OpenAI compatibility is being rebuilt on its protocol models; tested end to end",
     "core/openai/streaming.py": "OpenAI compatibility is being rebuilt on its protocol models; tested end to end",
-    "core/openai/translation.py": "OpenAI compatibility is being rebuilt on its protocol models; tests/test_openai_*",
 }
 
 

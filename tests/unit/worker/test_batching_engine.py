@@ -7,8 +7,9 @@ import threading
 import pytest
 
 from core.jobs.model import GenerationInput
-from worker.batching_engine import BatchingEngine, needs_sequential_path
+from worker.batching_engine import BatchingEngine
 from worker.generation import EngineStopped
+from worker.sampling import SamplingPlan
 
 
 def greedy(prompt: str, max_tokens: int = 8, **extra) -> GenerationInput:
@@ -70,7 +71,7 @@ def test_a_cancel_ends_the_job_with_its_partial_text(batching_engine):
 
 def test_a_seeded_job_runs_in_the_sequential_lane_and_reproduces_its_text(batching_engine):
     params = GenerationInput(prompt="Seeded", max_tokens=8, temperature=1.0, seed=7, ignore_eos=True)
-    assert needs_sequential_path(params) and not needs_sequential_path(greedy("x"))
+    assert SamplingPlan.of(params).needs_sequential_path and not SamplingPlan.of(greedy("x")).needs_sequential_path
     first, second = run_together(batching_engine, [params, params])
     assert first.text == second.text and first.completion_tokens == 8
 

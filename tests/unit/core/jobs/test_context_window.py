@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import InvalidInput
 from core.jobs.context_window import ContextWindow, context_length, model_files
-from core.jobs.model import parse_generation_input
+from core.jobs.model import GenerationInput, within_limits
 
 CONTEXT = 16
 
@@ -31,8 +31,8 @@ def write_model(folder: Path, config: dict, *, tokenizer: bool = True) -> Path:
 
 
 def params(prompt: str, max_tokens: int):
-    return parse_generation_input({"prompt": prompt, "max_tokens": max_tokens}, max_tokens_limit=64,
-                                  max_prompt_chars=10_000)  # fmt: skip
+    body = {"prompt": prompt, "max_tokens": max_tokens}
+    return within_limits(GenerationInput.parse(body), max_tokens_limit=64, max_prompt_chars=10_000)
 
 
 @pytest.mark.parametrize(
@@ -70,8 +70,8 @@ def test_a_prompt_that_fits_with_its_max_tokens_passes_and_one_past_is_refused(t
 
 def test_chat_messages_are_not_counted_here(tmp_path):
     window = ContextWindow(write_model(tmp_path / "m", {"max_position_embeddings": 2}))
-    chat = parse_generation_input({"messages": [{"role": "user", "content": "word " * 50}], "max_tokens": 64},
-                                  max_tokens_limit=64, max_prompt_chars=10_000)  # fmt: skip
+    body = {"messages": [{"role": "user", "content": "word " * 50}], "max_tokens": 64}
+    chat = within_limits(GenerationInput.parse(body), max_tokens_limit=64, max_prompt_chars=10_000)
     window.check(chat)
 
 

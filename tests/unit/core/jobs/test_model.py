@@ -1,25 +1,32 @@
-"""The job's status table and the validation of a generation request (through `parse_generation_input`, the one
-entry point every submission uses)."""
+"""The job's status table, the validation of a generation request (`GenerationInput.parse` then `within_limits`,
+the path every submission takes) and the typed input as stored."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from core.errors import InvalidInput
 from core.jobs.model import (
     ALLOWED_TRANSITIONS,
+    GenerationInput,
+    Job,
+    JobInput,
     JobStatus,
     check_metadata,
     is_job_id,
     new_job_id,
-    parse_generation_input,
     parse_iso,
     utc_now_iso,
+    within_limits,
 )
 
 
 def parse(body, *, max_tokens_limit: int = 256, max_prompt_chars: int = 100):
-    return parse_generation_input(body, max_tokens_limit=max_tokens_limit, max_prompt_chars=max_prompt_chars)
+    return within_limits(
+        GenerationInput.parse(body), max_tokens_limit=max_tokens_limit, max_prompt_chars=max_prompt_chars
+    )
 
 
 def test_terminal_statuses_have_no_way_out_and_the_others_lead_somewhere():
@@ -65,7 +72,6 @@ def test_a_bad_field_is_refused_naming_it(body, field, words):
 def test_stop_may_be_one_string_and_events_are_deduplicated_in_order():
     params = parse({"prompt": "x", "stop": "END", "webhook_events": ["completed", "started", "completed"]})
     assert params.stop == ["END"] and params.webhook_events == ["started", "completed"]
-    assert parse({"prompt": "x", "temperature": 0}).is_greedy
 
 
 def test_metadata_limits():
@@ -79,3 +85,61 @@ def test_metadata_limits():
 def test_the_public_view_of_a_stored_job_leaves_out_its_owner(new_job):
     view = new_job(owner="secret-owner").public_view()
     assert "owner" not in view and view["status"] == "queued"
+
+
+# A job as the store held it before the input was typed.
+STORED = {
+    "id": "a" * 32,
+    "status": "queued",
+    "created_at": "2025-01-01T00:00:00.000000Z",
+    "input": {"prompt": "x", "max_tokens": 8, "temperature": 0.0, "top_p": 0.9, "do_sample": True, "seed": 3,
+              "ignore_eos": False},
+}  # fmt: skip
+
+
+def test_a_stored_job_loads_with_a_typed_input_and_dumps_the_same_json():
+    job = Job.model_validate_json(json.dumps(STORED))
+    assert isinstance(job.input, JobInput) and job.input.seed == 3 and job.input.top_k is None
+    assert job.public_view()["input"] == STORED["input"]
+    assert json.loads(job.model_dump_json())["input"] == STORED["input"]
+
+
+def test_a_job_stores_the_generation_without_its_labels_or_delivery():
+    params = GenerationInput.parse(
+        {"messages": [{"role": "user", "content": "hi"}], "stop": "\n", "metadata": {"k": "v"}, "priority": "low"}
+    )
+    job = Job(id="b" * 32, status=JobStatus.QUEUED, created_at=utc_now_iso(), input=params.job_input)
+    assert type(job.input) is JobInput
+    assert job.public_view()["input"] == {
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 128,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "do_sample": True,
+        "stop": ["\n"],
+        "ignore_eos": False,
+    }
+
+
+def test_the_default_length_fits_a_smaller_limit_but_an_asked_one_must():
+    assert (
+        within_limits(GenerationInput.parse({"prompt": "x"}), max_tokens_limit=50, max_prompt_chars=9).max_tokens == 50
+    )
+    with pytest.raises(InvalidInput) as caught:
+        within_limits(GenerationInput.parse({"prompt": "x", "max_tokens": 51}), max_tokens_limit=50, max_prompt_chars=9)
+    assert caught.value.field == "max_tokens"
+    with pytest.raises(InvalidInput) as caught:
+        within_limits(GenerationInput.parse({"prompt": "x" * 10}), max_tokens_limit=50, max_prompt_chars=9)
+    assert caught.value.field == "prompt"
+
+
+def test_a_bad_body_names_its_field():
+    with pytest.raises(InvalidInput) as caught:
+        GenerationInput.parse({"prompt": "x", "temperature": 0.001})
+    assert (
+        caught.value.field == "temperature"
+        and caught.value.message == "temperature: must be 0 (greedy) or at least 0.01"
+    )
+    with pytest.raises(InvalidInput) as caught:
+        GenerationInput.parse({"prompt": "x", "surprise": 1})
+    assert caught.value.message == "surprise: Extra inputs are not permitted"
