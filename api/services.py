@@ -15,6 +15,7 @@ from core.events.stream import TokenStreams
 from core.jobs.cancellation import CancelBatch, CancelJob
 from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
+from core.jobs.priority import Priority
 from core.jobs.store import JobStore, connect
 from core.jobs.submission import JobQueue, SubmitJob
 from core.limits.file_quota import FileQuota
@@ -57,7 +58,7 @@ class BrokerQueue:
         self.publisher = publisher
         self.client = client
 
-    def publish(self, job_ids: list[str], priority: str) -> None:
+    def publish(self, job_ids: list[str], priority: Priority) -> None:
         """Put the job ids on the GPU queue."""
         self.publisher.publish_many(job_ids, priority)
 

@@ -19,8 +19,9 @@ import redis
 
 from broker.publisher import JobPublisher
 from core.batches.store import BatchStore
-from core.errors import JobNotFound, StoreUnavailable, WrongState
+from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
 from core.jobs.model import Job, JobStatus, parse_iso, utc_now_iso
+from core.jobs.records import JobError, JobOutput
 from core.jobs.store import JobStore
 from core.settings import Settings
 
@@ -167,12 +168,12 @@ def _back_to_queue(job: Job) -> None:
 
 def _fail_max_attempts(job: Job) -> None:
     job.completed_at = utc_now_iso()
-    job.error = {
-        "type": "max_attempts",
-        "message": f"the worker running this job died on each of its {job.attempts} attempts",
-    }
+    job.error = JobError(
+        type=ErrorType.MAX_ATTEMPTS,
+        message=f"the worker running this job died on each of its {job.attempts} attempts",
+    )
 
 
 def _finish_as_canceled(job: Job) -> None:
     job.completed_at = utc_now_iso()
-    job.output = {"text": "", "finish_reason": "canceled"}
+    job.output = JobOutput(text="", finish_reason="canceled")

@@ -69,7 +69,7 @@ def test_running_job_of_a_dead_worker_goes_back_to_the_queue_then_fails_after_ma
         assert taken.attempts == attempt and taken.worker is None  # a worker no heartbeat vouches for
         assert job.id in reconciler.recover_orphaned_running_jobs()
     final = store.get(job.id)
-    assert final.status == JobStatus.FAILED and final.error["type"] == "max_attempts"
+    assert final.status == JobStatus.FAILED and final.error.type == "max_attempts"
 
 
 def test_job_taken_by_a_live_worker_stays_with_it_and_one_taken_by_a_dead_worker_goes_back_in_line(

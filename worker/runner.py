@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from broker.names import priority_step
 from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
 from core.jobs.model import GenerationInput, Job, JobStatus, parse_iso, utc_now_iso
+from core.jobs.priority import Priority
+from core.jobs.records import JobError, JobOutput, JobResources, JobUsage
 from core.jobs.store import JobStore
 from core.settings import Settings
 from worker.generation import Engine, EngineDead, EngineStopped, GenerationResult, classify_failure
@@ -46,7 +48,7 @@ class WorkerRuntime:
     model_load_seconds: float
     dtype_name: str
     # Hands a job id back to the queue (the broker's publisher: the runner itself knows no broker).
-    republish: Callable[[str, str], None]
+    republish: Callable[[str, Priority], None]
     running: RunningJobs
     # Writes each running job's text deltas to its event stream (None: nothing is streamed).
     publisher: TokenPublisher | None = None
@@ -213,7 +215,7 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
 def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInput, watch: StopWatch) -> None:
     before, before_line = log_resources(runtime.resource_log, runtime.sampler, "Before generation", job.id)
     result: GenerationResult | None = None
-    error: dict[str, str] | None = None
+    error: JobError | None = None
     with runtime.sampler.peak_window() as peak:
         try:
             result = _generate_streamed(runtime, job, params, watch)
@@ -232,7 +234,7 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
                 _hand_back(runtime, job, "the device failed")
                 runtime.exit_after_hand_back(f"unrecoverable device error: {failure}")
                 return
-            if error["type"] == ErrorType.GENERATION_ERROR:
+            if error.type == ErrorType.ENGINE_FAILED:
                 log.error("job %s: generation failed", job.id, exc_info=failure)
             runtime.engine.release_cached_memory()
     after, after_line = log_resources(runtime.resource_log, runtime.sampler, "After generation", job.id)
@@ -244,31 +246,31 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
         return
     if watch.reason == "timeout":
         limit = runtime.settings.job_timeout_seconds
-        error = {"type": ErrorType.TIMEOUT, "message": f"the job ran past its deadline of {limit:g} s"}
+        error = JobError(type=ErrorType.JOB_TIMED_OUT, message=f"the job ran past its deadline of {limit:g} s")
         if result is not None:
             result = replace(result, finish_reason="timeout")
 
     def record_outcome(job: Job, cancel_requested: bool) -> JobStatus:
         job.completed_at = utc_now_iso()
         job.logs = [*job.logs, before_line, after_line]
-        job.resources = {
-            "before": before.model_dump(),
-            "after": after.model_dump(),
-            "peak_vram_allocated_gb": round(peak.allocated_gb, 2),
-            "peak_vram_reserved_gb": round(peak.reserved_gb, 2),
-            "batch_size": result.batch_size if result is not None else 1,
-        }
+        job.resources = JobResources(
+            before=before,
+            after=after,
+            peak_vram_allocated_gb=round(peak.allocated_gb, 2),
+            peak_vram_reserved_gb=round(peak.reserved_gb, 2),
+            batch_size=result.batch_size if result is not None else 1,
+        )
         # A cancel accepted after the engine's last look still wins over success: its caller was told 202.
         canceled = error is None and (watch.reason == "canceled" or cancel_requested)
         if result is not None:
             # Partial text is kept for a canceled or timed-out job.
             finish_reason = "canceled" if canceled else result.finish_reason
-            job.output = {"text": result.text, "finish_reason": finish_reason}
-            job.usage = {
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-                "total_tokens": result.prompt_tokens + result.completion_tokens,
-            }
+            job.output = JobOutput(text=result.text, finish_reason=finish_reason)
+            job.usage = JobUsage(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.prompt_tokens + result.completion_tokens,
+            )
             job.metrics = _metrics(job, result)
         job.error = error
         if canceled:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from core.events.stream import TokenStreams, entries_cap
 from core.jobs.model import utc_now_iso
+from core.jobs.priority import Priority
 from core.jobs.store import JobStore, connect
 from core.settings import Settings
 from worker.batching_engine import BatchingEngine
@@ -33,7 +34,7 @@ def build_runtime(
     settings: Settings,
     *,
     worker_name: str,
-    republish: Callable[[str, str], None],
+    republish: Callable[[str, Priority], None],
     wrap_engine: Callable[[Engine], Engine] | None = None,
 ) -> WorkerRuntime:
     """Load the model once and return everything the worker needs to run jobs."""

@@ -12,6 +12,7 @@ import redis
 from core.batches.model import Batch, batch_view
 from core.errors import BatchNotFound
 from core.jobs.model import Job, JobStatus, utc_now_iso
+from core.jobs.records import WebhookRecord
 from core.jobs.store import JobStore
 from core.jobs.transition_effects import complete_batch_if_done, stage_queued_count
 from core.owners.index import owned_by, page_newest_first, shed_expired_index_entries
@@ -172,8 +173,8 @@ class BatchStore:
             complete_batch_if_done(self.redis, batch_id, self.ttl_s, [])
 
     @redis_boundary()
-    def update_webhook(self, batch_id: str, change: Callable[[dict], None]) -> None:
-        """Record a delivery attempt on the batch's `webhook` (edited as a dict, validated back)."""
+    def update_webhook(self, batch_id: str, change: Callable[[WebhookRecord], None]) -> None:
+        """Record a delivery attempt on the batch's `webhook` (`change` edits the record in place)."""
         key = BATCH_KEY.format(batch_id=batch_id)
 
         def step(pipe: redis.client.Pipeline) -> None:
@@ -181,9 +182,7 @@ class BatchStore:
             batch = Batch.model_validate_json(raw) if raw else None
             if batch is None or batch.webhook is None:
                 return
-            record = batch.webhook.model_dump()
-            change(record)
-            batch.webhook = record
+            change(batch.webhook)
             pipe.multi()
             pipe.set(key, batch.model_dump_json(), keepttl=True)
 

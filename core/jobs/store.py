@@ -16,6 +16,7 @@ from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs.done_listener import CompletionListener
 from core.jobs.fair_queue import FairQueue
 from core.jobs.model import ALLOWED_TRANSITIONS, Job, JobStatus, utc_now_iso
+from core.jobs.records import JobOutput, WebhookRecord
 from core.jobs.transition_effects import complete_batch_if_done, stage_queued_count, stage_transition_effects
 from core.owners.index import owned_by, page_newest_first, shed_expired_index_entries
 from core.redis.errors import redis_boundary
@@ -268,7 +269,7 @@ class JobStore:
                 if job is not None and job.status == JobStatus.QUEUED:
                     job.status = JobStatus.CANCELED
                     job.completed_at = utc_now_iso()
-                    job.output = {"text": "", "finish_reason": "canceled"}
+                    job.output = JobOutput(text="", finish_reason="canceled")
                     changed.append(job)
             pipe.multi()
             for job in changed:
@@ -281,11 +282,9 @@ class JobStore:
         return len(changed)
 
     @redis_boundary()
-    def update_webhook(self, job_id: str, change: Callable[[dict], None]) -> None:
-        """Change the job's `webhook` record (delivery attempts) without touching its status or its expiry.
-
-        `change` edits the record as a dict (`deliveries`, `state`); the result is validated back.
-        """
+    def update_webhook(self, job_id: str, change: Callable[[WebhookRecord], None]) -> None:
+        """Change the job's `webhook` record (delivery attempts) without touching its status or its expiry;
+        `change` edits the record in place."""
         key = JOB_KEY.format(job_id=job_id)
 
         def step(pipe: redis.client.Pipeline) -> None:
@@ -293,9 +292,7 @@ class JobStore:
             job = Job.model_validate_json(raw) if raw else None
             if job is None or job.webhook is None:
                 return  # expired: nothing left to record on
-            record = job.webhook.model_dump()
-            change(record)
-            job.webhook = record
+            change(job.webhook)
             pipe.multi()
             pipe.set(key, job.model_dump_json(), keepttl=True)
 
