@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
+from core.errors import ErrorType
 from core.events.follow import JobEvents
 from core.events.listener import JobEventListener
 from core.events.stream import TokenStreams
-from core.errors import ErrorType
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.records import JobError, JobOutput, JobUsage
 from core.jobs.store import JobStore, connect

@@ -39,7 +39,8 @@ def test_template_that_rejects_a_role_is_invalid_input(tokenizer):
     )
     with pytest.raises(EngineInputError) as refused:
         PromptEncoder(tokenizer, 2048).encode(GenerationInput(messages=MESSAGES))
-    assert classify_failure(refused.value) == (JobError(type=ErrorType.INVALID_INPUT, message=str(refused.value)), False)
+    expected = JobError(type=ErrorType.INVALID_INPUT, message=str(refused.value))
+    assert classify_failure(refused.value) == (expected, False)
 
 
 def test_prompt_plus_max_tokens_beyond_the_context_is_refused(tokenizer):

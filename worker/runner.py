@@ -17,6 +17,8 @@ from core.jobs.priority import Priority
 from core.jobs.records import JobError, JobOutput, JobResources, JobUsage
 from core.jobs.store import JobStore
 from core.settings import Settings
+from core.workers.registry import WorkerRegistry
+from core.workers.reservations import WorkerReservations
 from worker.generation import Engine, EngineDead, EngineStopped, GenerationResult, classify_failure
 from worker.job_log import JobLog
 from worker.resources import ResourceSampler, log_resources
@@ -50,6 +52,9 @@ class WorkerRuntime:
     # Hands a job id back to the queue (the broker's publisher: the runner itself knows no broker).
     republish: Callable[[str, Priority], None]
     running: RunningJobs
+    # This worker's heartbeat entry, and the jobs it holds while they wait for a place in the engine.
+    workers: WorkerRegistry
+    reservations: WorkerReservations
     # Writes each running job's text deltas to its event stream (None: nothing is streamed).
     publisher: TokenPublisher | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -71,7 +76,7 @@ class WorkerRuntime:
             deadline = time.monotonic() + HAND_BACK_WAIT_S
             while time.monotonic() < deadline:
                 with contextlib.suppress(StoreUnavailable):
-                    self.store.mark_worker_draining(self.worker_name, ttl_s=DRAINING_TTL_S)
+                    self.workers.mark_draining(self.worker_name, ttl_s=DRAINING_TTL_S)
                 if self.running.wait_until_empty(DRAINING_TTL_S / 3):
                     break
             else:
@@ -80,7 +85,7 @@ class WorkerRuntime:
                 )
             time.sleep(0.5)  # let the last job threads return, so Celery acknowledges their messages
             with contextlib.suppress(StoreUnavailable):
-                self.store.unregister_worker(self.worker_name)
+                self.workers.unregister(self.worker_name)
             logging.shutdown()
             os._exit(code)
 
@@ -149,7 +154,7 @@ def run_next_job(runtime: WorkerRuntime, announced_job_id: str) -> None:
         run_job(runtime, job_id)
     finally:
         with contextlib.suppress(StoreUnavailable):
-            runtime.store.unreserve(runtime.worker_name, job_id)
+            runtime.reservations.release(runtime.worker_name, job_id)
 
 
 def _take_while_redis_is_away(runtime: WorkerRuntime, give_up_after_s: float = 30.0) -> str | None:

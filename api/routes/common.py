@@ -12,8 +12,8 @@ from api.schemas import CURSOR_PATTERN, MAX_PAGE_SIZE
 from api.services import Services
 from core.batches.model import is_batch_id
 from core.errors import (
-    ErrorType,
     BatchNotFound,
+    ErrorType,
     GenerationFailed,
     InvalidInput,
     JobNotFound,

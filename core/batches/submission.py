@@ -7,10 +7,10 @@ import logging
 from core.batches.model import Batch, BatchBody, BatchLine, new_batch_id, validate_batch_lines
 from core.batches.store import BatchStore
 from core.errors import StoreUnavailable
-from core.jobs.priority import Priority
 from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.priority import Priority
 from core.jobs.submission import JobQueue, check_capacity, check_webhook_url, webhook_record
 from core.jobs.text_checks import check_text
 from core.limits.memory_budget import MemoryBudget
@@ -18,7 +18,6 @@ from core.limits.submit_limits import OwnerLimits
 from core.settings import Settings
 
 log = logging.getLogger("llm.api")
-
 
 
 class SubmitBatch:

@@ -7,10 +7,10 @@ import logging
 from typing import Any, Protocol
 
 from core.errors import InvalidInput, QueueFull, StoreUnavailable
-from core.jobs.priority import Priority
 from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.model import GenerationInput, Job, JobStatus, new_job_id, parse_generation_input, utc_now_iso
+from core.jobs.priority import Priority
 from core.jobs.store import JobStore
 from core.limits.memory_budget import MemoryBudget
 from core.limits.submit_limits import OwnerLimits
