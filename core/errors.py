@@ -6,11 +6,9 @@ from enum import StrEnum
 
 
 class ErrorType(StrEnum):
-    """Every `error.type` this service reports: a failed job's reason, or an API error's kind.
+    """Every `error.type` this service reports: a failed job's reason, or an API error's kind."""
 
-    The names say what happened; the values are the wire strings clients match on, so they never change, even
-    where two names share one (WAIT_TIMED_OUT is an alias of JOB_TIMED_OUT: both are "timeout" on the wire).
-    """
+    # The names say what happened; the values are the strings clients match on, so they never change.
 
     # Why a job failed (the job object's `error.type`).
     INVALID_INPUT = "invalid_input"
@@ -37,8 +35,11 @@ class ErrorType(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     HTTP_ERROR = "http_error"
     INTERNAL_ERROR = "internal_error"
-    # A synchronous call (or a stream) outlived its wait; the job goes on. Listed last: an alias is no new value.
-    WAIT_TIMED_OUT = "timeout"
+
+
+# A synchronous call (or a stream) outlived its wait while its job goes on. Clients have always read it as "timeout",
+# the string of a job past its deadline; it is a name of its own here, not a member (the enum lists each string once).
+WAIT_TIMED_OUT = ErrorType.JOB_TIMED_OUT
 
 
 class ServiceError(Exception):
@@ -167,7 +168,7 @@ class StoreUnavailable(ServiceError):
 class WaitTimedOut(ServiceError):
     """A synchronous call outlived its wait; the job itself goes on and stays pollable."""
 
-    error_type = ErrorType.WAIT_TIMED_OUT
+    error_type = WAIT_TIMED_OUT
 
     def __init__(self, message: str, *, job_id: str) -> None:
         super().__init__(message, job_id=job_id)

@@ -9,8 +9,9 @@ from pydantic import AfterValidator
 
 
 class Priority(StrEnum):
-    """Declared in the order jobs are taken: every queued job of an earlier priority goes before any of a later
-    one. `batch` is for a batch's lines only; a job submitted alone asks for one of the others."""
+    """A job's priority: every queued job of an earlier one is taken before any of a later one."""
+
+    # Declared in that order. `batch` is for a batch's lines only; a job submitted alone asks for another.
 
     HIGH = "high"
     NORMAL = "normal"

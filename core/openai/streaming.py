@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.errors import ErrorType
+from core.errors import WAIT_TIMED_OUT, ErrorType
 from core.events.follow import Completed, JobEvents, KeepAlive
 from core.events.stream import STATUS, TOKEN, StreamEvent
 from core.jobs.model import Job, JobStatus
@@ -62,7 +62,7 @@ class CompletionStream:
                 yield self._error(
                     f"the job did not finish within {self.wait_s:g} s; it goes on: poll /jobs/{self.job_id}",
                     "server_error",
-                    ErrorType.WAIT_TIMED_OUT,
+                    WAIT_TIMED_OUT,
                 )
                 return
             if isinstance(item, KeepAlive):

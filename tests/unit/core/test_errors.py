@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import ErrorType, GenerationFailed, WaitTimedOut
+from core.errors import WAIT_TIMED_OUT, ErrorType, GenerationFailed, WaitTimedOut
 
 WIRE_VALUES = [
     "invalid_input", "out_of_memory", "device_error", "generation_error", "timeout", "max_attempts",
@@ -17,7 +17,7 @@ def test_the_wire_values_are_unchanged_and_listed_once():
 
 
 def test_a_job_past_its_deadline_and_a_wait_that_ran_out_share_one_wire_value():
-    assert ErrorType.JOB_TIMED_OUT == ErrorType.WAIT_TIMED_OUT == "timeout"
+    assert ErrorType.JOB_TIMED_OUT == WAIT_TIMED_OUT == "timeout"
     assert WaitTimedOut("late", job_id="j").to_dict()["error"]["type"] == "timeout"
 
 
