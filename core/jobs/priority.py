@@ -12,7 +12,6 @@ class Priority(StrEnum):
     """A job's priority: every queued job of an earlier one is taken before any of a later one."""
 
     # Declared in that order. `batch` is for a batch's lines only; a job submitted alone asks for another.
-
     HIGH = "high"
     NORMAL = "normal"
     LOW = "low"
