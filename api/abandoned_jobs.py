@@ -40,6 +40,4 @@ def wait_for_caller(svc: Services, owner: str, job: Job, sock: socket.socket | N
     (`sock` None: it is not, or the server can't tell)."""
     settings = svc.settings
     with DepartureWatch(sock, lambda: cancel_abandoned(svc, job.id, owner, "synchronous")):
-        return svc.store.wait_until_terminal(
-            job.id, settings.sync_wait_seconds, outage_s=settings.sync_wait_outage_seconds
-        )
+        return svc.waits.until_terminal(job.id, settings.sync_wait_seconds, outage_s=settings.sync_wait_outage_seconds)

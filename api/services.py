@@ -15,8 +15,10 @@ from core.events.stream import TokenStreams
 from core.jobs.cancellation import CancelBatch, CancelJob
 from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
+from core.jobs.priority import Priority
 from core.jobs.store import JobStore, connect
 from core.jobs.submission import JobQueue, SubmitJob
+from core.jobs.waits import JobWaits
 from core.limits.file_quota import FileQuota
 from core.limits.long_requests import LongRequests
 from core.limits.memory_budget import MemoryBudget
@@ -26,6 +28,7 @@ from core.metrics.history import MetricsHistory
 from core.openai.batches import OpenAIBatches, OpenAIBatchStore
 from core.openai.files import FileStore
 from core.settings import Settings
+from core.workers.registry import WorkerRegistry
 
 # Redis connections one API process follows jobs with (their streams and the jobs themselves), whatever the number
 # of clients: a follower reads only to catch up and at the end (new entries reach it through the process's one
@@ -57,7 +60,7 @@ class BrokerQueue:
         self.publisher = publisher
         self.client = client
 
-    def publish(self, job_ids: list[str], priority: str) -> None:
+    def publish(self, job_ids: list[str], priority: Priority) -> None:
         """Put the job ids on the GPU queue."""
         self.publisher.publish_many(job_ids, priority)
 
@@ -72,6 +75,8 @@ class Services:
 
     settings: Settings
     store: JobStore
+    waits: JobWaits
+    workers: WorkerRegistry
     batches: BatchStore
     submit_job: SubmitJob
     submit_batch: SubmitBatch
@@ -119,6 +124,8 @@ class Services:
         return cls(
             settings=settings,
             store=store,
+            waits=JobWaits(store),
+            workers=WorkerRegistry(store.redis),
             batches=batches,
             submit_job=SubmitJob(settings, store, queue, idempotency, context_window, memory=memory),
             submit_batch=submit_batch,

@@ -37,8 +37,9 @@ from bench.workload import (  # noqa: E402
     percentile,
     run_clients,
 )
-from core.jobs.store import JobStore, connect  # noqa: E402
+from core.jobs.store import connect  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from core.workers.registry import WorkerRegistry  # noqa: E402
 from scripts.redis_server import RedisServer, free_port  # noqa: E402
 from scripts.service_processes import api_command, wait_for_worker, worker_command  # noqa: E402
 
@@ -114,7 +115,7 @@ class Service:
             api_command(f"127.0.0.1:{self.port}", workers=2), cwd=ROOT, env=self.env, stdout=log, stderr=log
         )
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.worker_info = wait_for_worker(JobStore(connect(self.redis.url), job_ttl_s=3600), self.worker, "bench")
+        self.worker_info = wait_for_worker(WorkerRegistry(connect(self.redis.url)), self.worker, "bench")
         self.session = requests.Session()
         while True:
             try:
@@ -146,7 +147,7 @@ class Service:
         return new_sender
 
     def worker_rss_mb(self) -> float:
-        return psutil.Process(self.worker_info["pid"]).memory_info().rss / 2**20
+        return psutil.Process(self.worker_info.pid).memory_info().rss / 2**20
 
     def stop(self) -> None:
         for process in (self.api, self.worker):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from broker.names import PRIORITY_STEPS
+from core.jobs.priority import Priority
 
 _KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
 
@@ -14,7 +15,7 @@ def priority_list_names(queue: str) -> list[str]:
     return list(priority_lists(queue).values())
 
 
-def priority_lists(queue: str) -> dict[str, str]:
+def priority_lists(queue: str) -> dict[Priority, str]:
     """Each priority (`high`, `normal`, `low`, `batch`) and the Redis list holding its messages on the queue."""
     return {
         priority: queue if step == 0 else f"{queue}{_KOMBU_PRIORITY_SEPARATOR}{step}"

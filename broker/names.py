@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from core.jobs.priority import Priority
+
 GENERATE_TASK_NAME = "llm.generate"
 # kombu emulates priorities on Redis with one list per step, and takes from the lowest number first.
-PRIORITY_STEPS = {"high": 0, "normal": 3, "low": 6, "batch": 9}
+PRIORITY_STEPS = {Priority.HIGH: 0, Priority.NORMAL: 3, Priority.LOW: 6, Priority.BATCH: 9}
 
 
-def priority_step(priority: str) -> int:
-    """The kombu priority step of a job's priority (an unknown one counts as normal)."""
-    return PRIORITY_STEPS.get(priority, PRIORITY_STEPS["normal"])
+def priority_step(priority: Priority) -> int:
+    """The kombu priority step of a job's priority; a string that names no priority is a ValueError."""
+    return PRIORITY_STEPS[Priority(priority)]
 
 
 # Each GPU worker also reads a queue of its own, where it sends itself canaries (worker/consumer_canary.py).

@@ -10,6 +10,7 @@ from broker.app import new_celery_app
 from broker.kombu_redis import waiting_message_count
 from broker.names import GENERATE_TASK_NAME, priority_step
 from core.errors import StoreUnavailable
+from core.jobs.priority import Priority
 from core.settings import Settings
 
 _PUBLISH_FAILURES = (OperationalError, redis.ConnectionError, redis.TimeoutError, OSError)
@@ -23,11 +24,11 @@ class JobPublisher:
         # A process that already has a Celery app (the GPU worker) publishes through it; others get their own.
         self.celery = celery_app or new_celery_app("llm-publisher", settings)
 
-    def publish(self, job_id: str, priority: str = "normal") -> None:
+    def publish(self, job_id: str, priority: Priority = Priority.NORMAL) -> None:
         """Enqueue one generation; raises StoreUnavailable if the broker can't take it."""
         self.publish_many([job_id], priority)
 
-    def publish_many(self, job_ids: list[str], priority: str) -> None:
+    def publish_many(self, job_ids: list[str], priority: Priority) -> None:
         """Enqueue generations over one broker connection (a batch's thousands of lines)."""
         try:
             with self.celery.producer_or_acquire() as producer:

@@ -13,12 +13,14 @@ if TYPE_CHECKING:
 class ErrorType(StrEnum):
     """Every `error.type` this service reports: a failed job's reason, or an API error's kind."""
 
+    # The names say what happened; the values are the strings clients match on, so they never change.
+
     # Why a job failed (the job object's `error.type`).
     INVALID_INPUT = "invalid_input"
     OUT_OF_MEMORY = "out_of_memory"
     DEVICE_ERROR = "device_error"
-    GENERATION_ERROR = "generation_error"
-    TIMEOUT = "timeout"
+    ENGINE_FAILED = "generation_error"  # the engine raised while generating
+    JOB_TIMED_OUT = "timeout"  # the job ran past JOB_TIMEOUT_SECONDS
     MAX_ATTEMPTS = "max_attempts"
     # What went wrong with a request.
     MALFORMED_BODY = "malformed_body"
@@ -32,11 +34,17 @@ class ErrorType(StrEnum):
     FORBIDDEN = "forbidden"
     STORE_UNAVAILABLE = "store_unavailable"
     SERVER_BUSY = "server_busy"
-    GENERATION_FAILED = "generation_failed"
+    # A waited-for job failed: the default of GenerationFailed, which reports the job's own `error.type` instead.
+    WAITED_JOB_FAILED = "generation_failed"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     HTTP_ERROR = "http_error"
     INTERNAL_ERROR = "internal_error"
+
+
+# A synchronous call (or a stream) outlived its wait while its job goes on. Clients have always read it as "timeout",
+# the string of a job past its deadline; it is a name of its own here, not a member (the enum lists each string once).
+WAIT_TIMED_OUT = ErrorType.JOB_TIMED_OUT
 
 
 class ServiceError(Exception):
@@ -190,7 +198,7 @@ class StoreUnavailable(ServiceError):
 class WaitTimedOut(ServiceError):
     """A synchronous call outlived its wait; the job itself goes on and stays pollable."""
 
-    error_type = ErrorType.TIMEOUT
+    error_type = WAIT_TIMED_OUT
 
     def __init__(self, message: str, *, job_id: str) -> None:
         super().__init__(message, job_id=job_id)
@@ -199,7 +207,7 @@ class WaitTimedOut(ServiceError):
 class GenerationFailed(ServiceError):
     """The job ran and failed (engine error, out of memory): the server's fault, not the input's."""
 
-    error_type = ErrorType.GENERATION_FAILED
+    error_type = ErrorType.WAITED_JOB_FAILED
 
     def __init__(self, message: str, *, job_id: str, error_type: str) -> None:
         super().__init__(message, job_id=job_id)

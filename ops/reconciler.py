@@ -19,10 +19,13 @@ import redis
 
 from broker.publisher import JobPublisher
 from core.batches.store import BatchStore
-from core.errors import JobNotFound, StoreUnavailable, WrongState
+from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
 from core.jobs.model import Job, JobStatus, parse_iso, utc_now_iso
+from core.jobs.records import JobError, JobOutput
 from core.jobs.store import JobStore
 from core.settings import Settings
+from core.workers.registry import WorkerRegistry
+from core.workers.reservations import WorkerReservations
 
 log = logging.getLogger("llm.reconciler")
 
@@ -34,6 +37,8 @@ class Reconciler:
         self.settings = settings
         self.store = store
         self.publisher = publisher
+        self.workers = WorkerRegistry(store.redis)
+        self.reservations = WorkerReservations(store.redis)
         self.trust_heartbeats_after = 0.0
 
     def run(self, stop: threading.Event) -> None:
@@ -57,7 +62,7 @@ class Reconciler:
     def recover_orphaned_running_jobs(self) -> list[str]:
         """Running jobs whose worker is gone (or that overran every deadline): requeued, canceled, or failed."""
         heartbeats_trusted = time.monotonic() >= self.trust_heartbeats_after
-        live = {worker["name"] for worker in self.store.live_workers()}
+        live = self.workers.live_names()
         # Past its deadline, the watchdog's grace and a margin, a job is lost even if its worker still beats.
         overdue_after_s = self.settings.job_timeout_seconds + self.settings.shutdown_grace_seconds + 120
         recovered, expired = [], []
@@ -80,9 +85,9 @@ class Reconciler:
         would otherwise wait out the broker's visibility timeout)."""
         if time.monotonic() < self.trust_heartbeats_after:
             return []
-        live = {worker["name"] for worker in self.store.live_workers()}
+        live = self.workers.live_names()
         republished = []
-        for job in self.store.put_back(self.store.take_reservations_of(lambda name: name not in live)):
+        for job in self.store.put_back(self.reservations.take_from(lambda name: name not in live)):
             self.publisher.publish(job.id, job.priority)
             republished.append(job.id)
             log.warning("job %s: taken by a worker that died before starting it: back in line", job.id)
@@ -114,7 +119,7 @@ class Reconciler:
         in_lines = self.store.waiting_in_lines(stale)
         republished, expired = [], []
         if time.monotonic() >= self.trust_heartbeats_after:
-            held = self.store.reserved_by({worker["name"] for worker in self.store.live_workers()})
+            held = self.reservations.held_by(self.workers.live_names())
             lost = [job_id for job_id in stale if job_id not in in_lines and job_id not in held]
             republished, expired = self._put_back_lost(lost)
         # Every message takes one job, so each waiting one covers a job in a line; the jobs just put back have
@@ -167,12 +172,12 @@ def _back_to_queue(job: Job) -> None:
 
 def _fail_max_attempts(job: Job) -> None:
     job.completed_at = utc_now_iso()
-    job.error = {
-        "type": "max_attempts",
-        "message": f"the worker running this job died on each of its {job.attempts} attempts",
-    }
+    job.error = JobError(
+        type=ErrorType.MAX_ATTEMPTS,
+        message=f"the worker running this job died on each of its {job.attempts} attempts",
+    )
 
 
 def _finish_as_canceled(job: Job) -> None:
     job.completed_at = utc_now_iso()
-    job.output = {"text": "", "finish_reason": "canceled"}
+    job.output = JobOutput(text="", finish_reason="canceled")

@@ -17,6 +17,7 @@ import redis
 from core.batches.store import BatchStore
 from core.errors import StoreUnavailable
 from core.jobs.model import utc_now_iso
+from core.jobs.records import WebhookAttempt, WebhookRecord
 from core.jobs.store import JobStore
 from core.metrics.service import count_webhook_attempt
 from core.settings import Settings
@@ -109,19 +110,19 @@ class WebhookSender:
         delay = retry_delay_s(self.settings.webhook_retry_schedule_seconds, delivery.attempts)
         if final_state is None and delay is None:
             final_state = STATE_FAILED
-        record = {
-            "event": delivery.event,
-            "webhook_id": delivery.id,
-            "attempt": delivery.attempts,
-            "at": utc_now_iso(),
-            "status_code": status,
-            "error": error,
-        }
+        record = WebhookAttempt(
+            event=delivery.event,
+            webhook_id=delivery.id,
+            attempt=delivery.attempts,
+            at=utc_now_iso(),
+            status_code=status,
+            error=error,
+        )
 
-        def note(webhook: dict) -> None:
-            webhook["deliveries"].append(record)
+        def note(webhook: WebhookRecord) -> None:
+            webhook.deliveries.append(record)
             if final_state is not None:
-                webhook["state"][delivery.event] = final_state
+                webhook.state[delivery.event] = final_state
 
         if delivery.subject == "batch":
             self.batches.update_webhook(delivery.subject_id, note)

@@ -18,8 +18,9 @@ import sys
 import redis
 
 from core.errors import StoreUnavailable
-from core.jobs.store import JobStore, connect
+from core.jobs.store import connect
 from core.settings import get_settings
+from core.workers.registry import WorkerRegistry
 
 
 def worker_host(name: str) -> str:
@@ -27,16 +28,16 @@ def worker_host(name: str) -> str:
     return name.partition("@")[2].rpartition("#")[0]
 
 
-def check_gpu_worker(store: JobStore, hostname: str) -> tuple[bool, str]:
+def check_gpu_worker(workers: WorkerRegistry, hostname: str) -> tuple[bool, str]:
     """A live worker of this host is announced in Redis."""
-    mine = [worker["name"] for worker in store.live_workers() if worker_host(worker["name"]) == hostname]
+    mine = [worker.name for worker in workers.live() if worker_host(worker.name) == hostname]
     if not mine:
         return False, f"no GPU worker of {hostname} with a live heartbeat (model still loading, or the worker stopped)"
     return True, f"live: {', '.join(mine)}"
 
 
-def check_redis(store: JobStore) -> tuple[bool, str]:
-    store.redis.ping()
+def check_redis(client: redis.Redis) -> tuple[bool, str]:
+    client.ping()
     return True, "redis answers"
 
 
@@ -48,15 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings()
     except SystemExit:  # a bad setting, already printed; docker reserves exit status 2
         return 1
-    store = JobStore(
-        connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds),
-        job_ttl_s=settings.job_ttl_seconds,
-    )
+    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
     try:
         if args.role == "gpu-worker":
-            healthy, reason = check_gpu_worker(store, socket.gethostname())
+            healthy, reason = check_gpu_worker(WorkerRegistry(client), socket.gethostname())
         else:
-            healthy, reason = check_redis(store)
+            healthy, reason = check_redis(client)
     except (StoreUnavailable, redis.RedisError) as error:  # away, slow, or the password refused
         healthy, reason = False, f"redis unavailable: {type(error).__name__}: {error}"
     print(f"{args.role}: {reason}")

@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 
-from core.jobs.store import JobStore
+from core.workers.info import WorkerInfo
+from core.workers.registry import WorkerRegistry
 
 
 def worker_command(hostname: str = "gpu@%h") -> list[str]:
@@ -29,14 +30,16 @@ def ops_worker_command() -> list[str]:
     return [sys.executable, "-m", "ops"]
 
 
-def wait_for_worker(store: JobStore, process: subprocess.Popen, name_prefix: str, timeout_s: float = 120) -> dict:
+def wait_for_worker(
+    workers: WorkerRegistry, process: subprocess.Popen, name_prefix: str, timeout_s: float = 120
+) -> WorkerInfo:
     """Block until a worker whose name starts with `name_prefix@` has announced its loaded model."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the worker exited at start with code {process.returncode}")
-        for worker in store.live_workers():
-            if worker["name"].startswith(f"{name_prefix}@"):
+        for worker in workers.live():
+            if worker.name.startswith(f"{name_prefix}@"):
                 return worker
         time.sleep(0.2)
     raise RuntimeError(f"no worker {name_prefix}@... ready within {timeout_s} s")

@@ -18,6 +18,7 @@ from broker.kombu_redis import priority_list_names
 from core.jobs.store import JobStore, connect
 from core.redis.keys import QUEUED_INDEX_KEY, RUNNING_INDEX_KEY
 from core.settings import Settings
+from core.workers.registry import WorkerRegistry
 from scripts.redis_server import RedisServer, free_port
 from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
 
@@ -133,13 +134,13 @@ def service_env(redis_url: str, model_dir: Path, log_dir: Path, **extra: str) ->
     return env
 
 
-def start_worker(env: dict[str, str], stdout_path: Path, store: JobStore, name: str) -> subprocess.Popen:
+def start_worker(env: dict[str, str], stdout_path: Path, workers: WorkerRegistry, name: str) -> subprocess.Popen:
     """Start a real Celery GPU worker and wait until it has announced its loaded model."""
     with stdout_path.open("w") as out:
         command = worker_command(f"{name}@%h")
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for_worker(store, process, name, WORKER_START_TIMEOUT_S)
+        wait_for_worker(workers, process, name, WORKER_START_TIMEOUT_S)
     except RuntimeError as error:
         process.kill()
         raise RuntimeError(f"{error}:\n{stdout_path.read_text()}") from None
@@ -175,7 +176,7 @@ def session_redis_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
     queued = session_store.redis.zrange(QUEUED_INDEX_KEY, 0, -1)
     for start in range(0, len(queued), CANCEL_CHUNK):
         session_store.cancel_queued(queued[start : start + CANCEL_CHUNK])
-    live = {worker["name"] for worker in session_store.live_workers()}
+    live = WorkerRegistry(session_store.redis).live_names()
     on_workers = []
     for job_id in session_store.running_job_ids():
         job = session_store.get(job_id)
@@ -195,8 +196,7 @@ def worker(redis_server: RedisServer, demo_model_dir: Path, tmp_path_factory) ->
     base = tmp_path_factory.mktemp("worker")
     env = service_env(redis_server.url, demo_model_dir, base / "logs")
     stdout_path = base / "worker.out"
-    store = JobStore(connect(redis_server.url), job_ttl_s=3600)
-    process = start_worker(env, stdout_path, store, "gpu-test")
+    process = start_worker(env, stdout_path, WorkerRegistry(connect(redis_server.url)), "gpu-test")
     yield WorkerProcess(process, base / "logs", stdout_path, env)
     stop_process(process)
 

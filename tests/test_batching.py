@@ -8,7 +8,8 @@ import pytest
 
 from api.app import create_app
 from core.jobs.model import parse_iso
-from tests.conftest import JobStore, connect, service_env, start_worker, stop_process
+from core.workers.registry import WorkerRegistry
+from tests.conftest import connect, service_env, start_worker, stop_process
 from tests.polling import is_terminal, poll_until, wait_for_terminal
 from tests.test_job_spine import run, submit
 
@@ -85,8 +86,7 @@ def one_at_a_time_worker(redis_server, demo_model_dir, tmp_path, request):
     """A second worker with MAX_BATCH_SIZE=1 on a queue of its own."""
     queue = f"one-at-a-time-{request.node.name}"
     env = service_env(redis_server.url, demo_model_dir, tmp_path / "logs", MAX_BATCH_SIZE="1", GPU_QUEUE=queue)
-    store = JobStore(connect(redis_server.url), job_ttl_s=3600)
-    process = start_worker(env, tmp_path / "worker.out", store, "one-at-a-time")
+    process = start_worker(env, tmp_path / "worker.out", WorkerRegistry(connect(redis_server.url)), "one-at-a-time")
     yield queue
     stop_process(process)
 

@@ -7,10 +7,12 @@ import threading
 
 import pytest
 
+from core.errors import ErrorType
 from core.events.follow import JobEvents
 from core.events.listener import JobEventListener
 from core.events.stream import TokenStreams
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.records import JobError, JobOutput, JobUsage
 from core.jobs.store import JobStore, connect
 from core.openai.streaming import CompletionStream
 from core.openai.translation import Endpoint, StreamChunks
@@ -38,8 +40,8 @@ def _follow(store, job: Job, *, wait_s: float = 30, include_usage: bool = True) 
 
 def _succeed(store, job_id: str, text: str, reason: str = "stop") -> None:
     def change(job: Job) -> None:
-        job.output = {"text": text, "finish_reason": reason}
-        job.usage = {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+        job.output = JobOutput(text=text, finish_reason=reason)
+        job.usage = JobUsage(prompt_tokens=2, completion_tokens=3, total_tokens=5)
 
     store.transition(job_id, JobStatus.SUCCEEDED, change)
 
@@ -79,7 +81,7 @@ def test_a_failed_job_ends_the_stream_with_an_error(store):
     store.transition(job.id, JobStatus.RUNNING)
 
     def fail(job: Job) -> None:
-        job.error = {"type": "out_of_memory", "message": "CUDA out of memory"}
+        job.error = JobError(type=ErrorType.OUT_OF_MEMORY, message="CUDA out of memory")
 
     store.transition(job.id, JobStatus.FAILED, fail)
     *_, last = list(_follow(store, job))

@@ -867,7 +867,9 @@ def test_gpu_worker_health_check_follows_a_live_worker_of_its_own_host(
 ) -> None:
     """Healthy with this host's worker live (the session's real worker); unhealthy with only another host's worker,
     none at all, or a wrong password, which it never prints."""
-    from core.jobs.store import JobStore, connect
+    from core.jobs.store import connect
+    from core.workers.info import WorkerInfo
+    from core.workers.registry import WorkerRegistry
 
     app_dir = copy_image_tree(tmp_path / "app")
     live = run_health_check("gpu-worker", app_dir, redis_server.url)
@@ -876,7 +878,7 @@ def test_gpu_worker_health_check_follows_a_live_worker_of_its_own_host(
 
     url = protect(own_redis)
     # Another host's worker (a real one can't exist on this machine) does not make this container healthy.
-    JobStore(connect(url), job_ttl_s=60).register_worker("gpu@elsewhere#1", {"name": "gpu@elsewhere#1"}, ttl_s=60)
+    WorkerRegistry(connect(url)).register(WorkerInfo(name="gpu@elsewhere#1"), ttl_s=60)
     alone = run_health_check("gpu-worker", app_dir, url)
     assert alone.returncode == 1 and "no GPU worker" in alone.stdout, alone.stdout + alone.stderr
 

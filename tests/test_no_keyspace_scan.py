@@ -11,6 +11,8 @@ from broker.publisher import JobPublisher
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.store import JobStore, connect
 from core.redis.keys import WORKER_INFO_KEY, WORKERS_KEY
+from core.workers.info import WorkerInfo
+from core.workers.registry import WorkerRegistry
 from ops.reconciler import Reconciler
 from scripts.redis_server import RedisServer
 from tests.conftest import unconsumed_queue_name
@@ -34,7 +36,7 @@ def scan_calls(store: JobStore) -> int:
 def test_readyz_and_a_reconcile_tick_issue_no_scan(crowded_redis, make_settings, request):
     settings = make_settings(redis_url=crowded_redis.url, gpu_queue=unconsumed_queue_name(request))
     store = JobStore(connect(crowded_redis.url), job_ttl_s=3600)
-    store.register_worker("gpu@test#1", {"name": "gpu@test#1", "model": "demo"}, ttl_s=60)
+    WorkerRegistry(store.redis).register(WorkerInfo(name="gpu@test#1", model="demo"), ttl_s=60)
     running = Job(id=new_job_id(), status=JobStatus.QUEUED, created_at=utc_now_iso(), input={"prompt": "x"})
     store.create(running)
     store.transition(running.id, JobStatus.RUNNING, lambda job: setattr(job, "worker", "gpu@test#1"))
@@ -50,14 +52,14 @@ def test_readyz_and_a_reconcile_tick_issue_no_scan(crowded_redis, make_settings,
 
 
 def test_a_worker_whose_heartbeat_ran_out_is_not_live_and_is_forgotten(own_redis):
-    store = JobStore(connect(own_redis.url), job_ttl_s=3600)
-    store.register_worker("gpu@a#1", {"name": "gpu@a#1"}, ttl_s=0.2)
-    store.register_worker("gpu@b#2", {"name": "gpu@b#2"}, ttl_s=60)
-    assert sorted(w["name"] for w in store.live_workers()) == ["gpu@a#1", "gpu@b#2"]
+    workers = WorkerRegistry(connect(own_redis.url))
+    workers.register(WorkerInfo(name="gpu@a#1"), ttl_s=0.2)
+    workers.register(WorkerInfo(name="gpu@b#2"), ttl_s=60)
+    assert sorted(w.name for w in workers.live()) == ["gpu@a#1", "gpu@b#2"]
     time.sleep(0.4)
-    assert [w["name"] for w in store.live_workers()] == ["gpu@b#2"]
-    store.register_worker("gpu@b#2", {"name": "gpu@b#2"}, ttl_s=60)  # the next beat forgets the dead one
-    assert store.redis.zrange(WORKERS_KEY, 0, -1) == ["gpu@b#2"]
-    assert store.redis.hkeys(WORKER_INFO_KEY) == ["gpu@b#2"]
-    store.unregister_worker("gpu@b#2")
-    assert store.live_workers() == []
+    assert [w.name for w in workers.live()] == ["gpu@b#2"]
+    workers.register(WorkerInfo(name="gpu@b#2"), ttl_s=60)  # the next beat forgets the dead one
+    assert workers.redis.zrange(WORKERS_KEY, 0, -1) == ["gpu@b#2"]
+    assert workers.redis.hkeys(WORKER_INFO_KEY) == ["gpu@b#2"]
+    workers.unregister("gpu@b#2")
+    assert workers.live() == []

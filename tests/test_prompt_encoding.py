@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
+from core.errors import ErrorType
 from core.jobs.model import GenerationInput
+from core.jobs.records import JobError
 from worker.generation import EngineInputError, PromptEncoder, classify_failure
 from worker.stop_strings import cut_at_first_stop
 
@@ -37,7 +39,8 @@ def test_template_that_rejects_a_role_is_invalid_input(tokenizer):
     )
     with pytest.raises(EngineInputError) as refused:
         PromptEncoder(tokenizer, 2048).encode(GenerationInput(messages=MESSAGES))
-    assert classify_failure(refused.value) == ({"type": "invalid_input", "message": str(refused.value)}, False)
+    expected = JobError(type=ErrorType.INVALID_INPUT, message=str(refused.value))
+    assert classify_failure(refused.value) == (expected, False)
 
 
 def test_prompt_plus_max_tokens_beyond_the_context_is_refused(tokenizer):

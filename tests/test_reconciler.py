@@ -10,6 +10,8 @@ from broker.publisher import JobPublisher
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.store import JobStore, connect
 from core.redis.keys import QUEUED_INDEX_KEY
+from core.workers.info import WorkerInfo
+from core.workers.registry import WorkerRegistry
 from ops.reconciler import Reconciler
 from tests.conftest import queue_length, unconsumed_queue_name
 
@@ -69,13 +71,13 @@ def test_running_job_of_a_dead_worker_goes_back_to_the_queue_then_fails_after_ma
         assert taken.attempts == attempt and taken.worker is None  # a worker no heartbeat vouches for
         assert job.id in reconciler.recover_orphaned_running_jobs()
     final = store.get(job.id)
-    assert final.status == JobStatus.FAILED and final.error["type"] == "max_attempts"
+    assert final.status == JobStatus.FAILED and final.error.type == "max_attempts"
 
 
 def test_job_taken_by_a_live_worker_stays_with_it_and_one_taken_by_a_dead_worker_goes_back_in_line(
     reconciler, store, redis_url
 ):
-    store.register_worker("gpu@alive#1", {"name": "gpu@alive#1"}, ttl_s=60)
+    WorkerRegistry(store.redis).register(WorkerInfo(name="gpu@alive#1"), ttl_s=60)
     taken_by_live = stale_queued_job(store)
     taken_by_dead = stale_queued_job(store)
     assert store.take_next("gpu@alive#1") == taken_by_live.id

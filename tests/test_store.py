@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from core.errors import JobNotFound, WrongState
 from core.jobs.model import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus, new_job_id, utc_now_iso
-from core.jobs.store import RECHECK_S, JobStore, connect
 from core.redis.keys import JOB_KEY
-from scripts.redis_server import RedisServer
 
 
 def new_job(owner: str = "owner-a") -> Job:
@@ -98,23 +95,6 @@ def test_listing_skips_expired_jobs_and_filters_by_status(store):
     assert [j.id for j in canceled] == [jobs[2].id]
 
 
-def test_waiting_returns_as_soon_as_the_job_finishes(store):
-    job = new_job()
-    store.create(job)
-    store.transition(job.id, JobStatus.RUNNING)
-    threading.Timer(0.2, lambda: store.transition(job.id, JobStatus.SUCCEEDED)).start()
-    started = time.monotonic()
-    finished = store.wait_until_terminal(job.id, timeout_s=10)
-    assert finished.status == JobStatus.SUCCEEDED
-    assert time.monotonic() - started < 5
-
-
-def test_waiting_gives_up_at_the_timeout(store):
-    job = new_job()
-    store.create(job)
-    assert store.wait_until_terminal(job.id, timeout_s=0.3).status == JobStatus.QUEUED
-
-
 def test_a_batch_whose_completion_was_cut_short_is_completed_by_the_sweep(store):
     from core.batches.model import Batch
     from core.batches.store import BatchStore
@@ -168,32 +148,3 @@ def test_another_owners_batch_is_a_batch_not_found(store):
         with pytest.raises(BatchNotFound) as missing:
             batches.get_for_owner(batch_id, owner)
         assert missing.value.to_dict() == {"error": {"type": "not_found", "message": f"no batch with id {batch_id!r}"}}
-
-
-def test_a_waiter_outlives_a_redis_restart_and_still_wakes_on_the_done_message(tmp_path):
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        store = JobStore(connect(server.url), job_ttl_s=3600)
-        job = new_job()
-        store.create(job)
-        outcome: dict = {}
-
-        def wait() -> None:
-            started = time.monotonic()
-            outcome["job"] = store.wait_until_terminal(job.id, timeout_s=60)
-            outcome["waited_s"] = time.monotonic() - started
-
-        waiter = threading.Thread(target=wait)
-        waiter.start()
-        time.sleep(0.5)
-        server.stop()  # the shared subscription drops; the waiter keeps waiting
-        server.start()
-        time.sleep(1.5)  # the listener subscribes again
-        store.transition(job.id, JobStatus.CANCELED)
-        waiter.join(timeout=20)
-        assert outcome["job"].status == JobStatus.CANCELED
-        # Woken by the message (or the resubscription), not by the 30 s safety re-read.
-        assert outcome["waited_s"] < RECHECK_S / 2
-    finally:
-        server.stop()

@@ -23,6 +23,7 @@ from broker.names import CANARY_TASK_NAME, GENERATE_TASK_NAME
 from broker.publisher import JobPublisher
 from core.errors import StoreUnavailable
 from core.settings import Settings
+from core.workers.info import WorkerInfo
 from worker.consumer_canary import ConsumerCanary
 from worker.engine_variant import EngineVariantUnavailable
 from worker.generation import Engine
@@ -85,9 +86,7 @@ class GpuWorker:
         tell their log lines, Flower rows or `/readyz` entries apart."""
         with contextlib.suppress(StoreUnavailable):
             namesakes = [
-                worker["name"]
-                for worker in self.runtime.store.live_workers()
-                if worker["name"].rsplit("#", 1)[0] == hostname
+                worker.name for worker in self.runtime.workers.live() if worker.name.rsplit("#", 1)[0] == hostname
             ]
             if namesakes:
                 log.warning(
@@ -158,14 +157,14 @@ class GpuWorker:
             self.runtime.stopping.set()
             self.runtime.engine.shutdown()
             with contextlib.suppress(StoreUnavailable):
-                self.runtime.store.unregister_worker(self.runtime.worker_name)
+                self.runtime.workers.unregister(self.runtime.worker_name)
 
     def _heartbeat_loop(self) -> None:
         runtime = self.runtime
         interval_s = self.settings.worker_heartbeat_seconds
         while not self._stop_background.is_set() and not runtime.dying.is_set():
             try:
-                runtime.store.register_worker(runtime.worker_name, self._info(), ttl_s=interval_s * 3)
+                runtime.workers.register(self._info(), ttl_s=interval_s * 3)
             except StoreUnavailable as error:
                 log.warning("heartbeat not written: %s", error)
                 self.canary.store_failed()
@@ -184,24 +183,24 @@ class GpuWorker:
                 logging.shutdown()
                 os._exit(HUNG_ENGINE_EXIT_CODE)  # the supervisor restarts the worker; the reconciler requeues
 
-    def _info(self) -> dict:
+    def _info(self) -> WorkerInfo:
         runtime = self.runtime
-        return {
-            "name": runtime.worker_name,
-            "pid": os.getpid(),
-            "model": runtime.model_name,
-            "device": runtime.engine.device,
-            "dtype": runtime.dtype_name,
-            "gpu": runtime.sampler.gpu_name,
-            "max_batch_size": self.settings.max_batch_size,
-            "started_at": runtime.started_at,
-            "model_load_seconds": round(runtime.model_load_seconds, 3),
+        return WorkerInfo(
+            name=runtime.worker_name,
+            pid=os.getpid(),
+            model=runtime.model_name,
+            device=runtime.engine.device,
+            dtype=runtime.dtype_name,
+            gpu=runtime.sampler.gpu_name,
+            max_batch_size=self.settings.max_batch_size,
+            started_at=runtime.started_at,
+            model_load_seconds=round(runtime.model_load_seconds, 3),
             # Live figures for GET /metrics and the metrics history, as fresh as the heartbeat.
-            "resources": runtime.sampler.sample().model_dump(),
-            "running_jobs": runtime.running.count(),
-            "canary_queue": self.canary_queue.name,
+            resources=runtime.sampler.sample(),
+            running_jobs=runtime.running.count(),
+            canary_queue=self.canary_queue.name,
             **self.canary.describe(),
-        }
+        )
 
 
 def create_worker_app(settings: Settings, *, wrap_engine: Callable[[Engine], Engine] | None = None) -> Celery:

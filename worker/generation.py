@@ -7,7 +7,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.errors import ErrorType
 from core.jobs.model import JobInput
+from core.jobs.records import JobError
 
 
 class EngineInputError(Exception):
@@ -77,22 +79,22 @@ class Engine(Protocol):
 _FATAL_DEVICE_ERRORS = ("CUDA error", "device-side assert", "CUBLAS_STATUS", "cudaError", "NCCL error")
 
 
-def classify_failure(failure: BaseException) -> tuple[dict[str, str], bool]:
+def classify_failure(failure: BaseException) -> tuple[JobError, bool]:
     """The job's `error` for an engine failure, and whether the device is beyond use (the worker must exit)."""
     import torch
 
     message = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
     if isinstance(failure, EngineInputError):
-        return {"type": "invalid_input", "message": message}, False
+        return JobError(type=ErrorType.INVALID_INPUT, message=message), False
     if isinstance(failure, torch.OutOfMemoryError) or "out of memory" in message.lower():
-        return {"type": "out_of_memory", "message": f"the device ran out of memory: {message}"}, False
+        return JobError(type=ErrorType.OUT_OF_MEMORY, message=f"the device ran out of memory: {message}"), False
     if isinstance(failure, EngineDead) or (
         isinstance(failure, RuntimeError) and any(marker in message for marker in _FATAL_DEVICE_ERRORS)
     ):
-        return {"type": "device_error", "message": message}, True
+        return JobError(type=ErrorType.DEVICE_ERROR, message=message), True
     if isinstance(failure, EngineFailed):
-        return {"type": "generation_error", "message": message}, False
-    return {"type": "generation_error", "message": f"{type(failure).__name__}: {message}"}, False
+        return JobError(type=ErrorType.ENGINE_FAILED, message=message), False
+    return JobError(type=ErrorType.ENGINE_FAILED, message=f"{type(failure).__name__}: {message}"), False
 
 
 class PromptEncoder:

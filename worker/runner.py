@@ -13,8 +13,12 @@ from dataclasses import dataclass, field, replace
 from broker.names import priority_step
 from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
 from core.jobs.model import Job, JobInput, JobStatus, parse_iso, utc_now_iso
+from core.jobs.priority import Priority
+from core.jobs.records import JobError, JobOutput, JobResources, JobUsage
 from core.jobs.store import JobStore
 from core.settings import Settings
+from core.workers.registry import WorkerRegistry
+from core.workers.reservations import WorkerReservations
 from worker.generation import Engine, EngineDead, EngineStopped, GenerationResult, classify_failure
 from worker.job_log import JobLog
 from worker.resources import ResourceSampler, log_resources
@@ -46,8 +50,11 @@ class WorkerRuntime:
     model_load_seconds: float
     dtype_name: str
     # Hands a job id back to the queue (the broker's publisher: the runner itself knows no broker).
-    republish: Callable[[str, str], None]
+    republish: Callable[[str, Priority], None]
     running: RunningJobs
+    # This worker's heartbeat entry, and the jobs it holds while they wait for a place in the engine.
+    workers: WorkerRegistry
+    reservations: WorkerReservations
     # Writes each running job's text deltas to its event stream (None: nothing is streamed).
     publisher: TokenPublisher | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -69,7 +76,7 @@ class WorkerRuntime:
             deadline = time.monotonic() + HAND_BACK_WAIT_S
             while time.monotonic() < deadline:
                 with contextlib.suppress(StoreUnavailable):
-                    self.store.mark_worker_draining(self.worker_name, ttl_s=DRAINING_TTL_S)
+                    self.workers.mark_draining(self.worker_name, ttl_s=DRAINING_TTL_S)
                 if self.running.wait_until_empty(DRAINING_TTL_S / 3):
                     break
             else:
@@ -78,7 +85,7 @@ class WorkerRuntime:
                 )
             time.sleep(0.5)  # let the last job threads return, so Celery acknowledges their messages
             with contextlib.suppress(StoreUnavailable):
-                self.store.unregister_worker(self.worker_name)
+                self.workers.unregister(self.worker_name)
             logging.shutdown()
             os._exit(code)
 
@@ -147,7 +154,7 @@ def run_next_job(runtime: WorkerRuntime, announced_job_id: str) -> None:
         run_job(runtime, job_id)
     finally:
         with contextlib.suppress(StoreUnavailable):
-            runtime.store.unreserve(runtime.worker_name, job_id)
+            runtime.reservations.release(runtime.worker_name, job_id)
 
 
 def _take_while_redis_is_away(runtime: WorkerRuntime, give_up_after_s: float = 30.0) -> str | None:
@@ -213,7 +220,7 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
 def _generate_and_record(runtime: WorkerRuntime, job: Job, params: JobInput, watch: StopWatch) -> None:
     before, before_line = log_resources(runtime.resource_log, runtime.sampler, "Before generation", job.id)
     result: GenerationResult | None = None
-    error: dict[str, str] | None = None
+    error: JobError | None = None
     with runtime.sampler.peak_window() as peak:
         try:
             result = _generate_streamed(runtime, job, params, watch)
@@ -232,7 +239,7 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: JobInput, wat
                 _hand_back(runtime, job, "the device failed")
                 runtime.exit_after_hand_back(f"unrecoverable device error: {failure}")
                 return
-            if error["type"] == ErrorType.GENERATION_ERROR:
+            if error.type == ErrorType.ENGINE_FAILED:
                 log.error("job %s: generation failed", job.id, exc_info=failure)
             runtime.engine.release_cached_memory()
     after, after_line = log_resources(runtime.resource_log, runtime.sampler, "After generation", job.id)
@@ -244,31 +251,31 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: JobInput, wat
         return
     if watch.reason == "timeout":
         limit = runtime.settings.job_timeout_seconds
-        error = {"type": ErrorType.TIMEOUT, "message": f"the job ran past its deadline of {limit:g} s"}
+        error = JobError(type=ErrorType.JOB_TIMED_OUT, message=f"the job ran past its deadline of {limit:g} s")
         if result is not None:
             result = replace(result, finish_reason="timeout")
 
     def record_outcome(job: Job, cancel_requested: bool) -> JobStatus:
         job.completed_at = utc_now_iso()
         job.logs = [*job.logs, before_line, after_line]
-        job.resources = {
-            "before": before.model_dump(),
-            "after": after.model_dump(),
-            "peak_vram_allocated_gb": round(peak.allocated_gb, 2),
-            "peak_vram_reserved_gb": round(peak.reserved_gb, 2),
-            "batch_size": result.batch_size if result is not None else 1,
-        }
+        job.resources = JobResources(
+            before=before,
+            after=after,
+            peak_vram_allocated_gb=round(peak.allocated_gb, 2),
+            peak_vram_reserved_gb=round(peak.reserved_gb, 2),
+            batch_size=result.batch_size if result is not None else 1,
+        )
         # A cancel accepted after the engine's last look still wins over success: its caller was told 202.
         canceled = error is None and (watch.reason == "canceled" or cancel_requested)
         if result is not None:
             # Partial text is kept for a canceled or timed-out job.
             finish_reason = "canceled" if canceled else result.finish_reason
-            job.output = {"text": result.text, "finish_reason": finish_reason}
-            job.usage = {
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-                "total_tokens": result.prompt_tokens + result.completion_tokens,
-            }
+            job.output = JobOutput(text=result.text, finish_reason=finish_reason)
+            job.usage = JobUsage(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.prompt_tokens + result.completion_tokens,
+            )
             job.metrics = _metrics(job, result)
         job.error = error
         if canceled:

@@ -7,8 +7,11 @@ from collections.abc import Callable
 
 from core.events.stream import TokenStreams, entries_cap
 from core.jobs.model import utc_now_iso
+from core.jobs.priority import Priority
 from core.jobs.store import JobStore, connect
 from core.settings import Settings
+from core.workers.registry import WorkerRegistry
+from core.workers.reservations import WorkerReservations
 from worker.batching_engine import BatchingEngine
 from worker.engine_variant import EngineVariantUnavailable
 from worker.generation import Engine
@@ -33,7 +36,7 @@ def build_runtime(
     settings: Settings,
     *,
     worker_name: str,
-    republish: Callable[[str, str], None],
+    republish: Callable[[str, Priority], None],
     wrap_engine: Callable[[Engine], Engine] | None = None,
 ) -> WorkerRuntime:
     """Load the model once and return everything the worker needs to run jobs."""
@@ -78,6 +81,8 @@ def build_runtime(
         started_at=utc_now_iso(),
         republish=republish,
         running=RunningJobs(store),
+        workers=WorkerRegistry(store.redis),
+        reservations=WorkerReservations(store.redis),
         job_log=JobLog(settings.log_dir, max_bytes=settings.job_log_max_bytes, include_prompts=settings.log_prompts),
         publisher=TokenPublisher(
             TokenStreams(store.redis, max_entries=entries_cap(settings.max_tokens_limit)), loaded.tokenizer

@@ -13,6 +13,7 @@ from api.services import Services
 from core.batches.model import is_batch_id
 from core.errors import (
     BatchNotFound,
+    ErrorType,
     GenerationFailed,
     InvalidInput,
     JobNotFound,
@@ -100,12 +101,12 @@ def succeeded(job: Job, waited_s: float) -> Job:
     if job.status == JobStatus.SUCCEEDED:
         return job
     if job.status == JobStatus.FAILED:
-        error = job.error or {}
-        if error.get("type") == "invalid_input":  # the model refused this input: the client's to fix, not a 5xx
-            raise InvalidInput(error.get("message", "the model can't run this input"))
-        raise GenerationFailed(
-            error.get("message", "generation failed"), job_id=job.id, error_type=error.get("type", "failed")
-        )
+        error = job.error
+        if error is None:
+            raise GenerationFailed("generation failed", job_id=job.id, error_type="failed")
+        if error.type == ErrorType.INVALID_INPUT:  # the model refused this input: the client's to fix, not a 5xx
+            raise InvalidInput(error.message)
+        raise GenerationFailed(error.message, job_id=job.id, error_type=error.type)
     if job.status == JobStatus.CANCELED:
         raise WrongState(f"job {job.id} was canceled before it finished", job_id=job.id)
     raise WaitTimedOut(f"the job did not finish within {waited_s:g} s; poll /jobs/{job.id}", job_id=job.id)

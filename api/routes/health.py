@@ -30,12 +30,12 @@ def health():
 @document(tags=("health",), answers={200: Readiness, 503: Readiness}, errors=(), public=True)
 def readyz():
     """Ready when Redis answers and at least one worker has its model loaded; details only for an admin."""
-    store = services().store
-    redis_ok = store.ping()
-    workers = store.live_workers() if redis_ok else []
+    svc = services()
+    redis_ok = svc.store.ping()
+    workers = svc.workers.live() if redis_ok else []
     # A worker handing its jobs back before it exits takes no new work.
-    ready = redis_ok and any(not worker.get("draining") for worker in workers)
+    ready = redis_ok and any(not worker.draining for worker in workers)
     body: dict = {"status": "ready" if ready else "not_ready"}
-    if is_admin(request, services().settings):
-        body |= {"redis": redis_ok, "workers": workers}
+    if is_admin(request, svc.settings):
+        body |= {"redis": redis_ok, "workers": [worker.as_json() for worker in workers]}
     return jsonify(body), 200 if ready else 503

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,8 +11,9 @@ import redis
 from core.batches.model import Batch, batch_view
 from core.errors import BatchNotFound
 from core.jobs.model import Job, JobStatus, utc_now_iso
+from core.jobs.records import WebhookRecord
 from core.jobs.store import JobStore
-from core.jobs.transition_effects import complete_batch_if_done, stage_queued_count
+from core.jobs.transition_effects import complete_batch_if_done
 from core.owners.index import owned_by, page_newest_first, shed_expired_index_entries
 from core.redis.errors import redis_boundary
 from core.redis.keys import (
@@ -22,9 +22,7 @@ from core.redis.keys import (
     BATCH_OWNER_INDEX_KEY,
     BATCH_SEQUENCE_KEY,
     BATCH_STATS_KEY,
-    JOB_KEY,
     OPEN_BATCHES_KEY,
-    QUEUED_INDEX_KEY,
 )
 from core.redis.transactions import watched_update
 
@@ -51,11 +49,8 @@ class BatchStore:
         for start in range(0, len(jobs), WRITE_CHUNK):
             chunk = jobs[start : start + WRITE_CHUNK]
             pipe = self.redis.pipeline(transaction=True)
-            for job in chunk:
-                pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json())
-            pipe.zadd(QUEUED_INDEX_KEY, dict.fromkeys((job.id for job in chunk), time.time()))
+            self.jobs.stage_create_unlisted(pipe, chunk)
             pipe.rpush(jobs_key, *[job.id for job in chunk])
-            stage_queued_count(pipe, batch.owner, len(chunk))
             pipe.execute()
         stats_key = BATCH_STATS_KEY.format(batch_id=batch.id)
         sequence = self.redis.incr(BATCH_SEQUENCE_KEY)
@@ -70,9 +65,7 @@ class BatchStore:
         for start in range(0, len(jobs), WRITE_CHUNK):
             chunk = jobs[start : start + WRITE_CHUNK]
             pipe = self.redis.pipeline(transaction=True)
-            for priority in sorted({job.priority for job in chunk}):
-                same = [job.id for job in chunk if job.priority == priority]
-                self.jobs.fair.stage_enqueue(pipe, batch.owner, priority, same)
+            self.jobs.stage_into_lines(pipe, chunk)
             pipe.execute()
 
     @redis_boundary()
@@ -121,10 +114,7 @@ class BatchStore:
     def jobs_in_order(self, batch_id: str) -> Iterator[tuple[str, Job | None]]:
         """Each job id of the batch in input order with its job (None once expired), read a chunk at a time."""
         for chunk in self.job_ids(batch_id):
-            with redis_boundary():
-                raws = self.redis.mget([JOB_KEY.format(job_id=job_id) for job_id in chunk])
-            for job_id, raw in zip(chunk, raws, strict=True):
-                yield job_id, Job.model_validate_json(raw) if raw is not None else None
+            yield from zip(chunk, self.jobs.get_many(chunk), strict=True)
 
     def result_lines(self, batch_id: str) -> Iterator[str]:
         """One JSON line per input line, in input order; read and sent a chunk at a time, never all at once."""
@@ -172,8 +162,8 @@ class BatchStore:
             complete_batch_if_done(self.redis, batch_id, self.ttl_s, [])
 
     @redis_boundary()
-    def update_webhook(self, batch_id: str, change: Callable[[dict], None]) -> None:
-        """Record a delivery attempt on the batch's `webhook` (edited as a dict, validated back)."""
+    def update_webhook(self, batch_id: str, change: Callable[[WebhookRecord], None]) -> None:
+        """Record a delivery attempt on the batch's `webhook` (`change` edits the record in place)."""
         key = BATCH_KEY.format(batch_id=batch_id)
 
         def step(pipe: redis.client.Pipeline) -> None:
@@ -181,9 +171,7 @@ class BatchStore:
             batch = Batch.model_validate_json(raw) if raw else None
             if batch is None or batch.webhook is None:
                 return
-            record = batch.webhook.model_dump()
-            change(record)
-            batch.webhook = record
+            change(batch.webhook)
             pipe.multi()
             pipe.set(key, batch.model_dump_json(), keepttl=True)
 

@@ -10,6 +10,7 @@ from core.errors import StoreUnavailable
 from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.priority import Priority
 from core.jobs.submission import JobQueue, check_capacity, check_webhook_url, webhook_record
 from core.jobs.text_checks import check_text
 from core.limits.memory_budget import MemoryBudget
@@ -17,8 +18,6 @@ from core.limits.submit_limits import OwnerLimits
 from core.settings import Settings
 
 log = logging.getLogger("llm.api")
-
-BATCH_PRIORITY = "batch"
 
 
 class SubmitBatch:
@@ -86,14 +85,14 @@ class SubmitBatch:
                 metadata=line.params.metadata,
                 batch_id=batch.id,
                 custom_id=line.custom_id,
-                priority=BATCH_PRIORITY,
+                priority=Priority.BATCH,
                 owner=owner,
             )
             for line in lines
         ]
         self.batches.create(batch, jobs)
         try:
-            self.queue.publish([job.id for job in jobs], BATCH_PRIORITY)
+            self.queue.publish([job.id for job in jobs], Priority.BATCH)
         except StoreUnavailable:
             # Some lines may be on the queue already: cancel the batch so none of them runs, then say so.
             try:

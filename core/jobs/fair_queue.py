@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import redis
 
+from core.jobs.priority import Priority
 from core.redis.keys import (
     FAIR_CLOCK_KEY,
     FAIR_MEMBERS_KEY,
@@ -30,7 +31,7 @@ from core.redis.keys import (
 )
 
 # The order jobs are taken in: every queued job of an earlier priority goes before any of a later one.
-PRIORITY_ORDER = ("high", "normal", "low", "batch")
+PRIORITY_ORDER = tuple(Priority)
 
 # KEYS: owner's line, owners by next turn, clock, last turns, members, sequence.
 # ARGV: owner, priority, front (1: ahead of the owner's line, for a job handed back), job ids...
@@ -103,25 +104,25 @@ class FairQueue:
         self._enqueue = client.register_script(_ENQUEUE)
         self._take = client.register_script(_TAKE)
 
-    def _keys(self, priority: str) -> dict[str, str]:
-        names = {"queue": self.queue, "priority": priority}
+    def _keys(self, priority: Priority) -> dict[str, str]:
+        names = {"queue": self.queue, "priority": priority.value}
         return {
             "owners": FAIR_OWNERS_KEY.format(**names),
             "clock": FAIR_CLOCK_KEY.format(**names),
             "served": FAIR_SERVED_KEY.format(**names),
         }
 
-    def _line(self, priority: str, owner: str) -> str:
-        return FAIR_OWNER_JOBS_KEY.format(queue=self.queue, priority=_known(priority), owner=owner)
+    def _line(self, priority: Priority, owner: str) -> str:
+        return FAIR_OWNER_JOBS_KEY.format(queue=self.queue, priority=Priority(priority).value, owner=owner)
 
     def stage_enqueue(
-        self, pipe: redis.client.Pipeline, owner: str, priority: str, job_ids: list[str], *, front: bool = False
+        self, pipe: redis.client.Pipeline, owner: str, priority: Priority, job_ids: list[str], *, front: bool = False
     ) -> None:
         """Queue, in the caller's transaction, these jobs (one owner, one priority) at the end of the owner's line,
         or at its front (`front`: jobs handed back, which go again before the owner's later ones)."""
         if not job_ids:
             return
-        priority = _known(priority)
+        priority = Priority(priority)  # a string that names no priority is a ValueError, not a line of its own
         keys = self._keys(priority)
         self._enqueue(
             keys=[
@@ -132,11 +133,11 @@ class FairQueue:
                 FAIR_MEMBERS_KEY.format(queue=self.queue),
                 FAIR_SEQUENCE_KEY.format(queue=self.queue),
             ],
-            args=[owner, priority, "1" if front else "0", *job_ids],
+            args=[owner, priority.value, "1" if front else "0", *job_ids],
             client=pipe,
         )
 
-    def stage_dequeue(self, pipe: redis.client.Pipeline, owner: str, priority: str, job_ids: list[str]) -> None:
+    def stage_dequeue(self, pipe: redis.client.Pipeline, owner: str, priority: Priority, job_ids: list[str]) -> None:
         """Take these jobs out of their owner's line in the caller's transaction (they left `queued`); an owner
         whose line empties leaves the turns at its next take."""
         if job_ids:
@@ -157,12 +158,14 @@ class FairQueue:
             prefixes.append(self._line(priority, ""))
         return self._take(keys=keys, args=[worker, *prefixes]) or None
 
-    def waiting_priorities(self, job_ids: list[str]) -> dict[str, str]:
+    def waiting_priorities(self, job_ids: list[str]) -> dict[str, Priority]:
         """Which of these jobs wait in a line here, with their priority."""
         if not job_ids:
             return {}
         found = self.redis.hmget(FAIR_MEMBERS_KEY.format(queue=self.queue), job_ids)
-        return {job_id: priority for job_id, priority in zip(job_ids, found, strict=True) if priority is not None}
+        return {
+            job_id: Priority(priority) for job_id, priority in zip(job_ids, found, strict=True) if priority is not None
+        }
 
     def holds(self, client: redis.Redis | redis.client.Pipeline, job_id: str) -> bool:
         """Whether this job waits in a line (read through `client`, e.g. a watching pipeline)."""
@@ -171,8 +174,3 @@ class FairQueue:
     def waiting_count(self) -> int:
         """Jobs waiting in the lines, all priorities and owners together."""
         return int(self.redis.hlen(FAIR_MEMBERS_KEY.format(queue=self.queue)))
-
-
-def _known(priority: str) -> str:
-    """Jobs of a priority this queue does not know wait as `normal` (the broker's own fallback)."""
-    return priority if priority in PRIORITY_ORDER else "normal"

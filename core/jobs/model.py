@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from core.errors import InvalidInput
+from core.jobs.priority import Priority, SubmittedPriority
 from core.jobs.records import JobError, JobOutput, JobResources, JobUsage, WebhookRecord
 from core.jobs.text_checks import check_text
 
@@ -222,8 +223,8 @@ class GenerationInput(GenerationParams):
     """The parameters of one generation, as accepted by `POST /jobs` and stored in `job.input`."""
 
     # Interactive work first: high and normal jobs are taken before low ones, and all before batch jobs.
-    priority: Literal["high", "normal", "low"] = Field(
-        "normal",
+    priority: SubmittedPriority = Field(
+        Priority.NORMAL,
         description="high and normal jobs are taken before low ones, and all of them before batch lines.",
         examples=["normal"],
     )
@@ -333,7 +334,7 @@ class Job(BaseModel):
     webhook: WebhookRecord | None = None
     batch_id: str | None = None
     custom_id: str | None = None
-    priority: str = "normal"  # high | normal | low | batch
+    priority: Priority = Priority.NORMAL
     metadata: dict[str, str] = Field(default_factory=dict)
     attempts: int = 0
     worker: str | None = None

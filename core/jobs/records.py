@@ -1,12 +1,12 @@
 """The typed parts of a job (and a batch): output, usage, error, resources, webhook record.
 
-They are validated from the dicts the worker builds, and dump to the same JSON those dicts had.
+They dump to the same JSON the dicts they replaced had, so stored jobs read the same.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,19 +14,9 @@ from core.errors import ErrorType
 
 
 class Record(BaseModel):
-    """A typed record that still reads like the dict it replaced (`record["text"]`, `record.get("type")`),
-    so code written against the dicts keeps working."""
+    """A typed part of a job or batch: read by attribute; a field it does not declare is refused."""
 
     model_config = ConfigDict(extra="forbid")
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in type(self).model_fields:
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """The field's value, or `default` when there is no such field."""
-        return getattr(self, name) if name in type(self).model_fields else default
 
 
 class JobOutput(Record):

@@ -1,21 +1,23 @@
-"""The Redis job store: the one source of truth about jobs and live workers (key names: core/redis/keys.py)."""
+"""The Redis job store: the one source of truth about jobs (key names: core/redis/keys.py).
+
+Live workers are in core/workers/registry.py, synchronous waits in core/jobs/waits.py.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from core.errors import JobNotFound, StoreUnavailable, WrongState
-from core.jobs.done_listener import CompletionListener
 from core.jobs.fair_queue import FairQueue
 from core.jobs.model import ALLOWED_TRANSITIONS, Job, JobStatus, utc_now_iso
+from core.jobs.priority import Priority
+from core.jobs.records import JobOutput, WebhookRecord
 from core.jobs.transition_effects import complete_batch_if_done, stage_queued_count, stage_transition_effects
 from core.owners.index import owned_by, page_newest_first, shed_expired_index_entries
 from core.redis.errors import redis_boundary
@@ -26,11 +28,8 @@ from core.redis.keys import (
     OWNER_INDEX_KEY,
     QUEUED_INDEX_KEY,
     QUEUED_PER_OWNER_KEY,
-    RESERVING_WORKERS_KEY,
     RUNNING_INDEX_KEY,
-    WORKER_INFO_KEY,
     WORKER_RESERVED_KEY,
-    WORKERS_KEY,
 )
 from core.redis.transactions import watched_update
 
@@ -38,13 +37,6 @@ log = logging.getLogger("llm.store")
 
 # The GPU queue's name when a store is built without one (the GPU_QUEUE setting's default).
 DEFAULT_QUEUE = "gpu"
-# A synchronous waiter re-reads its job at least this often even if no done message came (a safety net only).
-RECHECK_S = 30.0
-# While Redis is away, a waiter re-reads its job after this pause, doubled after each failure up to the cap.
-OUTAGE_FIRST_RETRY_S = 0.1
-OUTAGE_MAX_RETRY_S = 1.0
-# How long a waiter rides out an outage unless told otherwise (SYNC_WAIT_OUTAGE_SECONDS for the API's waits).
-OUTAGE_RIDDEN_S = 10.0
 
 
 def connect(
@@ -90,7 +82,6 @@ class JobStore:
         self.job_ttl_s = job_ttl_s
         # Queued jobs wait in their owner's line of this GPU queue until a worker takes one.
         self.fair = FairQueue(client, queue)
-        self._completion_listener: CompletionListener | None = None
 
     def ping(self) -> bool:
         """True when Redis answers."""
@@ -122,6 +113,23 @@ class JobStore:
         stage_queued_count(pipe, job.owner, -1)
         self.fair.stage_dequeue(pipe, job.owner, job.priority, [job.id])
         pipe.execute()
+
+    def stage_create_unlisted(self, pipe: redis.client.Pipeline, jobs: list[Job]) -> None:
+        """Queue, in the caller's transaction, new queued jobs (a batch's lines) that wait in no owner's line yet,
+        so no worker takes one before the caller has accepted them all; `stage_into_lines` lists them then."""
+        if not jobs:
+            return
+        for job in jobs:
+            pipe.set(JOB_KEY.format(job_id=job.id), job.model_dump_json())
+        pipe.zadd(QUEUED_INDEX_KEY, dict.fromkeys((job.id for job in jobs), time.time()))
+        for owner in sorted({job.owner for job in jobs}):
+            stage_queued_count(pipe, owner, sum(1 for job in jobs if job.owner == owner))
+
+    def stage_into_lines(self, pipe: redis.client.Pipeline, jobs: list[Job]) -> None:
+        """Queue, in the caller's transaction, these queued jobs at the end of their owners' lines."""
+        for owner, priority in sorted({(job.owner, job.priority) for job in jobs}):
+            same = [job.id for job in jobs if job.owner == owner and job.priority == priority]
+            self.fair.stage_enqueue(pipe, owner, priority, same)
 
     @redis_boundary()
     def queued_count(self, owner: str) -> int:
@@ -268,7 +276,7 @@ class JobStore:
                 if job is not None and job.status == JobStatus.QUEUED:
                     job.status = JobStatus.CANCELED
                     job.completed_at = utc_now_iso()
-                    job.output = {"text": "", "finish_reason": "canceled"}
+                    job.output = JobOutput(text="", finish_reason="canceled")
                     changed.append(job)
             pipe.multi()
             for job in changed:
@@ -281,11 +289,9 @@ class JobStore:
         return len(changed)
 
     @redis_boundary()
-    def update_webhook(self, job_id: str, change: Callable[[dict], None]) -> None:
-        """Change the job's `webhook` record (delivery attempts) without touching its status or its expiry.
-
-        `change` edits the record as a dict (`deliveries`, `state`); the result is validated back.
-        """
+    def update_webhook(self, job_id: str, change: Callable[[WebhookRecord], None]) -> None:
+        """Change the job's `webhook` record (delivery attempts) without touching its status or its expiry;
+        `change` edits the record in place."""
         key = JOB_KEY.format(job_id=job_id)
 
         def step(pipe: redis.client.Pipeline) -> None:
@@ -293,9 +299,7 @@ class JobStore:
             job = Job.model_validate_json(raw) if raw else None
             if job is None or job.webhook is None:
                 return  # expired: nothing left to record on
-            record = job.webhook.model_dump()
-            change(record)
-            job.webhook = record
+            change(job.webhook)
             pipe.multi()
             pipe.set(key, job.model_dump_json(), keepttl=True)
 
@@ -316,54 +320,14 @@ class JobStore:
             keep=lambda job: status is None or job.status == status,
         )
 
+    @redis_boundary()
+    def get_many(self, job_ids: list[str]) -> list[Job | None]:
+        """These jobs in one round trip, in order; None for one that never existed or has expired."""
+        return self._load_many(job_ids)
+
     def _load_many(self, job_ids: list[str]) -> list[Job | None]:
         raws = self.redis.mget([JOB_KEY.format(job_id=job_id) for job_id in job_ids])
         return [Job.model_validate_json(raw) if raw else None for raw in raws]
-
-    def wait_until_terminal(self, job_id: str, timeout_s: float, *, outage_s: float = OUTAGE_RIDDEN_S) -> Job:
-        """Block until the job is terminal or the timeout passes; returns the job as it then is.
-
-        It sleeps until the job's done message wakes it (one shared subscription per process), re-reading the
-        job only then, or every RECHECK_S at most in case Redis went away and came back meanwhile. A read that
-        fails is retried, backing off, for up to `outage_s` (a Redis restart); past that the StoreUnavailable
-        raised names the job, which exists and goes on.
-        """
-        deadline = time.monotonic() + timeout_s
-        with self._completions().watching(job_id) as woken:
-            while True:
-                # Registered before reading: a completion between the read and the wait still wakes us.
-                woken.clear()
-                job = self._read_through_outage(job_id, outage_s)
-                if job is None:
-                    raise JobNotFound(f"job {job_id} expired while waiting", job_id=job_id)
-                remaining = deadline - time.monotonic()
-                if job.status.is_terminal or remaining <= 0:
-                    return job
-                woken.wait(min(remaining, RECHECK_S))
-
-    def _read_through_outage(self, job_id: str, outage_s: float) -> Job | None:
-        give_up_at = time.monotonic() + outage_s
-        pause_s = OUTAGE_FIRST_RETRY_S
-        while True:
-            try:
-                return self.get(job_id)
-            except StoreUnavailable as error:
-                if time.monotonic() + pause_s > give_up_at:
-                    raise StoreUnavailable(
-                        f"the job store is unavailable now; job {job_id} was accepted and goes on: "
-                        f"read it at /jobs/{job_id} later",
-                        detail=error.detail or str(error),
-                        retry_after_s=error.retry_after_s,
-                        job_id=job_id,
-                    ) from error
-                log.warning("job %s: waiting through a store outage (%s)", job_id, error)
-                time.sleep(pause_s)
-                pause_s = min(pause_s * 2, OUTAGE_MAX_RETRY_S)
-
-    def _completions(self) -> CompletionListener:
-        if self._completion_listener is None:
-            self._completion_listener = CompletionListener(self.redis)
-        return self._completion_listener
 
     @redis_boundary()
     def cancel_requested(self, job_id: str) -> bool:
@@ -395,61 +359,11 @@ class JobStore:
             pipe.zrem(QUEUED_INDEX_KEY, *job_ids)
             pipe.execute()
 
-    def _server_time_s(self) -> float:
-        """Redis's clock: heartbeats written and read on different hosts are compared on one clock."""
-        seconds, microseconds = self.redis.time()
-        return seconds + microseconds / 1e6
-
-    @redis_boundary()
-    def register_worker(self, name: str, info: dict[str, Any], ttl_s: float) -> None:
-        """Announce (or refresh) a live worker that has its model loaded; it counts as live for `ttl_s`."""
-
-        def beat(pipe: redis.client.Pipeline) -> None:
-            now = self._server_time_s()
-            # Workers that stopped beating without withdrawing (killed) are forgotten by the next beat.
-            dead = [other for other in pipe.zrangebyscore(WORKERS_KEY, "-inf", now) if other != name]
-            pipe.multi()
-            pipe.hset(WORKER_INFO_KEY, name, json.dumps(info))
-            pipe.zadd(WORKERS_KEY, {name: now + ttl_s})
-            if dead:
-                pipe.zrem(WORKERS_KEY, *dead)
-                pipe.hdel(WORKER_INFO_KEY, *dead)
-
-        watched_update(self.redis, [WORKERS_KEY], beat)
-
-    @redis_boundary()
-    def mark_worker_draining(self, name: str, ttl_s: float) -> None:
-        """A worker handing its jobs back before it exits: still live for `ttl_s` (the reconciler leaves its running
-        jobs to it, so their interrupted try is not counted twice), but no longer ready for new work."""
-
-        def drain(pipe: redis.client.Pipeline) -> None:
-            now = self._server_time_s()
-            raw = pipe.hget(WORKER_INFO_KEY, name)
-            info = json.loads(raw) if raw else {"name": name}
-            pipe.multi()
-            pipe.hset(WORKER_INFO_KEY, name, json.dumps(info | {"draining": True}))
-            pipe.zadd(WORKERS_KEY, {name: now + ttl_s})
-
-        watched_update(self.redis, [WORKERS_KEY, WORKER_INFO_KEY], drain)
-
-    @redis_boundary()
-    def unregister_worker(self, name: str) -> None:
-        """Withdraw a worker that is shutting down."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(WORKERS_KEY, name)
-        pipe.hdel(WORKER_INFO_KEY, name)
-        pipe.execute()
-
     @redis_boundary()
     def take_next(self, worker: str) -> str | None:
         """The queued job this worker runs next (by priority, then owners' turns), reserved for it while it waits
         for a place in the engine; None when no job waits."""
         return self.fair.take(worker)
-
-    @redis_boundary()
-    def unreserve(self, worker: str, job_id: str) -> None:
-        """The job started, or went back to the queue: the worker no longer holds it."""
-        self.redis.srem(WORKER_RESERVED_KEY.format(name=worker), job_id)
 
     def put_back(self, job_ids: list[str], worker: str | None = None) -> list[Job]:
         """Return taken jobs that never started (their worker stops, dies, or lost them) to the front of their
@@ -479,38 +393,9 @@ class JobStore:
         return put_back
 
     @redis_boundary()
-    def waiting_in_lines(self, job_ids: list[str]) -> dict[str, str]:
+    def waiting_in_lines(self, job_ids: list[str]) -> dict[str, Priority]:
         """Which of these queued jobs wait in an owner's line (not taken by a worker), with their priority."""
         return self.fair.waiting_priorities(job_ids)
-
-    @redis_boundary()
-    def reserved_by(self, workers: set[str]) -> set[str]:
-        """The jobs these workers hold while the jobs wait for a place."""
-        if not workers:
-            return set()
-        return set(self.redis.sunion([WORKER_RESERVED_KEY.format(name=name) for name in workers]))
-
-    @redis_boundary()
-    def take_reservations_of(self, gone: Callable[[str], bool]) -> list[str]:
-        """The jobs reserved by workers for which `gone(name)` holds; their reservations are dropped."""
-        job_ids: list[str] = []
-        for name in self.redis.smembers(RESERVING_WORKERS_KEY):
-            if not gone(name):
-                continue
-            key = WORKER_RESERVED_KEY.format(name=name)
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.smembers(key)
-            pipe.delete(key)
-            pipe.srem(RESERVING_WORKERS_KEY, name)
-            job_ids.extend(pipe.execute()[0])
-        return job_ids
-
-    @redis_boundary()
-    def live_workers(self) -> list[dict[str, Any]]:
-        """The workers whose heartbeat has not run out."""
-        names = self.redis.zrangebyscore(WORKERS_KEY, f"({self._server_time_s()}", "+inf")
-        raws = self.redis.hmget(WORKER_INFO_KEY, names) if names else []
-        return [json.loads(raw) for raw in raws if raw]
 
     def request_cancel_if_running(self, job_id: str) -> Job | None:
         """In one watched transaction: set the cancel flag only if the job is running; returns the job as read."""

@@ -10,6 +10,7 @@ from core.errors import InvalidInput, QueueFull, StoreUnavailable
 from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.model import GenerationInput, Job, JobStatus, new_job_id, utc_now_iso, within_limits
+from core.jobs.priority import Priority
 from core.jobs.store import JobStore
 from core.limits.memory_budget import MemoryBudget
 from core.limits.submit_limits import OwnerLimits
@@ -22,7 +23,7 @@ log = logging.getLogger("llm.api")
 class JobQueue(Protocol):
     """Where accepted job ids wait for a worker; the API hands core one that publishes to the broker."""
 
-    def publish(self, job_ids: list[str], priority: str) -> None:
+    def publish(self, job_ids: list[str], priority: Priority) -> None:
         """Enqueue these jobs at this priority; raises StoreUnavailable if the queue can't take them."""
         ...
 

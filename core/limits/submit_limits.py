@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from core.errors import Forbidden, TooManyRequests
+from core.jobs.priority import Priority
 from core.jobs.store import JobStore
 from core.owners.ids import owner_id_for_key
 from core.settings import Settings
 
-HIGH_PRIORITY = "high"
 # A full queue of one owner drains at the worker's pace; a few seconds before trying again is a fair hint.
 QUEUED_RETRY_AFTER_S = 10
 
@@ -23,9 +23,9 @@ class OwnerLimits:
             {owner_id_for_key(key) for key in settings.high_priority_keys} if settings.api_keys else None
         )
 
-    def check_priority(self, priority: str, owner: str) -> None:
+    def check_priority(self, priority: Priority, owner: str) -> None:
         """Refuse (Forbidden) `priority: high` from an owner whose key is not in HIGH_PRIORITY_KEYS."""
-        if priority != HIGH_PRIORITY or self.high_priority_owners is None:
+        if priority != Priority.HIGH or self.high_priority_owners is None:
             return
         if owner not in self.high_priority_owners:
             raise Forbidden("priority: this API key may not use `high` (see HIGH_PRIORITY_KEYS)", field="priority")

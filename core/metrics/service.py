@@ -8,9 +8,7 @@ each GPU worker's own gauges travel in its heartbeat. `read_figures` gathers eve
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
@@ -24,6 +22,7 @@ from core.redis.keys import (
     WORKER_INFO_KEY,
     WORKERS_KEY,
 )
+from core.workers.info import WorkerInfo
 
 # Seconds; the last bucket, +Inf, is implied. Queue waits run from milliseconds to hours behind a large batch.
 HISTOGRAM_BUCKETS: dict[str, tuple[float, ...]] = {
@@ -172,16 +171,16 @@ def _histogram(name: str, raw: dict[str, str]) -> Histogram:
 
 def _worker(name: str, up: bool, raw_info: str | None) -> WorkerFigures:
     """A heartbeat's figures; a worker from before this release (no `resources`) shows only whether it is up."""
-    info: dict[str, Any] = json.loads(raw_info) if raw_info else {}
-    resources = info.get("resources") or {}
+    info = WorkerInfo.model_validate_json(raw_info) if raw_info else WorkerInfo(name=name)
+    resources = info.resources
     return WorkerFigures(
         name=name,
         up=up,
-        gpu=resources.get("gpu"),
-        vram_allocated_gb=resources.get("vram_allocated_gb"),
-        vram_reserved_gb=resources.get("vram_reserved_gb"),
-        ram_used_gb=resources.get("ram_used_gb"),
-        ram_total_gb=resources.get("ram_total_gb"),
-        running_jobs=info.get("running_jobs"),
-        max_batch_size=info.get("max_batch_size"),
+        gpu=resources.gpu if resources else None,
+        vram_allocated_gb=resources.vram_allocated_gb if resources else None,
+        vram_reserved_gb=resources.vram_reserved_gb if resources else None,
+        ram_used_gb=resources.ram_used_gb if resources else None,
+        ram_total_gb=resources.ram_total_gb if resources else None,
+        running_jobs=info.running_jobs,
+        max_batch_size=info.max_batch_size,
     )

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.errors import ErrorType
+from core.errors import WAIT_TIMED_OUT, ErrorType
 from core.events.follow import Completed, JobEvents, KeepAlive
 from core.events.stream import STATUS, TOKEN, StreamEvent
 from core.jobs.model import Job, JobStatus
@@ -55,14 +55,14 @@ class CompletionStream:
                     "the job went back to the queue after its worker stopped and will start its text again; "
                     f"read its result at /jobs/{self.job_id}",
                     "server_error",
-                    ErrorType.GENERATION_ERROR,
+                    ErrorType.ENGINE_FAILED,
                 )
                 return
             if time.monotonic() >= deadline:
                 yield self._error(
                     f"the job did not finish within {self.wait_s:g} s; it goes on: poll /jobs/{self.job_id}",
                     "server_error",
-                    ErrorType.TIMEOUT,
+                    WAIT_TIMED_OUT,
                 )
                 return
             if isinstance(item, KeepAlive):
@@ -83,7 +83,7 @@ class CompletionStream:
             error = job.error
             invalid = error is not None and error.type == ErrorType.INVALID_INPUT
             message = error.message if error is not None else "generation failed"
-            code = error.type if error is not None else ErrorType.GENERATION_ERROR
+            code = error.type if error is not None else ErrorType.ENGINE_FAILED
             yield self._error(message, "invalid_request_error" if invalid else "server_error", code)
         else:
             yield self._error(f"job {self.job_id} was canceled before it finished", "invalid_request_error", "canceled")

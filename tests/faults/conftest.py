@@ -16,6 +16,7 @@ import pytest
 from api.app import create_app
 from core.jobs.store import JobStore, connect
 from core.settings import Settings
+from core.workers.registry import WorkerRegistry
 from scripts.redis_server import RedisServer, free_port
 from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
 from tests.conftest import FAIRNESS_OFF, ROOT, service_env, stop_process
@@ -42,6 +43,7 @@ class FaultLab:
         self.execution_log = tmp / "executions.log"
         self.processes: list[subprocess.Popen] = []
         self.store = JobStore(connect(self.redis.url), job_ttl_s=3600)
+        self.workers = WorkerRegistry(self.store.redis)
         self._names = collections.Counter()
         self._closing = False
 
@@ -71,7 +73,7 @@ class FaultLab:
             wrapper = [fault] if fault is not None else []
             command = [sys.executable, "-m", "tests.fault_worker", *wrapper, "--hostname", f"{name}@%h", *fault_args]
         process = self._spawn(command, name, self.env(**extra))
-        wait_for_worker(self.store, process, name, timeout_s=120)
+        wait_for_worker(self.workers, process, name, timeout_s=120)
         return process
 
     def keep_worker_running(self, **start_kwargs) -> list[subprocess.Popen]:

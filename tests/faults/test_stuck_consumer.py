@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from core.workers.reservations import WorkerReservations
 from tests.faults.conftest import LONG_JOB
 from worker.app import STUCK_CONSUMER_EXIT_CODE
 
@@ -30,16 +31,17 @@ def test_a_stuck_consumer_is_detected_and_its_worker_replaced(lab):
 
     # Full: 8 jobs running and 8 waiting for a place, i.e. every message its prefetch allows (the worker notes
     # each job it took, until it starts running).
-    [announced] = lab.store.live_workers()
-    lab.wait(lambda: len(lab.store.reserved_by({announced["name"]})) == 8, 30, "8 jobs waiting on the worker")
-    consumed_when_full = lab.store.live_workers()[0]["canaries_consumed"]
+    reservations = WorkerReservations(lab.store.redis)
+    [announced] = lab.workers.live()
+    lab.wait(lambda: len(reservations.held_by({announced.name})) == 8, 30, "8 jobs waiting on the worker")
+    consumed_when_full = lab.workers.live()[0].canaries_consumed
     # Canaries keep coming through while every place is taken (the consumer widens its prefetch for each one).
     lab.wait(
-        lambda: lab.store.live_workers()[0]["canaries_consumed"] >= consumed_when_full + 3,
+        lambda: lab.workers.live()[0].canaries_consumed >= consumed_when_full + 3,
         10,
         "3 canaries consumed by the full worker",
     )
-    assert len(lab.store.reserved_by({announced["name"]})) == 8 and len(lab.store.running_job_ids()) == 8
+    assert len(reservations.held_by({announced.name})) == 8 and len(lab.store.running_job_ids()) == 8
     assert workers[0].poll() is None and len(workers) == 1
 
     trigger.write_text("cancel")  # the consumer stops reading its queues; its loop, its threads and the process live

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from core.errors import JobNotFound, WrongState
-from core.jobs.model import JobStatus
+from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.jobs.priority import Priority
+from core.jobs.store import JobStore, connect
 from core.redis.keys import CANCEL_KEY, JOB_KEY, QUEUED_INDEX_KEY, RUNNING_INDEX_KEY
 
 
@@ -93,3 +95,40 @@ def test_waiting_for_a_finished_job_returns_it_at_once(new_job, store):
     job = new_job()
     store.cancel_queued([job.id])
     assert store.wait_until_terminal(job.id, timeout_s=5).status == JobStatus.CANCELED
+
+
+@pytest.fixture
+def own_store(own_redis) -> JobStore:
+    return JobStore(connect(own_redis.url), job_ttl_s=3600)
+
+
+def lines(count: int, priority: Priority = Priority.BATCH) -> list[Job]:
+    created_at = utc_now_iso()
+    return [
+        Job(id=new_job_id(), status=JobStatus.QUEUED, created_at=created_at, input={}, priority=priority, owner="o")
+        for _ in range(count)
+    ]
+
+
+def test_lines_stored_unlisted_are_queued_but_wait_in_no_line_until_listed(own_store):
+    jobs = lines(3)
+    pipe = own_store.redis.pipeline(transaction=True)
+    own_store.stage_create_unlisted(pipe, jobs)
+    pipe.execute()
+    ids = [job.id for job in jobs]
+    assert own_store.get_many(ids) == jobs
+    assert own_store.queued_count("o") == 3
+    assert set(own_store.redis.zrange(QUEUED_INDEX_KEY, 0, -1)) == set(ids)
+    assert own_store.waiting_in_lines(ids) == {} and own_store.take_next("gpu@a#1") is None
+
+    pipe = own_store.redis.pipeline(transaction=True)
+    own_store.stage_into_lines(pipe, jobs)
+    pipe.execute()
+    assert own_store.waiting_in_lines(ids) == dict.fromkeys(ids, Priority.BATCH)
+    assert own_store.take_next("gpu@a#1") == ids[0]
+
+
+def test_get_many_answers_none_for_a_missing_job(own_store):
+    [job] = lines(1)
+    own_store.create(job)
+    assert own_store.get_many([job.id, "missing"]) == [job, None]
