@@ -10,7 +10,7 @@ import pytest
 from api.app import create_app
 from core.batches.envelope import envelope_lines, is_envelope
 from core.batches.json_stream import JsonStream, array_items
-from core.batches.model import read_batch_body, validate_batch_lines
+from core.batches.lines import read_batch_body, validate_batch_lines
 from core.errors import InvalidInput
 from tests.conftest import WEBHOOK_SECRET, queue_length, unconsumed_queue_name
 
