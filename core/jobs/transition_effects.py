@@ -140,8 +140,8 @@ def complete_batch_if_done(client: redis.Redis, batch_id: str, ttl_s: int, just_
         client.srem(OPEN_BATCHES_KEY, batch_id)
 
 
-def _status_once_done(batch: Batch) -> str:
-    return (BatchStatus.CANCELED if batch.cancel_requested_at else BatchStatus.COMPLETED).value
+def _status_once_done(batch: Batch) -> BatchStatus:
+    return BatchStatus.CANCELED if batch.cancel_requested_at else BatchStatus.COMPLETED
 
 
 def _expire_jobs_of(client: redis.Redis, jobs_key: str, ttl_s: int) -> None:
