@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.openai.protocol import Endpoint, listing
+from core.openai.protocol import Endpoint, OpenAIList
 
 MIN_OUTPUT_TTL_S = 3600
 MAX_OUTPUT_TTL_S = 30 * 24 * 3600
@@ -101,14 +101,5 @@ class OpenAIBatchView(BaseModel):
     metadata: dict[str, str]
 
 
-class OpenAIBatchList(BaseModel):
-    object: Literal["list"]
+class OpenAIBatchList(OpenAIList):
     data: list[OpenAIBatchView]
-    first_id: str | None
-    last_id: str | None
-    has_more: bool
-
-    @classmethod
-    def page(cls, items: list[OpenAIBatchView], has_more: bool) -> OpenAIBatchList:
-        """A page of batches as OpenAI lists them."""
-        return cls(object="list", **listing(items, has_more))

@@ -8,7 +8,7 @@ chunks are built with only the fields they carry and sent with `exclude_unset`: 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field
 
@@ -177,30 +177,32 @@ class OpenAIFile(BaseModel):
     status_details: None
 
 
-class OpenAIFileList(BaseModel):
+class OpenAIList(BaseModel):
+    """OpenAI's list object around a page of objects that have an `id`; each list names its `data`'s type."""
+
     object: Literal["list"]
-    data: list[OpenAIFile]
+    data: list[Any]
     first_id: str | None
     last_id: str | None
     has_more: bool
 
     @classmethod
-    def page(cls, items: list[OpenAIFile], has_more: bool) -> OpenAIFileList:
-        """A page of files as OpenAI lists them."""
-        return cls(object="list", **listing(items, has_more))
+    def page(cls, items: list[Any], has_more: bool) -> Self:
+        """A page as OpenAI lists it: its first and last ids, and whether more follow."""
+        return cls(
+            object="list",
+            data=items,
+            first_id=items[0].id if items else None,
+            last_id=items[-1].id if items else None,
+            has_more=has_more,
+        )
+
+
+class OpenAIFileList(OpenAIList):
+    data: list[OpenAIFile]
 
 
 class OpenAIFileDeleted(BaseModel):
     id: str
     object: Literal["file"]
     deleted: Literal[True]
-
-
-def listing(items: list, has_more: bool) -> dict:
-    """OpenAI's list fields around a page of objects that have an `id` (files, batches)."""
-    return {
-        "data": items,
-        "first_id": items[0].id if items else None,
-        "last_id": items[-1].id if items else None,
-        "has_more": has_more,
-    }
