@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, invalid_input_from
 from core.jobs.records import JobError, JobOutput, JobResources, JobUsage, WebhookRecord
 from core.jobs.text_checks import check_text
 
@@ -252,10 +252,7 @@ def parse_generation_input(body: Any, *, max_tokens_limit: int, max_prompt_chars
     try:
         params = GenerationInput.model_validate(body)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        message = first["msg"].removeprefix("Value error, ")
-        raise InvalidInput(f"{field}: {message}" if field else message, field=field) from None
+        raise invalid_input_from(error) from None
     if "max_tokens" not in body and params.max_tokens > max_tokens_limit:
         params.max_tokens = max_tokens_limit  # the default (128) never exceeds a deployment's smaller limit
     if params.max_tokens > max_tokens_limit:
