@@ -26,7 +26,7 @@ from core.errors import (
     WaitTimedOut,
     WrongState,
 )
-from core.openai.translation import error_body
+from core.openai.protocol import OpenAIErrorBody, error_body
 from core.redis.errors import RETRY_AFTER_S, store_unavailable_from
 
 log = logging.getLogger("llm.api")
@@ -78,7 +78,7 @@ def speaks_openai(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in OPENAI_ERROR_PATHS)
 
 
-def openai_error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> dict:
+def openai_error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> OpenAIErrorBody:
     """An error in OpenAI's shape, typed as OpenAI types its own: by the status."""
     if status >= 500:
         error_type = "server_error"

@@ -10,13 +10,15 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 from flask import Response
+from pydantic import BaseModel
 
 from api.abandoned_jobs import cancel_abandoned
 from api.client_connection import DepartureWatch
 from api.services import Services
 from core.jobs.model import Job
+from core.openai.answers import StreamChunks, created_at, sent
 from core.openai.streaming import CompletionStream
-from core.openai.translation import OpenAIRequest, StreamChunks, created_at
+from core.openai.translation import OpenAIRequest
 
 
 def streamed_answer(
@@ -73,5 +75,5 @@ def streamed_answer(
     return response
 
 
-def _event(chunk: dict) -> bytes:
-    return b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+def _event(chunk: BaseModel) -> bytes:
+    return b"data: " + json.dumps(sent(chunk), ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"

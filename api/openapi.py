@@ -16,18 +16,11 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 
-from api.schemas import (
-    STREAM_EVENT_MODELS,
-    ChatCompletionChunk,
-    ErrorBody,
-    JobStatusEvent,
-    JobTokenEvent,
-    OpenAIErrorBody,
-    TextCompletionChunk,
-)
+from api.schemas import STREAM_EVENT_MODELS, ErrorBody, JobStatusEvent, JobTokenEvent
 from core.batches.model import BATCH_ID_PATTERN, BatchRequestLine
 from core.jobs.model import JOB_ID_PATTERN, Job
 from core.openai.files import FILE_ID_PATTERN
+from core.openai.protocol import ChatCompletionChunk, OpenAIErrorBody, TextCompletionChunk
 
 OPENAPI_PATH = "/openapi.json"
 # Routes that answer a request with `stream: true` as server-sent events.

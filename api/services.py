@@ -25,7 +25,8 @@ from core.limits.memory_budget import MemoryBudget
 from core.limits.stream_slots import StreamSlots
 from core.limits.wait_slots import WaitSlots
 from core.metrics.history import MetricsHistory
-from core.openai.batches import OpenAIBatches, OpenAIBatchStore
+from core.openai.batch_service import OpenAIBatches
+from core.openai.batch_store import OpenAIBatchStore
 from core.openai.files import FileStore
 from core.settings import Settings
 from core.workers.registry import WorkerRegistry

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pydantic import ValidationError
+from pydantic import ValidationError
 
 
 class ErrorType(StrEnum):
@@ -81,30 +79,42 @@ class ServiceError(Exception):
 class InvalidInput(ServiceError):
     error_type = ErrorType.INVALID_INPUT
 
-    @classmethod
-    def from_validation(
-        cls,
-        error: ValidationError,
-        *,
-        renamed: Mapping[str, str] | None = None,
-        unknown_field: str | None = None,
-        by_field: Mapping[str, str] | None = None,
-    ) -> InvalidInput:
-        """A model's first validation problem, naming the field (dotted) as the request named it.
 
-        `renamed` maps a model field to the name the caller used; `unknown_field` replaces pydantic's message for a
-        field the model does not have; `by_field` replaces the message for a field.
-        """
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        message = first["msg"].removeprefix("Value error, ")
-        if unknown_field is not None and first["type"] == "extra_forbidden":
-            message = unknown_field
-        elif by_field and field in by_field:
-            message = by_field[field]
-        if field is not None and renamed:
-            field = renamed.get(field, field)
-        return cls(f"{field}: {message}" if field else message, field=field)
+# A field the request model does not have, in this server's words rather than pydantic's.
+UNSUPPORTED_FIELD = {"extra_forbidden": "this field is not supported by this server"}
+
+
+def invalid_input_from(
+    error: ValidationError,
+    *,
+    renamed: Mapping[str, str] | None = None,
+    type_messages: Mapping[str, str] | None = None,
+    field_messages: Mapping[str, str] | None = None,
+    told_first: Sequence[str] = (),
+) -> InvalidInput:
+    """The problem pydantic found (the first one) as InvalidInput, naming the field as the request named it.
+
+    `renamed`: fields the request calls otherwise; `type_messages` and `field_messages`: this service's words in
+    place of pydantic's, by error type (`extra_forbidden`) or by field; `told_first`: when several fields are wrong,
+    which problem is told, by field or `field/error type` (the others keep pydantic's order after them).
+    """
+    problems = error.errors()
+
+    def rank(problem: Mapping) -> int:
+        field = ".".join(str(part) for part in problem["loc"])
+        keys = (field, f"{field}/{problem['type']}")
+        return next((at for at, key in enumerate(told_first) if key in keys), len(told_first))
+
+    first = min(problems, key=rank) if told_first else problems[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    if field is not None and renamed:
+        field = renamed.get(field, field)
+    message = first["msg"].removeprefix("Value error, ")
+    if type_messages and first["type"] in type_messages:
+        message = type_messages[first["type"]]
+    elif field_messages and field in field_messages:
+        message = field_messages[field]
+    return InvalidInput(f"{field}: {message}" if field else message, field=field)
 
 
 class MalformedBody(ServiceError):

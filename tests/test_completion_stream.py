@@ -4,6 +4,7 @@ written as the worker writes them (status changes through the store, text throug
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,8 +15,9 @@ from core.events.stream import TokenStreams
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.records import JobError, JobOutput, JobUsage
 from core.jobs.store import JobStore, connect
+from core.openai.answers import StreamChunks, sent
+from core.openai.protocol import Endpoint
 from core.openai.streaming import CompletionStream
-from core.openai.translation import Endpoint, StreamChunks
 from tests.token_writes import as_running_attempt
 
 
@@ -32,10 +34,12 @@ def _job(store) -> Job:
     return job
 
 
-def _follow(store, job: Job, *, wait_s: float = 30, include_usage: bool = True) -> CompletionStream:
+def _follow(store, job: Job, *, wait_s: float = 30, include_usage: bool = True) -> Iterator[dict | None]:
+    """The stream's events as the JSON they are sent as (ticks stay None)."""
     chunks = StreamChunks(Endpoint.CHAT_COMPLETIONS, job.id, 0, "demo", include_usage)
     events = JobEvents(store, TokenStreams(store.redis), JobEventListener(store.redis), keepalive_s=15)
-    return CompletionStream(job.id, job.owner, chunks, events, wait_s)
+    stream = CompletionStream(job.id, job.owner, chunks, events, wait_s)
+    return (None if item is None else sent(item) for item in stream)
 
 
 def _succeed(store, job_id: str, text: str, reason: str = "stop") -> None:

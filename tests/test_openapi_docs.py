@@ -10,9 +10,10 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from api.app import create_app
-from api.schemas import ErrorBody, OpenAIErrorBody
+from api.schemas import ErrorBody
 from core.batches.model import BatchRequestLine
 from core.jobs.model import ChatMessage, GenerationInput
+from core.openai.protocol import OpenAIErrorBody
 
 ROUTES = {
     "/jobs": {"get", "post"},

@@ -107,9 +107,9 @@ def test_a_batch_whose_completion_was_cut_short_is_completed_by_the_sweep(store)
     batches.create(batch, [job])
     # The last job finished, then the process died before completing the batch.
     store.redis.hset(BATCH_STATS_KEY.format(batch_id=batch.id), mapping={"finished": 1, "succeeded": 1, "queued": 0})
-    assert batches.view(batch)["completed_at"] is None
+    assert batches.view(batch).completed_at is None
     batches.complete_finished_batches()
-    assert batches.view(batch)["completed_at"] is not None
+    assert batches.view(batch).completed_at is not None
     assert not store.redis.sismember(OPEN_BATCHES_KEY, batch.id)
 
 

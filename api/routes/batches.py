@@ -5,10 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.openapi import JSONL_MEDIA_TYPES, document
-from api.routes.common import accepted, caller, checked_batch_id, is_json_media_type, page_args, services
-from api.schemas import BatchCancellation, BatchPage, BatchQuery, BatchView, PageQuery, ResultsQuery
-from core.batches.model import BatchJsonBody, read_batch_body
-from core.errors import InvalidInput, UnsupportedMediaType
+from api.queries import PageQuery, ResultsQuery
+from api.routes.common import accepted, caller, checked_batch_id, is_json_media_type, services
+from api.schemas import BatchQuery
+from core.batches.lines import read_batch_body
+from core.batches.model import BatchJsonBody
+from core.batches.view import BatchCancellation, BatchPage, BatchView
+from core.errors import UnsupportedMediaType
 from core.openai.batch_output import output_lines
 
 bp = Blueprint("batches", __name__)
@@ -70,15 +73,14 @@ def list_batches():
 
     Newest first; pass `next_cursor` back as `cursor` for the next page.
     """
-    limit, cursor = page_args()
+    query = PageQuery.read()
     batches = services().batches
-    found, next_cursor = batches.list_for_owner(caller(), limit=limit, before_sequence=cursor)
-    return jsonify(
-        {
-            "data": [batches.view(batch) for batch in found],
-            "next_cursor": str(next_cursor) if next_cursor is not None else None,
-        }
+    found, next_cursor = batches.list_for_owner(caller(), limit=query.limit, before_sequence=query.before_sequence)
+    page = BatchPage(
+        data=[batches.view(batch) for batch in found],
+        next_cursor=str(next_cursor) if next_cursor is not None else None,
     )
+    return jsonify(page)
 
 
 @bp.get("/batches/<batch_id>/results")
@@ -93,9 +95,7 @@ def batch_results(batch_id: str):
     """
     owner = caller()
     svc = services()
-    result_format = request.args.get("format", "native")
-    if result_format not in ("native", "openai"):
-        raise InvalidInput("format: must be native or openai", field="format")
+    result_format = ResultsQuery.read().format
     batch = svc.batches.get_for_owner(checked_batch_id(batch_id), owner)
     if result_format == "openai":
         lines = output_lines(svc.batches.jobs_in_order(batch.id), svc.settings.served_model_name)
@@ -113,4 +113,4 @@ def cancel_batch(batch_id: str):
     """
     owner = caller()
     cancellation = services().cancel_batch(checked_batch_id(batch_id), owner)
-    return jsonify(cancellation.view | {"canceled_now": cancellation.canceled_now})
+    return jsonify(cancellation)

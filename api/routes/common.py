@@ -1,14 +1,13 @@
-"""Helpers every route module uses: the services, the caller, the parsed body, ids, paging, the 202 response."""
+"""Helpers every route module uses: the services, the caller, the parsed body, ids, the 202 response."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
+from pydantic import BaseModel
 
 from api.auth import owner_of
-from api.schemas import CURSOR_PATTERN, MAX_PAGE_SIZE
 from api.services import Services
 from core.batches.model import is_batch_id
 from core.errors import (
@@ -27,11 +26,9 @@ from core.jobs.model import Job, JobStatus, is_job_id
 # Only a JSON Content-Type makes a body JSON: forms and text/plain, which a browser may send from any site
 # without asking, are refused rather than parsed.
 JSON_MEDIA_TYPE = "application/json"
-_LIMIT = re.compile(r"[0-9]{1,3}")
-_CURSOR = re.compile(CURSOR_PATTERN)
 
 
-def accepted(body: dict, location: str) -> Response:
+def accepted(body: BaseModel | dict, location: str) -> Response:
     """202 Accepted with the stored object and where to poll it."""
     response = jsonify(body)
     response.status_code = 202
@@ -80,20 +77,6 @@ def checked_batch_id(batch_id: str) -> str:
     if not is_batch_id(batch_id):
         raise BatchNotFound("no batch with this id (a batch id is `batch_` and 32 lowercase hex digits)")
     return batch_id
-
-
-def page_args() -> tuple[int, int | None]:
-    """`limit` (1-100, default 20) and `cursor` (a page's `next_cursor`) from the query string."""
-    limit_arg = request.args.get("limit", "20")
-    cursor_arg = request.args.get("cursor", "")
-    if not _LIMIT.fullmatch(limit_arg):
-        raise InvalidInput("limit: must be a whole number", field="limit")
-    if not _CURSOR.fullmatch(cursor_arg):
-        raise InvalidInput("cursor: must be a page's next_cursor (a whole number)", field="cursor")
-    limit = int(limit_arg)
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE_SIZE}", field="limit")
-    return limit, int(cursor_arg) if cursor_arg else None
 
 
 def succeeded(job: Job, waited_s: float) -> Job:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from api.openapi import document
-from api.routes.common import accepted, caller, checked_job_id, json_body, page_args, services
-from api.schemas import JobPage, JobPageQuery
-from core.errors import InvalidInput
-from core.jobs.model import GenerationInput, Job, JobStatus
+from api.queries import JobPageQuery
+from api.routes.common import accepted, caller, checked_job_id, json_body, services
+from api.schemas import JobPage
+from core.jobs.model import GenerationInput, Job
 
 bp = Blueprint("jobs", __name__)
 
@@ -55,15 +55,6 @@ def get_job(job_id: str):
     return jsonify(services().store.get_for_owner(checked_job_id(job_id), owner).public_view())
 
 
-def _status_arg() -> JobStatus | None:
-    status_arg = request.args.get("status")  # absent: every status; present, it must name one (empty included)
-    try:
-        return JobStatus(status_arg) if status_arg is not None else None
-    except ValueError:
-        allowed = ", ".join(s.value for s in JobStatus)
-        raise InvalidInput(f"status: must be one of {allowed}", field="status") from None
-
-
 @bp.get("/jobs")
 @document(tags=("jobs",), query=JobPageQuery, answers={200: JobPage}, errors=(401, 422, 503))
 def list_jobs():
@@ -71,9 +62,10 @@ def list_jobs():
 
     Newest first; pass `next_cursor` back as `cursor` for the next page.
     """
-    status = _status_arg()
-    limit, cursor = page_args()
-    jobs, next_cursor = services().store.list_for_owner(caller(), status=status, limit=limit, before_sequence=cursor)
+    query = JobPageQuery.read()
+    jobs, next_cursor = services().store.list_for_owner(
+        caller(), status=query.status, limit=query.limit, before_sequence=query.before_sequence
+    )
     return jsonify(
         {
             "data": [job.public_view() for job in jobs],

@@ -16,15 +16,10 @@ from api.client_connection import client_socket
 from api.openai_streaming import streamed_answer
 from api.openapi import document
 from api.routes.common import caller, json_body, services, succeeded
-from api.schemas import ChatCompletion, ModelCard, ModelList, TextCompletion
 from core.errors import ModelNotFound
-from core.openai.translation import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    Endpoint,
-    parse_openai_request,
-    response_body,
-)
+from core.openai.answers import completion_answer
+from core.openai.protocol import ChatCompletion, Endpoint, ModelCard, ModelList, TextCompletion
+from core.openai.translation import ChatCompletionRequest, CompletionRequest, parse_openai_request
 from core.settings import Settings
 
 bp = Blueprint("openai", __name__)
@@ -76,15 +71,15 @@ def _complete(endpoint: Endpoint):
             return streamed_answer(svc, owner, job, openai_request, slot.pop_all(), sock, cancels)
         job = wait_for_caller(svc, owner, job, sock)
     job = succeeded(job, svc.settings.sync_wait_seconds)
-    return jsonify(response_body(endpoint, job, svc.settings.served_model_name))
+    return jsonify(completion_answer(endpoint, job, svc.settings.served_model_name))
 
 
-def _model_card(settings: Settings) -> dict:
+def _model_card(settings: Settings) -> ModelCard:
     try:
         created = int(settings.model_dir.stat().st_mtime)
     except OSError:  # an API that can't read the model folder (its own container) still names the model
         created = 0
-    return {"id": settings.served_model_name, "object": "model", "created": created, "owned_by": "llm-service"}
+    return ModelCard(id=settings.served_model_name, object="model", created=created, owned_by="llm-service")
 
 
 @bp.get("/v1/models")
@@ -95,7 +90,7 @@ def list_models():
     The one served model (MODEL_NAME, or the model folder's name).
     """
     caller()
-    return jsonify({"object": "list", "data": [_model_card(services().settings)]})
+    return jsonify(ModelList(object="list", data=[_model_card(services().settings)]))
 
 
 @bp.get("/v1/models/<path:model_id>")

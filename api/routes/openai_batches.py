@@ -2,55 +2,20 @@
 
 from __future__ import annotations
 
-import re
-
 from flask import Blueprint, Response, jsonify, request
 
 from api.openapi import document
+from api.queries import OpenAIFileQuery, OpenAIPageQuery
 from api.routes.common import caller, json_body, services
-from api.schemas import (
-    MAX_PAGE_SIZE,
-    OpenAIBatchList,
-    OpenAIBatchView,
-    OpenAIFile,
-    OpenAIFileDeleted,
-    OpenAIFileList,
-    OpenAIFileQuery,
-    OpenAIFileUpload,
-    OpenAIPageQuery,
-)
-from core.batches.model import BATCH_ID_PATTERN
+from api.schemas import OpenAIFileUpload
 from core.errors import InvalidInput, UnsupportedMediaType
-from core.openai.batches import CreateOpenAIBatch
-from core.openai.files import FILE_ID_PATTERN
+from core.openai.batch_protocol import CreateOpenAIBatch, OpenAIBatchList, OpenAIBatchView
+from core.openai.protocol import OpenAIFile, OpenAIFileDeleted, OpenAIFileList
 
 bp = Blueprint("openai_batches", __name__)
 READ_CHUNK_BYTES = 64 * 1024
 # Room for the multipart framing and the `purpose` field around the file itself.
 FORM_OVERHEAD_BYTES = 64 * 1024
-_LIMIT = re.compile(r"[0-9]{1,3}")
-
-
-def _page_args(id_pattern: re.Pattern[str], what: str) -> tuple[int, str | None]:
-    """OpenAI's paging: `limit` (1-100, default 20) and `after` (the last id of the previous page, checked by
-    shape before Redis is asked)."""
-    limit_arg = request.args.get("limit", "20")
-    if not _LIMIT.fullmatch(limit_arg) or not 1 <= int(limit_arg) <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"limit: must be a whole number between 1 and {MAX_PAGE_SIZE}", field="limit")
-    after = request.args.get("after") or None
-    if after is not None and not id_pattern.fullmatch(after):
-        raise InvalidInput(f"after: must be the id of one of your {what}", field="after")
-    return int(limit_arg), after
-
-
-def _listing(items: list[dict], has_more: bool) -> dict:
-    return {
-        "object": "list",
-        "data": items,
-        "first_id": items[0]["id"] if items else None,
-        "last_id": items[-1]["id"] if items else None,
-        "has_more": has_more,
-    }
 
 
 @bp.post("/v1/files")
@@ -93,14 +58,11 @@ def list_files():
     Newest first; `after` is the last id of the previous page.
     """
     owner = caller()
-    limit, after = _page_args(FILE_ID_PATTERN, "files")
-    purpose = request.args.get("purpose")  # absent: every purpose; present, it must name one (empty included)
-    if purpose not in (None, "batch", "batch_output"):
-        raise InvalidInput("purpose: must be batch or batch_output", field="purpose")
-    if request.args.get("order", "desc") != "desc":
-        raise InvalidInput("order: only desc (newest first) is served", field="order")
-    found, has_more = services().files.list_for_owner(owner, limit=limit, after=after, purpose=purpose)
-    return jsonify(_listing([stored.public_view() for stored in found], has_more))
+    query = OpenAIFileQuery.read()
+    found, has_more = services().files.list_for_owner(
+        owner, limit=query.limit, after=query.after or None, purpose=query.purpose
+    )
+    return jsonify(OpenAIFileList.page([stored.public_view() for stored in found], has_more))
 
 
 @bp.get("/v1/files/<file_id>")
@@ -118,7 +80,7 @@ def delete_file(file_id: str):
     owner = caller()
     files = services().files
     files.delete(files.get_for_owner(file_id, owner))
-    return jsonify({"id": file_id, "object": "file", "deleted": True})
+    return jsonify(OpenAIFileDeleted(id=file_id, object="file", deleted=True))
 
 
 @bp.get("/v1/files/<file_id>/content")
@@ -177,8 +139,10 @@ def list_batches():
     Newest first; `after` is the last id of the previous page.
     """
     owner = caller()
-    limit, after = _page_args(BATCH_ID_PATTERN, "batches")
-    return jsonify(_listing(*services().openai_batches.list(owner, limit=limit, after=after)))
+    query = OpenAIPageQuery.read()
+    return jsonify(
+        OpenAIBatchList.page(*services().openai_batches.list(owner, limit=query.limit, after=query.after or None))
+    )
 
 
 @bp.post("/v1/batches/<batch_id>/cancel")

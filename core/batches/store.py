@@ -8,7 +8,8 @@ from typing import Any
 
 import redis
 
-from core.batches.model import Batch, batch_view
+from core.batches.model import Batch
+from core.batches.view import BatchView, batch_view
 from core.errors import BatchNotFound
 from core.jobs.model import Job, JobStatus, utc_now_iso
 from core.jobs.records import WebhookRecord
@@ -79,7 +80,7 @@ class BatchStore:
         return owned_by(self.get(batch_id), owner, BatchNotFound(f"no batch with id {batch_id!r}"))
 
     @redis_boundary()
-    def view(self, batch: Batch) -> dict[str, Any]:
+    def view(self, batch: Batch) -> BatchView:
         """The batch object the API returns: status, counts by job status, times, tokens so far."""
         return batch_view(batch, self.redis.hgetall(BATCH_STATS_KEY.format(batch_id=batch.id)))
 

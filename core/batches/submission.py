@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from core.batches.model import Batch, BatchBody, BatchLine, new_batch_id, validate_batch_lines
+from core.batches.lines import BatchBody, BatchLine, validate_batch_lines
+from core.batches.model import Batch, new_batch_id
 from core.batches.store import BatchStore
 from core.errors import StoreUnavailable
 from core.jobs.context_window import ContextWindow

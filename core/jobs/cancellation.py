@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from core.batches.model import BatchStatus
 from core.batches.store import BatchStore
+from core.batches.view import BatchCancellation
 from core.errors import JobNotFound, WrongState
 from core.jobs.model import Job, JobStatus
 from core.jobs.store import JobStore
@@ -20,14 +21,6 @@ class JobCancellation:
 
     job: Job
     stopping: bool
-
-
-@dataclass(frozen=True)
-class BatchCancellation:
-    """The batch after the cancel, and how many of its queued jobs this cancel took off the queue."""
-
-    view: dict[str, Any]
-    canceled_now: int
 
 
 class CancelJob:
@@ -64,7 +57,7 @@ class CancelBatch:
     def __call__(self, batch_id: str, owner: str) -> BatchCancellation:
         """Cancel the caller's batch; a completed batch can't be canceled (WrongState)."""
         batch = self.batches.get_for_owner(batch_id, owner)
-        if batch.cancel_requested_at is None and self.batches.view(batch)["status"] == "completed":
+        if batch.cancel_requested_at is None and self.batches.view(batch).status == BatchStatus.COMPLETED:
             raise WrongState(f"batch {batch_id} is completed; there is nothing left to cancel")
         canceled = self.batches.cancel(batch)
-        return BatchCancellation(self.batches.view(batch), canceled)
+        return BatchCancellation(**dict(self.batches.view(batch)), canceled_now=canceled)

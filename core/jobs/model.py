@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, invalid_input_from
 from core.jobs.priority import Priority, SubmittedPriority
 from core.jobs.records import JobError, JobOutput, JobResources, JobUsage, WebhookRecord
 from core.jobs.text_checks import check_text
@@ -256,7 +256,7 @@ class GenerationInput(GenerationParams):
         try:
             return cls.model_validate(body)
         except ValidationError as error:
-            raise InvalidInput.from_validation(error) from None
+            raise invalid_input_from(error) from None
 
 
 def metadata_problem(value: Any) -> str | None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import redis
 
-from core.batches.model import Batch, BatchStatus, batch_view
+from core.batches.model import Batch, BatchStatus
+from core.batches.view import batch_view
 from core.events.stream import stage_expiry, stage_status
 from core.jobs.model import Job, JobStatus, utc_now_iso
 from core.jobs.records import WebhookState
@@ -125,9 +126,9 @@ def complete_batch_if_done(client: redis.Redis, batch_id: str, ttl_s: int, just_
         pipe.hset(stats_key, "completed_at", now)
         if batch.webhook is not None:
             batch.webhook.state[EVENT_COMPLETED] = WebhookState.PENDING
-            view = batch_view(batch, stats) | {"completed_at": now, "status": _status_once_done(batch)}
+            view = batch_view(batch, stats).model_copy(update={"completed_at": now, "status": _status_once_done(batch)})
             pipe.set(batch_key, batch.model_dump_json(), keepttl=True)
-            stage_delivery(pipe, new_batch_delivery(view, batch.webhook.url, now), ttl_s)
+            stage_delivery(pipe, new_batch_delivery(view.model_dump(mode="json"), batch.webhook.url, now), ttl_s)
         for key in (batch_key, stats_key, jobs_key):
             pipe.expire(key, ttl_s)
         stage_index_expiry(pipe, BATCH_OWNER_INDEX_KEY.format(owner=batch.owner), batch_id, ttl_s)
@@ -139,8 +140,8 @@ def complete_batch_if_done(client: redis.Redis, batch_id: str, ttl_s: int, just_
         client.srem(OPEN_BATCHES_KEY, batch_id)
 
 
-def _status_once_done(batch: Batch) -> str:
-    return (BatchStatus.CANCELED if batch.cancel_requested_at else BatchStatus.COMPLETED).value
+def _status_once_done(batch: Batch) -> BatchStatus:
+    return BatchStatus.CANCELED if batch.cancel_requested_at else BatchStatus.COMPLETED
 
 
 def _expire_jobs_of(client: redis.Redis, jobs_key: str, ttl_s: int) -> None:

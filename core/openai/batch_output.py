@@ -9,7 +9,8 @@ from typing import Any
 
 from core.errors import ErrorType
 from core.jobs.model import Job, JobStatus
-from core.openai.translation import Endpoint, error_body, response_body
+from core.openai.answers import completion_answer
+from core.openai.protocol import Endpoint, error_body
 
 # A line's error when it never got an answer (OpenAI's codes, and one for a result no longer kept).
 CANCELLED_CODE = "batch_cancelled"
@@ -33,7 +34,7 @@ def output_line(job_id: str, job: Job | None, model_name: str, *, batch_expired:
     response: dict[str, Any] | None = None
     error = None
     if job.status == JobStatus.SUCCEEDED:
-        body = response_body(endpoint_of(job), job, model_name)
+        body = completion_answer(endpoint_of(job), job, model_name).model_dump(mode="json")
         response = {"status_code": 200, "request_id": job.id, "body": body}
     elif job.status == JobStatus.FAILED:
         # Input the model could not take (its context) is the request's fault; anything else is the server's.
@@ -44,7 +45,7 @@ def output_line(job_id: str, job: Job | None, model_name: str, *, batch_expired:
         response = {
             "status_code": 400 if bad_input else 500,
             "request_id": job.id,
-            "body": error_body(message, kind, code=code),
+            "body": error_body(message, kind, code=code).model_dump(mode="json"),
         }
     elif batch_expired:
         error = {"code": EXPIRED_CODE, "message": "the batch's completion window ended before this line ran"}

@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Literal
 
 import redis
 from pydantic import BaseModel
@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from core.errors import BodyTooLarge, FileNotFound, InvalidInput, StoreUnavailable
 from core.limits.file_quota import UPLOAD_LEASE_S, FileQuota
 from core.limits.memory_budget import MemoryBudget
+from core.openai.protocol import OpenAIFile
 from core.owners.index import owned_by, page_newest_first, shed_expired_index_entries, stage_index_expiry
 from core.redis.errors import redis_boundary
 from core.redis.keys import (
@@ -67,19 +68,19 @@ class StoredFile(BaseModel):
     created_at: int
     expires_at: int
 
-    def public_view(self) -> dict[str, Any]:
+    def public_view(self) -> OpenAIFile:
         """OpenAI's file object."""
-        return {
-            "id": self.id,
-            "object": "file",
-            "bytes": self.bytes,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "filename": self.filename,
-            "purpose": self.purpose,
-            "status": "processed",
-            "status_details": None,
-        }
+        return OpenAIFile(
+            id=self.id,
+            object="file",
+            bytes=self.bytes,
+            created_at=self.created_at,
+            expires_at=self.expires_at,
+            filename=self.filename,
+            purpose=self.purpose,
+            status="processed",
+            status_details=None,
+        )
 
 
 def clean_filename(filename: str) -> str:

@@ -15,7 +15,8 @@ from core.errors import WAIT_TIMED_OUT, ErrorType
 from core.events.follow import Completed, JobEvents, KeepAlive
 from core.events.stream import STATUS, TOKEN, StreamEvent
 from core.jobs.model import Job, JobStatus
-from core.openai.translation import StreamChunks, error_body
+from core.openai.answers import Chunk, StreamChunks
+from core.openai.protocol import OpenAIErrorBody, error_body
 
 # The most a follower waits for news before it ticks (and looks at its deadline).
 TICK_S = 1.0
@@ -31,7 +32,7 @@ class CompletionStream:
     events: JobEvents
     wait_s: float
 
-    def __iter__(self) -> Iterator[dict | None]:
+    def __iter__(self) -> Iterator[Chunk | OpenAIErrorBody | None]:
         opening = self.chunks.opening()
         if opening is not None:
             yield opening
@@ -70,7 +71,7 @@ class CompletionStream:
         # The follower ends without the finished job only when the job expired meanwhile.
         yield self._error(f"job {self.job_id} expired", "server_error", ErrorType.NOT_FOUND)
 
-    def _ending(self, job: Job, streamed: str) -> Iterator[dict]:
+    def _ending(self, job: Job, streamed: str) -> Iterator[Chunk | OpenAIErrorBody]:
         if job.status == JobStatus.SUCCEEDED:
             text = job.output.text if job.output is not None else ""
             # The events carry the job's whole text; should a last piece be missing from them, it is sent here.
@@ -88,5 +89,5 @@ class CompletionStream:
         else:
             yield self._error(f"job {self.job_id} was canceled before it finished", "invalid_request_error", "canceled")
 
-    def _error(self, message: str, error_type: str, code: str) -> dict:
+    def _error(self, message: str, error_type: str, code: str) -> OpenAIErrorBody:
         return error_body(message, error_type, code=str(code))

@@ -1,6 +1,7 @@
-"""OpenAI's chat and text completion requests as this service's generations, and finished jobs as OpenAI answers.
+"""OpenAI's chat and text completion requests as this service's generations.
 
-Pure translation (no Flask, no Redis): the OpenAI-compatible routes and the OpenAI batch workflow both use it.
+Pure translation (no Flask, no Redis): the OpenAI-compatible routes and the OpenAI batch workflow both use it; the
+answers are built in core/openai/answers.py.
 A request field is either honoured (translated to the generation), accepted and ignored because it changes
 nothing here at the value sent (`logprobs: false`, `frequency_penalty: 0`, `user`, `store`...), or refused by
 name with InvalidInput: the service never pretends to honour what it can't.
@@ -9,14 +10,14 @@ name with InvalidInput: the service never pretends to honour what it can't.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import InvalidInput
-from core.jobs.model import GenerationInput, Job, parse_iso
+from core.errors import UNSUPPORTED_FIELD, InvalidInput, invalid_input_from
+from core.jobs.model import GenerationInput
 from core.jobs.text_checks import check_text
+from core.openai.protocol import Endpoint
 
 # OpenAI's documented defaults, used when a request leaves them out (the service's own are 0.7 and 0.9).
 OPENAI_DEFAULT_TEMPERATURE = 1.0
@@ -25,32 +26,6 @@ OPENAI_DEFAULT_TOP_P = 1.0
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 # Below this the service refuses a temperature (its sampling would overflow); OpenAI clients mean "greedy" by it.
 _SMALLEST_SAMPLING_TEMPERATURE = 0.01
-# What a caller is told of a field this server does not know (an OpenAI field it lacks, or one a client made up).
-UNSUPPORTED_FIELD = "this field is not supported by this server"
-
-# The service's finish reasons as OpenAI's; a succeeded job only ends "stop" or "length".
-_FINISH_REASONS = {"stop": "stop", "length": "length", "timeout": "length", "canceled": "stop"}
-
-
-class Endpoint(StrEnum):
-    """The OpenAI endpoints this service serves, by their URL (as an OpenAI batch line names them)."""
-
-    CHAT_COMPLETIONS = "/v1/chat/completions"
-    COMPLETIONS = "/v1/completions"
-
-    @property
-    def object_name(self) -> str:
-        """The `object` of the answer."""
-        return "chat.completion" if self is Endpoint.CHAT_COMPLETIONS else "text_completion"
-
-    @property
-    def chunk_object_name(self) -> str:
-        """The `object` of each streamed chunk."""
-        return "chat.completion.chunk" if self is Endpoint.CHAT_COMPLETIONS else "text_completion"
-
-    @property
-    def id_prefix(self) -> str:
-        return "chatcmpl-" if self is Endpoint.CHAT_COMPLETIONS else "cmpl-"
 
 
 class _Strict(BaseModel):
@@ -153,7 +128,7 @@ class _CommonRequest(_Strict):
         try:
             return GenerationInput.model_validate(body)
         except ValidationError as error:
-            raise InvalidInput.from_validation(error, renamed=renamed, unknown_field=UNSUPPORTED_FIELD) from None
+            raise invalid_input_from(error, renamed=renamed, type_messages=UNSUPPORTED_FIELD) from None
 
     def _text_and_length(self) -> tuple[dict[str, Any], dict[str, str]]:
         """The generation's text, length (and labels), and which of its fields this request names otherwise."""
@@ -323,7 +298,7 @@ def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
     try:
         request = _REQUEST_MODELS[endpoint].model_validate(body)
     except ValidationError as error:
-        raise InvalidInput.from_validation(error, unknown_field=UNSUPPORTED_FIELD) from None
+        raise invalid_input_from(error, type_messages=UNSUPPORTED_FIELD) from None
     if request.stream_options is not None and not request.stream:
         raise InvalidInput("stream_options: only allowed with stream: true", field="stream_options")
     return OpenAIRequest(
@@ -336,114 +311,3 @@ def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
         ),
         requested_model=request.model,
     )
-
-
-def completion_id(endpoint: Endpoint, job_id: str) -> str:
-    """The answer's `id`: the job's id behind OpenAI's prefix, so `GET /jobs/<id>` finds the job behind it."""
-    return f"{endpoint.id_prefix}{job_id}"
-
-
-def finish_reason(job_finish_reason: str | None) -> str:
-    """The service's finish reason as OpenAI's (`stop` or `length`)."""
-    return _FINISH_REASONS.get(job_finish_reason or "stop", "stop")
-
-
-def created_at(job: Job) -> int:
-    """OpenAI's `created`: the job's creation as whole Unix seconds."""
-    return int(parse_iso(job.created_at).timestamp())
-
-
-def usage_body(job: Job) -> dict[str, int]:
-    usage = job.usage
-    if usage is None:
-        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
-def response_body(endpoint: Endpoint, job: Job, model_name: str) -> dict[str, Any]:
-    """A succeeded job as OpenAI's `chat.completion` or `text_completion`, naming the served model."""
-    text = job.output.text if job.output is not None else ""
-    reason = finish_reason(job.output.finish_reason if job.output is not None else None)
-    if endpoint is Endpoint.CHAT_COMPLETIONS:
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": None},
-            "logprobs": None,
-            "finish_reason": reason,
-        }
-    else:
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
-    return {
-        "id": completion_id(endpoint, job.id),
-        "object": endpoint.object_name,
-        "created": created_at(job),
-        "model": model_name,
-        "choices": [choice],
-        "usage": usage_body(job),
-        "system_fingerprint": None,
-    }
-
-
-@dataclass(frozen=True)
-class StreamChunks:
-    """Builds the chunks of one streamed answer, all with the same id, `created` and model."""
-
-    endpoint: Endpoint
-    job_id: str
-    created: int
-    model_name: str
-    include_usage: bool
-    continuous_usage: bool = False
-
-    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "id": completion_id(self.endpoint, self.job_id),
-            "object": self.endpoint.chunk_object_name,
-            "created": self.created,
-            "model": self.model_name,
-            "choices": choices,
-            "system_fingerprint": None,
-        }
-        if self.include_usage or self.continuous_usage:  # every chunk but the last carries a null usage, as OpenAI's do
-            chunk["usage"] = None
-        return chunk
-
-    def _choice(self, text: str | None, reason: str | None, *, role: bool = False) -> dict[str, Any]:
-        if self.endpoint is Endpoint.CHAT_COMPLETIONS:
-            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
-            if text is not None:
-                delta["content"] = text
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
-        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}
-
-    def opening(self) -> dict[str, Any] | None:
-        """The chat's first chunk, naming the role before any content; None for text completions."""
-        if self.endpoint is not Endpoint.CHAT_COMPLETIONS:
-            return None
-        return self._chunk([self._choice(None, None, role=True)])
-
-    def text(self, delta: str) -> dict[str, Any]:
-        """A chunk carrying the next piece of text."""
-        return self._chunk([self._choice(delta, None)])
-
-    def finish(self, job_finish_reason: str | None, job: Job | None = None) -> dict[str, Any]:
-        """The chunk that closes the choice with its finish reason (and, with continuous usage, the job's usage)."""
-        chunk = self._chunk([self._choice(None, finish_reason(job_finish_reason))])
-        if self.continuous_usage and job is not None:
-            chunk["usage"] = usage_body(job)
-        return chunk
-
-    def usage(self, job: Job) -> dict[str, Any]:
-        """The last chunk when usage was asked for: no choices, the job's token counts."""
-        chunk = self._chunk([])
-        chunk["usage"] = usage_body(job)
-        return chunk
-
-
-def error_body(message: str, error_type: str, *, param: str | None = None, code: str | None = None) -> dict:
-    """OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`."""
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}

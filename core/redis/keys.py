@@ -56,7 +56,7 @@ METRICS_HISTORY_KEY = "llm:metrics:history"  # list: JSON samples, oldest first,
 # Exists for one sampling period once a sampler has taken that period's sample (SET NX), so several ops workers
 # never add two samples for one period; expires after two periods.
 METRICS_SAMPLE_CLAIM_KEY = "llm:metrics:history:claim:{slot}"
-# OpenAI-compatible files and batches (core/openai/files.py, core/openai/batches.py).
+# OpenAI-compatible files and batches (core/openai/files.py, core/openai/batch_store.py).
 OPENAI_FILE_KEY = "llm:openai:file:{file_id}"  # JSON of a file's record; expires OPENAI_FILE_TTL after its upload
 OPENAI_FILE_CONTENT_KEY = "llm:openai:file:{file_id}:content"  # list: the file's text in chunks; expires with it
 OPENAI_FILE_OWNER_INDEX_KEY = "llm:openai:files:owner:{owner}"  # sorted set: file ids by upload sequence

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import redis
 
-from core.batches.model import Batch, read_batch_body
+from core.batches.lines import read_batch_body
+from core.batches.model import Batch
 from core.batches.store import BatchStore
 from core.batches.submission import SubmitBatch
 from core.jobs.idempotency import IdempotencyKeys

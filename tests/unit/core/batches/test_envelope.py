@@ -8,7 +8,7 @@ import json
 import pytest
 
 from core.batches.envelope import envelope_lines, is_envelope
-from core.batches.model import read_batch_body, validate_batch_lines
+from core.batches.lines import read_batch_body, validate_batch_lines
 from core.errors import InvalidInput
 
 CHUNK_SIZES = (1, 2, 3, 7, 64, 1 << 20)

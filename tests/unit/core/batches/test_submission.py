@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from core.batches.model import InvalidBatch, read_batch_body
-from core.batches.submission import BATCH_PRIORITY, SubmitBatch
+from core.batches.lines import InvalidBatch, read_batch_body
+from core.batches.submission import SubmitBatch
 from core.errors import InvalidInput, QueueFull, StoreUnavailable
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.model import JobStatus
+from core.jobs.priority import Priority
 from core.redis.keys import OPEN_BATCHES_KEY
 
 
@@ -20,8 +21,8 @@ def test_every_line_becomes_a_queued_job_in_input_order_at_batch_priority(submit
     jobs = [job for _, job in batches.jobs_in_order(batch.id)]
     assert [job.custom_id for job in jobs] == ["0", "1", "2"]
     assert all(job.status == JobStatus.QUEUED and job.batch_id == batch.id for job in jobs)
-    assert all(job.priority == BATCH_PRIORITY and job.owner == "owner-a" for job in jobs)
-    assert queue.published == [(job.id, BATCH_PRIORITY) for job in jobs]
+    assert all(job.priority == Priority.BATCH and job.owner == "owner-a" for job in jobs)
+    assert queue.published == [(job.id, Priority.BATCH) for job in jobs]
     assert batches.view(batch)["counts"]["queued"] == 3 and store.queued_count("owner-a") == 3
     assert batches.redis.sismember(OPEN_BATCHES_KEY, batch.id)
 

@@ -7,7 +7,7 @@ import redis
 
 from core.errors import InvalidInput
 from core.jobs.fair_queue import PRIORITY_ORDER, FairQueue
-from core.jobs.model import GenerationInput, Job, JobStatus, new_job_id, parse_generation_input, utc_now_iso
+from core.jobs.model import GenerationInput, Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.priority import Priority
 
 
@@ -20,7 +20,7 @@ def test_a_submitted_priority_is_typed_and_batch_is_not_one_a_caller_may_ask_for
     assert GenerationInput(prompt="x").priority is Priority.NORMAL
     assert GenerationInput.model_validate({"prompt": "x", "priority": "high"}).priority is Priority.HIGH
     with pytest.raises(InvalidInput) as refused:
-        parse_generation_input({"prompt": "x", "priority": "batch"}, max_tokens_limit=128, max_prompt_chars=100)
+        GenerationInput.parse({"prompt": "x", "priority": "batch"})
     assert refused.value.message == "priority: Input should be 'high', 'normal' or 'low'"
 
 

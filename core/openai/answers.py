@@ -1,0 +1,138 @@
+"""Finished jobs as OpenAI's answers: a whole completion, or the chunks of a streamed one (core/openai/protocol.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from core.jobs.model import Job, parse_iso
+from core.jobs.records import JobUsage
+from core.openai.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkDelta,
+    Endpoint,
+    FinishReason,
+    TextChoice,
+    TextChunkChoice,
+    TextCompletion,
+    TextCompletionChunk,
+)
+
+# The service's finish reasons as OpenAI's; a succeeded job only ends "stop" or "length".
+_FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length", "timeout": "length", "canceled": "stop"}
+
+Chunk = ChatCompletionChunk | TextCompletionChunk
+
+
+def completion_id(endpoint: Endpoint, job_id: str) -> str:
+    """The answer's `id`: the job's id behind OpenAI's prefix, so `GET /jobs/<id>` finds the job behind it."""
+    return f"{endpoint.id_prefix}{job_id}"
+
+
+def finish_reason(job_finish_reason: str | None) -> FinishReason:
+    """The service's finish reason as OpenAI's (`stop` or `length`)."""
+    return _FINISH_REASONS.get(job_finish_reason or "stop", "stop")
+
+
+def created_at(job: Job) -> int:
+    """OpenAI's `created`: the job's creation as whole Unix seconds."""
+    return int(parse_iso(job.created_at).timestamp())
+
+
+def usage_of(job: Job) -> JobUsage:
+    """The job's token counts; zeros when it has none."""
+    if job.usage is None:
+        return JobUsage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+    return job.usage
+
+
+def completion_answer(endpoint: Endpoint, job: Job, model_name: str) -> ChatCompletion | TextCompletion:
+    """A succeeded job as OpenAI's `chat.completion` or `text_completion`, naming the served model."""
+    text = job.output.text if job.output is not None else ""
+    reason = finish_reason(job.output.finish_reason if job.output is not None else None)
+    common = {
+        "id": completion_id(endpoint, job.id),
+        "object": endpoint.object_name,
+        "created": created_at(job),
+        "model": model_name,
+        "usage": usage_of(job),
+        "system_fingerprint": None,
+    }
+    if endpoint is Endpoint.CHAT_COMPLETIONS:
+        message = AssistantMessage(role="assistant", content=text, refusal=None)
+        return ChatCompletion(
+            choices=[ChatChoice(index=0, message=message, logprobs=None, finish_reason=reason)], **common
+        )
+    return TextCompletion(choices=[TextChoice(index=0, text=text, logprobs=None, finish_reason=reason)], **common)
+
+
+def sent(event: BaseModel) -> dict[str, Any]:
+    """A streamed answer's event (a chunk, or the error that ends it) as the JSON its `data:` line carries: the
+    fields it was built with, so a chunk's `usage` is absent unless usage was asked for."""
+    return event.model_dump(mode="json", exclude_unset=True)
+
+
+@dataclass(frozen=True)
+class StreamChunks:
+    """Builds the chunks of one streamed answer, all with the same id, `created` and model.
+
+    A chunk is sent as `model_dump(mode="json", exclude_unset=True)`: what is not set here is absent.
+    """
+
+    endpoint: Endpoint
+    job_id: str
+    created: int
+    model_name: str
+    include_usage: bool
+    continuous_usage: bool = False
+
+    def _chunk(self, choices: list, usage: JobUsage | None = None) -> Chunk:
+        fields = {
+            "id": completion_id(self.endpoint, self.job_id),
+            "object": self.endpoint.chunk_object_name,
+            "created": self.created,
+            "model": self.model_name,
+            "choices": choices,
+            "system_fingerprint": None,
+        }
+        if self.include_usage or self.continuous_usage or usage is not None:
+            # Every chunk but the last carries a null usage, as OpenAI's do.
+            fields["usage"] = usage
+        if self.endpoint is Endpoint.CHAT_COMPLETIONS:
+            return ChatCompletionChunk(**fields)
+        return TextCompletionChunk(**fields)
+
+    def _choice(
+        self, text: str | None, reason: FinishReason | None, *, role: bool = False
+    ) -> ChatChunkChoice | TextChunkChoice:
+        if self.endpoint is Endpoint.CHAT_COMPLETIONS:
+            delta: dict[str, str] = {"role": "assistant", "content": ""} if role else {}
+            if text is not None:
+                delta["content"] = text
+            return ChatChunkChoice(index=0, delta=ChunkDelta(**delta), logprobs=None, finish_reason=reason)
+        return TextChunkChoice(index=0, text=text or "", logprobs=None, finish_reason=reason)
+
+    def opening(self) -> Chunk | None:
+        """The chat's first chunk, naming the role before any content; None for text completions."""
+        if self.endpoint is not Endpoint.CHAT_COMPLETIONS:
+            return None
+        return self._chunk([self._choice(None, None, role=True)])
+
+    def text(self, delta: str) -> Chunk:
+        """A chunk carrying the next piece of text."""
+        return self._chunk([self._choice(delta, None)])
+
+    def finish(self, job_finish_reason: str | None, job: Job | None = None) -> Chunk:
+        """The chunk that closes the choice with its finish reason (and, with continuous usage, the job's usage)."""
+        usage = usage_of(job) if self.continuous_usage and job is not None else None
+        return self._chunk([self._choice(None, finish_reason(job_finish_reason))], usage)
+
+    def usage(self, job: Job) -> Chunk:
+        """The last chunk when usage was asked for: no choices, the job's token counts."""
+        return self._chunk([], usage_of(job))

@@ -1,0 +1,66 @@
+"""Finished jobs as OpenAI answers and streamed chunks (core/openai/answers.py, core/openai/protocol.py), in process."""
+
+from __future__ import annotations
+
+from core.jobs.model import Job, JobStatus, new_job_id, parse_iso
+from core.openai.answers import StreamChunks, completion_answer, sent
+from core.openai.protocol import Endpoint, error_body
+
+CHAT = Endpoint.CHAT_COMPLETIONS
+TEXT = Endpoint.COMPLETIONS
+
+
+def _job(**fields) -> Job:
+    values = {
+        "id": new_job_id(),
+        "status": JobStatus.SUCCEEDED,
+        "created_at": "2025-01-02T03:04:05.678901Z",
+        "input": {"prompt": "x"},
+        "output": {"text": "Xin chào", "finish_reason": "length"},
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }
+    return Job(**{**values, **fields})
+
+
+def test_a_finished_job_as_openai_answers():
+    job = _job()
+    created = int(parse_iso(job.created_at).timestamp())
+    body = completion_answer(CHAT, job, "demo").model_dump(mode="json")
+    assert body["id"] == f"chatcmpl-{job.id}" and body["object"] == "chat.completion"
+    assert body["created"] == created and body["model"] == "demo"
+    assert body["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Xin chào", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "length",
+        }
+    ]
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    body = completion_answer(TEXT, _job(output={"text": "t", "finish_reason": "stop"}), "demo").model_dump(mode="json")
+    assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
+    assert body["choices"] == [{"index": 0, "text": "t", "logprobs": None, "finish_reason": "stop"}]
+
+
+def test_stream_chunks_in_openai_shapes():
+    job = _job()
+    chunks = StreamChunks(CHAT, job.id, 1700000000, "demo", include_usage=True)
+    built = chunks.opening(), chunks.text("Xin"), chunks.finish("stop"), chunks.usage(job)
+    opening, text, finish, usage = (sent(chunk) for chunk in built)
+    for chunk in (opening, text, finish, usage):
+        assert chunk["object"] == "chat.completion.chunk" and chunk["id"] == f"chatcmpl-{job.id}"
+        assert chunk["model"] == "demo" and chunk["created"] == 1700000000
+    assert opening["choices"][0]["delta"] == {"role": "assistant", "content": ""} and opening["usage"] is None
+    assert text["choices"][0]["delta"] == {"content": "Xin"} and text["choices"][0]["finish_reason"] is None
+    assert finish["choices"][0]["delta"] == {} and finish["choices"][0]["finish_reason"] == "stop"
+    assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 7
+    plain = StreamChunks(TEXT, job.id, 1700000000, "demo", include_usage=False)
+    assert plain.opening() is None and "usage" not in sent(plain.text("a"))
+    assert sent(plain.text("a"))["choices"][0] == {"index": 0, "text": "a", "logprobs": None, "finish_reason": None}
+    assert sent(plain.finish("length"))["object"] == "text_completion"
+
+
+def test_error_body_has_openai_shape():
+    assert sent(error_body("bad n", "invalid_request_error", param="n")) == {
+        "error": {"message": "bad n", "type": "invalid_request_error", "param": "n", "code": None}
+    }
