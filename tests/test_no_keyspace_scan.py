@@ -11,8 +11,8 @@ from broker.publisher import JobPublisher
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.store import JobStore, connect
 from core.redis.keys import WORKER_INFO_KEY, WORKERS_KEY
+from launcher.redis_server import RedisServer
 from ops.reconciler import Reconciler
-from scripts.redis_server import RedisServer
 from tests.conftest import unconsumed_queue_name
 
 UNRELATED_KEYS = 100_000

@@ -11,7 +11,7 @@ from core.errors import JobNotFound, WrongState
 from core.jobs.model import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.store import RECHECK_S, JobStore, connect
 from core.redis.keys import JOB_KEY
-from scripts.redis_server import RedisServer
+from launcher.redis_server import RedisServer
 
 
 def new_job(owner: str = "owner-a") -> Job:
