@@ -8,11 +8,9 @@ FROM python:3.11.14-slim-trixie
 ARG APP_UID=1000
 ARG APP_GID=1000
 
-# PYTHONPATH: the `celery` launcher puts the working directory on the import path only while it loads the app,
-# unlike the `python -m celery` of `make run`. HF_HUB_OFFLINE: the model comes from MODEL_DIR, never the Hub.
+# HF_HUB_OFFLINE: the model comes from MODEL_DIR, never the Hub. No PYTHONPATH: the project is installed (below).
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONPATH=/app \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 \
     MODEL_DIR=/app/model \
@@ -28,19 +26,24 @@ COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
 # The code stays root-owned and read-only to the app user; only the log folder is its to write.
-COPY celeryconfig.py ./
+COPY pyproject.toml celeryconfig.py ./
 COPY core/ core/
 COPY broker/ broker/
 COPY api/ api/
 COPY worker/ worker/
 COPY ops/ ops/
+COPY launcher/ launcher/
 COPY scripts/ scripts/
-RUN mkdir -p /app/model /app/logs && chown app:app /app/logs
+# The project itself, with its console scripts (llmq-gpu-worker, llmq-healthcheck...), whatever the working
+# directory; --no-deps: requirements.txt pinned every dependency above. The build's leftovers go.
+RUN pip install --no-cache-dir --no-deps . \
+    && rm -rf build ./*.egg-info \
+    && mkdir -p /app/model /app/logs && chown app:app /app/logs
 
 USER ${APP_UID}:${APP_GID}
 
 EXPOSE 8000
 
-# The API, as `make run` starts it (scripts/run_local.py), bound to every interface of the container; worker
+# The API, as `make run` starts it (launcher/processes.py), bound to every interface of the container; worker
 # heartbeat files on /dev/shm, since a container's /tmp is on the (slow, possibly blocking) overlay disk.
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gevent", "--workers", "2", "--worker-connections", "1000", "--graceful-timeout", "10", "--worker-tmp-dir", "/dev/shm", "api.wsgi:app"]

@@ -11,8 +11,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(RUNTIME_STAMP): requirements.txt | $(PY)
+# The pinned runtime set first, then the project itself (editable, so its console scripts run this checkout's code;
+# --no-deps: requirements.txt already chose every version).
+$(RUNTIME_STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
@@ -22,7 +25,7 @@ $(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
 ## run: Redis (embedded unless REDIS_URL is set) + GPU worker + ops worker + API on http://127.0.0.1:$${PORT:-8001};
 ## a worker that exits is restarted, Ctrl-C stops everything
 run: $(RUNTIME_STAMP)
-	$(PY) scripts/run_local.py
+	$(VENV)/bin/llmq-run
 
 ## test: the whole suite against real Redis, worker, HTTP server and a tiny real model; two test processes, each
 ## with its own Redis, worker and API (a test file stays in one process), since most tests wait on real processes
@@ -49,29 +52,30 @@ format: $(DEV_STAMP)
 
 ## demo-model: build the random-weight demo model into ./model
 demo-model: $(RUNTIME_STAMP)
-	$(PY) scripts/make_demo_model.py --out model
+	$(VENV)/bin/llmq-demo-model --out model
 
 ## model: prepare ./model (fp16/ + tokenizer/) from a local original checkpoint, converted to FP16 and checked
 model: $(RUNTIME_STAMP)
 	@test -n "$(SRC)" || (echo "usage: make model SRC=/path/to/checkpoint [OUT=model] [ARGS='--force --max-shard-size 2GB']"; exit 2)
-	$(PY) scripts/prepare_model_fp16.py "$(SRC)" --out "$(or $(OUT),model)" $(ARGS)
+	$(VENV)/bin/llmq-prepare-model "$(SRC)" --out "$(or $(OUT),model)" $(ARGS)
 
 clean:
 	rm -rf .run .pytest_cache
 
 ## bench: the service against the raw batching engine and a one-at-a-time baseline; appends to bench/RESULTS.md
 bench: $(DEV_STAMP)
-	$(PY) bench/run_bench.py
+	$(PY) -m bench.run_bench
 
 ## batch: send IN (JSONL, .txt or .csv) to the running service and collect results into OUT (resumable)
 batch: $(RUNTIME_STAMP)
 	@test -n "$(IN)" -a -n "$(OUT)" || (echo "usage: make batch IN=prompts.txt OUT=results.jsonl [ARGS='--max-tokens 64']"; exit 2)
-	$(PY) scripts/submit_batch.py "$(IN)" "$(OUT)" $(ARGS)
+	$(VENV)/bin/llmq-submit-batch "$(IN)" "$(OUT)" $(ARGS)
 
 ## gpu-check: on a GPU box (its own python3 with CUDA torch; wheels from scripts/fetch_gpu_wheels.sh in .whl/):
-## the service with a Llama-3.2-3B-shaped FP16 model; figures printed and written to gpu-check-results/
+## the service with a Llama-3.2-3B-shaped FP16 model; figures printed and written to gpu-check-results/. Run as a
+## module of this checkout, so the box needs no install of the project (`llmq-gpu-check` where it is installed).
 GPU_PYTHON ?= python3
 gpu-check:
 	@if [ -d .whl ]; then $(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --no-compile --upgrade \
 		--target .gpu-site .whl/*.whl; fi
-	PYTHONPATH=$(CURDIR)/.gpu-site$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) scripts/gpu_check.py $(ARGS)
+	PYTHONPATH=$(CURDIR)/.gpu-site$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) -m scripts.gpu_check $(ARGS)

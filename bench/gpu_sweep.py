@@ -31,12 +31,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.sweep_report import SERVICE_TARGET, report
+from bench.sweep_workload import GPU_SHAPE, TINY_SHAPE, FiguresFile
+from scripts.gpu_check import PROMPT, Service, concurrent_run, generate, run_child
 
-from bench.sweep_report import SERVICE_TARGET, report  # noqa: E402
-from bench.sweep_workload import GPU_SHAPE, TINY_SHAPE, FiguresFile  # noqa: E402
-from scripts.gpu_check import PROMPT, Service, concurrent_run, generate, run_child  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # Each variant as the ENGINE_* settings name it; the first one is today's engine on the lent GPU (no flash package).
 VARIANTS = {

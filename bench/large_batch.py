@@ -1,6 +1,6 @@
 """A 50,000-line batch: how long its submission takes, and the API's memory while its results stream out.
 
-`python bench/large_batch.py` appends the figures to bench/RESULTS.md; tests/test_large_batch.py runs the same
+`python -m bench.large_batch` appends the figures to bench/RESULTS.md; tests/test_large_batch.py runs the same
 measurement and checks what it must (every line back, in order; memory bounded while streaming).
 """
 
@@ -19,11 +19,10 @@ from pathlib import Path
 import psutil
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from launcher.processes import api_command
+from launcher.redis_server import RedisServer, free_port
 
-from scripts.redis_server import RedisServer, free_port  # noqa: E402
-from scripts.service_processes import api_command  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 LINES = 50_000
 

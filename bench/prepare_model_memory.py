@@ -1,6 +1,6 @@
 """Peak memory of `make model` (scripts/prepare_model_fp16.py) on a Llama-shaped checkpoint, against a baseline.
 
-    python bench/prepare_model_memory.py [--shape 1b|3b] [--keep DIR]
+    python -m bench.prepare_model_memory [--shape 1b|3b] [--keep DIR]
 
 It writes a random-weight bfloat16 checkpoint of Llama-3.2-1B's (or 3B's) exact shape, tensor by tensor, then runs
 in fresh processes, each with its peak resident memory sampled:
@@ -25,11 +25,10 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.results import machine_description, record
+from scripts.gpu_check import LLAMA_3_2_3B
 
-from bench.results import machine_description, record  # noqa: E402
-from scripts.gpu_check import LLAMA_3_2_3B  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 LLAMA_3_2_1B = {
     **LLAMA_3_2_3B,
@@ -164,7 +163,7 @@ def main() -> int:
     print(f"writing a random bfloat16 Llama-3.2-{args.shape.upper()}-shaped checkpoint into {source} ...", flush=True)
     source_bytes = write_checkpoint(source, SHAPES[args.shape])
 
-    script = [sys.executable, "scripts/prepare_model_fp16.py", str(source), "--out", str(out), "--device", "cpu"]
+    script = [sys.executable, "-m", "scripts.prepare_model_fp16", str(source), "--out", str(out), "--device", "cpu"]
     (convert, check), output = run_measured([*script, "--force"], phase_line="; checking on")
     relative = float(re.search(r"relative error (\S+)", output)[1])
     fp16_bytes = json.loads((out / "fp16" / "model.safetensors.index.json").read_text())["metadata"]["total_size"]
@@ -182,7 +181,7 @@ def main() -> int:
     text = [
         f"## make model: peak memory, Llama-3.2-{args.shape.upper()} shape ({when})",
         "",
-        f"Machine: {machine_description()}. `python bench/prepare_model_memory.py --shape {args.shape}`: a random "
+        f"Machine: {machine_description()}. `python -m bench.prepare_model_memory --shape {args.shape}`: a random "
         f"bfloat16 checkpoint ({source_bytes / gb:.2f} GB) converted to FP16 ({fp16_bytes / gb:.2f} GB, 2 GB "
         "shards) and checked on the CPU; each run in a fresh process, its resident memory sampled every 20 ms "
         "(anonymous: without the pages of memory-mapped weight files, which the kernel can drop).",

@@ -23,11 +23,8 @@ from pathlib import Path
 import psutil
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.results import machine_description, record  # noqa: E402
-from bench.workload import (  # noqa: E402
+from bench.results import machine_description, record
+from bench.workload import (
     CLIENT_COUNTS,
     NEW_TOKENS,
     PROMPT,
@@ -37,11 +34,13 @@ from bench.workload import (  # noqa: E402
     percentile,
     run_clients,
 )
-from core.jobs.store import connect  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.workers.registry import WorkerRegistry  # noqa: E402
-from scripts.redis_server import RedisServer, free_port  # noqa: E402
-from scripts.service_processes import api_command, wait_for_worker, worker_command  # noqa: E402
+from core.jobs.store import connect
+from core.settings import Settings
+from core.workers.registry import WorkerRegistry
+from launcher.processes import api_command, wait_for_worker, worker_command
+from launcher.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CACHE = ROOT / "bench" / ".cache"
 # About 33M parameters with an 8,000-token vocabulary, float32 on the CPU.

@@ -2,7 +2,7 @@
 
 Each mode runs in a fresh process of its own: the worker's batching engine, 8 plain and 8 seeded jobs of 64 tokens
 submitted at once; prints how long the plain jobs and the seeded jobs took, and the ratio of the two modes.
-Usage: python bench/seeded_lane.py [--record]
+Usage: python -m bench.seeded_lane [--record]
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.results import machine_description, record
 
-from bench.results import machine_description, record  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MODEL_DIR = ROOT / "bench" / ".cache" / "seeded-lane-model"
 NEW_TOKENS = 64
@@ -82,7 +81,11 @@ def main() -> int:
     rows = []
     for mode in ("turns", "unpaused"):
         output = subprocess.run(
-            [sys.executable, __file__, "--mode", mode], check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT
+            [sys.executable, "-m", "bench.seeded_lane", "--mode", mode],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         ).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
     turns, unpaused = rows

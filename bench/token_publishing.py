@@ -4,7 +4,7 @@ text deltas to Redis (the worker's publisher thread, a Redis of the bench's own)
 Each mode runs in a fresh process of its own: the engine with MAX_BATCH_SIZE=32, then the bench workload (64 new
 tokens per job) at 8 and 32 concurrent clients; prints tokens/s of both modes, their ratio, and how many stream
 entries publishing wrote per generated token (below 1: steps coalesced).
-Usage: python bench/token_publishing.py [--record]
+Usage: python -m bench.token_publishing [--record]
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.results import machine_description, record
 
-from bench.results import machine_description, record  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MODEL_DIR = ROOT / "bench" / ".cache" / "token-publishing-model"
 BATCH_SIZE = 32
@@ -87,7 +86,7 @@ def main() -> int:
 
         build_demo_model(MODEL_DIR, hidden_size=512, layers=8, heads=8, kv_heads=4, intermediate_size=1536,
                          vocab_size=8000, dtype="float32")  # fmt: skip
-    from scripts.redis_server import RedisServer
+    from launcher.redis_server import RedisServer
 
     with tempfile.TemporaryDirectory() as redis_dir:
         server = RedisServer(Path(redis_dir))
@@ -96,7 +95,7 @@ def main() -> int:
             results = {}
             for mode in ("off", "publish"):
                 output = subprocess.run(
-                    [sys.executable, __file__, "--mode", mode, "--redis-url", server.url],
+                    [sys.executable, "-m", "bench.token_publishing", "--mode", mode, "--redis-url", server.url],
                     check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                 )  # fmt: skip
                 results[mode] = json.loads(output.stdout.strip().splitlines()[-1])["rows"]

@@ -12,7 +12,6 @@ import argparse
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -22,15 +21,14 @@ from pathlib import Path
 import psutil
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.results import machine_description, record
+from core.jobs.store import connect
+from core.limits.wait_slots import WaitSlots
+from core.owners.ids import ANONYMOUS_OWNER
+from launcher.processes import api_command
+from launcher.redis_server import RedisServer, free_port
 
-from bench.results import machine_description, record  # noqa: E402
-from core.jobs.store import connect  # noqa: E402
-from core.limits.wait_slots import WaitSlots  # noqa: E402
-from core.owners.ids import ANONYMOUS_OWNER  # noqa: E402
-from scripts.redis_server import RedisServer, free_port  # noqa: E402
-from scripts.service_processes import api_command  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 WAITERS = 1000
 PROBES = 200
@@ -188,7 +186,7 @@ def report(figures: dict, machine: str, date: str) -> str:
             f"## Waiting clients ({date})",
             "",
             f"Machine: {machine} (shared with other work while it ran: figures are indicative). "
-            f"`python bench/waiting_clients.py`: the API under gunicorn, {API_WORKERS} gevent workers, on a queue "
+            f"`python -m bench.waiting_clients`: the API under gunicorn, {API_WORKERS} gevent workers, on a queue "
             f"no worker reads; {figures['waiters']:,} concurrent synchronous `/v1/generate` calls waiting; "
             f"{figures['probes']} sequential probes of each endpoint per state.",
             "",

@@ -13,7 +13,8 @@ for the GPU box's Python (here 3.12), into ./.whl of this checkout:
     bash scripts/fetch_gpu_wheels.sh 3.12        # about 25 MB: celery, flask, redis, pydantic, transformers, ...
 
 then copy the checkout (with .whl/) to the GPU box and run `make gpu-check` there: it installs .whl/*.whl into
-./.gpu-site (no index, no downloads) and runs this script with the box's own `python3` and its CUDA build of torch.
+./.gpu-site (no index, no downloads) and runs this script (`python3 -m scripts.gpu_check` in the checkout, which
+needs no install of the project) with the box's own `python3` and its CUDA build of torch.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from launcher.redis_server import free_port
 
-from scripts.redis_server import free_port  # noqa: E402
+# The checkout: every child program runs as `python -m ...` from it, so it needs no install of the project.
+ROOT = Path(__file__).resolve().parent.parent
 
 # Llama-3.2-3B's shape (config.json of the released checkpoint).
 LLAMA_3_2_3B = {
@@ -164,7 +165,11 @@ def hold_memory(leave_mb: int) -> None:
 
 def run_child(mode: str, *args: str) -> dict:
     output = subprocess.run(
-        [sys.executable, __file__, mode, *args], check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-m", "scripts.gpu_check", mode, *args],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -173,7 +178,7 @@ def run_child(mode: str, *args: str) -> dict:
 
 
 class Service:
-    """scripts/run_local.py (what `make run` runs) in the background, its output kept for the report."""
+    """`python -m launcher` (what `make run` runs) in the background, its output kept for the report."""
 
     def __init__(self, model_dir: Path, work_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -186,7 +191,7 @@ class Service:
         self._log = self.log_path.open("w")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "run_local.py")],
+            [sys.executable, "-m", "launcher"],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -294,7 +299,11 @@ def check_resource_lines(lines: list[str], gpu: str) -> dict:
 def forced_out_of_memory(url: str) -> dict:
     """Another program takes the free GPU memory; a long-prompt job must fail alone, the next one succeed."""
     hog = subprocess.Popen(
-        [sys.executable, __file__, "hold-memory", "256"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "scripts.gpu_check", "hold-memory", "256"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     held = json.loads(hog.stdout.readline())
     try:
@@ -397,8 +406,8 @@ def main() -> int:
     args, sweep_args = parser.parse_known_args()
     if args.sweep:
         # A benchmark, so it lives in bench/ (which the image leaves out): run as a program of its own.
-        sweep = [sys.executable, str(ROOT / "bench" / "gpu_sweep.py"), *sweep_args, "--out", str(args.out / "sweep")]
-        return subprocess.call(sweep + (["--work-dir", str(args.work_dir)] if args.work_dir else []))
+        sweep = [sys.executable, "-m", "bench.gpu_sweep", *sweep_args, "--out", str(args.out / "sweep")]
+        return subprocess.call(sweep + (["--work-dir", str(args.work_dir)] if args.work_dir else []), cwd=ROOT)
     if sweep_args:
         parser.error(f"unrecognized arguments: {' '.join(sweep_args)}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -424,18 +433,17 @@ def main() -> int:
     figures: dict = {"bandwidth": bandwidth, **built}
     try:
         ready_s = service.wait_ready()
-        log_text = service.log_text()
-        load_match = re.search(r"loaded .* in ([\d.]+) s", log_text)
-        engine_match = re.search(r"(batching engine: attention .*|MAX_BATCH_SIZE=1.*)", log_text)
+        # API_KEYS unset (the defaults): /readyz tells a caller on this machine each worker's load time.
+        workers = requests.get(f"{service.url}/readyz", timeout=30).json().get("workers") or [{}]
+        engine_match = re.search(r"(batching engine: attention .*|MAX_BATCH_SIZE=1.*)", service.log_text())
         figures["load"] = {
-            "load_s": float(load_match[1]) if load_match else float("nan"),
+            "load_s": workers[0].get("model_load_seconds", float("nan")),
             "read_s": read_s,
             "weight_bytes": weight_bytes,
             "cold": cold,
             "ready_s": ready_s,
         }
         figures["engine_line"] = engine_match[1] if engine_match else "(not found in the worker's log)"
-        workers = requests.get(f"{service.url}/readyz", timeout=30).json().get("workers") or [{}]
         figures["max_batch_size"] = workers[0].get("max_batch_size", "?")
         say(f"ready in {ready_s:.1f} s; {figures['engine_line']}")
         generate(requests.Session(), service.url, {"prompt": PROMPT, "max_tokens": 16, "ignore_eos": True})

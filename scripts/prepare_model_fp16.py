@@ -1,6 +1,6 @@
 """Prepare the service's model folder from a local original checkpoint: FP16 safetensors and the tokenizer.
 
-    python scripts/prepare_model_fp16.py /path/to/Llama-3.2-3B-Instruct-Frog --out model
+    llmq-prepare-model /path/to/Llama-3.2-3B-Instruct-Frog --out model    # or: python -m scripts.prepare_model_fp16
     make model SRC=/path/to/Llama-3.2-3B-Instruct-Frog        # the same, into ./model
 
 The source is a Hugging Face model folder on this machine (config.json, safetensors weights in float32, bfloat16 or
@@ -32,12 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a file (`python scripts/prepare_model_fp16.py`), not only as a module
-    sys.path.insert(0, str(ROOT))
-
-from core.jobs.context_window import model_files  # noqa: E402
-from worker.model_loading import DEMO_MODEL_MARKER, locate_model  # noqa: E402
+from core.jobs.context_window import model_files
+from worker.model_loading import DEMO_MODEL_MARKER, locate_model
 
 WEIGHTS_DIR = "fp16"
 TOKENIZER_DIR = "tokenizer"

@@ -1,6 +1,6 @@
 """Send thousands of prompts to the service and collect the results into one JSONL file you can trust.
 
-    python scripts/submit_batch.py prompts.txt results.jsonl            # also: make batch IN=... OUT=...
+    llmq-submit-batch prompts.txt results.jsonl     # also: make batch IN=... OUT=..., python -m scripts.submit_batch
 
 Input: JSONL in the batch format (`{"custom_id": ..., "body": {...}}` per line) or in OpenAI's batch format
 (`{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body": {"model", "messages"...}}`), a text file

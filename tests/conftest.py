@@ -19,8 +19,8 @@ from core.jobs.store import JobStore, connect
 from core.redis.keys import QUEUED_INDEX_KEY, RUNNING_INDEX_KEY
 from core.settings import Settings
 from core.workers.registry import WorkerRegistry
-from scripts.redis_server import RedisServer, free_port
-from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
+from launcher.processes import api_command, ops_worker_command, wait_for_worker, worker_command
+from launcher.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT_S = 120

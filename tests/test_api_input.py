@@ -122,7 +122,7 @@ def test_full_queue_answers_503_with_retry_after(make_settings, queue, redis_ser
 
 
 def test_redis_unreachable_answers_503_quickly(make_settings):
-    from scripts.redis_server import free_port
+    from launcher.redis_server import free_port
 
     client = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")).test_client()
     started = time.monotonic()

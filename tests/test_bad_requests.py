@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from scripts.redis_server import free_port
+from launcher.redis_server import free_port
 from tests.conftest import queue_length, unconsumed_queue_name
 
 API_KEY = "bad-requests-key"

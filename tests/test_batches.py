@@ -186,7 +186,7 @@ def test_script_killed_halfway_resumes_without_duplicates(api_server, redis_serv
     prompts.write_text("\n".join(f"{tag} prompt {i}" for i in range(30)) + "\n", encoding="utf-8")
     out = tmp_path / "results.jsonl"
     command = [
-        sys.executable, "scripts/submit_batch.py", str(prompts), str(out), "--url", api_server.base_url,
+        sys.executable, "-m", "scripts.submit_batch", str(prompts), str(out), "--url", api_server.base_url,
         "--mode", mode, "--concurrency", "2", "--max-tokens", "40", "--poll-interval", "0.2",
     ]  # fmt: skip
     first = subprocess.Popen(
@@ -214,7 +214,7 @@ def test_script_reads_csv_and_reports_failures_with_exit_code(api_server_without
     source.write_text('custom_id,prompt\nok,"Xin chào, bạn"\ntoo-long,' + "x" * 10 + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
     result = subprocess.run(
-        [sys.executable, "scripts/submit_batch.py", str(source), str(out), "--url", api_server.base_url,
+        [sys.executable, "-m", "scripts.submit_batch", str(source), str(out), "--url", api_server.base_url,
          "--max-tokens", "2047", "--greedy"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

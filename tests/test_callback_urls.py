@@ -11,8 +11,8 @@ from core.jobs.store import JobStore, connect
 from core.webhooks.callback_urls import check_callback_url, is_public
 from core.webhooks.deliveries import Delivery
 from core.webhooks.queue import WebhookQueue
+from launcher.redis_server import free_port
 from ops.webhook_delivery import WebhookSender
-from scripts.redis_server import free_port
 from tests.conftest import WEBHOOK_SECRET, queue_length, unconsumed_queue_name
 from tests.receivers import Receiver
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts.redis_server import free_port
+from launcher.redis_server import free_port
 from tests.browser import launched_browser, screenshot
 from tests.conftest import start_api_server, stop_process
 from tests.polling import get_job, poll_until, wait_for_job

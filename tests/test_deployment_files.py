@@ -25,7 +25,7 @@ from compose_spec import PyOptions, parse_duration
 from pydantic import ValidationError
 
 from core.settings import SECRET_FIELDS, Settings, redacted_url
-from scripts.redis_server import RedisServer, free_port
+from launcher.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -69,7 +69,7 @@ SECRETS_NEEDED_BY = {
 LIBRARY_ENVIRONMENT = {"CUDA_VISIBLE_DEVICES"}
 # Top-level modules the processes need that no `import` statement names (Celery loads it by name).
 MODULES_LOADED_BY_NAME = {"celeryconfig"}
-PROCESS_PACKAGES = ("api", "broker", "worker", "ops", "core", "scripts")
+PROCESS_PACKAGES = ("api", "broker", "worker", "ops", "core", "launcher", "scripts")
 # The least a .env must hold (compose refuses to start without it); hex, as .env.example advises.
 PASSWORD = "9b1d3f0c5e7a2b4d6f8091a3c5e7f9b1d3f0c5e7a2b4d6f8091a3c5e7f9b1d3f"
 DOTENV = {"REDIS_PASSWORD": PASSWORD}
@@ -526,7 +526,7 @@ def test_make_run_prints_a_redis_url_without_its_password() -> None:
     assert redacted_url(f"redis://:{PASSWORD}@{REDIS_IN_COMPOSE}/0") == f"redis://:***@{REDIS_IN_COMPOSE}/0"
     assert redacted_url("rediss://ops:s3cret@[::1]:6380/2") == "rediss://ops:***@[::1]:6380/2"
     assert redacted_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
-    assert "redacted_url(settings.redis_url)" in (ROOT / "scripts" / "run_local.py").read_text(encoding="utf-8")
+    assert "redacted_url(settings.redis_url)" in (ROOT / "launcher" / "run_local.py").read_text(encoding="utf-8")
 
 
 def test_app_services_and_flower_reach_redis_by_its_service_name_with_the_password() -> None:
@@ -749,14 +749,17 @@ def test_image_copies_every_top_level_module_the_processes_import() -> None:
 
 
 def test_image_installs_requirements_before_copying_code() -> None:
-    """Dependencies form their own cached layer: only requirements.txt is copied before `pip install`."""
+    """Dependencies form their own cached layer: only requirements.txt is copied before `pip install`; the project
+    itself is installed once all its code is copied, without pulling in other versions of them."""
     instructions = dockerfile_instructions()
     copies = [i for i, (keyword, _) in enumerate(instructions) if keyword == "COPY"]
-    (install,) = [i for i, (kw, args) in enumerate(instructions) if kw == "RUN" and "pip install" in args]
+    install, project = [i for i, (kw, args) in enumerate(instructions) if kw == "RUN" and "pip install" in args]
     assert instructions[copies[0]][1].split()[0] == "requirements.txt"
     assert copies[0] < install < copies[1]
     assert "--no-cache-dir" in instructions[install][1]
     assert "-r requirements.txt" in instructions[install][1]
+    assert copies[-1] < project
+    assert re.search(r"pip install --no-cache-dir --no-deps \.(\s|$)", instructions[project][1])
 
 
 def test_image_sets_unbuffered_output_and_the_mount_points() -> None:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from api.app import create_app
 from api.edge_guard import is_same_origin, split_host
 from core.settings import Settings
-from scripts.redis_server import RedisServer
+from launcher.redis_server import RedisServer
 from tests.conftest import HttpServer, service_env, start_api_server, stop_process, unconsumed_queue_name
 
 LINE = json.dumps({"custom_id": "a", "body": {"prompt": "hi", "max_tokens": 1}})

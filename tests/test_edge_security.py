@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from api.app import create_app
 from core.settings import Settings
-from scripts.redis_server import free_port
+from launcher.redis_server import free_port
 from tests.conftest import ROOT, WEBHOOK_SECRET
 
 SECRET_KEY = "secret1"

@@ -15,7 +15,7 @@ import requests
 from core.jobs.store import JobStore, connect
 from core.limits.wait_slots import WaitSlots
 from core.owners.ids import owner_id_for_key
-from scripts.redis_server import RedisServer
+from launcher.redis_server import RedisServer
 from tests.conftest import HttpServer, service_env, start_api_server, stop_process, unconsumed_queue_name
 from tests.polling import poll_until
 

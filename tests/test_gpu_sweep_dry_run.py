@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_sweep_dry_run_measures_runnable_variants_records_refusals_and_runs_the_service(tmp_path: Path) -> None:
     out = tmp_path / "results"
     completed = subprocess.run(
-        [sys.executable, "scripts/gpu_check.py", "--sweep", "--shape", "tiny", "--variants", "sdpa,torch_flash"]
+        [sys.executable, "-m", "scripts.gpu_check", "--sweep", "--shape", "tiny", "--variants", "sdpa,torch_flash"]
         + ["--out", str(out), "--work-dir", str(tmp_path / "work")],
         cwd=ROOT,
         capture_output=True,

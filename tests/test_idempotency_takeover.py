@@ -12,7 +12,7 @@ import requests
 
 import core.jobs.idempotency
 from api.app import create_app
-from scripts.redis_server import free_port
+from launcher.redis_server import free_port
 from tests.conftest import ROOT, queue_length, service_env, unconsumed_queue_name
 
 

@@ -12,6 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_LIBRARIES = {"celery", "kombu"}
 MODEL_LIBRARIES = {"torch", "transformers"}
+# The tools around the service: the service's own packages never import them (they start its processes, test and
+# measure it, from outside).
+TOOLING = {"launcher", "scripts", "bench", "tests"}
 
 
 def imported_modules(package: str) -> dict[str, set[str]]:
@@ -56,8 +59,20 @@ def test_only_the_broker_layer_talks_to_celery(package):
 
 
 def test_kombu_is_read_only_in_the_broker_layer():
-    for package in ("api", "worker", "ops", "core", "scripts"):
+    for package in ("api", "worker", "ops", "core", "launcher", "scripts"):
         assert offenders(package, {"kombu"}) == {}, package
+
+
+@pytest.mark.parametrize("package", ["api", "broker", "core", "worker", "ops"])
+def test_the_service_never_imports_its_tooling(package):
+    assert offenders(package, TOOLING) == {}
+
+
+def test_the_launcher_starts_the_processes_without_importing_them():
+    """`make run`'s supervisor runs the API, the broker's workers and the model as child processes; it imports
+    none of their web, broker or model libraries (a crash there must not take the supervisor with it)."""
+    heavy = {"api", "broker", "flask", "werkzeug"} | BROKER_LIBRARIES | MODEL_LIBRARIES
+    assert offenders("launcher", heavy) == {}
 
 
 @pytest.mark.parametrize("package", ["api", "broker", "ops"])
@@ -73,7 +88,7 @@ def test_broker_and_celeryconfig_import_one_way():
     assert not {name.split(".")[0] for name in imported} & {"broker", "api", "worker", "ops", "core"}
 
 
-@pytest.mark.parametrize("module", ["ops.main", "api.app"])
+@pytest.mark.parametrize("module", ["ops.main", "api.app", "launcher.run_local"])
 def test_light_process_loads_no_torch_or_transformers(module):
     """Importing the whole program in a fresh interpreter leaves torch and transformers unloaded."""
     check = (

@@ -1,4 +1,4 @@
-"""`make run`'s own Redis (scripts/run_local.py): a memory budget under noeviction, a password kept off every
+"""`make run`'s own Redis (launcher/run_local.py): a memory budget under noeviction, a password kept off every
 command line, dangerous commands renamed away, and secrets in RUN_DIR that are never readable by others."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import redis
 from pydantic import ValidationError
 
 from core.settings import DEFAULT_REDIS_MAXMEMORY_CEILING, DEFAULT_REDIS_MAXMEMORY_FLOOR, Settings
-from scripts.redis_server import RedisServer
-from scripts.run_local import embedded_redis, ensure_webhook_secret
+from launcher.redis_server import RedisServer
+from launcher.run_local import embedded_redis, ensure_webhook_secret
 
 MIB = 1024 * 1024
 

@@ -16,7 +16,7 @@ from api.app import create_app
 from core.jobs.store import connect
 from core.metrics.history import MetricsHistory
 from core.metrics.service import Figures, read_figures
-from scripts.redis_server import free_port
+from launcher.redis_server import free_port
 from tests.polling import poll_until
 from tests.receivers import Receiver
 from tests.test_batches import batch_lines, post_batch, results, wait_for_batch

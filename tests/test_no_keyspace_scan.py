@@ -13,8 +13,8 @@ from core.jobs.store import JobStore, connect
 from core.redis.keys import WORKER_INFO_KEY, WORKERS_KEY
 from core.workers.info import WorkerInfo
 from core.workers.registry import WorkerRegistry
+from launcher.redis_server import RedisServer
 from ops.reconciler import Reconciler
-from scripts.redis_server import RedisServer
 from tests.conftest import unconsumed_queue_name
 
 UNRELATED_KEYS = 100_000

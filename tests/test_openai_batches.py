@@ -174,7 +174,7 @@ def test_submit_script_takes_an_openai_batch_file(api_server, tmp_path: Path):
     source.write_bytes(jsonl([chat_line(f"{tag}-{i}", f"Hỏi {i}") for i in range(5)]))
     out = tmp_path / "out.jsonl"
     result = subprocess.run(
-        [sys.executable, "scripts/submit_batch.py", str(source), str(out), "--url", api_server.base_url,
+        [sys.executable, "-m", "scripts.submit_batch", str(source), str(out), "--url", api_server.base_url,
          "--output-format", "openai", "--poll-interval", "0.2", "--max-tokens", "3"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

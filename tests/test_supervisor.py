@@ -1,4 +1,4 @@
-"""scripts/supervisor.py with real child processes: the restart backoff and its reset, the stop grace, no restart
+"""launcher/supervisor.py with real child processes: the restart backoff and its reset, the stop grace, no restart
 once stopping."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.supervisor import Backoff, Supervised
+from launcher.supervisor import Backoff, Supervised
 from tests.conftest import ROOT
 from tests.polling import wait_until
 

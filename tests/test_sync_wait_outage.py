@@ -14,7 +14,7 @@ import requests
 from core.jobs.model import JobStatus
 from core.jobs.store import JobStore, connect
 from core.redis.keys import QUEUED_INDEX_KEY
-from scripts.redis_server import RedisServer
+from launcher.redis_server import RedisServer
 from tests.conftest import HttpServer, queue_length, service_env, start_api_server, stop_process
 from tests.polling import poll_until
 

@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from core.jobs.model import parse_iso
 from core.redis.keys import WEBHOOK_DELIVERY_KEY
 from core.webhooks.deliveries import sign
-from scripts.redis_server import free_port
+from launcher.redis_server import free_port
 from tests.conftest import TEST_RETRY_SCHEDULE, WEBHOOK_SECRET
 from tests.polling import poll_until, wait_for_job, wait_for_terminal
 from tests.receivers import Receiver

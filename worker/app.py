@@ -1,6 +1,6 @@
 """The GPU worker's Celery app, built from a settings object: the task, and the worker's life around the model.
 
-`python -m worker` builds it and starts it (scripts/service_processes.py has the command line). The model is loaded
+`python -m worker` builds it and starts it (launcher/processes.py has the command line). The model is loaded
 once, when the worker starts, in this process: jobs run here, so nothing forks after CUDA starts.
 """
 

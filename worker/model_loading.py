@@ -40,7 +40,7 @@ def locate_model(model_dir: Path) -> ModelPaths:
     else:
         raise ModelNotFound(
             f"no model in {model_dir}: expected fp16/config.json (+ tokenizer/) or config.json; "
-            "run `python scripts/make_demo_model.py --out model` for a small demo model"
+            "run `make demo-model` (`llmq-demo-model --out model`) for a small demo model"
         )
     return ModelPaths(weights, tokenizer, model_dir.name, (model_dir / DEMO_MODEL_MARKER).is_file())
 

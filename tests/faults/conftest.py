@@ -17,8 +17,8 @@ from api.app import create_app
 from core.jobs.store import JobStore, connect
 from core.settings import Settings
 from core.workers.registry import WorkerRegistry
-from scripts.redis_server import RedisServer, free_port
-from scripts.service_processes import api_command, ops_worker_command, wait_for_worker, worker_command
+from launcher.processes import api_command, ops_worker_command, wait_for_worker, worker_command
+from launcher.redis_server import RedisServer, free_port
 from tests.conftest import FAIRNESS_OFF, ROOT, service_env, stop_process
 from tests.polling import is_terminal, wait_until
 

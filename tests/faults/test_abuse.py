@@ -1,4 +1,4 @@
-"""The abuse scenarios against `make run` (scripts/run_local.py with its embedded Redis, memory budget and password):
+"""The abuse scenarios against `make run` (`python -m launcher` with its embedded Redis, memory budget and password):
 one API key floods uploads, event streams, jobs, batches, waiting calls and plain requests past every limit it has,
 while a second key's requests all succeed, its jobs get their turns ahead of the flood's backlog, and /healthz keeps
 answering. Every refusal is a 429 naming its limit or a 503, each with Retry-After; nothing else is a 5xx. Without

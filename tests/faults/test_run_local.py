@@ -1,4 +1,4 @@
-"""`make run` as people run it (scripts/run_local.py, embedded Redis, default settings): a GPU worker killed with
+"""`make run` as people run it (`python -m launcher`, embedded Redis, default settings): a GPU worker killed with
 8 jobs running is started again, every job succeeds, and Ctrl-C then leaves no process behind; a killed Redis is
 started again; `make run` itself killed leaves no process behind either."""
 
@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from scripts.redis_server import free_port
+from launcher.redis_server import free_port
 from tests.conftest import ROOT, service_env
 from tests.faults.conftest import FAST_RECOVERY, LONG_JOB
 from tests.polling import poll_until, wait_for_terminal, wait_until
@@ -26,7 +26,7 @@ DEFAULT_SHUTDOWN_GRACE_S = 30
 
 
 class MakeRun:
-    """scripts/run_local.py started as `make run` starts it, its output in a file."""
+    """`python -m launcher` started as `make run` starts it, its output in a file."""
 
     def __init__(self, tmp: Path, model_dir: Path, **extra: str) -> None:
         """`extra`: settings of the test's own, over the fast recovery clocks (the rest are the tests' defaults)."""
@@ -47,7 +47,7 @@ class MakeRun:
         self.output_path = tmp / "make-run.out"
         with self.output_path.open("w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "launcher"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
     def output(self) -> str:

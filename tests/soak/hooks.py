@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
-from scripts.redis_server import free_port
+from launcher.redis_server import free_port
 from tests.receivers import ReceivedRequest, Receiver
 
 FAILURE_SHARE = 0.2

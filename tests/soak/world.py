@@ -15,8 +15,8 @@ from pathlib import Path
 
 import requests
 
-from scripts.redis_server import RedisServer, free_port
-from scripts.service_processes import api_command, ops_worker_command, worker_command
+from launcher.processes import api_command, ops_worker_command, worker_command
+from launcher.redis_server import RedisServer, free_port
 from tests.conftest import ROOT, service_env
 
 # Recovery clocks compressed from tens of seconds to about a second (as the fault suite's FAST_RECOVERY), yet with

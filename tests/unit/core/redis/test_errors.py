@@ -14,7 +14,7 @@ from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.store import JobStore, connect
 from core.webhooks.deliveries import Delivery
 from core.webhooks.queue import WebhookQueue
-from scripts.redis_server import free_port
+from launcher.redis_server import free_port
 
 
 def new_job(**fields) -> Job:

@@ -1,4 +1,5 @@
-"""`make run`: Redis (embedded unless REDIS_URL is set), the GPU worker, the ops worker and the API.
+"""`make run` (`llmq-run`, `python -m launcher`): Redis (embedded unless REDIS_URL is set), the GPU worker, the
+ops worker and the API.
 
 All in the foreground. A worker, or the embedded Redis, that exits is started again (after 1 s, 2 s, 4 s ... at most
 30 s; Redis on the same port, from its append-only file); an API that exits stops everything. Ctrl-C (SIGINT) or
@@ -13,21 +14,20 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from core.settings import Settings, get_settings, open_api_warning, redacted_url
+from core.webhooks.deliveries import generate_secret
+from launcher.private_files import private_secret
+from launcher.processes import api_command, demo_model_command, ops_worker_command, worker_command
+from launcher.redis_server import RedisServer
+from launcher.supervisor import Supervised, describe_exit
+from worker.model_loading import ModelNotFound, locate_model
 
-from core.settings import Settings, get_settings, open_api_warning, redacted_url  # noqa: E402
-from core.webhooks.deliveries import generate_secret  # noqa: E402
-from scripts.private_files import private_secret  # noqa: E402
-from scripts.redis_server import RedisServer  # noqa: E402
-from scripts.service_processes import api_command, ops_worker_command, worker_command  # noqa: E402
-from scripts.supervisor import Supervised, describe_exit  # noqa: E402
-from worker.model_loading import ModelNotFound, locate_model  # noqa: E402
+# The checkout this runs from (an editable install): RUN_DIR is relative to it, and the children start in it.
+ROOT = Path(__file__).resolve().parent.parent
 
 STOP_GRACE_S = 30.0
 REDIS_START_TIMEOUT_S = 30.0
@@ -50,7 +50,7 @@ def ensure_model(model_dir: Path) -> None:
     say(f"NO MODEL in {model_dir}: building a small RANDOM-WEIGHT demo model there.")
     say("Its answers are random text. Put a real model in MODEL_DIR for real answers.")
     say("!" * 70)
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_model.py"), "--out", str(model_dir)], check=True)
+    subprocess.run(demo_model_command(model_dir), cwd=ROOT, check=True)
 
 
 def ensure_webhook_secret(secret_file: Path) -> str:
@@ -170,7 +170,3 @@ def main() -> int:
                 process.stop()
         say("stopped")
     return exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

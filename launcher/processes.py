@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from core.workers.info import WorkerInfo
 from core.workers.registry import WorkerRegistry
@@ -28,6 +29,11 @@ def api_command(bind: str, *, workers: int = 2, worker_connections: int = 1000) 
 def ops_worker_command() -> list[str]:
     """The ops worker: webhook delivery and the reconciler (no model, no torch)."""
     return [sys.executable, "-m", "ops"]
+
+
+def demo_model_command(out: Path) -> list[str]:
+    """The random-weight demo model built into `out` (scripts/make_demo_model.py, `llmq-demo-model`)."""
+    return [sys.executable, "-m", "scripts.make_demo_model", "--out", str(out)]
 
 
 def wait_for_worker(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from scripts.private_files import write_private_file
+from launcher.private_files import write_private_file
 
 # Commands that can write files anywhere the server may (CONFIG SET dir/dbfilename), load code (MODULE LOAD), crash
 # or reload it (DEBUG), or replace its data from another server (REPLICAOF): nothing in the service uses them.
