@@ -17,7 +17,7 @@ ARCHITECTURE = DOCS / "architecture.md"
 README = ROOT / "README.md"
 README_MAX_LINES = 260
 # The packages whose every module the layout must list.
-LAYOUT_ROOTS = ("api", "core", "broker", "worker", "ops", "scripts", "bench")
+LAYOUT_ROOTS = ("api", "core", "broker", "worker", "ops", "launcher", "scripts", "bench")
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")

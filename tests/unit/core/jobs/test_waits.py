@@ -13,7 +13,7 @@ from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.store import JobStore, connect
 from core.jobs.waits import RECHECK_S, JobWaits
 from core.redis.keys import JOB_KEY
-from scripts.redis_server import RedisServer
+from launcher.redis_server import RedisServer
 
 
 def new_job() -> Job:
