@@ -1,9 +1,9 @@
-"""Finished jobs as OpenAI answers and streamed chunks (core/openai/answers.py, core/openai/protocol.py), in process."""
+"""Finished jobs as OpenAI answers and the chunks of streamed ones, as the JSON they are sent as."""
 
 from __future__ import annotations
 
 from core.jobs.model import Job, JobStatus, new_job_id, parse_iso
-from core.openai.answers import StreamChunks, completion_answer, sent
+from core.openai.answers import StreamChunks, completion_answer, created_at, finish_reason, sent, usage_of
 from core.openai.protocol import Endpoint, error_body
 
 CHAT = Endpoint.CHAT_COMPLETIONS
@@ -60,7 +60,49 @@ def test_stream_chunks_in_openai_shapes():
     assert sent(plain.finish("length"))["object"] == "text_completion"
 
 
-def test_error_body_has_openai_shape():
+def test_an_error_that_ends_a_stream_is_sent_in_openai_shape():
     assert sent(error_body("bad n", "invalid_request_error", param="n")) == {
         "error": {"message": "bad n", "type": "invalid_request_error", "param": "n", "code": None}
     }
+
+
+def test_the_services_finish_reasons_are_openais():
+    assert [finish_reason(reason) for reason in ("stop", "length", "timeout", "canceled", None)] == [
+        "stop",
+        "length",
+        "length",
+        "stop",
+        "stop",
+    ]
+
+
+def test_created_is_the_jobs_creation_in_whole_unix_seconds():
+    assert created_at(_job(created_at="2025-01-02T03:04:05.678901Z")) == 1735787045
+
+
+def test_a_job_without_output_or_usage_answers_empty_with_zero_counts():
+    job = _job(output=None, usage=None)
+    assert usage_of(job).model_dump() == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    body = completion_answer(CHAT, job, "demo").model_dump(mode="json")
+    assert body["choices"][0]["message"]["content"] == "" and body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    assert body["system_fingerprint"] is None
+
+
+def test_continuous_usage_puts_a_usage_on_every_chunk_and_the_jobs_on_the_closing_one():
+    job = _job()
+    chunks = StreamChunks(TEXT, job.id, 1700000000, "demo", include_usage=False, continuous_usage=True)
+    assert sent(chunks.text("a")) == {
+        "id": f"cmpl-{job.id}",
+        "object": "text_completion",
+        "created": 1700000000,
+        "model": "demo",
+        "choices": [{"index": 0, "text": "a", "logprobs": None, "finish_reason": None}],
+        "system_fingerprint": None,
+        "usage": None,
+    }
+    closing = sent(chunks.finish("timeout", job))
+    assert closing["choices"] == [{"index": 0, "text": "", "logprobs": None, "finish_reason": "length"}]
+    assert closing["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    # Without continuous usage the closing chunk carries no counts, even given the job.
+    assert "usage" not in sent(StreamChunks(TEXT, job.id, 0, "demo", include_usage=False).finish("stop", job))
