@@ -34,9 +34,7 @@ def has_logic(path: Path) -> bool:
 
 def modules() -> list[Path]:
     """Every module of the mirrored packages but the package markers."""
-    return sorted(
-        path for package in PACKAGES for path in (ROOT / package).rglob("*.py") if path.name != "__init__.py"
-    )
+    return sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py") if path.name != "__init__.py")
 
 
 def mirror_of(module: Path) -> Path:
