@@ -1,21 +1,29 @@
-"""`make run`'s own Redis (launcher/run_local.py): a memory budget under noeviction, a password kept off every
-command line, dangerous commands renamed away, and secrets in RUN_DIR that are never readable by others."""
+"""`make run`'s pieces: its own Redis (a memory budget under noeviction, a password kept off every command line,
+dangerous commands renamed away), secrets in RUN_DIR never readable by others, the demo model built only when
+MODEL_DIR holds none, IPv6 hosts in brackets, and the readiness probe. `main` itself runs processes: the end-to-end
+suites and `make run` exercise it."""
 
 from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
 import pytest
 import redis
 from pydantic import ValidationError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core.settings import DEFAULT_REDIS_MAXMEMORY_CEILING, DEFAULT_REDIS_MAXMEMORY_FLOOR, Settings
-from launcher.redis_server import RedisServer
-from launcher.run_local import embedded_redis, ensure_webhook_secret
+from launcher import run_local
+from launcher.processes import demo_model_command
+from launcher.redis_server import RedisServer, free_port
+from launcher.run_local import embedded_redis, ensure_model, ensure_webhook_secret, is_ready, url_host
 
 MIB = 1024 * 1024
 
@@ -42,7 +50,8 @@ def make_run_redis(tmp_path: Path, loose_umask) -> Iterator[RedisServer]:
 
 def test_make_runs_redis_has_a_memory_budget_under_noeviction_and_requires_its_password(make_run_redis, tmp_path):
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(port=make_run_redis.port).ping()
+        # Asked once: the client's default retries would repeat the refused login for seconds.
+        redis.Redis(port=make_run_redis.port, retry=Retry(NoBackoff(), 0)).ping()
     client = redis.Redis.from_url(make_run_redis.url)
     memory = client.info("memory")
     assert memory["maxmemory"] == 64 * MIB and memory["maxmemory_policy"] == "noeviction"
@@ -92,3 +101,48 @@ def test_the_redis_memory_budget_defaults_to_a_share_of_the_ram_and_can_be_set()
         Settings(_env_file=None, redis_maxmemory_mb=-1)
     with pytest.raises(ValidationError):
         Settings(_env_file=None, redis_high_water_percent=0)
+
+
+def test_the_demo_model_is_built_only_where_there_is_no_model(tmp_path: Path, monkeypatch):
+    built: list[list[str]] = []
+    monkeypatch.setattr(run_local.subprocess, "run", lambda command, **options: built.append(command))
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "config.json").write_text("{}")
+    ensure_model(tmp_path / "real")
+    assert built == []
+    ensure_model(tmp_path / "empty")
+    assert built == [demo_model_command(tmp_path / "empty")]
+
+
+def test_an_ipv6_host_goes_in_brackets():
+    assert (url_host("127.0.0.1"), url_host("::"), url_host("::1")) == ("127.0.0.1", "[::]", "[::1]")
+
+
+class Readyz(BaseHTTPRequestHandler):
+    """/readyz answering with the server's `status`."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(self.server.status if self.path == "/readyz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def readyz() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Readyz)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_ready_only_when_readyz_answers_200(readyz):
+    url = f"http://127.0.0.1:{readyz.server_address[1]}"
+    readyz.status = 200
+    assert is_ready(url)
+    readyz.status = 503
+    assert not is_ready(url)
+    assert not is_ready(f"http://127.0.0.1:{free_port()}")
