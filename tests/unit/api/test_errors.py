@@ -38,10 +38,10 @@ def test_openai_paths_are_recognised_by_prefix(path, openai):
 
 
 def test_openai_errors_are_typed_by_status():
-    assert openai_error(500, "m")["error"]["type"] == "server_error"
-    assert openai_error(429, "m")["error"]["type"] == "requests"
-    assert openai_error(401, "m")["error"]["code"] == "invalid_api_key"
-    assert openai_error(400, "m", param="model")["error"] == {
+    assert openai_error(500, "m").error.type == "server_error"
+    assert openai_error(429, "m").error.type == "requests"
+    assert openai_error(401, "m").error.code == "invalid_api_key"
+    assert openai_error(400, "m", param="model").model_dump(mode="json")["error"] == {
         "message": "m",
         "type": "invalid_request_error",
         "param": "model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from api import schemas
+from core.openai.protocol import ModelList, OpenAIErrorBody
 
 
 def test_probes_and_listings_validate_against_their_models(answering_api):
@@ -13,11 +14,11 @@ def test_probes_and_listings_validate_against_their_models(answering_api):
     schemas.JobPage.model_validate(client.get("/jobs", headers=headers).get_json())
     generated = client.post("/v1/generate", json={"prompt": "Hi"}, headers=headers).get_json()
     schemas.GenerateResult.model_validate(generated)
-    schemas.ModelList.model_validate(client.get("/v1/models", headers=headers).get_json())
+    ModelList.model_validate(client.get("/v1/models", headers=headers).get_json())
     assert job_id
 
 
 def test_an_error_answer_validates_against_the_error_model(api):
     schemas.ErrorBody.model_validate(api.client.get("/jobs/" + "0" * 32, headers=api.headers).get_json())
     openai = api.client.get("/v1/models/unknown", headers=api.headers).get_json()
-    schemas.OpenAIErrorBody.model_validate(openai)
+    OpenAIErrorBody.model_validate(openai)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.workers.info import WorkerInfo
+from core.workers.registry import WorkerRegistry
+from core.workers.reservations import WorkerReservations
 from ops.reconciler import Reconciler
 from tests.unit.ops.conftest import RecordingPublisher
 
@@ -24,7 +27,7 @@ def running_on(store, worker: str, attempts: int = 1) -> str:
         job.worker, job.attempts, job.started_at = worker, attempts, utc_now_iso()
 
     store.transition(job_id, JobStatus.RUNNING, start)
-    store.unreserve(worker, job_id)
+    WorkerReservations(store.redis).release(worker, job_id)
     return job_id
 
 
@@ -39,7 +42,7 @@ def test_a_dead_workers_running_job_goes_back_on_the_queue(make_settings, own_st
 
 def test_a_live_workers_job_is_left_alone(make_settings, own_store):
     reconciler = Reconciler(make_settings(), own_store, RecordingPublisher())
-    own_store.register_worker("alive@host", {"name": "alive@host"}, ttl_s=30)
+    WorkerRegistry(own_store.redis).register(WorkerInfo(name="alive@host"), ttl_s=30)
     job_id = running_on(own_store, "alive@host")
     assert reconciler.recover_orphaned_running_jobs() == []
     assert own_store.get(job_id).status == JobStatus.RUNNING
@@ -58,9 +61,10 @@ def test_a_job_whose_worker_died_on_every_attempt_fails_and_a_canceled_one_is_ca
 
 def test_stale_queued_jobs_without_a_message_are_published_again(make_settings, own_store):
     publisher = RecordingPublisher(waiting=0)
-    reconciler = Reconciler(make_settings(stale_queued_seconds=0.01), own_store, publisher)
+    # Long enough that the second pass, on a loaded machine, still comes before the restarted clock runs out.
+    reconciler = Reconciler(make_settings(stale_queued_seconds=0.5), own_store, publisher)
     job_id = queued_job(own_store, "low")
-    time.sleep(0.05)
+    time.sleep(0.6)
     assert reconciler.republish_jobs_without_messages() == [job_id]
     assert publisher.published == [(job_id, "low")]
     publisher.published.clear()

@@ -31,13 +31,13 @@ from worker.generation import (
 )
 def test_failures_are_classified_and_only_device_errors_are_fatal(failure, error_type, fatal):
     error, is_fatal = classify_failure(failure)
-    assert error["type"] == error_type and is_fatal is fatal
-    assert error["message"]
+    assert error.type == error_type and is_fatal is fatal
+    assert error.message
 
 
 def test_a_plain_failure_names_its_class_first_line_only():
     error, _ = classify_failure(ValueError("first line\nsecond"))
-    assert error["message"] == "ValueError: first line"
+    assert error.message == "ValueError: first line"
 
 
 def test_prompts_and_messages_encode_and_the_context_is_enforced(loaded_model):

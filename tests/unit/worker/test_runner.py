@@ -11,6 +11,8 @@ import pytest
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.model import JobStatus
 from core.jobs.submission import SubmitJob
+from core.workers.registry import WorkerRegistry
+from core.workers.reservations import WorkerReservations
 from tests.unit.worker.conftest import cpu_settings
 from worker.generation import EngineStopped
 from worker.job_log import JobLog
@@ -70,6 +72,8 @@ def make_runtime(loaded_model, demo_model_dir, own_store, own_redis, tmp_path, q
             dtype_name="float32",
             republish=lambda job_id, priority: republished.append((job_id, priority)),
             running=RunningJobs(own_store),
+            workers=WorkerRegistry(own_store.redis),
+            reservations=WorkerReservations(own_store.redis),
             job_log=JobLog(tmp_path / "logs", max_bytes=1 << 20, include_prompts=True),
         )
         runtime.republished = republished

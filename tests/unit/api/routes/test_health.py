@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.workers.info import WorkerInfo
+
 
 def test_liveness_answers_without_a_key(api):
     for path in ("/healthz", "/health"):
@@ -12,16 +14,16 @@ def test_liveness_answers_without_a_key(api):
 def test_ready_only_while_a_worker_that_is_not_draining_beats(make_api, own_redis):
     api = make_api(redis_url=own_redis.url, admin_api_keys=[])
     assert api.client.get("/readyz").status_code == 503
-    api.store.register_worker("gpu@test", {"name": "gpu@test"}, ttl_s=30)
+    api.app.extensions["llm"].workers.register(WorkerInfo(name="gpu@test"), ttl_s=30)
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json() == {"status": "ready"}
-    api.store.mark_worker_draining("gpu@test", ttl_s=30)
+    api.app.extensions["llm"].workers.mark_draining("gpu@test", ttl_s=30)
     assert api.client.get("/readyz").status_code == 503
 
 
 def test_readiness_details_go_to_admins_only(make_api, own_redis):
     api = make_api(redis_url=own_redis.url, key="admin-key", admin_api_keys=["admin-key"])
-    api.store.register_worker("gpu@test", {"name": "gpu@test"}, ttl_s=30)
+    api.app.extensions["llm"].workers.register(WorkerInfo(name="gpu@test"), ttl_s=30)
     assert "workers" not in api.client.get("/readyz").get_json()
     detailed = api.client.get("/readyz", headers=api.headers).get_json()
     assert detailed["redis"] is True and [w["name"] for w in detailed["workers"]] == ["gpu@test"]

@@ -16,7 +16,8 @@ def test_a_chat_completion_answers_with_the_jobs_text(answering_api):
     message = body["choices"][0]["message"]
     assert message["role"] == "assistant" and message["content"] == "Bonjour"
     assert body["choices"][0]["finish_reason"] == "stop" and body["usage"]["total_tokens"] == 5
-    assert answering_api.store.get(job_id).input["messages"] == [{"role": "user", "content": "Hi"}]
+    stored = answering_api.store.get(job_id).input
+    assert stored.model_dump(mode="json")["messages"] == [{"role": "user", "content": "Hi"}]
 
 
 def test_a_text_completion_answers_with_the_jobs_text(answering_api):
@@ -25,7 +26,7 @@ def test_a_text_completion_answers_with_the_jobs_text(answering_api):
     )
     body = response.get_json()
     assert body["object"] == "text_completion" and body["choices"][0]["text"] == "Bonjour"
-    assert answering_api.store.get(answering_api.queue.job_ids[0]).input["max_tokens"] == 16
+    assert answering_api.store.get(answering_api.queue.job_ids[0]).input.max_tokens == 16
 
 
 def test_a_streamed_chat_completion_sends_chunks_and_done(answering_api):

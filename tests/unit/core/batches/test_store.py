@@ -9,6 +9,7 @@ import pytest
 
 from core.errors import BatchNotFound
 from core.jobs.model import JobStatus
+from core.jobs.records import WebhookState
 from core.redis.keys import BATCH_STATS_KEY, JOB_KEY, OPEN_BATCHES_KEY
 
 
@@ -35,7 +36,7 @@ def test_a_cancel_takes_the_queued_lines_and_leaves_the_running_one(submit_batch
     store.transition(first, JobStatus.RUNNING)
     assert batches.cancel(batch) == 2
     view = batches.view(batches.get(batch.id))
-    assert view["status"] == "canceled" and view["counts"]["canceled"] == 2 and view["counts"]["running"] == 1
+    assert view.status == "canceled" and view.counts.canceled == 2 and view.counts.running == 1
     assert batches.cancel(batches.get(batch.id)) == 0  # a second cancel finds nothing left
 
 
@@ -63,5 +64,5 @@ def test_the_sweep_completes_a_batch_whose_completion_was_cut_short(submit_batch
 
 def test_a_delivery_attempt_is_recorded_on_the_batch_webhook(submit_batch, batches):
     batch = submit_batch([{"prompt": "a"}], webhook="http://127.0.0.1:9/hook")
-    batches.update_webhook(batch.id, lambda record: record["state"].update(completed="delivered"))
+    batches.update_webhook(batch.id, lambda record: record.state.update(completed=WebhookState.DELIVERED))
     assert batches.get(batch.id).webhook.state == {"completed": "delivered"}

@@ -23,7 +23,7 @@ def test_every_line_becomes_a_queued_job_in_input_order_at_batch_priority(submit
     assert all(job.status == JobStatus.QUEUED and job.batch_id == batch.id for job in jobs)
     assert all(job.priority == Priority.BATCH and job.owner == "owner-a" for job in jobs)
     assert queue.published == [(job.id, Priority.BATCH) for job in jobs]
-    assert batches.view(batch)["counts"]["queued"] == 3 and store.queued_count("owner-a") == 3
+    assert batches.view(batch).counts.queued == 3 and store.queued_count("owner-a") == 3
     assert batches.redis.sismember(OPEN_BATCHES_KEY, batch.id)
 
 

@@ -25,7 +25,9 @@ def test_a_submitted_priority_is_typed_and_batch_is_not_one_a_caller_may_ask_for
 
 
 def test_a_stored_job_reads_its_priority_as_the_enum_and_writes_the_same_string():
-    job = Job(id=new_job_id(), status=JobStatus.QUEUED, created_at=utc_now_iso(), input={}, priority="batch")
+    job = Job(
+        id=new_job_id(), status=JobStatus.QUEUED, created_at=utc_now_iso(), input={"prompt": "x"}, priority="batch"
+    )
     assert job.priority is Priority.BATCH
     assert '"priority":"batch"' in job.model_dump_json()
 

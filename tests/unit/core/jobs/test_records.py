@@ -53,7 +53,7 @@ def test_a_record_is_no_dict():
 
 
 def test_records_dump_to_the_json_the_dicts_had():
-    job = Job(id=new_job_id(), status=JobStatus.FAILED, created_at=utc_now_iso(), input={})
+    job = Job(id=new_job_id(), status=JobStatus.FAILED, created_at=utc_now_iso(), input={"prompt": "x"})
     job.output = JobOutput(text="", finish_reason="timeout")
     job.usage = JobUsage(prompt_tokens=2, completion_tokens=3, total_tokens=5)
     job.error = JobError(type=ErrorType.JOB_TIMED_OUT, message="late")

@@ -9,7 +9,9 @@ from core.errors import JobNotFound, WrongState
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.priority import Priority
 from core.jobs.store import JobStore, connect
+from core.jobs.waits import JobWaits
 from core.redis.keys import CANCEL_KEY, JOB_KEY, QUEUED_INDEX_KEY, RUNNING_INDEX_KEY
+from core.workers.reservations import WorkerReservations
 
 
 def start(store, job_id: str):
@@ -84,9 +86,9 @@ def test_an_owners_listing_pages_newest_first_and_filters_by_status(new_job, sto
 def test_a_taken_job_put_back_is_taken_again_first(new_job, store):
     first, second = new_job(), new_job()
     assert store.take_next("w1") == first.id
-    assert store.reserved_by({"w1"}) == {first.id}
+    assert WorkerReservations(store.redis).held_by({"w1"}) == {first.id}
     assert [job.id for job in store.put_back([first.id], "w1")] == [first.id]
-    assert store.reserved_by({"w1"}) == set()
+    assert WorkerReservations(store.redis).held_by({"w1"}) == set()
     assert store.take_next("w2") == first.id and store.take_next("w2") == second.id
     assert store.take_next("w2") is None
 
@@ -94,7 +96,7 @@ def test_a_taken_job_put_back_is_taken_again_first(new_job, store):
 def test_waiting_for_a_finished_job_returns_it_at_once(new_job, store):
     job = new_job()
     store.cancel_queued([job.id])
-    assert store.wait_until_terminal(job.id, timeout_s=5).status == JobStatus.CANCELED
+    assert JobWaits(store).until_terminal(job.id, timeout_s=5).status == JobStatus.CANCELED
 
 
 @pytest.fixture
@@ -105,7 +107,14 @@ def own_store(own_redis) -> JobStore:
 def lines(count: int, priority: Priority = Priority.BATCH) -> list[Job]:
     created_at = utc_now_iso()
     return [
-        Job(id=new_job_id(), status=JobStatus.QUEUED, created_at=created_at, input={}, priority=priority, owner="o")
+        Job(
+            id=new_job_id(),
+            status=JobStatus.QUEUED,
+            created_at=created_at,
+            input={"prompt": "x"},
+            priority=priority,
+            owner="o",
+        )
         for _ in range(count)
     ]
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 from core.jobs.model import JobStatus
+from core.jobs.records import ResourceReading
 from core.metrics.service import INF, count_webhook_attempt, read_figures
 from core.redis.keys import WORKER_INFO_KEY, WORKERS_KEY
+from core.workers.info import WorkerInfo
 
 
 def finish(store, job_id: str, queue_seconds: float) -> None:
@@ -47,8 +49,11 @@ def test_webhook_attempts_and_queue_lists_are_read(client):
 def test_a_worker_is_up_while_its_heartbeat_lasts_and_shows_its_resources(client):
     seconds, _ = client.time()
     client.zadd(WORKERS_KEY, {"live": seconds + 60, "dead": seconds - 60})
-    info = {"resources": {"gpu": "H100", "vram_allocated_gb": 3.5}, "running_jobs": 2, "max_batch_size": 8}
-    client.hset(WORKER_INFO_KEY, "live", json.dumps(info))
+    resources = ResourceReading(
+        gpu="H100", vram_allocated_gb=3.5, vram_reserved_gb=4.0, ram_used_gb=10.0, ram_total_gb=64.0, ram_percent=15.6
+    )
+    info = WorkerInfo(name="live", resources=resources, running_jobs=2, max_batch_size=8)
+    client.hset(WORKER_INFO_KEY, "live", json.dumps(info.as_json()))
     workers = {worker.name: worker for worker in read_figures(client, {}).workers}
     assert workers["live"].up and workers["live"].gpu == "H100" and workers["live"].running_jobs == 2
     assert not workers["dead"].up and workers["dead"].gpu is None
