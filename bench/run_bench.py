@@ -56,11 +56,10 @@ BENCH_MODEL_SHAPE = {
 SERVICE_TARGETS = {1: 0.95, 8: 0.90, 32: 0.90}
 
 
-def build_bench_model() -> Path:
-    """The bench model under bench/.cache, rebuilt when its shape differs from BENCH_MODEL_SHAPE."""
+def build_bench_model(target: Path = CACHE / "model") -> Path:
+    """The bench model in `target` (bench/.cache/model), rebuilt when its shape differs from BENCH_MODEL_SHAPE."""
     from scripts.make_demo_model import build_demo_model
 
-    target = CACHE / "model"
     shape_file = target / "bench_shape.json"
     if not shape_file.is_file() or json.loads(shape_file.read_text()) != BENCH_MODEL_SHAPE:
         build_demo_model(target, dtype="float32", **BENCH_MODEL_SHAPE)

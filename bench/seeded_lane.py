@@ -73,11 +73,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", action="store_true", help="append the figures to bench/RESULTS.md")
     args = parser.parse_args()
-    if not (MODEL_DIR / "fp16" / "config.json").is_file():
-        from scripts.make_demo_model import build_demo_model
+    from bench.run_bench import build_bench_model
 
-        build_demo_model(MODEL_DIR, hidden_size=512, layers=8, heads=8, kv_heads=4, intermediate_size=1536,
-                         vocab_size=8000, dtype="float32")  # fmt: skip
+    build_bench_model(MODEL_DIR)
     rows = []
     for mode in ("turns", "unpaused"):
         output = subprocess.run(

@@ -15,6 +15,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -174,31 +175,14 @@ def build_model(
     return model
 
 
-def build_demo_model(
-    out_dir: Path,
-    *,
-    seed: int = 0,
-    hidden_size: int = 64,
-    layers: int = 2,
-    heads: int = 4,
-    kv_heads: int = 2,
-    intermediate_size: int = 128,
-    vocab_size: int = 2048,
-    dtype: str = "float16",
-) -> Path:
-    """Write ``fp16/``, ``tokenizer/`` and the demo marker under ``out_dir`` (replacing them) and return it."""
+def build_demo_model(out_dir: Path, *, vocab_size: int = 2048, **model_shape: Any) -> Path:
+    """Write ``fp16/``, ``tokenizer/`` and the demo marker under ``out_dir`` (replacing them) and return it.
+
+    ``model_shape`` is ``build_model``'s keyword arguments (seed, sizes, dtype), its defaults where left out.
+    """
     out_dir = Path(out_dir)
     tokenizer = train_tokenizer(vocab_size)
-    model = build_model(
-        tokenizer,
-        seed=seed,
-        hidden_size=hidden_size,
-        layers=layers,
-        heads=heads,
-        kv_heads=kv_heads,
-        intermediate_size=intermediate_size,
-        dtype=dtype,
-    )
+    model = build_model(tokenizer, **model_shape)
     # Only our own outputs are removed, never the whole out_dir, so a mistyped --out cannot wipe a tree.
     for sub in ("fp16", "tokenizer"):
         shutil.rmtree(out_dir / sub, ignore_errors=True)

@@ -33,16 +33,13 @@ from worker.generation import (
     EngineFailed,
     EngineStopped,
     GenerationResult,
-    PromptEncoder,
-    context_tokens,
-    eos_token_ids,
-    finish_reason_of,
+    Progress,
 )
 from worker.model_loading import LoadedModel
 from worker.places import Places
 from worker.sampling import SamplingPlan
 from worker.sequential_engine import SequentialEngine
-from worker.stop_strings import StopScanner, tokens_up_to_stop
+from worker.stop_strings import StopScanner
 
 log = logging.getLogger("llm.worker")
 
@@ -58,22 +55,14 @@ class OutOfMemoryInBatch(Exception):
 
 
 @dataclass
-class _Pending:
+class _Pending(Progress):
     """One job's request inside the batch, as the dispatcher thread sees it."""
 
-    prompt_len: int
-    stops: StopScanner | None
-    submitted_at: float
+    stops: StopScanner | None = None
     should_cancel: Callable[[], bool] | None = None
     on_tokens: Callable[[list[int]], None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    tokens: list[int] = field(default_factory=list)
-    first_token_at: float | None = None
-    finished_at: float | None = None
-    stop_hit: bool = False
-    canceled: bool = False
     failure: Exception | None = None
-    batch_size: int = 1
 
 
 class _ModelTurns:
@@ -102,13 +91,14 @@ class BatchingEngine:
     """Owns the continuous-batching manager and the threads that feed it, route its outputs and watch them."""
 
     def __init__(self, loaded: LoadedModel, settings: Settings) -> None:
-        self.model = loaded.model
-        self.tokenizer = loaded.tokenizer
-        self.device = loaded.device.torch_device
-        self.encoder = PromptEncoder(self.tokenizer, context_tokens(self.model))
-        self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
-        self.vocab_size = self.model.config.get_text_config().vocab_size
+        # The sequential lane runs on the same model: the batch reads its tokenizer, prompt encoder and EOS ids.
         self.sequential = SequentialEngine(loaded)
+        self.model = self.sequential.model
+        self.tokenizer = self.sequential.tokenizer
+        self.device = self.sequential.device
+        self.encoder = self.sequential.encoder
+        self.eos_token_ids = self.sequential.eos_token_ids
+        self.vocab_size = self.model.config.get_text_config().vocab_size
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -174,7 +164,9 @@ class BatchingEngine:
         prompt_ids = self.encoder.encode(params)
         request_id = uuid.uuid4().hex
         stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
-        pending = _Pending(len(prompt_ids), stops, time.perf_counter(), should_cancel, on_tokens)
+        pending = _Pending(
+            len(prompt_ids), time.perf_counter(), stops=stops, should_cancel=should_cancel, on_tokens=on_tokens
+        )
         with self._lock:
             self._pending[request_id] = pending
             self._note_batch_size()
@@ -194,7 +186,7 @@ class BatchingEngine:
         pending.done.wait()
         if pending.failure is not None:
             raise pending.failure
-        return self._result(pending, params)
+        return pending.result(self.tokenizer, self.eos_token_ids, params.stop)
 
     def release_cached_memory(self) -> None:
         """Empty the CUDA cache, but only when no job is in the batch (it would only slow them down)."""
@@ -247,28 +239,6 @@ class BatchingEngine:
                 # Waiting for the pause raises when the manager's loop is gone: that is the engine's death.
                 raise self._refusal() from error
             raise
-
-    def _result(self, pending: _Pending, params: JobInput) -> GenerationResult:
-        tokens = list(pending.tokens)
-        if pending.stop_hit:
-            text, delivered = tokens_up_to_stop(self.tokenizer, tokens, params.stop or [])
-            tokens = tokens[:delivered]
-        else:
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        finished_at = pending.finished_at or time.perf_counter()
-        return GenerationResult(
-            text=text,
-            finish_reason=finish_reason_of(
-                tokens, self.eos_token_ids, stop_hit=pending.stop_hit, canceled=pending.canceled
-            ),
-            prompt_tokens=pending.prompt_len,
-            completion_tokens=len(tokens),
-            time_to_first_token_s=(
-                pending.first_token_at - pending.submitted_at if pending.first_token_at is not None else None
-            ),
-            generation_s=finished_at - pending.submitted_at,
-            batch_size=pending.batch_size,
-        )
 
     def _note_batch_size(self) -> None:
         """Each job remembers the most jobs it shared the batch with (call under the lock)."""

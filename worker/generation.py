@@ -1,15 +1,17 @@
-"""What every engine shares: prompt encoding, the result type, typed failures, stop-string handling."""
+"""What every engine shares: prompt encoding, the result and how it is built, typed failures."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from core.errors import ErrorType
 from core.jobs.model import JobInput
 from core.jobs.records import JobError
+from worker.stop_strings import tokens_up_to_stop
 
 
 class EngineInputError(Exception):
@@ -37,6 +39,39 @@ class GenerationResult:
     time_to_first_token_s: float | None
     generation_s: float
     batch_size: int = 1  # the most jobs that shared the model while this one ran
+
+
+@dataclass
+class Progress:
+    """How far one job's generation has come; its result is built from this once it ends."""
+
+    prompt_len: int
+    started_at: float
+    tokens: list[int] = field(default_factory=list)
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    stop_hit: bool = False
+    canceled: bool = False
+    batch_size: int = 1
+
+    def result(self, tokenizer, eos_ids: list[int], stops: list[str] | None) -> GenerationResult:
+        """The job's result: the text up to a stop string (and only the tokens it took), why it ended, its timings."""
+        tokens = list(self.tokens)
+        if self.stop_hit:
+            text, delivered = tokens_up_to_stop(tokenizer, tokens, stops or [])
+            tokens = tokens[:delivered]
+        else:
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+        finished_at = self.finished_at or time.perf_counter()
+        return GenerationResult(
+            text=text,
+            finish_reason=finish_reason_of(tokens, eos_ids, stop_hit=self.stop_hit, canceled=self.canceled),
+            prompt_tokens=self.prompt_len,
+            completion_tokens=len(tokens),
+            time_to_first_token_s=(self.first_token_at - self.started_at if self.first_token_at is not None else None),
+            generation_s=finished_at - self.started_at,
+            batch_size=self.batch_size,
+        )
 
 
 class Engine(Protocol):

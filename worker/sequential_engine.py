@@ -14,15 +14,15 @@ from core.jobs.model import JobInput
 from worker.generation import (
     EngineStopped,
     GenerationResult,
+    Progress,
     PromptEncoder,
     context_tokens,
     eos_token_ids,
-    finish_reason_of,
 )
 from worker.model_loading import LoadedModel
 from worker.places import Places
 from worker.sampling import SamplingPlan
-from worker.stop_strings import StopScanner, tokens_up_to_stop
+from worker.stop_strings import StopScanner
 
 # How often a job waiting for the lane checks whether the worker is stopping.
 SLOT_POLL_S = 0.1
@@ -34,33 +34,31 @@ class _WatchOutput(StoppingCriteria):
 
     def __init__(
         self,
+        progress: Progress,
         stops: StopScanner | None,
-        prompt_len: int,
         should_cancel: Callable[[], bool] | None,
         between_tokens: Callable[[], None] | None,
         on_tokens: Callable[[list[int]], None] | None = None,
     ):
+        self.progress = progress
         self.stops = stops
-        self.prompt_len = prompt_len
         self.should_cancel = should_cancel
         self.between_tokens = between_tokens
         self.on_tokens = on_tokens
-        self.first_token_at: float | None = None
-        self.stop_hit = False
-        self.canceled = False
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
+        progress = self.progress
+        if progress.first_token_at is None:
+            progress.first_token_at = time.perf_counter()
         if self.stops is not None or self.on_tokens is not None:
-            generated = input_ids[0, self.prompt_len :].tolist()
+            generated = input_ids[0, progress.prompt_len :].tolist()
             if self.stops is not None:
-                self.stop_hit = self.stops.seen(generated)
+                progress.stop_hit = self.stops.seen(generated)
             if self.on_tokens is not None:
                 self.on_tokens(generated)
         if self.should_cancel is not None and self.should_cancel():
-            self.canceled = True
-        done = self.stop_hit or self.canceled
+            progress.canceled = True
+        done = progress.stop_hit or progress.canceled
         if not done and self.between_tokens is not None:
             self.between_tokens()
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
@@ -123,9 +121,9 @@ class SequentialEngine:
         prompt_ids = self.encoder.encode(params)
         input_ids = torch.tensor([prompt_ids], device=self.device)
         stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
-        watcher = _WatchOutput(stops, len(prompt_ids), should_cancel, between_tokens, on_tokens)
         plan = SamplingPlan.of(params)
-        started = time.perf_counter()
+        progress = Progress(len(prompt_ids), started_at=time.perf_counter())
+        watcher = _WatchOutput(progress, stops, should_cancel, between_tokens, on_tokens)
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,
@@ -134,20 +132,6 @@ class SequentialEngine:
                 stopping_criteria=StoppingCriteriaList([watcher]),
                 logits_processor=plan.logits_processors(self.device),
             )
-        generation_s = time.perf_counter() - started
-        new_ids = output[0, len(prompt_ids) :].tolist()
-        if watcher.stop_hit:
-            text, delivered = tokens_up_to_stop(self.tokenizer, new_ids, params.stop or [])
-            new_ids = new_ids[:delivered]
-        else:
-            text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        return GenerationResult(
-            text=text,
-            finish_reason=finish_reason_of(
-                new_ids, self.eos_token_ids, stop_hit=watcher.stop_hit, canceled=watcher.canceled
-            ),
-            prompt_tokens=len(prompt_ids),
-            completion_tokens=len(new_ids),
-            time_to_first_token_s=(watcher.first_token_at - started) if watcher.first_token_at else None,
-            generation_s=generation_s,
-        )
+        progress.finished_at = time.perf_counter()
+        progress.tokens = output[0, len(prompt_ids) :].tolist()
+        return progress.result(self.tokenizer, self.eos_token_ids, params.stop)

@@ -12,16 +12,15 @@ from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.priority import Priority
-from core.jobs.submission import JobQueue, check_capacity, check_webhook_url, webhook_record
+from core.jobs.submission import JobQueue, Submission, check_webhook_url, webhook_record
 from core.jobs.text_checks import check_text
 from core.limits.memory_budget import MemoryBudget
-from core.limits.submit_limits import OwnerLimits
 from core.settings import Settings
 
 log = logging.getLogger("llm.api")
 
 
-class SubmitBatch:
+class SubmitBatch(Submission):
     """Accept a batch: any bad line refuses the whole of it, and nothing is enqueued."""
 
     def __init__(
@@ -34,13 +33,8 @@ class SubmitBatch:
         *,
         memory: MemoryBudget | None = None,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, batches.jobs, queue, idempotency, context_window, memory=memory)
         self.batches = batches
-        self.queue = queue
-        self.idempotency = idempotency
-        self.owner_limits = OwnerLimits(settings, batches.jobs)
-        self.context_window = context_window
-        self.memory = memory
 
     def __call__(self, body: BatchBody, owner: str, *, idempotency_key: str | None = None) -> Batch:
         """Validate every line, then store one job per line under a new batch and enqueue them all."""
@@ -65,10 +59,7 @@ class SubmitBatch:
     def _store_and_publish(
         self, batch_id: str, lines: list[BatchLine], owner: str, *, webhook: str | None, metadata: dict[str, str]
     ) -> Batch:
-        self.owner_limits.check_queued(owner, len(lines))
-        check_capacity(self.queue, len(lines), self.settings.max_queue_depth)
-        if self.memory is not None:
-            self.memory.check_room()
+        self.check_room(owner, len(lines))
         batch = Batch(
             id=batch_id,
             created_at=utc_now_iso(),

@@ -54,8 +54,8 @@ def check_capacity(queue: JobQueue, adding: int, limit: int) -> None:
         )
 
 
-class SubmitJob:
-    """Accept one generation job: `202` means it is in the store and on the queue."""
+class Submission:
+    """What a use case that queues jobs holds: the deployment's settings and limits, the queue, idempotency keys."""
 
     def __init__(
         self,
@@ -74,6 +74,17 @@ class SubmitJob:
         self.owner_limits = OwnerLimits(settings, store)
         self.context_window = context_window
         self.memory = memory
+
+    def check_room(self, owner: str, adding: int) -> None:
+        """Refuse `adding` more queued jobs past the owner's cap, the queue's limit or the memory budget."""
+        self.owner_limits.check_queued(owner, adding)
+        check_capacity(self.queue, adding, self.settings.max_queue_depth)
+        if self.memory is not None:
+            self.memory.check_room()
+
+
+class SubmitJob(Submission):
+    """Accept one generation job: `202` means it is in the store and on the queue."""
 
     def check(self, params: GenerationInput) -> GenerationInput:
         """A valid generation held to this deployment: its limits, its webhook, the model's context."""
@@ -100,10 +111,7 @@ class SubmitJob:
         with self.idempotency.claim(idempotency_key, body_hash, owner, job_id, self.store.get) as earlier:
             if earlier is not None:
                 return earlier
-            self.owner_limits.check_queued(owner, 1)
-            check_capacity(self.queue, 1, self.settings.max_queue_depth)
-            if self.memory is not None:
-                self.memory.check_room()
+            self.check_room(owner, 1)
             job = Job(
                 id=job_id,
                 status=JobStatus.QUEUED,

@@ -3,18 +3,11 @@
 
 import { api, send, ApiError } from "./api.js";
 import { batchBody } from "./batch_files.js";
-import { clear, errorBox, every, formatNumber, formatSeconds, formatTime, h, shortId, statusBadge } from "./dom.js";
-import { Pager } from "./pager.js";
-
-const REFRESH_MS = 2000;
+import { clear, errorBox, formatNumber, formatSeconds, formatTime, h, shortId, statusBadge } from "./dom.js";
+import { listing } from "./listing.js";
 
 export function batchesView(root) {
-  const pager = new Pager();
-  const rows = h("tbody", { id: "batch-rows" });
-  const problem = h("div");
   const uploadResult = h("div", { id: "upload-result" });
-  const newer = h("button", { type: "button", class: "secondary small" }, "← Newer");
-  const older = h("button", { type: "button", class: "secondary small" }, "Older →");
   const form = h(
     "form",
     { class: "card", id: "upload-form" },
@@ -39,62 +32,15 @@ export function batchesView(root) {
     h("div", { class: "actions" }, h("button", { type: "submit", id: "batch-upload" }, "Upload and start")),
     uploadResult,
   );
-  clear(
-    root,
-    form,
-    h(
-      "section",
-      { class: "card" },
-      h("div", { class: "toolbar" }, h("h2", {}, "Batches"), h("span", { class: "spacer" }), newer, older),
-      problem,
-      h(
-        "div",
-        { class: "table-scroll" },
-        h(
-          "table",
-          { class: "data", id: "batch-table" },
-          h(
-            "thead",
-            {},
-            h(
-              "tr",
-              {},
-              h("th", {}, "Batch"),
-              h("th", {}, "Status"),
-              h("th", { class: "wide-only" }, "Created"),
-              h("th", {}, "Progress"),
-              h("th", {}, "Tokens/s"),
-              h("th", {}, "ETA"),
-              h("th", {}, ""),
-            ),
-          ),
-          rows,
-        ),
-      ),
-    ),
-  );
-
-  const refresh = async () => {
-    const query = new URLSearchParams({ limit: "20" });
-    if (pager.cursor) query.set("cursor", pager.cursor);
-    let page;
-    try {
-      page = await api(`/batches?${query}`);
-      clear(problem);
-    } catch (error) {
-      clear(problem, errorBox(error));
-      return;
-    }
-    pager.seen(page.next_cursor);
-    newer.disabled = !pager.hasNewer;
-    older.disabled = !pager.hasOlder;
-    clear(
-      rows,
-      page.data.length ? page.data.map((batch) => batchRow(batch, refresh)) : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No batches.")),
-    );
-  };
-  newer.addEventListener("click", () => pager.newer() && refresh());
-  older.addEventListener("click", () => pager.older() && refresh());
+  const batches = listing({
+    title: "Batches",
+    path: "/batches",
+    name: "batch",
+    columns: [["Batch"], ["Status"], ["Created", "wide-only"], ["Progress"], ["Tokens/s"], ["ETA"], [""]],
+    empty: "No batches.",
+    row: batchRow,
+  });
+  clear(root, form, batches.section);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const file = form.elements.file.files[0];
@@ -106,15 +52,14 @@ export function batchesView(root) {
       const batch = await api("/batches", { method: "POST", body, headers: { "Content-Type": contentType } });
       clear(uploadResult, h("p", {}, "Started ", h("span", { class: "mono" }, batch.id), ` with ${batch.total} lines.`));
       form.reset();
-      pager.reset();
-      await refresh();
+      await batches.firstPage();
     } catch (error) {
       clear(uploadResult, errorBox(error instanceof ApiError ? error : { message: error.message }));
     } finally {
       button.disabled = false;
     }
   });
-  return every(REFRESH_MS, refresh);
+  return batches.live();
 }
 
 function progressBar(batch) {

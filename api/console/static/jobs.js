@@ -5,7 +5,6 @@ import { followJob } from "./events.js";
 import {
   clear,
   errorBox,
-  every,
   facts,
   formatNumber,
   formatSeconds,
@@ -16,9 +15,8 @@ import {
   statusBadge,
 } from "./dom.js";
 import { resourceTable, timingFacts, usageFacts } from "./job_parts.js";
-import { Pager } from "./pager.js";
+import { listing } from "./listing.js";
 
-const REFRESH_MS = 2000;
 const STATUSES = ["queued", "running", "succeeded", "failed", "canceled"];
 const CANCELABLE = new Set(["queued", "running"]);
 
@@ -46,79 +44,36 @@ function cancelButton(job, onDone) {
 
 export function jobsView(root, params) {
   let status = params.get("status") ?? "";
-  const pager = new Pager();
-  const rows = h("tbody", { id: "jobs-rows" });
-  const problem = h("div");
   const filter = h(
     "select",
     { id: "jobs-status", "aria-label": "Status" },
     h("option", { value: "" }, "All statuses"),
     STATUSES.map((name) => h("option", { value: name, selected: name === status }, name)),
   );
-  const newer = h("button", { type: "button", class: "secondary small", id: "jobs-newer" }, "← Newer");
-  const older = h("button", { type: "button", class: "secondary small", id: "jobs-older" }, "Older →");
-  clear(
-    root,
-    h(
-      "section",
-      { class: "card" },
-      h("div", { class: "toolbar" }, h("h2", {}, "Jobs"), filter, h("span", { class: "spacer" }), newer, older),
-      problem,
-      h(
-        "div",
-        { class: "table-scroll" },
-        h(
-          "table",
-          { class: "data", id: "jobs-table" },
-          h(
-            "thead",
-            {},
-            h(
-              "tr",
-              {},
-              h("th", {}, "Job"),
-              h("th", {}, "Status"),
-              h("th", { class: "wide-only" }, "Created"),
-              h("th", {}, "Input"),
-              h("th", { class: "wide-only" }, "Tokens"),
-              h("th", { class: "wide-only" }, "Generation"),
-              h("th", {}, ""),
-            ),
-          ),
-          rows,
-        ),
-      ),
-    ),
-  );
-
-  const refresh = async () => {
-    const query = new URLSearchParams({ limit: "20" });
-    if (status) query.set("status", status);
-    if (pager.cursor) query.set("cursor", pager.cursor);
-    let page;
-    try {
-      page = await api(`/jobs?${query}`);
-      clear(problem);
-    } catch (error) {
-      clear(problem, errorBox(error));
-      return;
-    }
-    pager.seen(page.next_cursor);
-    newer.disabled = !pager.hasNewer;
-    older.disabled = !pager.hasOlder;
-    clear(
-      rows,
-      page.data.length ? page.data.map((job) => jobRow(job, refresh)) : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No jobs.")),
-    );
-  };
+  const jobs = listing({
+    title: "Jobs",
+    path: "/jobs",
+    name: "jobs",
+    columns: [
+      ["Job"],
+      ["Status"],
+      ["Created", "wide-only"],
+      ["Input"],
+      ["Tokens", "wide-only"],
+      ["Generation", "wide-only"],
+      [""],
+    ],
+    empty: "No jobs.",
+    row: jobRow,
+    filters: () => (status ? { status } : {}),
+    controls: [filter],
+  });
+  clear(root, jobs.section);
   filter.addEventListener("change", () => {
     status = filter.value;
-    pager.reset();
-    refresh();
+    jobs.firstPage();
   });
-  newer.addEventListener("click", () => pager.newer() && refresh());
-  older.addEventListener("click", () => pager.older() && refresh());
-  return every(REFRESH_MS, refresh);
+  return jobs.live();
 }
 
 function jobRow(job, refresh) {
