@@ -15,7 +15,7 @@ from core.events.stream import TokenStreams
 from core.jobs.cancellation import CancelBatch, CancelJob
 from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
-from core.jobs.store import JobStore, connect
+from core.jobs.store import JobStore
 from core.jobs.submission import JobQueue, SubmitJob
 from core.limits.file_quota import FileQuota
 from core.limits.long_requests import LongRequests
@@ -25,6 +25,7 @@ from core.limits.wait_slots import WaitSlots
 from core.metrics.history import MetricsHistory
 from core.openai.batches import OpenAIBatches, OpenAIBatchStore
 from core.openai.files import FileStore
+from core.redis.clients import redis_client
 from core.settings import Settings
 
 # Redis connections one API process follows jobs with (their streams and the jobs themselves), whatever the number
@@ -42,9 +43,8 @@ LISTENER_CONNECTIONS = 4
 def api_redis_client(settings: Settings) -> redis.Redis:
     """The API process's main Redis client: as many connections as requests it serves at once (and its
     listeners), so a burst waits for one rather than fail at redis-py's default cap of 100."""
-    return connect(
-        settings.effective_redis_url,
-        socket_timeout_s=settings.redis_socket_timeout_seconds,
+    return redis_client(
+        settings,
         max_connections=settings.api_worker_connections + LISTENER_CONNECTIONS,
         pool_timeout_s=POOL_WAIT_S,
     )
@@ -91,12 +91,7 @@ class Services:
         batches = BatchStore(store)
         idempotency = IdempotencyKeys(store.redis, stale_after_s=settings.idempotency_stale_seconds)
         context_window = ContextWindow(settings.model_dir)
-        event_reads = connect(
-            settings.effective_redis_url,
-            socket_timeout_s=settings.redis_socket_timeout_seconds,
-            max_connections=EVENT_READ_CONNECTIONS,
-            pool_timeout_s=POOL_WAIT_S,
-        )
+        event_reads = redis_client(settings, max_connections=EVENT_READ_CONNECTIONS, pool_timeout_s=POOL_WAIT_S)
         # One reading of Redis's memory per process, shared by everything that accepts new work.
         memory = MemoryBudget(store.redis, high_water_percent=settings.redis_high_water_percent)
         submit_batch = SubmitBatch(settings, batches, queue, idempotency, context_window, memory=memory)

@@ -18,7 +18,8 @@ import sys
 import redis
 
 from core.errors import StoreUnavailable
-from core.jobs.store import JobStore, connect
+from core.jobs.store import JobStore
+from core.redis.clients import redis_client
 from core.settings import get_settings
 
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:  # a bad setting, already printed; docker reserves exit status 2
         return 1
     store = JobStore(
-        connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds),
+        redis_client(settings),
         job_ttl_s=settings.job_ttl_seconds,
     )
     try:

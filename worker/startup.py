@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from core.events.stream import TokenStreams, entries_cap
 from core.jobs.model import utc_now_iso
-from core.jobs.store import JobStore, connect
+from core.jobs.store import JobStore
+from core.redis.clients import redis_client
 from core.settings import Settings
 from worker.batching_engine import BatchingEngine
 from worker.engine_variant import EngineVariantUnavailable
@@ -61,7 +62,7 @@ def build_runtime(
         engine = wrap_engine(engine)
         log.warning("engine wrapped by %s", getattr(wrap_engine, "__qualname__", wrap_engine))
     store = JobStore(
-        connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds),
+        redis_client(settings),
         job_ttl_s=settings.job_ttl_seconds,
         queue=settings.gpu_queue,
     )

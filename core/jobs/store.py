@@ -9,8 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs.done_listener import CompletionListener
@@ -18,6 +16,7 @@ from core.jobs.fair_queue import FairQueue
 from core.jobs.model import ALLOWED_TRANSITIONS, Job, JobStatus, utc_now_iso
 from core.jobs.transition_effects import complete_batch_if_done, stage_queued_count, stage_transition_effects
 from core.owners.index import owned_by, page_newest_first, shed_expired_index_entries
+from core.redis.clients import connect  # noqa: F401 - where the tests and benches get it
 from core.redis.errors import redis_boundary
 from core.redis.keys import (
     CANCEL_KEY,
@@ -45,37 +44,6 @@ OUTAGE_FIRST_RETRY_S = 0.1
 OUTAGE_MAX_RETRY_S = 1.0
 # How long a waiter rides out an outage unless told otherwise (SYNC_WAIT_OUTAGE_SECONDS for the API's waits).
 OUTAGE_RIDDEN_S = 10.0
-
-
-def connect(
-    url: str,
-    *,
-    socket_timeout_s: float = 2.0,
-    max_connections: int | None = None,
-    pool_timeout_s: float | None = None,
-) -> redis.Redis:
-    """A Redis client whose calls fail fast instead of hanging when Redis is away.
-
-    With `max_connections`, it never opens more: a caller beyond them waits for one, up to `pool_timeout_s`
-    (the socket timeout when not given).
-    """
-    options = dict(
-        decode_responses=True,
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=socket_timeout_s,
-        health_check_interval=30,
-        # One quick retry rides over a dropped connection; more would hold callers past their 2 s answer.
-        retry=Retry(NoBackoff(), 1),
-    )
-    if max_connections is None:
-        return redis.Redis.from_url(url, **options)
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=socket_timeout_s if pool_timeout_s is None else pool_timeout_s,
-        **options,
-    )
-    return redis.Redis(connection_pool=pool)
 
 
 class JobStore:
