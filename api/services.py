@@ -26,6 +26,7 @@ from core.metrics.history import MetricsHistory
 from core.openai.batches import OpenAIBatches, OpenAIBatchStore
 from core.openai.files import FileStore
 from core.redis.clients import redis_client
+from core.redis.replication import ReplicaAcks
 from core.settings import Settings
 
 # Redis connections one API process follows jobs with (their streams and the jobs themselves), whatever the number
@@ -94,7 +95,11 @@ class Services:
         event_reads = redis_client(settings, max_connections=EVENT_READ_CONNECTIONS, pool_timeout_s=POOL_WAIT_S)
         # One reading of Redis's memory per process, shared by everything that accepts new work.
         memory = MemoryBudget(store.redis, high_water_percent=settings.redis_high_water_percent)
-        submit_batch = SubmitBatch(settings, batches, queue, idempotency, context_window, memory=memory)
+        # A 202 promises the write reached REDIS_MIN_REPLICA_ACKS replicas (none asked: nothing is waited for).
+        replicas = ReplicaAcks.from_settings(store.redis, settings)
+        submit_batch = SubmitBatch(
+            settings, batches, queue, idempotency, context_window, memory=memory, replicas=replicas
+        )
         quota = FileQuota(
             store.redis,
             max_files=settings.max_files_per_key,
@@ -115,7 +120,7 @@ class Services:
             settings=settings,
             store=store,
             batches=batches,
-            submit_job=SubmitJob(settings, store, queue, idempotency, context_window, memory=memory),
+            submit_job=SubmitJob(settings, store, queue, idempotency, context_window, memory=memory, replicas=replicas),
             submit_batch=submit_batch,
             cancel_job=CancelJob(store),
             cancel_batch=CancelBatch(batches),

@@ -14,6 +14,7 @@ from broker.names import priority_step
 from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
 from core.jobs.model import GenerationInput, Job, JobStatus, parse_iso, utc_now_iso
 from core.jobs.store import JobStore
+from core.redis.replication import ReplicaAcks
 from core.settings import Settings
 from worker.generation import Engine, EngineDead, EngineStopped, GenerationResult, classify_failure
 from worker.job_log import JobLog
@@ -54,6 +55,8 @@ class WorkerRuntime:
     dying: threading.Event = field(default_factory=threading.Event)
     # LOG_DIR/jobs.jsonl: a line per job this worker finishes.
     job_log: JobLog | None = None
+    # Confirms an outcome reached REDIS_MIN_REPLICA_ACKS replicas before its message is acknowledged (None: no wait).
+    replicas: ReplicaAcks | None = None
 
     def exit_after_hand_back(self, reason: str, code: int = FATAL_EXIT_CODE) -> None:
         """The engine can run no more jobs: stop announcing this worker, let the job threads hand their jobs back
@@ -276,7 +279,7 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInp
         return JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
 
     try:
-        recorded = _while_redis_is_away(lambda: runtime.store.record_outcome(job.id, job.attempts, record_outcome))
+        recorded = _record_durably(runtime, job, record_outcome)
     except (JobNotFound, WrongState) as reason:
         log.warning("job %s: outcome not recorded (another execution owns it): %s", job.id, reason)
         return
@@ -310,6 +313,38 @@ def _while_redis_is_away(write: Callable[[], Job], give_up_after_s: float = 600.
             if time.monotonic() > deadline:
                 raise
             log.warning("Redis unreachable: retrying the result write in %.1f s", wait_s)
+            time.sleep(wait_s)
+            wait_s = min(wait_s * 2, 5.0)
+
+
+def _record_durably(
+    runtime: WorkerRuntime, job: Job, decide: Callable[[Job, bool], JobStatus], give_up_after_s: float = 600.0
+) -> Job:
+    """Record the outcome, then see it on REDIS_MIN_REPLICA_ACKS replicas before the job's message is acknowledged.
+
+    Replication is asynchronous: an outcome only the master held is lost when a replica takes over, and the job is
+    found there still running this attempt. Until the replicas confirm it the outcome is written again, wherever it
+    is missing; found already written (by this attempt, on this worker) it is only confirmed again.
+    """
+    deadline, wait_s = time.monotonic() + give_up_after_s, 0.2
+    while True:
+        try:
+            recorded = _while_redis_is_away(lambda: runtime.store.record_outcome(job.id, job.attempts, decide))
+        except WrongState:
+            found = _while_redis_is_away(lambda: runtime.store.get(job.id))
+            ours = found is not None and found.attempts == job.attempts and found.worker == runtime.worker_name
+            if not (ours and found.status.is_terminal):
+                raise
+            recorded = found
+        if runtime.replicas is None:
+            return recorded
+        try:
+            runtime.replicas.confirm(job.id)
+            return recorded
+        except StoreUnavailable as error:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("job %s: outcome not yet on a replica (%s): recorded again in %.1f s", job.id, error, wait_s)
             time.sleep(wait_s)
             wait_s = min(wait_s * 2, 5.0)
 

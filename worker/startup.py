@@ -9,6 +9,7 @@ from core.events.stream import TokenStreams, entries_cap
 from core.jobs.model import utc_now_iso
 from core.jobs.store import JobStore
 from core.redis.clients import redis_client
+from core.redis.replication import ReplicaAcks
 from core.settings import Settings
 from worker.batching_engine import BatchingEngine
 from worker.engine_variant import EngineVariantUnavailable
@@ -79,6 +80,7 @@ def build_runtime(
         started_at=utc_now_iso(),
         republish=republish,
         running=RunningJobs(store),
+        replicas=ReplicaAcks.from_settings(store.redis, settings),
         job_log=JobLog(settings.log_dir, max_bytes=settings.job_log_max_bytes, include_prompts=settings.log_prompts),
         publisher=TokenPublisher(
             TokenStreams(store.redis, max_entries=entries_cap(settings.max_tokens_limit)), loaded.tokenizer

@@ -13,6 +13,7 @@ from core.jobs.model import GenerationInput, Job, JobStatus, new_job_id, parse_g
 from core.jobs.store import JobStore
 from core.limits.memory_budget import MemoryBudget
 from core.limits.submit_limits import OwnerLimits
+from core.redis.replication import ReplicaAcks
 from core.settings import Settings
 from core.webhooks.callback_urls import check_callback_url
 
@@ -54,7 +55,8 @@ def check_capacity(queue: JobQueue, adding: int, limit: int) -> None:
 
 
 class SubmitJob:
-    """Accept one generation job: `202` means it is in the store and on the queue."""
+    """Accept one generation job: `202` means it is in the store and on the queue (and, with `replicas`, on as many
+    replicas as REDIS_MIN_REPLICA_ACKS asks)."""
 
     def __init__(
         self,
@@ -65,9 +67,11 @@ class SubmitJob:
         context_window: ContextWindow | None = None,
         *,
         memory: MemoryBudget | None = None,
+        replicas: ReplicaAcks | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.replicas = replicas
         self.queue = queue
         self.idempotency = idempotency
         self.owner_limits = OwnerLimits(settings, store)
@@ -93,6 +97,7 @@ class SubmitJob:
         body_hash = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
         with self.idempotency.claim(idempotency_key, body_hash, owner, job_id, self.store.get) as earlier:
             if earlier is not None:
+                self._confirm_replicated(earlier)
                 return earlier
             self.owner_limits.check_queued(owner, 1)
             check_capacity(self.queue, 1, self.settings.max_queue_depth)
@@ -120,5 +125,12 @@ class SubmitJob:
                     # The reconciler will publish it: the answer must name it, or a retry would run it twice.
                     error.job_id = job.id
                 raise
+        # Outside the claim: a job not confirmed on a replica keeps its Idempotency-Key, so a retry finds it.
+        self._confirm_replicated(job)
         log.info("job %s queued", job.id)
         return job
+
+    def _confirm_replicated(self, job: Job) -> None:
+        """Answer 503 naming the job, not 202, while its write may still be lost with the master."""
+        if self.replicas is not None:
+            self.replicas.confirm(job.id)
