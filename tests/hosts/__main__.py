@@ -1,0 +1,43 @@
+"""`make test-hosts`: the test hosts' scenarios, each on a fresh set of hosts; prints every scenario's counts and
+exits 1 on any violation. Needs root (network namespaces)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from scripts.make_demo_model import build_demo_model
+from tests.hosts.network import unavailable_reason
+from tests.hosts.scenarios import master_host_dies
+from tests.hosts.service import ServiceHosts
+
+SCENARIOS = {"1": master_host_dies}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(SCENARIOS), action="append", help="run only these scenarios")
+    parser.add_argument("--keep", type=Path, help="keep every host's logs in this folder")
+    args = parser.parse_args()
+    reason = unavailable_reason()
+    if reason is not None:
+        print(f"test hosts can't run: {reason}", file=sys.stderr)
+        return 2
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="test-hosts-") as folder:
+        root = args.keep or Path(folder)
+        model_dir = build_demo_model(root / "model")
+        for key in args.only or sorted(SCENARIOS):
+            run_root = root / f"scenario-{key}"
+            run_root.mkdir(parents=True)
+            with ServiceHosts(run_root, model_dir) as hosts:
+                outcome = SCENARIOS[key](hosts)
+            print(outcome.report(), flush=True)
+            failed = failed or bool(outcome.violations)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

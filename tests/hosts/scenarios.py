@@ -1,0 +1,195 @@
+"""The test hosts' scenarios: clients submit throughout while a fault hits one host, then Jepsen-style checks
+(every accepted id terminal, none lost, none run beyond its attempts, no 5xx but 503 with Retry-After)."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+
+from tests.hosts.service import API_KEY, ServiceHosts
+from tests.soak.checks import executions_within_attempts, lost_or_stuck, violation
+from tests.soak.evidence import TERMINAL, read_executions
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Submissions:
+    """What clients were told: accepted ids (202), 503s (with the job id when one was named), anything else."""
+
+    accepted: dict[str, float] = field(default_factory=dict)
+    named_in_503: set[str] = field(default_factory=set)
+    answers: collections.Counter = field(default_factory=collections.Counter)
+    violations: list[dict] = field(default_factory=list)
+    unanswered: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def first_accept_after(self, moment: float) -> float | None:
+        later = [at for at in self.accepted.values() if at >= moment]
+        return min(later) if later else None
+
+
+class Clients:
+    """`threads` clients, each POSTing a short job to the API host and writing down the answer, until stopped."""
+
+    def __init__(self, api_url: str, threads: int = 3, pause_s: float = 0.05) -> None:
+        self.api_url = api_url
+        self.threads = threads
+        self.pause_s = pause_s
+        self.record = Submissions()
+        self.stopping = threading.Event()
+        self.counter = itertools.count()
+        self.workers: list[threading.Thread] = []
+
+    def __enter__(self) -> Clients:
+        for index in range(self.threads):
+            thread = threading.Thread(target=self._run, name=f"client-{index}", daemon=True)
+            thread.start()
+            self.workers.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for thread in self.workers:
+            thread.join(30)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {API_KEY}"
+        while not self.stopping.is_set():
+            number = next(self.counter)
+            body = {"prompt": f"host test {number}", "max_tokens": 4}
+            try:
+                answer = session.post(f"{self.api_url}/jobs", json=body, timeout=10)
+            except requests.RequestException:
+                with self.record.lock:
+                    self.record.unanswered += 1
+                time.sleep(0.2)
+                continue
+            self._note(answer)
+            time.sleep(self.pause_s)
+
+    def _note(self, answer: requests.Response) -> None:
+        record = self.record
+        with record.lock:
+            record.answers[answer.status_code] += 1
+            if answer.status_code == 202:
+                record.accepted[answer.json()["id"]] = time.monotonic()
+            elif answer.status_code == 503:
+                if not answer.headers.get("Retry-After"):
+                    record.violations.append(violation("503 without Retry-After", "-", answer.text[:200]))
+                named = (answer.json().get("error") or {}).get("job_id")
+                if named:
+                    record.named_in_503.add(named)
+            elif answer.status_code >= 500:
+                record.violations.append(violation("5xx", "-", f"{answer.status_code}: {answer.text[:200]}"))
+
+
+def read_jobs(api_url: str, job_ids: list[str]) -> dict[str, dict | None]:
+    """Each job as GET /jobs/<id> answers it (None: 404)."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {API_KEY}"
+    found: dict[str, dict | None] = {}
+    for job_id in job_ids:
+        answer = session.get(f"{api_url}/jobs/{job_id}", timeout=10)
+        if answer.status_code == 404:
+            found[job_id] = None
+        else:
+            answer.raise_for_status()
+            found[job_id] = answer.json()
+    return found
+
+
+def wait_until_terminal(api_url: str, job_ids: list[str], timeout_s: float) -> dict[str, dict | None]:
+    """Re-read the jobs until each is terminal or gone, or the time is up; the last reading."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            final = read_jobs(api_url, job_ids)
+        except requests.RequestException:
+            final = None
+        settled = final is not None and all(job is None or job["status"] in TERMINAL for job in final.values())
+        if settled or time.monotonic() > deadline:
+            if final is None:
+                final = read_jobs(api_url, job_ids)
+            return final
+        time.sleep(1)
+
+
+@dataclass
+class Outcome:
+    """A scenario's counts, figures and violations."""
+
+    name: str
+    counts: dict
+    figures: dict
+    violations: list[dict]
+
+    def report(self) -> str:
+        lines = [f"scenario {self.name}: {'PASS' if not self.violations else 'FAIL'}"]
+        lines += [f"  {key}: {value}" for key, value in {**self.counts, **self.figures}.items()]
+        lines += [f"  VIOLATION {item['check']} {item['id']}: {item['detail']}" for item in self.violations[:20]]
+        return "\n".join(lines)
+
+
+def check(name: str, hosts: ServiceHosts, record: Submissions, figures: dict, drain_s: float = 180) -> Outcome:
+    """The Jepsen-style checks once the clients stopped and the jobs had time to finish."""
+    accepted = sorted(record.accepted)
+    final = wait_until_terminal(hosts.api_url, accepted, drain_s)
+    found = list(record.violations)
+    found += lost_or_stuck(final)
+    found += executions_within_attempts(read_executions(hosts.execution_log), final, MAX_ATTEMPTS, set())
+    statuses = collections.Counter(job["status"] if job else "lost" for job in final.values())
+    counts = {
+        "answers": dict(sorted(record.answers.items())),
+        "accepted (202)": len(accepted),
+        "503 naming a job": len(record.named_in_503),
+        "unanswered (connection refused or timed out)": record.unanswered,
+        "final statuses of accepted jobs": dict(statuses),
+    }
+    return Outcome(name, counts, figures, found)
+
+
+def master_host_dies(hosts: ServiceHosts, before_s: float = 6, down_s: float = 12, after_s: float = 25) -> Outcome:
+    """Scenario 1: the Redis master's host dies (link cut, processes killed) while clients submit; the sentinels
+    promote the replica, every program finds it; the dead host comes back later as a replica (the sentinels make it
+    one about ten seconds after it answers again), after which submissions are acknowledged again."""
+    with Clients(hosts.api_url) as clients:
+        time.sleep(before_s)
+        old_master = hosts.redis.master_address()
+        killed_at = time.monotonic()
+        hosts.kill_redis_master_host()
+        promoted_at = None
+        while time.monotonic() - killed_at < down_s:
+            if promoted_at is None and hosts.redis.master_address() not in (None, old_master):
+                promoted_at = time.monotonic()
+            time.sleep(0.1)
+        revived_at = time.monotonic()
+        hosts.revive_redis_host()
+        time.sleep(after_s)
+    record = clients.record
+    first_accept = record.first_accept_after(revived_at)
+    figures = {
+        "sentinels promoted the replica after (s)": _seconds(promoted_at, killed_at),
+        "first 202 after the old master's host came back as a replica (s)": _seconds(first_accept, revived_at),
+        "202s while the set had no replica to acknowledge": sum(
+            1 for at in record.accepted.values() if killed_at < at < revived_at
+        ),
+    }
+    found = []
+    if promoted_at is None:
+        found.append(violation("no failover", "-", f"no new master within {down_s} s"))
+    if first_accept is None:
+        found.append(violation("work stopped", "-", "no submission accepted after the set was whole again"))
+    outcome = check("1: the Redis master's host dies", hosts, record, figures)
+    outcome.violations += found
+    return outcome
+
+
+def _seconds(moment: float | None, since: float) -> str:
+    return "never" if moment is None else f"{moment - since:.1f}"
