@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # sentinels where the master named REDIS_SENTINEL_MASTER is, and ask again after a failover. REDIS_URL then
     # gives only what a connection to the master needs beside its address: its scheme (rediss:// for TLS, to the
     # sentinels too), user, password and database number; its host and port are not used.
-    # REDIS_SENTINEL_PASSWORD: the sentinels' own password, when they have one.
+    # REDIS_SENTINEL_PASSWORD: the sentinels' own password, when they have one (unused without REDIS_SENTINELS).
     redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = Field(default_factory=list)
     redis_sentinel_master: str = "mymaster"
     redis_sentinel_password: SecretStr | None = None
@@ -322,11 +322,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _sentinels_with_a_usable_url(self) -> Settings:
-        if not self.redis_sentinels:
-            if self.redis_sentinel_password is not None:
-                raise ValueError("REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS is not")
-            return self
-        if self.redis_url is not None and self.redis_url.startswith("unix://"):
+        if self.redis_sentinels and self.redis_url is not None and self.redis_url.startswith("unix://"):
             raise ValueError("REDIS_SENTINELS reach Redis over TCP: REDIS_URL can't be a unix:// socket with them")
         return self
 

@@ -40,7 +40,6 @@ def test_sentinels_are_read_as_hosts_and_ports():
         {"redis_sentinels": "h:port"},
         {"redis_sentinels": "h:0"},
         {"redis_sentinels": "h:1", "redis_sentinel_master": "my master"},
-        {"redis_sentinel_password": "x"},
         {"redis_sentinels": "h:1", "redis_url": "unix:///tmp/redis.sock"},
         {"redis_min_replica_acks": -1},
     ],
