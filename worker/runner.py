@@ -326,11 +326,13 @@ def _record_durably(
     found there still running this attempt. Until the replicas confirm it the outcome is written again, wherever it
     is missing; found already written (by this attempt, on this worker) it is only confirmed again.
     """
-    deadline, wait_s = time.monotonic() + give_up_after_s, 0.2
+    deadline, wait_s, again = time.monotonic() + give_up_after_s, 0.2, False
     while True:
         try:
             recorded = _while_redis_is_away(lambda: runtime.store.record_outcome(job.id, job.attempts, decide))
         except WrongState:
+            if not again:  # the first write: another execution (or a cancel) owns the job, as without replicas
+                raise
             found = _while_redis_is_away(lambda: runtime.store.get(job.id))
             ours = found is not None and found.attempts == job.attempts and found.worker == runtime.worker_name
             if not (ours and found.status.is_terminal):
@@ -345,6 +347,7 @@ def _record_durably(
             if time.monotonic() > deadline:
                 raise
             log.warning("job %s: outcome not yet on a replica (%s): recorded again in %.1f s", job.id, error, wait_s)
+            again = True
             time.sleep(wait_s)
             wait_s = min(wait_s * 2, 5.0)
 
