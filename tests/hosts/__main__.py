@@ -10,10 +10,12 @@ from pathlib import Path
 
 from scripts.make_demo_model import build_demo_model
 from tests.hosts.network import unavailable_reason
-from tests.hosts.scenarios import master_host_dies
+from tests.hosts.scenarios import gpu_host_cut_off, master_host_dies
 from tests.hosts.service import ServiceHosts
 
-SCENARIOS = {"1": master_host_dies}
+SCENARIOS = {"1": master_host_dies, "2": gpu_host_cut_off}
+# Hosts a scenario needs beyond the default set.
+HOST_OPTIONS = {"2": {"gpu_hosts": 2}}
 
 
 def main() -> int:
@@ -32,7 +34,7 @@ def main() -> int:
         for key in args.only or sorted(SCENARIOS):
             run_root = root / f"scenario-{key}"
             run_root.mkdir(parents=True)
-            with ServiceHosts(run_root, model_dir) as hosts:
+            with ServiceHosts(run_root, model_dir, **HOST_OPTIONS.get(key, {})) as hosts:
                 outcome = SCENARIOS[key](hosts)
             print(outcome.report(), flush=True)
             failed = failed or bool(outcome.violations)

@@ -191,5 +191,77 @@ def master_host_dies(hosts: ServiceHosts, before_s: float = 6, down_s: float = 1
     return outcome
 
 
+def submit_long_jobs(hosts: ServiceHosts, record: Submissions, count: int, max_tokens: int) -> list[str]:
+    """`count` jobs that generate `max_tokens` tokens each (ignoring EOS), added to what clients were told."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {API_KEY}"
+    ids = []
+    for number in range(count):
+        body = {"prompt": f"long job {number}", "max_tokens": max_tokens, "ignore_eos": True}
+        answer = session.post(f"{hosts.api_url}/jobs", json=body, timeout=10)
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["id"])
+        with record.lock:
+            record.answers[202] += 1
+            record.accepted[ids[-1]] = time.monotonic()
+    return ids
+
+
+def wait_for_running_on(hosts: ServiceHosts, job_ids: list[str], worker_prefix: str, timeout_s: float) -> str | None:
+    """The first of these jobs seen running on a worker whose name starts with `worker_prefix`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for job_id, job in read_jobs(hosts.api_url, job_ids).items():
+            if job and job["status"] == "running" and (job.get("worker") or "").startswith(worker_prefix):
+                return job_id
+        time.sleep(0.2)
+    return None
+
+
+def gpu_host_cut_off(hosts: ServiceHosts, cut_s: float = 12, after_s: float = 20) -> Outcome:
+    """Scenario 2: a GPU host is cut off (from Redis and everything) for longer than the heartbeat timeout while its
+    jobs run, then healed. Its jobs must run on the other GPU host (or again), each with one outcome, and the
+    returning worker must announce itself again or exit on its own."""
+    assert hosts.gpu_hosts >= 2, "the cut-off host's jobs need another GPU host"
+    with Clients(hosts.api_url, threads=2) as clients:
+        long_ids = submit_long_jobs(hosts, clients.record, count=6, max_tokens=1500)
+        caught = wait_for_running_on(hosts, long_ids, hosts.worker_name("gpu"), timeout_s=60)
+        cut_at = time.monotonic()
+        hosts.network.cut("gpu")
+        time.sleep(cut_s)
+        hosts.network.heal("gpu")
+        healed_at = time.monotonic()
+        rejoined_at, exit_code = None, None
+        while time.monotonic() - healed_at < after_s:
+            live = {worker["name"].split("@")[0] for worker in hosts.store.live_workers()}
+            if rejoined_at is None and hosts.worker_name("gpu") in live:
+                rejoined_at = time.monotonic()
+            exit_code = hosts.processes["gpu"].poll()
+            time.sleep(0.5)
+    outcome = check("2: a GPU host cut off from Redis while its jobs run", hosts, clients.record, {})
+    caught_job = read_jobs(hosts.api_url, [caught])[caught] if caught else None
+    outcome.figures.update(
+        {
+            "job running on the cut-off host": caught or "none seen",
+            "its final status, attempts, worker": (
+                f"{caught_job['status']}, {caught_job['attempts']}, {caught_job['worker']}" if caught_job else "-"
+            ),
+            "cut off for (s)": f"{healed_at - cut_at:.1f}",
+            "the returning worker": (
+                f"announced itself again {rejoined_at - healed_at:.1f} s after the heal"
+                if rejoined_at is not None
+                else f"exited with code {exit_code}"
+                if exit_code is not None
+                else "neither rejoined nor exited"
+            ),
+        }
+    )
+    if caught is None:
+        outcome.violations.append(violation("setup", "-", "no long job ran on the GPU host before the cut"))
+    if rejoined_at is None and exit_code is None:
+        outcome.violations.append(violation("stuck worker", "gpu", "neither announced itself again nor exited"))
+    return outcome
+
+
 def _seconds(moment: float | None, since: float) -> str:
     return "never" if moment is None else f"{moment - since:.1f}"

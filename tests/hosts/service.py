@@ -31,9 +31,9 @@ ADDRESSES = {
     "sentinel-3": 23,
     "api": 31,
     "gpu": 41,
+    "gpu-2": 42,
     "ops": 51,
 }
-WORKER_NAME = "gpu-host"
 
 
 @dataclass
@@ -43,6 +43,8 @@ class ServiceHosts:
     root: Path
     model_dir: Path
     min_replica_acks: int = 1
+    # GPU-worker hosts: `gpu`, and `gpu-2` beside it when 2 (scenarios where one host's jobs move to another).
+    gpu_hosts: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     network: Network = field(default_factory=Network)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -72,7 +74,8 @@ class ServiceHosts:
     def _start(self) -> None:
         self.network.__enter__()
         for name, number in ADDRESSES.items():
-            self.network.add_host(name, number)
+            if name != "gpu-2" or self.gpu_hosts > 1:
+                self.network.add_host(name, number)
 
         self.redis = RedisSet(
             self.root / "redis",
@@ -93,7 +96,8 @@ class ServiceHosts:
         )
         self.settings = Settings(_env_file=None, redis_sentinels=self.redis.sentinel_addresses)
         self.store = JobStore(redis_client(self.settings), job_ttl_s=3600)
-        self.start_worker()
+        for host in self.gpu_host_names:
+            self.start_worker(host)
         self.processes["ops"] = self._spawn("ops", ops_worker_command())
         self.start_api()
 
@@ -107,14 +111,23 @@ class ServiceHosts:
         finally:
             out.close()
 
-    def start_worker(self, timeout_s: float = 180) -> None:
+    @property
+    def gpu_host_names(self) -> list[str]:
+        return ["gpu", "gpu-2"][: self.gpu_hosts]
+
+    @staticmethod
+    def worker_name(host: str) -> str:
+        """The start of the name the GPU worker on `host` announces (`<this>@<hostname>`)."""
+        return f"{host}-host"
+
+    def start_worker(self, host: str = "gpu", timeout_s: float = 180) -> None:
         """The GPU worker on its host, once it has announced its model."""
-        process = self._spawn("gpu", worker_command(f"{WORKER_NAME}@%h"))
-        self.processes["gpu"] = process
+        process = self._spawn(host, worker_command(f"{self.worker_name(host)}@%h"))
+        self.processes[host] = process
         try:
-            wait_for_worker(self.store, process, WORKER_NAME, timeout_s)
+            wait_for_worker(self.store, process, self.worker_name(host), timeout_s)
         except RuntimeError as error:
-            raise RuntimeError(f"{error}:\n{(self.root / 'gpu.out').read_text()[-3000:]}") from None
+            raise RuntimeError(f"{error}:\n{(self.root / f'{host}.out').read_text()[-3000:]}") from None
 
     def start_api(self, timeout_s: float = 60) -> None:
         """gunicorn on the API host, once /healthz answers from the clients' side of the bridge."""
