@@ -27,6 +27,9 @@ class Submissions:
     answers: collections.Counter = field(default_factory=collections.Counter)
     violations: list[dict] = field(default_factory=list)
     unanswered: int = 0
+    # Idempotency-Key -> the ids its answers named: a request sent again after no answer must find the same job.
+    keyed: dict[str, set[str]] = field(default_factory=lambda: collections.defaultdict(set))
+    resent: set[str] = field(default_factory=set)  # keys whose request got no answer at least once
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def first_accept_after(self, moment: float) -> float | None:
@@ -64,22 +67,37 @@ class Clients:
         while not self.stopping.is_set():
             number = next(self.counter)
             body = {"prompt": f"host test {number}", "max_tokens": 4}
-            try:
-                answer = session.post(f"{self.api_url}/jobs", json=body, timeout=10)
-            except requests.RequestException:
-                with self.record.lock:
-                    self.record.unanswered += 1
-                time.sleep(0.2)
-                continue
-            self._note(answer)
+            key = f"hosts-{number}"
+            # A request left without an answer (its host cut off) is sent again with its key until one comes: the
+            # job it may have stored must be found, never made twice. Past the clients' stop it gets 30 s more.
+            give_up_at = None
+            while True:
+                try:
+                    answer = session.post(
+                        f"{self.api_url}/jobs", json=body, headers={"Idempotency-Key": key}, timeout=5
+                    )
+                    break
+                except requests.RequestException:
+                    with self.record.lock:
+                        self.record.unanswered += 1
+                        self.record.resent.add(key)
+                    if self.stopping.is_set():
+                        give_up_at = give_up_at or time.monotonic() + 30
+                        if time.monotonic() > give_up_at:
+                            answer = None
+                            break
+                    time.sleep(0.5)
+            if answer is not None:
+                self._note(answer, key)
             time.sleep(self.pause_s)
 
-    def _note(self, answer: requests.Response) -> None:
+    def _note(self, answer: requests.Response, key: str) -> None:
         record = self.record
         with record.lock:
             record.answers[answer.status_code] += 1
             if answer.status_code == 202:
                 record.accepted[answer.json()["id"]] = time.monotonic()
+                record.keyed[key].add(answer.json()["id"])
             elif answer.status_code == 503:
                 if not answer.headers.get("Retry-After"):
                     record.violations.append(violation("503 without Retry-After", "-", answer.text[:200]))
@@ -144,6 +162,11 @@ def check(name: str, hosts: ServiceHosts, record: Submissions, figures: dict, dr
     found = list(record.violations)
     found += lost_or_stuck(final)
     found += executions_within_attempts(read_executions(hosts.execution_log), final, MAX_ATTEMPTS, set())
+    found += [
+        violation("idempotency", key, f"one key made {len(ids)} jobs: {sorted(ids)}")
+        for key, ids in record.keyed.items()
+        if len(ids) > 1
+    ]
     statuses = collections.Counter(job["status"] if job else "lost" for job in final.values())
     counts = {
         "answers": dict(sorted(record.answers.items())),
@@ -260,6 +283,33 @@ def gpu_host_cut_off(hosts: ServiceHosts, cut_s: float = 12, after_s: float = 20
         outcome.violations.append(violation("setup", "-", "no long job ran on the GPU host before the cut"))
     if rejoined_at is None and exit_code is None:
         outcome.violations.append(violation("stuck worker", "gpu", "neither announced itself again nor exited"))
+    return outcome
+
+
+def api_host_cut_off(hosts: ServiceHosts, before_s: float = 4, cut_s: float = 8, after_s: float = 10) -> Outcome:
+    """Scenario 3: the API host is cut off (from its clients and from Redis) with requests in flight, then healed.
+    Requests left without an answer are sent again with their Idempotency-Key; the API reaches Redis again by
+    itself."""
+    with Clients(hosts.api_url) as clients:
+        time.sleep(before_s)
+        cut_at = time.monotonic()
+        hosts.network.cut("api")
+        time.sleep(cut_s)
+        hosts.network.heal("api")
+        healed_at = time.monotonic()
+        time.sleep(after_s)
+    record = clients.record
+    first_accept = record.first_accept_after(healed_at)
+    outcome = check("3: the API host cut off mid-request", hosts, record, {})
+    outcome.figures.update(
+        {
+            "cut off for (s)": f"{healed_at - cut_at:.1f}",
+            "first 202 after the heal (s)": _seconds(first_accept, healed_at),
+            "sent again after no answer, then 202": sum(1 for key in record.resent if record.keyed[key]),
+        }
+    )
+    if first_accept is None:
+        outcome.violations.append(violation("work stopped", "-", "no submission accepted after the heal"))
     return outcome
 
 
