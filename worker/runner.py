@@ -57,6 +57,24 @@ class WorkerRuntime:
     job_log: JobLog | None = None
     # Confirms an outcome reached REDIS_MIN_REPLICA_ACKS replicas before its message is acknowledged (None: no wait).
     replicas: ReplicaAcks | None = None
+    # The jobs this process's threads took and still hold. A reservation of this worker that no thread holds is one
+    # whose take's answer was lost on the way (a connection dropped after Redis ran it): seen twice in a row, it goes
+    # back to its line (put_back_lost_reservations).
+    held: set[str] = field(default_factory=set)
+    held_lock: threading.Lock = field(default_factory=threading.Lock)
+    unheld_reservations: set[str] = field(default_factory=set)
+
+    def put_back_lost_reservations(self) -> list[str]:
+        """Return to their lines (and publish again) this worker's reservations no thread held at the last call
+        either; called every heartbeat, so a take that just returned is never mistaken for a lost one."""
+        reserved = self.store.reserved_by({self.worker_name})
+        with self.held_lock:
+            unheld = reserved - self.held
+        lost, self.unheld_reservations = unheld & self.unheld_reservations, unheld
+        for job in self.store.put_back(sorted(lost), self.worker_name):
+            self.republish(job.id, job.priority)
+            log.warning("job %s: its take's answer was lost; back in its line", job.id)
+        return sorted(lost)
 
     def exit_after_hand_back(self, reason: str, code: int = FATAL_EXIT_CODE) -> None:
         """The engine can run no more jobs: stop announcing this worker, let the job threads hand their jobs back
@@ -146,11 +164,15 @@ def run_next_job(runtime: WorkerRuntime, announced_job_id: str) -> None:
     if job_id is None:
         log.info("message for job %s: no queued job left to take", announced_job_id)
         return
+    with runtime.held_lock:
+        runtime.held.add(job_id)
     try:
         run_job(runtime, job_id)
     finally:
         with contextlib.suppress(StoreUnavailable):
             runtime.store.unreserve(runtime.worker_name, job_id)
+        with runtime.held_lock:
+            runtime.held.discard(job_id)
 
 
 def _take_while_redis_is_away(runtime: WorkerRuntime, give_up_after_s: float = 30.0) -> str | None:
@@ -181,8 +203,10 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         return
     params = GenerationInput.model_validate(queued.input)
 
+    started_at = utc_now_iso()
+
     def mark_started(job: Job) -> None:
-        job.started_at = utc_now_iso()
+        job.started_at = started_at
         job.completed_at = None
         job.attempts += 1
         job.worker = runtime.worker_name
@@ -193,8 +217,10 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
             try:
                 job = store.transition(job_id, JobStatus.RUNNING, mark_started)
             except (JobNotFound, WrongState) as reason:
-                log.info("job %s skipped: %s", job_id, reason)  # canceled while it waited, or taken elsewhere
-                return
+                job = _started_here(store, job_id, queued, runtime.worker_name, started_at)
+                if job is None:
+                    log.info("job %s skipped: %s", job_id, reason)  # canceled while it waited, or taken elsewhere
+                    return
             _note_execution(runtime.settings, job, runtime.worker_name)
             watch = StopWatch(runtime, job_id)
             runtime.running.add(job_id, watch.deadline)
@@ -211,6 +237,21 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         log.info("job %s handed back to the queue before it started: %s", job_id, refusal)
         if isinstance(refusal, EngineDead):
             runtime.exit_after_hand_back(str(refusal))
+
+
+def _started_here(store: JobStore, job_id: str, queued: Job, worker: str, started_at: str) -> Job | None:
+    """The job, if this very start was written and only its answer lost (a connection dropped after Redis ran the
+    transaction, and the retry found it running): else the start really was refused."""
+    with contextlib.suppress(StoreUnavailable):
+        found = store.get(job_id)
+        if (
+            found is not None
+            and found.status == JobStatus.RUNNING
+            and (found.worker, found.started_at, found.attempts) == (worker, started_at, queued.attempts + 1)
+        ):
+            log.info("job %s: its start was written, its answer lost; it runs", job_id)
+            return found
+    return None
 
 
 def _generate_and_record(runtime: WorkerRuntime, job: Job, params: GenerationInput, watch: StopWatch) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from scripts.make_demo_model import build_demo_model
 from tests.hosts.network import unavailable_reason
-from tests.hosts.scenarios import api_host_cut_off, gpu_host_cut_off, master_host_dies
+from tests.hosts.scenarios import api_host_cut_off, gpu_host_cut_off, master_host_dies, slow_gpu_link
 from tests.hosts.service import ServiceHosts
 
-SCENARIOS = {"1": master_host_dies, "2": gpu_host_cut_off, "3": api_host_cut_off}
+SCENARIOS = {"1": master_host_dies, "2": gpu_host_cut_off, "3": api_host_cut_off, "4": slow_gpu_link}
 # Hosts a scenario needs beyond the default set.
-HOST_OPTIONS = {"2": {"gpu_hosts": 2}}
+HOST_OPTIONS = {"2": {"gpu_hosts": 2}, "4": {"slow_gpu_link": True}}
 
 
 def main() -> int:

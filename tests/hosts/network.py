@@ -17,6 +17,7 @@ SUBNET = "10.231.0"
 BRIDGE = "lhbr0"
 BRIDGE_ADDRESS = f"{SUBNET}.1"
 NAMESPACE_PREFIX = "lh-"
+LINK_PREFIX = "lhv-"
 
 
 def unavailable_reason() -> str | None:
@@ -50,7 +51,7 @@ class Host:
 
     @property
     def link(self) -> str:
-        return f"lhv-{self.name}"[:15]
+        return f"{LINK_PREFIX}{self.name}"[:15]
 
     def prefix(self) -> list[str]:
         """What runs a command on this host."""
@@ -97,6 +98,9 @@ class Network:
     def close(self) -> None:
         """Remove the hosts (their veth pairs go with their namespaces) and the bridge."""
         for host in self.hosts.values():
+            # The pair goes now: a deleted namespace's links go only once the kernel has cleaned it up, which may
+            # come after the next run wants their names.
+            _ip("link", "delete", host.link, check=False)
             _ip("netns", "delete", host.namespace, check=False)
         self.hosts.clear()
         _ip("link", "delete", BRIDGE, check=False)
@@ -109,4 +113,8 @@ class Network:
             name = line.split(" ")[0]
             if name.startswith(NAMESPACE_PREFIX):
                 _ip("netns", "delete", name, check=False)
+        for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
+            link = line.split(":")[1].strip().split("@")[0]
+            if link.startswith(LINK_PREFIX):
+                _ip("link", "delete", link, check=False)
         _ip("link", "delete", BRIDGE, check=False)

@@ -8,6 +8,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import requests
 
@@ -310,6 +311,49 @@ def api_host_cut_off(hosts: ServiceHosts, before_s: float = 4, cut_s: float = 8,
     )
     if first_accept is None:
         outcome.violations.append(violation("work stopped", "-", "no submission accepted after the heal"))
+    return outcome
+
+
+def completed_per_s(final: dict[str, dict | None], start: float, end: float, clock_offset: float) -> float:
+    """Jobs finished per second between two moments of this process's monotonic clock."""
+    finished = 0
+    for job in final.values():
+        if job and job.get("completed_at"):
+            at = datetime.fromisoformat(job["completed_at"].replace("Z", "+00:00")).timestamp() - clock_offset
+            finished += start <= at < end
+    return finished / max(end - start, 1e-9)
+
+
+def slow_gpu_link(
+    hosts: ServiceHosts, before_s: float = 10, slow_s: float = 20, after_s: float = 10, delay_ms: int = 40
+) -> Outcome:
+    """Scenario 4: the link between the GPU host and Redis turns slow (every chunk delayed `delay_ms`) and lossy
+    (every connection dropped every 4 s), then heals. Throughput falls; nothing is lost or run twice."""
+    assert hosts.slow_gpu_link, "the GPU host must reach Redis through the test's proxy"
+    clock_offset = time.time() - time.monotonic()
+    with Clients(hosts.api_url, threads=2, pause_s=0.1) as clients:
+        time.sleep(before_s)
+        slowed_at = time.monotonic()
+        hosts.gpu_link_control.write_text(f"{delay_ms} 4")
+        time.sleep(slow_s)
+        hosts.gpu_link_control.write_text("0 0")
+        healed_at = time.monotonic()
+        time.sleep(after_s)
+        stopped_at = time.monotonic()
+    outcome = check("4: a slow, lossy link between the GPU host and Redis", hosts, clients.record, {})
+    final = read_jobs(hosts.api_url, sorted(clients.record.accepted))
+
+    def rate(start: float, end: float) -> str:
+        return f"{completed_per_s(final, start, end, clock_offset):.1f}"
+
+    outcome.figures.update(
+        {
+            "link": f"{delay_ms} ms per chunk each way, every connection dropped every 4 s, for {slow_s:g} s",
+            "jobs finished per second before": rate(slowed_at - before_s, slowed_at),
+            "jobs finished per second on the slow link": rate(slowed_at, healed_at),
+            "jobs finished per second after": rate(healed_at, stopped_at),
+        }
+    )
     return outcome
 
 

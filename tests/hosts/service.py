@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ API_KEY = "hosts-test-key"
 API_PORT = 8001
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
+PROXY_PORT = 16379
 # Each host's last address byte.
 ADDRESSES = {
     "redis-master": 11,
@@ -45,6 +47,9 @@ class ServiceHosts:
     min_replica_acks: int = 1
     # GPU-worker hosts: `gpu`, and `gpu-2` beside it when 2 (scenarios where one host's jobs move to another).
     gpu_hosts: int = 1
+    # The `gpu` host reaches the Redis master through a slow, lossy proxy of the test's own (tests/hosts/slow_proxy.py)
+    # on its own loopback, set by the file `gpu_link_control` says, instead of through the sentinels.
+    slow_gpu_link: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     network: Network = field(default_factory=Network)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -96,6 +101,11 @@ class ServiceHosts:
         )
         self.settings = Settings(_env_file=None, redis_sentinels=self.redis.sentinel_addresses)
         self.store = JobStore(redis_client(self.settings), job_ttl_s=3600)
+        if self.slow_gpu_link:
+            self.gpu_link_control.write_text("0 0")
+            master = f"{self.host('redis-master').address}:{REDIS_PORT}"
+            proxy = [sys.executable, "-m", "tests.hosts.slow_proxy", f"127.0.0.1:{PROXY_PORT}", master]
+            self.processes["gpu-link"] = self._spawn("gpu", [*proxy, str(self.gpu_link_control)])
         for host in self.gpu_host_names:
             self.start_worker(host)
         self.processes["ops"] = self._spawn("ops", ops_worker_command())
@@ -120,9 +130,16 @@ class ServiceHosts:
         """The start of the name the GPU worker on `host` announces (`<this>@<hostname>`)."""
         return f"{host}-host"
 
+    @property
+    def gpu_link_control(self) -> Path:
+        return self.root / "gpu-link"
+
     def start_worker(self, host: str = "gpu", timeout_s: float = 180) -> None:
         """The GPU worker on its host, once it has announced its model."""
-        process = self._spawn(host, worker_command(f"{self.worker_name(host)}@%h"))
+        env = {}
+        if host == "gpu" and self.slow_gpu_link:
+            env = {"REDIS_URL": f"redis://127.0.0.1:{PROXY_PORT}/0", "REDIS_SENTINELS": ""}
+        process = self._spawn(host, worker_command(f"{self.worker_name(host)}@%h"), **env)
         self.processes[host] = process
         try:
             wait_for_worker(self.store, process, self.worker_name(host), timeout_s)
