@@ -5,18 +5,71 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
+from standardwebhooks.webhooks import Webhook
 
+from scripts.redis_server import free_port
+from tests.conftest import WEBHOOK_SECRET
+from tests.hosts.network import BRIDGE_ADDRESS
 from tests.hosts.service import API_KEY, ServiceHosts
 from tests.soak.checks import executions_within_attempts, lost_or_stuck, violation
 from tests.soak.evidence import TERMINAL, read_executions
 
 MAX_ATTEMPTS = 3
+# Every this many client jobs asks for a webhook (to the receiver on the clients' side of the bridge).
+WEBHOOK_EVERY = 5
+
+
+class HookReceiver:
+    """The clients' webhook receiver, on the bridge's address (the ops host reaches it there): answers 200 and keeps
+    every delivery whose signature verifies, by job id."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.completed: dict[str, list[str]] = collections.defaultdict(list)  # job id -> statuses delivered
+        self.forged = 0
+        self.lock = threading.Lock()
+        verifier = Webhook(WEBHOOK_SECRET)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    payload = verifier.verify(body, dict(self.headers))
+                except Exception:  # noqa: BLE001 - any failure to verify is a forged delivery
+                    with receiver.lock:
+                        receiver.forged += 1
+                    payload = json.loads(body)
+                else:
+                    if payload.get("type") == "job.completed":
+                        with receiver.lock:
+                            receiver.completed[payload["data"]["id"]].append(payload["data"]["status"])
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((BRIDGE_ADDRESS, self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{BRIDGE_ADDRESS}:{self.port}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @dataclass
@@ -31,6 +84,7 @@ class Submissions:
     # Idempotency-Key -> the ids its answers named: a request sent again after no answer must find the same job.
     keyed: dict[str, set[str]] = field(default_factory=lambda: collections.defaultdict(set))
     resent: set[str] = field(default_factory=set)  # keys whose request got no answer at least once
+    webhook_jobs: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def first_accept_after(self, moment: float) -> float | None:
@@ -39,10 +93,14 @@ class Submissions:
 
 
 class Clients:
-    """`threads` clients, each POSTing a short job to the API host and writing down the answer, until stopped."""
+    """`threads` clients, each POSTing a short job to the API host and writing down the answer, until stopped;
+    every WEBHOOK_EVERY-th job asks for a webhook to `hooks`."""
 
-    def __init__(self, api_url: str, threads: int = 3, pause_s: float = 0.05) -> None:
+    def __init__(
+        self, api_url: str, threads: int = 3, pause_s: float = 0.05, hooks: HookReceiver | None = None
+    ) -> None:
         self.api_url = api_url
+        self.hooks = hooks
         self.threads = threads
         self.pause_s = pause_s
         self.record = Submissions()
@@ -68,6 +126,8 @@ class Clients:
         while not self.stopping.is_set():
             number = next(self.counter)
             body = {"prompt": f"host test {number}", "max_tokens": 4}
+            if self.hooks is not None and number % WEBHOOK_EVERY == 0:
+                body["webhook"] = self.hooks.url
             key = f"hosts-{number}"
             # A request left without an answer (its host cut off) is sent again with its key until one comes: the
             # job it may have stored must be found, never made twice. Past the clients' stop it gets 30 s more.
@@ -89,16 +149,18 @@ class Clients:
                             break
                     time.sleep(0.5)
             if answer is not None:
-                self._note(answer, key)
+                self._note(answer, key, "webhook" in body)
             time.sleep(self.pause_s)
 
-    def _note(self, answer: requests.Response, key: str) -> None:
+    def _note(self, answer: requests.Response, key: str, webhook: bool) -> None:
         record = self.record
         with record.lock:
             record.answers[answer.status_code] += 1
             if answer.status_code == 202:
                 record.accepted[answer.json()["id"]] = time.monotonic()
                 record.keyed[key].add(answer.json()["id"])
+                if webhook:
+                    record.webhook_jobs.add(answer.json()["id"])
             elif answer.status_code == 503:
                 if not answer.headers.get("Retry-After"):
                     record.violations.append(violation("503 without Retry-After", "-", answer.text[:200]))
@@ -156,7 +218,42 @@ class Outcome:
         return "\n".join(lines)
 
 
-def check(name: str, hosts: ServiceHosts, record: Submissions, figures: dict, drain_s: float = 180) -> Outcome:
+def webhooks_delivered(
+    hooks: HookReceiver | None, record: Submissions, final: dict[str, dict | None], wait_s: float = 60
+) -> list[dict]:
+    """Each finished job that asked for a webhook had its `job.completed`, signed and with its final status."""
+    if hooks is None:
+        return []
+    deadline = time.monotonic() + wait_s
+    while True:
+        with hooks.lock:
+            missing = [
+                job_id
+                for job_id in record.webhook_jobs
+                if final.get(job_id) and final[job_id]["status"] in TERMINAL and job_id not in hooks.completed
+            ]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    found = [violation("webhook undelivered", job_id, "no job.completed reached the receiver") for job_id in missing]
+    with hooks.lock:
+        for job_id, statuses in hooks.completed.items():
+            job = final.get(job_id)
+            if job is not None and any(status != job["status"] for status in statuses):
+                found.append(violation("webhook stale", job_id, f"delivered {statuses}, job is {job['status']}"))
+        if hooks.forged:
+            found.append(violation("webhook forged", "-", f"{hooks.forged} deliveries did not verify"))
+    return found
+
+
+def check(
+    name: str,
+    hosts: ServiceHosts,
+    record: Submissions,
+    figures: dict,
+    drain_s: float = 180,
+    hooks: HookReceiver | None = None,
+) -> Outcome:
     """The Jepsen-style checks once the clients stopped and the jobs had time to finish."""
     accepted = sorted(record.accepted)
     final = wait_until_terminal(hosts.api_url, accepted, drain_s)
@@ -168,6 +265,9 @@ def check(name: str, hosts: ServiceHosts, record: Submissions, figures: dict, dr
         for key, ids in record.keyed.items()
         if len(ids) > 1
     ]
+    found += webhooks_delivered(hooks, record, final)
+    if hooks is not None:
+        hooks.close()
     statuses = collections.Counter(job["status"] if job else "lost" for job in final.values())
     counts = {
         "answers": dict(sorted(record.answers.items())),
@@ -175,6 +275,8 @@ def check(name: str, hosts: ServiceHosts, record: Submissions, figures: dict, dr
         "503 naming a job": len(record.named_in_503),
         "unanswered (connection refused or timed out)": record.unanswered,
         "final statuses of accepted jobs": dict(statuses),
+        "webhooks asked (job.completed delivered)": f"{len(record.webhook_jobs)} "
+        f"({sum(1 for job_id in record.webhook_jobs if hooks and job_id in hooks.completed)})",
     }
     return Outcome(name, counts, figures, found)
 
@@ -183,7 +285,8 @@ def master_host_dies(hosts: ServiceHosts, before_s: float = 6, down_s: float = 1
     """Scenario 1: the Redis master's host dies (link cut, processes killed) while clients submit; the sentinels
     promote the replica, every program finds it; the dead host comes back later as a replica (the sentinels make it
     one about ten seconds after it answers again), after which submissions are acknowledged again."""
-    with Clients(hosts.api_url) as clients:
+    hooks = HookReceiver()
+    with Clients(hosts.api_url, hooks=hooks) as clients:
         time.sleep(before_s)
         old_master = hosts.redis.master_address()
         killed_at = time.monotonic()
@@ -210,7 +313,7 @@ def master_host_dies(hosts: ServiceHosts, before_s: float = 6, down_s: float = 1
         found.append(violation("no failover", "-", f"no new master within {down_s} s"))
     if first_accept is None:
         found.append(violation("work stopped", "-", "no submission accepted after the set was whole again"))
-    outcome = check("1: the Redis master's host dies", hosts, record, figures)
+    outcome = check("1: the Redis master's host dies", hosts, record, figures, hooks=hooks)
     outcome.violations += found
     return outcome
 
@@ -247,7 +350,8 @@ def gpu_host_cut_off(hosts: ServiceHosts, cut_s: float = 12, after_s: float = 20
     jobs run, then healed. Its jobs must run on the other GPU host (or again), each with one outcome, and the
     returning worker must announce itself again or exit on its own."""
     assert hosts.gpu_hosts >= 2, "the cut-off host's jobs need another GPU host"
-    with Clients(hosts.api_url, threads=2) as clients:
+    hooks = HookReceiver()
+    with Clients(hosts.api_url, threads=2, hooks=hooks) as clients:
         long_ids = submit_long_jobs(hosts, clients.record, count=6, max_tokens=1500)
         caught = wait_for_running_on(hosts, long_ids, hosts.worker_name("gpu"), timeout_s=60)
         cut_at = time.monotonic()
@@ -262,7 +366,7 @@ def gpu_host_cut_off(hosts: ServiceHosts, cut_s: float = 12, after_s: float = 20
                 rejoined_at = time.monotonic()
             exit_code = hosts.processes["gpu"].poll()
             time.sleep(0.5)
-    outcome = check("2: a GPU host cut off from Redis while its jobs run", hosts, clients.record, {})
+    outcome = check("2: a GPU host cut off from Redis while its jobs run", hosts, clients.record, {}, hooks=hooks)
     caught_job = read_jobs(hosts.api_url, [caught])[caught] if caught else None
     outcome.figures.update(
         {
@@ -291,7 +395,8 @@ def api_host_cut_off(hosts: ServiceHosts, before_s: float = 4, cut_s: float = 8,
     """Scenario 3: the API host is cut off (from its clients and from Redis) with requests in flight, then healed.
     Requests left without an answer are sent again with their Idempotency-Key; the API reaches Redis again by
     itself."""
-    with Clients(hosts.api_url) as clients:
+    hooks = HookReceiver()
+    with Clients(hosts.api_url, hooks=hooks) as clients:
         time.sleep(before_s)
         cut_at = time.monotonic()
         hosts.network.cut("api")
@@ -301,7 +406,7 @@ def api_host_cut_off(hosts: ServiceHosts, before_s: float = 4, cut_s: float = 8,
         time.sleep(after_s)
     record = clients.record
     first_accept = record.first_accept_after(healed_at)
-    outcome = check("3: the API host cut off mid-request", hosts, record, {})
+    outcome = check("3: the API host cut off mid-request", hosts, record, {}, hooks=hooks)
     outcome.figures.update(
         {
             "cut off for (s)": f"{healed_at - cut_at:.1f}",
@@ -331,7 +436,8 @@ def slow_gpu_link(
     (every connection dropped every 4 s), then heals. Throughput falls; nothing is lost or run twice."""
     assert hosts.slow_gpu_link, "the GPU host must reach Redis through the test's proxy"
     clock_offset = time.time() - time.monotonic()
-    with Clients(hosts.api_url, threads=2, pause_s=0.1) as clients:
+    hooks = HookReceiver()
+    with Clients(hosts.api_url, threads=2, pause_s=0.1, hooks=hooks) as clients:
         time.sleep(before_s)
         slowed_at = time.monotonic()
         hosts.gpu_link_control.write_text(f"{delay_ms} 4")
@@ -340,7 +446,7 @@ def slow_gpu_link(
         healed_at = time.monotonic()
         time.sleep(after_s)
         stopped_at = time.monotonic()
-    outcome = check("4: a slow, lossy link between the GPU host and Redis", hosts, clients.record, {})
+    outcome = check("4: a slow, lossy link between the GPU host and Redis", hosts, clients.record, {}, hooks=hooks)
     final = read_jobs(hosts.api_url, sorted(clients.record.accepted))
 
     def rate(start: float, end: float) -> str:
