@@ -22,6 +22,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(SCENARIOS), action="append", help="run only these scenarios")
     parser.add_argument("--keep", type=Path, help="keep every host's logs in this folder")
+    parser.add_argument(
+        "--min-replica-acks", type=int, default=1, help="REDIS_MIN_REPLICA_ACKS of the service (default 1)"
+    )
     args = parser.parse_args()
     reason = unavailable_reason()
     if reason is not None:
@@ -34,7 +37,8 @@ def main() -> int:
         for key in args.only or sorted(SCENARIOS):
             run_root = root / f"scenario-{key}"
             run_root.mkdir(parents=True)
-            with ServiceHosts(run_root, model_dir, **HOST_OPTIONS.get(key, {})) as hosts:
+            options = {"min_replica_acks": args.min_replica_acks, **HOST_OPTIONS.get(key, {})}
+            with ServiceHosts(run_root, model_dir, **options) as hosts:
                 outcome = SCENARIOS[key](hosts)
             print(outcome.report(), flush=True)
             failed = failed or bool(outcome.violations)

@@ -303,8 +303,9 @@ def master_host_dies(hosts: ServiceHosts, before_s: float = 6, down_s: float = 1
     first_accept = record.first_accept_after(revived_at)
     figures = {
         "sentinels promoted the replica after (s)": _seconds(promoted_at, killed_at),
+        "first 202 after the kill (s)": _seconds(record.first_accept_after(killed_at + 0.5), killed_at),
         "first 202 after the old master's host came back as a replica (s)": _seconds(first_accept, revived_at),
-        "202s while the set had no replica to acknowledge": sum(
+        "202s answered between the kill and the old host's return": sum(
             1 for at in record.accepted.values() if killed_at < at < revived_at
         ),
     }
