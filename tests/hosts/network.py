@@ -8,15 +8,19 @@ leftovers of an earlier run that died are removed before a run starts.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
 SUBNET = "10.231.0"
 BRIDGE = "lhbr0"
 BRIDGE_ADDRESS = f"{SUBNET}.1"
 NAMESPACE_PREFIX = "lh-"
+# One set of test hosts per machine at a time (the names and the subnet are fixed): a second run waits here.
+LOCK_FILE = os.path.join(tempfile.gettempdir(), "llm-test-hosts.lock")
 LINK_PREFIX = "lhv-"
 
 
@@ -63,8 +67,11 @@ class Network:
     """The bridge and the hosts made on it."""
 
     hosts: dict[str, Host] = field(default_factory=dict)
+    lock: int | None = None
 
     def __enter__(self) -> Network:
+        self.lock = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
         self.clean_leftovers()
         _ip("link", "add", BRIDGE, "type", "bridge")
         _ip("addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", BRIDGE)
@@ -104,6 +111,9 @@ class Network:
             _ip("netns", "delete", host.namespace, check=False)
         self.hosts.clear()
         _ip("link", "delete", BRIDGE, check=False)
+        if self.lock is not None:
+            os.close(self.lock)  # releases the flock
+            self.lock = None
 
     @staticmethod
     def clean_leftovers() -> None:
