@@ -14,7 +14,7 @@ from core.errors import StoreUnavailable
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.store import JobStore
 from core.jobs.submission import SubmitJob
-from core.redis.clients import redis_client, redis_pool
+from core.redis.clients import master_connection_options, redis_client, redis_pool, sentinel_options
 from core.redis.errors import redis_boundary
 from core.redis.keys import JOB_KEY
 from core.redis.replication import ReplicaAcks
@@ -57,6 +57,14 @@ def test_the_broker_url_names_every_sentinel_with_the_masters_credentials():
     options = broker_transport_options(settings)
     assert options["master_name"] == "mymaster" and options["sentinel_kwargs"]["password"] == "s"
     assert broker_url(sentinel_settings(redis_url="redis://x:1/0")) == "redis://x:1/0"
+
+
+def test_tls_and_its_ca_reach_the_master_and_the_sentinels_alike():
+    settings = sentinel_settings(redis_sentinels="a:1", redis_url="rediss://:pw@x:6380/2?ssl_ca_certs=/etc/ca.pem")
+    master = master_connection_options(settings)
+    assert master["ssl"] is True and master["ssl_ca_certs"] == "/etc/ca.pem" and master["db"] == 2
+    sentinels = sentinel_options(settings)
+    assert sentinels["ssl"] is True and sentinels["ssl_ca_certs"] == "/etc/ca.pem" and "password" not in sentinels
 
 
 @pytest.fixture(scope="module")

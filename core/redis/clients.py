@@ -123,7 +123,9 @@ def sentinel_options(settings: Settings) -> dict[str, Any]:
     if settings.redis_sentinel_password is not None:
         options["password"] = settings.redis_sentinel_password.get_secret_value()
     if settings.effective_redis_url.startswith("rediss://"):
-        options["ssl"] = True
+        # The same TLS as the master's: REDIS_URL's query (ssl_ca_certs=..., ssl_cert_reqs=...) applies to both.
+        master = master_connection_options(settings)
+        options.update({key: value for key, value in master.items() if key.startswith("ssl")})
     return options
 
 
