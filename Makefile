@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test test-faults soak lint format demo-model model bench batch clean gpu-check
+.PHONY: run test test-faults test-hosts soak lint format demo-model model bench batch clean gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: $(DEV_STAMP)
 ## test-faults: only the fault-injection suite (kill -9, Redis restart, OOM, deadlines, SIGTERM)
 test-faults: $(DEV_STAMP)
 	$(PY) -m pytest -m faults
+
+## test-hosts: the service as several hosts in network namespaces (Redis master, replica and three sentinels, API,
+## GPU worker, ops; needs root): clients submit while a host dies or is cut off; prints each scenario's counts
+test-hosts: $(DEV_STAMP)
+	$(PY) -m tests.hosts $(ARGS)
 
 ## soak: the chaos soak (4 minutes; SOAK_SECONDS=1800 for longer, ARGS='--seed 7 --faults 20'): every kind of
 ## client while the GPU worker, the ops worker and Redis are killed, paused and restarted, then checks that no job

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 
-import redis
 from flask import Flask, request
 from flask_limiter import Limiter, RequestLimit
 
@@ -13,6 +12,7 @@ from api.routes import console, health
 from api.routes.common import caller
 from api.services import POOL_WAIT_S
 from core.errors import TooManyRequests, Unauthorized
+from core.redis.clients import redis_pool
 from core.redis.keys import RATE_LIMIT_KEY_PREFIX
 from core.settings import Settings
 
@@ -38,17 +38,11 @@ def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
     """Count every request but the probes and the console's files against the caller's rate; None when off."""
     if not settings.rate_limit:
         return None
-    timeout_s = settings.redis_socket_timeout_seconds
     # Its own pool, as large as the main client's: at redis-py's default cap (100) a burst of requests was
     # answered 503 while Redis was fine; past the cap a request waits for a connection instead.
-    pool = redis.BlockingConnectionPool.from_url(
-        settings.effective_redis_url,
-        max_connections=settings.api_worker_connections,
-        timeout=POOL_WAIT_S,
-        # Fail as fast as the job store does when Redis is away (a 503, like every other Redis error).
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-    )
+    # It fails as fast as the job store does when Redis is away (a 503, like every other Redis error); through the
+    # sentinels when REDIS_SENTINELS are set.
+    pool = redis_pool(settings, max_connections=settings.api_worker_connections, pool_timeout_s=POOL_WAIT_S)
     limiter = Limiter(
         _rate_key,
         app=app,

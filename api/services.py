@@ -16,7 +16,7 @@ from core.jobs.cancellation import CancelBatch, CancelJob
 from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.priority import Priority
-from core.jobs.store import JobStore, connect
+from core.jobs.store import JobStore
 from core.jobs.submission import JobQueue, SubmitJob
 from core.jobs.waits import JobWaits
 from core.limits.file_quota import FileQuota
@@ -28,6 +28,8 @@ from core.metrics.history import MetricsHistory
 from core.openai.batch_service import OpenAIBatches
 from core.openai.batch_store import OpenAIBatchStore
 from core.openai.files import FileStore
+from core.redis.clients import redis_client
+from core.redis.replication import ReplicaAcks
 from core.settings import Settings
 from core.workers.registry import WorkerRegistry
 
@@ -46,9 +48,8 @@ LISTENER_CONNECTIONS = 4
 def api_redis_client(settings: Settings) -> redis.Redis:
     """The API process's main Redis client: as many connections as requests it serves at once (and its
     listeners), so a burst waits for one rather than fail at redis-py's default cap of 100."""
-    return connect(
-        settings.effective_redis_url,
-        socket_timeout_s=settings.redis_socket_timeout_seconds,
+    return redis_client(
+        settings,
         max_connections=settings.api_worker_connections + LISTENER_CONNECTIONS,
         pool_timeout_s=POOL_WAIT_S,
     )
@@ -97,15 +98,14 @@ class Services:
         batches = BatchStore(store)
         idempotency = IdempotencyKeys(store.redis, stale_after_s=settings.idempotency_stale_seconds)
         context_window = ContextWindow(settings.model_dir)
-        event_reads = connect(
-            settings.effective_redis_url,
-            socket_timeout_s=settings.redis_socket_timeout_seconds,
-            max_connections=EVENT_READ_CONNECTIONS,
-            pool_timeout_s=POOL_WAIT_S,
-        )
+        event_reads = redis_client(settings, max_connections=EVENT_READ_CONNECTIONS, pool_timeout_s=POOL_WAIT_S)
         # One reading of Redis's memory per process, shared by everything that accepts new work.
         memory = MemoryBudget(store.redis, high_water_percent=settings.redis_high_water_percent)
-        submit_batch = SubmitBatch(settings, batches, queue, idempotency, context_window, memory=memory)
+        # A 202 promises the write reached REDIS_MIN_REPLICA_ACKS replicas (none asked: nothing is waited for).
+        replicas = ReplicaAcks.from_settings(store.redis, settings)
+        submit_batch = SubmitBatch(
+            settings, batches, queue, idempotency, context_window, memory=memory, replicas=replicas
+        )
         quota = FileQuota(
             store.redis,
             max_files=settings.max_files_per_key,
@@ -128,7 +128,7 @@ class Services:
             waits=JobWaits(store),
             workers=WorkerRegistry(store.redis),
             batches=batches,
-            submit_job=SubmitJob(settings, store, queue, idempotency, context_window, memory=memory),
+            submit_job=SubmitJob(settings, store, queue, idempotency, context_window, memory=memory, replicas=replicas),
             submit_batch=submit_batch,
             cancel_job=CancelJob(store),
             cancel_batch=CancelBatch(batches),

@@ -22,7 +22,8 @@ DEFAULT_REDIS_MAXMEMORY_FLOOR = 256 * MIB
 DEFAULT_REDIS_MAXMEMORY_CEILING = 16 * 1024 * MIB
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # Fields whose values never appear in an error, a log line or a repr (REDIS_URL may hold Redis's password).
-SECRET_FIELDS = frozenset({"api_keys", "admin_api_keys", "webhook_secret", "redis_url"})
+SECRET_FIELDS = frozenset({"api_keys", "admin_api_keys", "webhook_secret", "redis_url", "redis_sentinel_password"})
+DEFAULT_SENTINEL_PORT = 26379
 
 
 class ApiKey(SecretStr):
@@ -71,6 +72,19 @@ class Settings(BaseSettings):
     # None means "not given": `make run` then starts an embedded redis-server;
     # other processes use the default.
     redis_url: str | None = None
+    # Redis Sentinel (docs/redis-ha.md): REDIS_SENTINELS="host:port,host:port,..." makes every program ask these
+    # sentinels where the master named REDIS_SENTINEL_MASTER is, and ask again after a failover. REDIS_URL then
+    # gives only what a connection to the master needs beside its address: its scheme (rediss:// for TLS, to the
+    # sentinels too), user, password and database number; its host and port are not used.
+    # REDIS_SENTINEL_PASSWORD: the sentinels' own password, when they have one (unused without REDIS_SENTINELS).
+    redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = Field(default_factory=list)
+    redis_sentinel_master: str = "mymaster"
+    redis_sentinel_password: SecretStr | None = None
+    # The promise behind a 202 with replicas: an accepted job (and a recorded outcome) has reached at least
+    # REDIS_MIN_REPLICA_ACKS replicas (Redis's WAIT), within REDIS_REPLICA_ACK_TIMEOUT_MS, or the API answers 503 with
+    # Retry-After (and the job's id) and the worker records the outcome again. 0: no waiting (one Redis, no replica).
+    redis_min_replica_acks: int = Field(0, ge=0, le=16)
+    redis_replica_ack_timeout_ms: int = Field(1000, ge=1, le=60_000)
     model_dir: Path = Path("./model")
     # The name the OpenAI-compatible endpoints serve the model under (GET /v1/models, `model` in answers); unset:
     # the model folder's name.
@@ -291,7 +305,28 @@ class Settings(BaseSettings):
             raise ValueError("retry delays must be zero or more seconds")
         return value
 
-    @field_validator("redis_url", "webhook_secret", "model_name", mode="before")
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [_host_and_port(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _check_master_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(character.isspace() for character in value):
+            raise ValueError("must be the master's name in the sentinels' configuration, without spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _sentinels_with_a_usable_url(self) -> Settings:
+        if self.redis_sentinels and self.redis_url is not None and self.redis_url.startswith("unix://"):
+            raise ValueError("REDIS_SENTINELS reach Redis over TCP: REDIS_URL can't be a unix:// socket with them")
+        return self
+
+    @field_validator("redis_url", "webhook_secret", "model_name", "redis_sentinel_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `KEY=` in .env or `${KEY:-}` in compose means "not configured".
@@ -380,8 +415,31 @@ class Settings(BaseSettings):
 
     @property
     def effective_redis_url(self) -> str:
-        """The Redis URL processes connect to."""
+        """The Redis URL processes connect to (with REDIS_SENTINELS: the master's credentials, TLS and database)."""
         return self.redis_url or DEFAULT_REDIS_URL
+
+    @property
+    def uses_sentinel(self) -> bool:
+        """True when the programs find the Redis master through REDIS_SENTINELS."""
+        return bool(self.redis_sentinels)
+
+
+def _host_and_port(text: str) -> tuple[str, int]:
+    """`host:port` (or `host`, `[v6]:port`) as a pair; the port defaults to the sentinels' 26379."""
+    text = text.strip()
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:  # a name, an IPv4 address or a bare IPv6 address
+        host, port = text, ""
+    if not host or not (_DNS_NAME.fullmatch(host.lower()) or _is_ip_address(host)) or not (port or "0").isdigit():
+        raise ValueError(f"{text!r} is not host:port")
+    number = int(port) if port else DEFAULT_SENTINEL_PORT
+    if not 1 <= number <= 65535:
+        raise ValueError(f"{text!r}: the port must be between 1 and 65535")
+    return host, number
 
 
 def redacted_url(url: str) -> str:

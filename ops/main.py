@@ -12,7 +12,8 @@ import signal
 import threading
 
 from broker.publisher import JobPublisher
-from core.jobs.store import JobStore, connect
+from core.jobs.store import JobStore
+from core.redis.clients import redis_client
 from core.settings import get_settings
 from core.webhooks.queue import WebhookQueue
 from ops.metrics_sampler import MetricsSampler
@@ -29,7 +30,7 @@ def main() -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
+    client = redis_client(settings)
     store = JobStore(client, job_ttl_s=settings.job_ttl_seconds, queue=settings.gpu_queue)
     reconciler = Reconciler(settings, store, JobPublisher(settings))
     threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True).start()

@@ -18,7 +18,7 @@ import sys
 import redis
 
 from core.errors import StoreUnavailable
-from core.jobs.store import connect
+from core.redis.clients import redis_client
 from core.settings import get_settings
 from core.workers.registry import WorkerRegistry
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings()
     except SystemExit:  # a bad setting, already printed; docker reserves exit status 2
         return 1
-    client = connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds)
+    client = redis_client(settings)
     try:
         if args.role == "gpu-worker":
             healthy, reason = check_gpu_worker(WorkerRegistry(client), socket.gethostname())

@@ -36,6 +36,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 # Services run from the project's own image, which read the settings object.
 GPU_WORKERS = ("gpu-worker", "gpu-worker-1")
 APP_SERVICES = ("api", *GPU_WORKERS, "ops-worker")
+# The redis-ha profile: a replica of `redis` and three sentinels (docs/redis-ha.md).
+REDIS_HA = ("redis-replica", "sentinel-1", "sentinel-2", "sentinel-3")
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
 # Interpolated in docker-compose.yml but not settings: the image's build arguments, the Redis password (which
 # reaches the processes inside REDIS_URL) and Flower's login, Redis's memory budget, and each container's limits.
@@ -63,6 +65,8 @@ SECRETS_NEEDED_BY = {
     # The API refuses jobs that ask for a webhook while none is set; the ops worker signs with it.
     "WEBHOOK_SECRET": {"api", "ops-worker"},
     "REDIS_PASSWORD": set(),  # it reaches the app inside REDIS_URL, Redis as REDISCLI_AUTH, Flower in its broker URL
+    # The redis-ha profile's sentinels take Redis's password; the app needs it only with REDIS_SENTINELS set.
+    "REDIS_SENTINEL_PASSWORD": set(APP_SERVICES),
     "FLOWER_BASIC_AUTH": {"flower"},
 }
 # Container environment read by libraries rather than by the settings object.
@@ -301,11 +305,33 @@ def test_compose_starts_redis_api_and_workers_and_keeps_flower_and_a_second_gpu_
     """`docker compose up -d` starts redis, api, one GPU worker and the ops worker; Flower and the second GPU's
     worker only with `--profile monitoring` and `--profile two-gpus`."""
     services = compose()["services"]
-    assert set(services) == {"redis", "api", "gpu-worker", "gpu-worker-1", "ops-worker", "flower"}
+    assert set(services) == {"redis", "api", "gpu-worker", "gpu-worker-1", "ops-worker", "flower", *REDIS_HA}
     assert services["flower"]["profiles"] == ["monitoring"]
     assert services["gpu-worker-1"]["profiles"] == ["two-gpus"]
+    assert all(services[name]["profiles"] == ["redis-ha"] for name in REDIS_HA)
     assert all("profiles" not in services[name] for name in ("redis", "api", "gpu-worker", "ops-worker"))
     assert services["flower"]["image"].startswith("mher/flower:")
+
+
+def test_the_redis_ha_profile_is_a_replica_and_three_sentinels_watching_redis() -> None:
+    """`--profile redis-ha`: the replica follows `redis`; three sentinels watch `redis` under the master name the
+    app asks for, two of them needed to call it down; either node can be the other's replica (masterauth); and
+    REDIS_SENTINELS in .env points the app at them."""
+    replica_script = service("redis-replica")["command"][2]
+    assert "--replicaof redis 6379" in replica_script and "masterauth" in replica_script
+    assert "masterauth" in service("redis")["command"][2]
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        script = service(name)["command"][2]
+        assert "'sentinel monitor mymaster redis 6379 2'" in script and script.endswith("--sentinel"), name
+        assert "sentinel auth-pass mymaster" in script and "requirepass" in script, name
+    sentinels = "sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"
+    for name in APP_SERVICES:
+        environment = environment_of(name, {**DOTENV, "REDIS_SENTINELS": sentinels, "REDIS_MIN_REPLICA_ACKS": "1"})
+        assert environment["REDIS_SENTINELS"] == sentinels and environment["REDIS_SENTINEL_MASTER"] == "mymaster"
+        assert environment["REDIS_SENTINEL_PASSWORD"] == PASSWORD and environment["REDIS_MIN_REPLICA_ACKS"] == "1"
+        chosen = Settings(_env_file=None, **{key.lower(): value for key, value in environment.items()
+                                             if key.lower() in Settings.model_fields})  # fmt: skip
+        assert chosen.redis_sentinels == [(f"sentinel-{n}", 26379) for n in (1, 2, 3)], name
 
 
 def test_compose_file_has_no_obsolete_version_key() -> None:
@@ -397,6 +423,8 @@ def test_redis_keeps_jobs_across_restarts_never_evicts_them_and_takes_only_the_p
         "--appendfsync": "everysec",
         "--maxmemory": "2048mb",
         "--maxmemory-policy": "noeviction",
+        # As the replica of the redis-ha profile's promoted node (after a failover), it names itself by service.
+        "--replica-announce-ip": "redis",
     }
     assert "--maxmemory 512mb" in redis_start_script({"REDIS_MAXMEMORY_MB": "512"})
     (data,) = [mount for mount in redis_service["volumes"] if mount.endswith(":/data")]
@@ -433,7 +461,8 @@ def test_redis_reads_its_password_from_a_config_file_it_writes_at_start(tmp_path
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         config = run_dir / "redis.conf"
-        assert config.read_text() == f"requirepass {PASSWORD}\n" and config.stat().st_mode & 0o077 == 0
+        assert config.read_text() == f"requirepass {PASSWORD}\nmasterauth {PASSWORD}\n"
+        assert config.stat().st_mode & 0o077 == 0
         # `exec`: the server is the shell's own process, and its command line names the file, not the password.
         assert PASSWORD not in Path(f"/proc/{process.pid}/cmdline").read_bytes().decode()
     finally:

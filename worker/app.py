@@ -165,6 +165,7 @@ class GpuWorker:
         while not self._stop_background.is_set() and not runtime.dying.is_set():
             try:
                 runtime.workers.register(self._info(), ttl_s=interval_s * 3)
+                runtime.put_back_lost_reservations()
             except StoreUnavailable as error:
                 log.warning("heartbeat not written: %s", error)
                 self.canary.store_failed()

@@ -16,6 +16,7 @@ from core.jobs.model import Job, JobInput, JobStatus, parse_iso, utc_now_iso
 from core.jobs.priority import Priority
 from core.jobs.records import JobError, JobOutput, JobResources, JobUsage
 from core.jobs.store import JobStore
+from core.redis.replication import ReplicaAcks
 from core.settings import Settings
 from core.workers.registry import WorkerRegistry
 from core.workers.reservations import WorkerReservations
@@ -61,6 +62,26 @@ class WorkerRuntime:
     dying: threading.Event = field(default_factory=threading.Event)
     # LOG_DIR/jobs.jsonl: a line per job this worker finishes.
     job_log: JobLog | None = None
+    # Confirms an outcome reached REDIS_MIN_REPLICA_ACKS replicas before its message is acknowledged (None: no wait).
+    replicas: ReplicaAcks | None = None
+    # The jobs this process's threads took and still hold. A reservation of this worker that no thread holds is one
+    # whose take's answer was lost on the way (a connection dropped after Redis ran it): seen twice in a row, it goes
+    # back to its line (put_back_lost_reservations).
+    held: set[str] = field(default_factory=set)
+    held_lock: threading.Lock = field(default_factory=threading.Lock)
+    unheld_reservations: set[str] = field(default_factory=set)
+
+    def put_back_lost_reservations(self) -> list[str]:
+        """Return to their lines (and publish again) this worker's reservations no thread held at the last call
+        either; called every heartbeat, so a take that just returned is never mistaken for a lost one."""
+        reserved = self.reservations.held_by({self.worker_name})
+        with self.held_lock:
+            unheld = reserved - self.held
+        lost, self.unheld_reservations = unheld & self.unheld_reservations, unheld
+        for job in self.store.put_back(sorted(lost), self.worker_name):
+            self.republish(job.id, job.priority)
+            log.warning("job %s: its take's answer was lost; back in its line", job.id)
+        return sorted(lost)
 
     def exit_after_hand_back(self, reason: str, code: int = FATAL_EXIT_CODE) -> None:
         """The engine can run no more jobs: stop announcing this worker, let the job threads hand their jobs back
@@ -150,11 +171,15 @@ def run_next_job(runtime: WorkerRuntime, announced_job_id: str) -> None:
     if job_id is None:
         log.info("message for job %s: no queued job left to take", announced_job_id)
         return
+    with runtime.held_lock:
+        runtime.held.add(job_id)
     try:
         run_job(runtime, job_id)
     finally:
         with contextlib.suppress(StoreUnavailable):
             runtime.reservations.release(runtime.worker_name, job_id)
+        with runtime.held_lock:
+            runtime.held.discard(job_id)
 
 
 def _take_while_redis_is_away(runtime: WorkerRuntime, give_up_after_s: float = 30.0) -> str | None:
@@ -185,8 +210,10 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         return
     params = queued.input  # typed and valid since the API accepted it
 
+    started_at = utc_now_iso()
+
     def mark_started(job: Job) -> None:
-        job.started_at = utc_now_iso()
+        job.started_at = started_at
         job.completed_at = None
         job.attempts += 1
         job.worker = runtime.worker_name
@@ -197,8 +224,10 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
             try:
                 job = store.transition(job_id, JobStatus.RUNNING, mark_started)
             except (JobNotFound, WrongState) as reason:
-                log.info("job %s skipped: %s", job_id, reason)  # canceled while it waited, or taken elsewhere
-                return
+                job = _started_here(store, job_id, queued, runtime.worker_name, started_at)
+                if job is None:
+                    log.info("job %s skipped: %s", job_id, reason)  # canceled while it waited, or taken elsewhere
+                    return
             _note_execution(runtime.settings, job, runtime.worker_name)
             watch = StopWatch(runtime, job_id)
             runtime.running.add(job_id, watch.deadline)
@@ -215,6 +244,21 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         log.info("job %s handed back to the queue before it started: %s", job_id, refusal)
         if isinstance(refusal, EngineDead):
             runtime.exit_after_hand_back(str(refusal))
+
+
+def _started_here(store: JobStore, job_id: str, queued: Job, worker: str, started_at: str) -> Job | None:
+    """The job, if this very start was written and only its answer lost (a connection dropped after Redis ran the
+    transaction, and the retry found it running): else the start really was refused."""
+    with contextlib.suppress(StoreUnavailable):
+        found = store.get(job_id)
+        if (
+            found is not None
+            and found.status == JobStatus.RUNNING
+            and (found.worker, found.started_at, found.attempts) == (worker, started_at, queued.attempts + 1)
+        ):
+            log.info("job %s: its start was written, its answer lost; it runs", job_id)
+            return found
+    return None
 
 
 def _generate_and_record(runtime: WorkerRuntime, job: Job, params: JobInput, watch: StopWatch) -> None:
@@ -283,7 +327,7 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: JobInput, wat
         return JobStatus.FAILED if error is not None else JobStatus.SUCCEEDED
 
     try:
-        recorded = _while_redis_is_away(lambda: runtime.store.record_outcome(job.id, job.attempts, record_outcome))
+        recorded = _record_durably(runtime, job, record_outcome)
     except (JobNotFound, WrongState) as reason:
         log.warning("job %s: outcome not recorded (another execution owns it): %s", job.id, reason)
         return
@@ -317,6 +361,41 @@ def _while_redis_is_away(write: Callable[[], Job], give_up_after_s: float = 600.
             if time.monotonic() > deadline:
                 raise
             log.warning("Redis unreachable: retrying the result write in %.1f s", wait_s)
+            time.sleep(wait_s)
+            wait_s = min(wait_s * 2, 5.0)
+
+
+def _record_durably(
+    runtime: WorkerRuntime, job: Job, decide: Callable[[Job, bool], JobStatus], give_up_after_s: float = 600.0
+) -> Job:
+    """Record the outcome, then see it on REDIS_MIN_REPLICA_ACKS replicas before the job's message is acknowledged.
+
+    Replication is asynchronous: an outcome only the master held is lost when a replica takes over, and the job is
+    found there still running this attempt. Until the replicas confirm it the outcome is written again, wherever it
+    is missing; found already written (by this attempt, on this worker) it is only confirmed again.
+    """
+    deadline, wait_s, again = time.monotonic() + give_up_after_s, 0.2, False
+    while True:
+        try:
+            recorded = _while_redis_is_away(lambda: runtime.store.record_outcome(job.id, job.attempts, decide))
+        except WrongState:
+            if not again:  # the first write: another execution (or a cancel) owns the job, as without replicas
+                raise
+            found = _while_redis_is_away(lambda: runtime.store.get(job.id))
+            ours = found is not None and found.attempts == job.attempts and found.worker == runtime.worker_name
+            if not (ours and found.status.is_terminal):
+                raise
+            recorded = found
+        if runtime.replicas is None:
+            return recorded
+        try:
+            runtime.replicas.confirm(job.id)
+            return recorded
+        except StoreUnavailable as error:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("job %s: outcome not yet on a replica (%s): recorded again in %.1f s", job.id, error, wait_s)
+            again = True
             time.sleep(wait_s)
             wait_s = min(wait_s * 2, 5.0)
 

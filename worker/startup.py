@@ -8,7 +8,9 @@ from collections.abc import Callable
 from core.events.stream import TokenStreams, entries_cap
 from core.jobs.model import utc_now_iso
 from core.jobs.priority import Priority
-from core.jobs.store import JobStore, connect
+from core.jobs.store import JobStore
+from core.redis.clients import redis_client
+from core.redis.replication import ReplicaAcks
 from core.settings import Settings
 from core.workers.registry import WorkerRegistry
 from core.workers.reservations import WorkerReservations
@@ -64,7 +66,7 @@ def build_runtime(
         engine = wrap_engine(engine)
         log.warning("engine wrapped by %s", getattr(wrap_engine, "__qualname__", wrap_engine))
     store = JobStore(
-        connect(settings.effective_redis_url, socket_timeout_s=settings.redis_socket_timeout_seconds),
+        redis_client(settings),
         job_ttl_s=settings.job_ttl_seconds,
         queue=settings.gpu_queue,
     )
@@ -83,6 +85,7 @@ def build_runtime(
         running=RunningJobs(store),
         workers=WorkerRegistry(store.redis),
         reservations=WorkerReservations(store.redis),
+        replicas=ReplicaAcks.from_settings(store.redis, settings),
         job_log=JobLog(settings.log_dir, max_bytes=settings.job_log_max_bytes, include_prompts=settings.log_prompts),
         publisher=TokenPublisher(
             TokenStreams(store.redis, max_entries=entries_cap(settings.max_tokens_limit)), loaded.tokenizer

@@ -15,6 +15,7 @@ from core.jobs.priority import Priority
 from core.jobs.submission import JobQueue, Submission, check_webhook_url, webhook_record
 from core.jobs.text_checks import check_text
 from core.limits.memory_budget import MemoryBudget
+from core.redis.replication import ReplicaAcks
 from core.settings import Settings
 
 log = logging.getLogger("llm.api")
@@ -32,8 +33,9 @@ class SubmitBatch(Submission):
         context_window: ContextWindow | None = None,
         *,
         memory: MemoryBudget | None = None,
+        replicas: ReplicaAcks | None = None,
     ) -> None:
-        super().__init__(settings, batches.jobs, queue, idempotency, context_window, memory=memory)
+        super().__init__(settings, batches.jobs, queue, idempotency, context_window, memory=memory, replicas=replicas)
         self.batches = batches
 
     def __call__(self, body: BatchBody, owner: str, *, idempotency_key: str | None = None) -> Batch:
@@ -52,9 +54,13 @@ class SubmitBatch(Submission):
         batch_id = new_batch_id()
         body_hash = body.fingerprint()  # the whole body has been read by now
         with self.idempotency.claim(idempotency_key, body_hash, owner, batch_id, self.batches.get) as earlier:
-            if earlier is not None:
-                return earlier
-            return self._store_and_publish(batch_id, lines, owner, webhook=body.webhook, metadata=body.metadata)
+            batch = earlier or self._store_and_publish(
+                batch_id, lines, owner, webhook=body.webhook, metadata=body.metadata
+            )
+        # Outside the claim: a batch not confirmed on a replica keeps its Idempotency-Key, so a retry finds it.
+        if self.replicas is not None:
+            self.replicas.confirm()
+        return batch
 
     def _store_and_publish(
         self, batch_id: str, lines: list[BatchLine], owner: str, *, webhook: str | None, metadata: dict[str, str]

@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from core.errors import JobNotFound, StoreUnavailable, WrongState
 from core.jobs.fair_queue import FairQueue
@@ -20,6 +18,7 @@ from core.jobs.priority import Priority
 from core.jobs.records import JobOutput, WebhookRecord
 from core.jobs.transition_effects import complete_batch_if_done, stage_queued_count, stage_transition_effects
 from core.owners.index import owned_by, page_newest_first, shed_expired_index_entries
+from core.redis.clients import connect  # noqa: F401 - where the tests and benches get it
 from core.redis.errors import redis_boundary
 from core.redis.keys import (
     CANCEL_KEY,
@@ -37,37 +36,6 @@ log = logging.getLogger("llm.store")
 
 # The GPU queue's name when a store is built without one (the GPU_QUEUE setting's default).
 DEFAULT_QUEUE = "gpu"
-
-
-def connect(
-    url: str,
-    *,
-    socket_timeout_s: float = 2.0,
-    max_connections: int | None = None,
-    pool_timeout_s: float | None = None,
-) -> redis.Redis:
-    """A Redis client whose calls fail fast instead of hanging when Redis is away.
-
-    With `max_connections`, it never opens more: a caller beyond them waits for one, up to `pool_timeout_s`
-    (the socket timeout when not given).
-    """
-    options = dict(
-        decode_responses=True,
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=socket_timeout_s,
-        health_check_interval=30,
-        # One quick retry rides over a dropped connection; more would hold callers past their 2 s answer.
-        retry=Retry(NoBackoff(), 1),
-    )
-    if max_connections is None:
-        return redis.Redis.from_url(url, **options)
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=socket_timeout_s if pool_timeout_s is None else pool_timeout_s,
-        **options,
-    )
-    return redis.Redis(connection_pool=pool)
 
 
 class JobStore:

@@ -14,6 +14,7 @@ from core.jobs.priority import Priority
 from core.jobs.store import JobStore
 from core.limits.memory_budget import MemoryBudget
 from core.limits.submit_limits import OwnerLimits
+from core.redis.replication import ReplicaAcks
 from core.settings import Settings
 from core.webhooks.callback_urls import check_callback_url
 
@@ -55,7 +56,8 @@ def check_capacity(queue: JobQueue, adding: int, limit: int) -> None:
 
 
 class Submission:
-    """What a use case that queues jobs holds: the deployment's settings and limits, the queue, idempotency keys."""
+    """What a use case that queues jobs holds: the deployment's settings and limits, the queue, idempotency keys,
+    and the replicas a write must reach before it is confirmed (REDIS_MIN_REPLICA_ACKS)."""
 
     def __init__(
         self,
@@ -66,9 +68,11 @@ class Submission:
         context_window: ContextWindow | None = None,
         *,
         memory: MemoryBudget | None = None,
+        replicas: ReplicaAcks | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.replicas = replicas
         self.queue = queue
         self.idempotency = idempotency
         self.owner_limits = OwnerLimits(settings, store)
@@ -84,7 +88,8 @@ class Submission:
 
 
 class SubmitJob(Submission):
-    """Accept one generation job: `202` means it is in the store and on the queue."""
+    """Accept one generation job: `202` means it is in the store and on the queue (and, with `replicas`, on as many
+    replicas as REDIS_MIN_REPLICA_ACKS asks)."""
 
     def check(self, params: GenerationInput) -> GenerationInput:
         """A valid generation held to this deployment: its limits, its webhook, the model's context."""
@@ -110,6 +115,7 @@ class SubmitJob(Submission):
         body_hash = hashlib.sha256(params.model_dump_json().encode()).hexdigest()
         with self.idempotency.claim(idempotency_key, body_hash, owner, job_id, self.store.get) as earlier:
             if earlier is not None:
+                self._confirm_replicated(earlier)
                 return earlier
             self.check_room(owner, 1)
             job = Job(
@@ -134,5 +140,12 @@ class SubmitJob(Submission):
                     # The reconciler will publish it: the answer must name it, or a retry would run it twice.
                     error.job_id = job.id
                 raise
+        # Outside the claim: a job not confirmed on a replica keeps its Idempotency-Key, so a retry finds it.
+        self._confirm_replicated(job)
         log.info("job %s queued", job.id)
         return job
+
+    def _confirm_replicated(self, job: Job) -> None:
+        """Answer 503 naming the job, not 202, while its write may still be lost with the master."""
+        if self.replicas is not None:
+            self.replicas.confirm(job.id)

@@ -12,9 +12,10 @@ RETRY_AFTER_S = 5
 # Redis is away, or slow past the client's timeout (a loading Redis, BusyLoadingError, is a ConnectionError).
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 # Redis answered but refuses writes for now: full under `noeviction`, a read-only replica, still loading, a
-# transaction discarded because one of its commands was refused, or a failed snapshot that stops writes.
+# transaction discarded because one of its commands was refused, a failed snapshot that stops writes, or a master
+# short of the replicas its `min-replicas-to-write` asks for (cut off from them, or in a failover).
 _CANT_WRITE_NOW = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError, redis.exceptions.ExecAbortError)
-_CANT_WRITE_NOW_PREFIXES = ("OOM", "READONLY", "LOADING", "EXECABORT", "MISCONF")
+_CANT_WRITE_NOW_PREFIXES = ("OOM", "READONLY", "LOADING", "EXECABORT", "MISCONF", "NOREPLICAS")
 
 
 def store_unavailable_from(error: BaseException) -> StoreUnavailable | None:

@@ -73,3 +73,6 @@ OPENAI_BATCH_OWNER_INDEX_KEY = "llm:openai:batches:owner:{owner}"  # sorted set:
 OPENAI_BATCH_SEQUENCE_KEY = "llm:openai:batches:seq"
 # Held (a few minutes at most) by the one API process writing a finished batch's output files.
 OPENAI_BATCH_FINALIZING_KEY = "llm:openai:batch:{batch_id}:finalizing"
+# Bumped before each WAIT (core/redis/replication.py): WAIT counts the replicas holding a connection's last write,
+# so a confirmation first writes on its own connection. Never expires; one integer.
+REPLICATION_MARK_KEY = "llm:replication:mark"
