@@ -12,43 +12,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_serializer
 
+from core.errors import BatchLineError, ErrorBody, ErrorDetail
 from core.events.protocol import JobStatusEvent, JobTokenEvent
 from core.jobs.model import Job
 from core.jobs.records import JobResources, JobUsage
 from core.metrics.history import MetricsSample
 from core.openai.protocol import ChatCompletionChunk, TextCompletionChunk
 from core.workers.info import WorkerInfo
-
-
-class BatchLineError(BaseModel):
-    line: int = Field(description="The 1-based number of the bad line.")
-    message: str = Field(description="What is wrong with it.")
-
-
-class ErrorDetail(BaseModel):
-    type: str = Field(
-        description="Stable kind of error: malformed_body (400), unauthorized (401), not_found (404), "
-        "method_not_allowed (405), wrong_state (409), body_too_large (413), unsupported_media_type (415), "
-        "invalid_input (422), queue_full and store_unavailable (503), timeout (504); a failed generation "
-        "answers 500 with the job's own error type.",
-        examples=["invalid_input"],
-    )
-    message: str = Field(description="What went wrong, for people.", examples=["max_tokens: must be at most 4096"])
-    field: str | None = Field(
-        None,
-        description="The request field at fault, dotted as in `messages.0.content`; absent when no one field is.",
-        examples=["max_tokens"],
-    )
-    job_id: str | None = Field(
-        None, description="Whenever the request's job was stored (504, 503, a failed generation): the job to poll."
-    )
-    lines: list[BatchLineError] | None = Field(None, description="On a refused batch: each bad line and why.")
-
-
-class ErrorBody(BaseModel):
-    """Every error answer."""
-
-    error: ErrorDetail
 
 
 class JobPage(BaseModel):
@@ -123,6 +93,9 @@ class OpenAIFileUpload(BaseModel):
     )
     purpose: Literal["batch"] = Field(description="Only `batch`: these files feed OpenAI batches.")
 
+
+# The error shape lives with the typed errors that build it; its names are kept here for the document's readers.
+__all__ = ["BatchLineError", "ErrorBody", "ErrorDetail"]
 
 # What each streamed answer's events carry, for the OpenAPI document (api/openapi.py describes the events).
 STREAM_EVENT_MODELS: tuple[type[BaseModel], ...] = (
