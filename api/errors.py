@@ -10,6 +10,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core.errors import (
     BodyTooLarge,
+    ErrorBody,
+    ErrorDetail,
     ErrorType,
     Forbidden,
     GenerationFailed,
@@ -112,7 +114,7 @@ def service_error_response(error: ServiceError):
         response = jsonify(openai_error(status, message, param=error.field, code=code))
     else:
         status = http_status_of(error)
-        response = jsonify(error.to_dict())
+        response = jsonify(error.body().answer())
     response.status_code = status
     if job_id is not None:  # the request's job exists whatever went wrong: where to read it
         response.headers["Location"] = f"/jobs/{job_id}"
@@ -151,12 +153,13 @@ def register_error_handlers(app: Flask) -> None:
         error_type = _HTTP_ERROR_TYPES.get(status, ErrorType.HTTP_ERROR)
         if speaks_openai(request.path):
             return jsonify(openai_error(status, error.description or "", code=str(error_type))), status
-        body = {"error": {"type": error_type, "message": error.description}}
-        return jsonify(body), status
+        return jsonify(ErrorBody(error=ErrorDetail(type=error_type, message=error.description or "")).answer()), status
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error")
         if speaks_openai(request.path):
             return jsonify(openai_error(500, "internal error", code=str(ErrorType.INTERNAL_ERROR))), 500
-        return jsonify({"error": {"type": ErrorType.INTERNAL_ERROR, "message": "internal error"}}), 500
+        return jsonify(
+            ErrorBody(error=ErrorDetail(type=ErrorType.INTERNAL_ERROR, message="internal error")).answer()
+        ), 500

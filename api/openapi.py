@@ -16,9 +16,10 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 
-from api.schemas import STREAM_EVENT_MODELS, ErrorBody, JobStatusEvent, JobTokenEvent
+from api.schemas import STREAM_EVENT_MODELS, ErrorBody
 from core.batches.model import BATCH_ID_PATTERN, BatchRequestLine
-from core.jobs.model import JOB_ID_PATTERN, Job
+from core.events.protocol import JOB_EVENT_KINDS
+from core.jobs.model import JOB_ID_PATTERN
 from core.openai.files import FILE_ID_PATTERN
 from core.openai.protocol import ChatCompletionChunk, OpenAIErrorBody, TextCompletionChunk
 
@@ -205,13 +206,7 @@ def _chunk_event_schema(chunk: type[BaseModel]) -> dict[str, Any]:
 
 
 def _job_event_schema() -> dict[str, Any]:
-    return {
-        "oneOf": [
-            _event(_json_data(JobStatusEvent), "status", has_id=True),
-            _event(_json_data(JobTokenEvent), "token", has_id=True),
-            _event(_json_data(Job), "completed"),
-        ]
-    }
+    return {"oneOf": [_event(_json_data(kind.data), kind.name, has_id=kind.resumable) for kind in JOB_EVENT_KINDS]}
 
 
 def _add_components(schemas: dict[str, Any], models: tuple[type[BaseModel], ...]) -> None:

@@ -5,6 +5,7 @@ A bad query string is InvalidInput naming the parameter, in the words each route
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -13,7 +14,8 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from core.batches.model import BATCH_ID_PATTERN
-from core.errors import invalid_input_from
+from core.errors import InvalidInput, invalid_input_from
+from core.events.stream import EVENT_ID_PATTERN
 from core.jobs.model import JobStatus
 from core.openai.files import FILE_ID_PATTERN
 
@@ -48,14 +50,25 @@ class Query(BaseModel):
     messages: ClassVar[dict[str, str]] = {}
     # When several parameters are bad, which problem is told (by field, or `field/error type`).
     told_first: ClassVar[tuple[str, ...]] = ()
+    # How a message names a parameter that may come from elsewhere than the query string (the field stays its name).
+    told_as: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def read(cls: type[Q]) -> Q:
         """The current request's query string (the first value of a repeated parameter)."""
         try:
-            return cls.model_validate(request.args.to_dict())
+            return cls.model_validate(cls.values())
         except ValidationError as error:
-            raise invalid_input_from(error, field_messages=cls.messages, told_first=cls.told_first) from None
+            problem = invalid_input_from(error, field_messages=cls.messages, told_first=cls.told_first)
+            if problem.field in cls.told_as:
+                told = cls.told_as[problem.field] + problem.message.removeprefix(problem.field)
+                problem = InvalidInput(told, field=problem.field)
+            raise problem from None
+
+    @classmethod
+    def values(cls) -> dict[str, str]:
+        """The parameters the model reads from the current request."""
+        return request.args.to_dict()
 
 
 Q = TypeVar("Q", bound=Query)
@@ -121,3 +134,54 @@ class OpenAIFileQuery(Query):
     )
     purpose: Literal["batch", "batch_output"] | None = Field(None, description="Only files of this purpose.")
     order: Literal["desc"] = Field("desc", description="Newest first (the only order here).")
+
+
+class BatchQuery(Query):
+    webhook: str | None = Field(
+        None,
+        description="The batch's webhook, for a JSONL or list body (an envelope's own `webhook` wins).",
+        examples=["https://example.com/hooks/batches"],
+    )
+
+
+class EventsQuery(Query):
+    messages = {"last_event_id": "must be an event's id (`<milliseconds>-<sequence>`)"}
+    # The header says it too, so the message names neither spelling.
+    told_as = {"last_event_id": "last event id"}
+
+    last_event_id: str = Field(
+        "",
+        pattern=f"^({EVENT_ID_PATTERN.pattern})?$",
+        description="Resume after this event id (what `Last-Event-ID` says, for clients that can't send that "
+        "header); empty: from the start.",
+        examples=["1718000000000-0"],
+    )
+
+    @classmethod
+    def values(cls) -> dict[str, str]:
+        """`Last-Event-ID`, the header EventSource sends when it reconnects, wins over the parameter."""
+        return {"last_event_id": request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or ""}
+
+
+# A plain decimal number (what a previous answer's `timestamp` looks like), not `inf`, `nan` or `1_000`.
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+def _unix_time(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _NUMBER.fullmatch(value):
+            raise PydanticCustomError("plain_number", "must be a plain decimal number")
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    return value
+
+
+class MetricsHistoryQuery(Query):
+    messages = {"since": "must be a Unix time in seconds (a number, 0 or more)"}
+
+    since: Annotated[
+        float,
+        Field(ge=0, description="Only samples taken after this Unix time (a previous answer's last `timestamp`)."),
+        BeforeValidator(_unix_time),
+    ] = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 
 class ErrorType(StrEnum):
@@ -45,6 +45,42 @@ class ErrorType(StrEnum):
 WAIT_TIMED_OUT = ErrorType.JOB_TIMED_OUT
 
 
+# The error answer's shape: ServiceError.body() builds it and the OpenAPI document shows it.
+class BatchLineError(BaseModel):
+    line: int = Field(description="The 1-based number of the bad line.")
+    message: str = Field(description="What is wrong with it.")
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(
+        description="Stable kind of error: malformed_body (400), unauthorized (401), not_found (404), "
+        "method_not_allowed (405), wrong_state (409), body_too_large (413), unsupported_media_type (415), "
+        "invalid_input (422), queue_full and store_unavailable (503), timeout (504); a failed generation "
+        "answers 500 with the job's own error type.",
+        examples=["invalid_input"],
+    )
+    message: str = Field(description="What went wrong, for people.", examples=["max_tokens: must be at most 4096"])
+    field: str | None = Field(
+        None,
+        description="The request field at fault, dotted as in `messages.0.content`; absent when no one field is.",
+        examples=["max_tokens"],
+    )
+    job_id: str | None = Field(
+        None, description="Whenever the request's job was stored (504, 503, a failed generation): the job to poll."
+    )
+    lines: list[BatchLineError] | None = Field(None, description="On a refused batch: each bad line and why.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+    def answer(self) -> dict:
+        """The JSON sent: a field that does not apply is absent, never null."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
 class ServiceError(Exception):
     """Base class: every error knows its stable `type` string and renders the API's JSON error body."""
 
@@ -66,14 +102,16 @@ class ServiceError(Exception):
         # Set once a job was stored for the request: a caller told to retry must be able to find it.
         self.job_id = job_id
 
+    def body(self) -> ErrorBody:
+        """The error answer: `{"error": {"type", "message", "field"?, "job_id"?}}`."""
+        detail = ErrorDetail(
+            type=str(self.error_type), message=self.message, field=self.field or None, job_id=self.job_id or None
+        )
+        return ErrorBody(error=detail)
+
     def to_dict(self) -> dict:
-        """The JSON error body: `{"error": {"type", "message", "field"?, "job_id"?}}`."""
-        body: dict = {"type": str(self.error_type), "message": self.message}
-        if self.field:
-            body["field"] = self.field
-        if self.job_id:
-            body["job_id"] = self.job_id
-        return {"error": body}
+        """The error answer as JSON data: what is not set is absent, never null."""
+        return self.body().answer()
 
 
 class InvalidInput(ServiceError):

@@ -213,15 +213,15 @@ def test_one_sample_per_period_whoever_samples_and_the_history_stays_bounded(own
     # A period later the tokens counted in between give the rate.
     assert second.record(figures_at(now + 1, 25))
     samples = first.samples()
-    assert [s["tokens_per_second"] for s in samples] == [None, pytest.approx(25.0, rel=0.02)]
-    assert samples[0]["queue_depth"] == 3 and samples[0]["jobs_in_flight"] == 2
+    assert [s.tokens_per_second for s in samples] == [None, pytest.approx(25.0, rel=0.02)]
+    assert samples[0].queue_depth == 3 and samples[0].jobs_in_flight == 2
     # Two hundred periods later only the window's worth is kept, oldest first.
     for period in range(2, 201):
         first.record(figures_at(now + period, 25))
     assert client.llen("llm:metrics:history") == first.max_samples == 61
     kept = first.samples()
-    assert [s["timestamp"] for s in kept] == [pytest.approx(now + period, abs=0.01) for period in range(140, 201)]
-    assert len(first.samples(since_s=kept[-11]["timestamp"])) == 10
+    assert [s.timestamp for s in kept] == [pytest.approx(now + period, abs=0.01) for period in range(140, 201)]
+    assert len(first.samples(since_s=kept[-11].timestamp)) == 10
     # A sample older than the window (a sampler whose clock lags, say) is kept in the list but never shown.
     first.record(figures_at(now - 120, 25))
     assert client.llen("llm:metrics:history") == 61 and len(first.samples()) == 60

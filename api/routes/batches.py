@@ -5,9 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.openapi import JSONL_MEDIA_TYPES, document
-from api.queries import PageQuery, ResultsQuery
+from api.queries import BatchQuery, PageQuery, ResultsQuery
 from api.routes.common import accepted, caller, checked_batch_id, is_json_media_type, services
-from api.schemas import BatchQuery
 from core.batches.lines import read_batch_body
 from core.batches.model import BatchJsonBody
 from core.batches.view import BatchCancellation, BatchPage, BatchView
@@ -49,7 +48,7 @@ def create_batch():
     request.max_content_length = svc.settings.max_batch_body_bytes
     # Read as a stream: the line cap stops a huge body early, and the body is never held more than once.
     chunks = iter(lambda: request.stream.read(READ_CHUNK_BYTES), b"")
-    body = read_batch_body(chunks, request.args.get("webhook"))
+    body = read_batch_body(chunks, BatchQuery.read().webhook)
     batch = svc.submit_batch(body, owner, idempotency_key=request.headers.get("Idempotency-Key"))
     return accepted(svc.batches.view(batch), f"/batches/{batch.id}")
 

@@ -6,12 +6,13 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, stream_with_context
 
 from api.openapi import document
+from api.queries import EventsQuery
 from api.routes.common import caller, checked_job_id, services
-from api.schemas import EventsQuery
 from core.events.follow import Completed, FollowItem, KeepAlive, Lapsed
+from core.events.protocol import COMPLETED, event_data
 
 bp = Blueprint("events", __name__)
 
@@ -35,9 +36,10 @@ def job_events(job_id: str):
     """
     owner = caller()
     svc = services()
-    after = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or None
+    job_id = checked_job_id(job_id)
+    after = EventsQuery.read().last_event_id or None
     lifetime_s = svc.settings.sse_max_stream_seconds
-    items = svc.job_events.follow(checked_job_id(job_id), owner, after, lifetime_s=lifetime_s)
+    items = svc.job_events.follow(job_id, owner, after, lifetime_s=lifetime_s)
     with ExitStack() as held:
         held.enter_context(svc.stream_slots.held(owner))
         response = Response(stream_with_context(_sse(items)), mimetype=EVENT_STREAM)
@@ -53,11 +55,11 @@ def _sse(items: Iterator[FollowItem]) -> Iterator[str]:
         if isinstance(item, KeepAlive):
             yield ": keep-alive\n\n"
         elif isinstance(item, Completed):
-            yield _frame("completed", item.job)
+            yield _frame(COMPLETED, item.job)  # the job's public view: Job's own dump
         elif isinstance(item, Lapsed):
             yield f": stream lifetime reached; reconnect with Last-Event-ID\nretry: {RECONNECT_MS}\n\n"
         else:
-            yield _frame(item.kind, item.data, item.event_id)
+            yield _frame(item.kind, event_data(item).model_dump(mode="json"), item.event_id)
 
 
 def _frame(event: str, data: dict, event_id: str = "") -> str:

@@ -37,16 +37,4 @@ def generate():
         sock = client_socket(request.environ) if cancels_when_caller_leaves(svc, key) else None
         job = wait_for_caller(svc, owner, job, sock)
     job = succeeded(job, svc.settings.sync_wait_seconds)
-    text = job.output.text if job.output is not None else ""
-    return jsonify(
-        {
-            "id": job.id,
-            # `generated_text` is what synchronous clients read; `text` matches the job object.
-            "generated_text": text,
-            "text": text,
-            "finish_reason": job.output.finish_reason if job.output is not None else None,
-            "usage": job.usage,
-            "metrics": job.metrics,
-            "resources": job.resources,
-        }
-    )
+    return jsonify(GenerateResult.of(job))

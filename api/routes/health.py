@@ -16,14 +16,14 @@ bp = Blueprint("health", __name__)
 @document(tags=("health",), answers={200: Health}, errors=(), public=True)
 def healthz():
     """The API process is up."""
-    return jsonify({"status": "ok"})
+    return jsonify(Health(status="ok"))
 
 
 @bp.get("/health")
 @document(tags=("health",), answers={200: Health}, errors=(), public=True)
 def health():
     """The API process is up (the path serving engines answer, which load testers probe)."""
-    return jsonify({"status": "ok"})
+    return jsonify(Health(status="ok"))
 
 
 @bp.get("/readyz")
@@ -35,7 +35,9 @@ def readyz():
     workers = svc.workers.live() if redis_ok else []
     # A worker handing its jobs back before it exits takes no new work.
     ready = redis_ok and any(not worker.draining for worker in workers)
-    body: dict = {"status": "ready" if ready else "not_ready"}
+    status = "ready" if ready else "not_ready"
     if is_admin(request, svc.settings):
-        body |= {"redis": redis_ok, "workers": [worker.as_json() for worker in workers]}
-    return jsonify(body), 200 if ready else 503
+        body = Readiness(status=status, redis=redis_ok, workers=workers)
+    else:
+        body = Readiness(status=status)
+    return jsonify(body.answer()), 200 if ready else 503

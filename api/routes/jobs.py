@@ -66,9 +66,4 @@ def list_jobs():
     jobs, next_cursor = services().store.list_for_owner(
         caller(), status=query.status, limit=query.limit, before_sequence=query.before_sequence
     )
-    return jsonify(
-        {
-            "data": [job.public_view() for job in jobs],
-            "next_cursor": str(next_cursor) if next_cursor is not None else None,
-        }
-    )
+    return jsonify(JobPage(data=jobs, next_cursor=str(next_cursor) if next_cursor is not None else None))

@@ -3,23 +3,17 @@ answers the same."""
 
 from __future__ import annotations
 
-import math
-import re
-
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import require_admin
 from api.metrics_exposition import metrics_registry
 from api.openapi import document
+from api.queries import MetricsHistoryQuery
 from api.routes.common import services
-from api.schemas import MetricsHistoryQuery, MetricsHistoryView
-from core.errors import InvalidInput
+from api.schemas import MetricsHistoryView
 
 bp = Blueprint("metrics", __name__)
-
-# A plain decimal number (what a previous answer's `timestamp` looks like), not `inf`, `nan` or `1_000`.
-_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 def _require_admin() -> None:
@@ -41,19 +35,9 @@ def metrics():
 def metrics_history():
     """Samples of queue depth, jobs in flight, tokens/s and each GPU worker's memory over the last hour."""
     _require_admin()
+    since = MetricsHistoryQuery.read().since
     history = services().metrics_history
-    return jsonify(
-        {
-            "interval_seconds": history.interval_s,
-            "window_seconds": history.window_s,
-            "samples": history.samples(_since()),
-        }
+    view = MetricsHistoryView(
+        interval_seconds=history.interval_s, window_seconds=history.window_s, samples=history.samples(since)
     )
-
-
-def _since() -> float:
-    raw = request.args.get("since", "0")
-    since = float(raw) if _NUMBER.fullmatch(raw) else math.nan
-    if not math.isfinite(since):
-        raise InvalidInput("since: must be a Unix time in seconds (a number, 0 or more)", field="since")
-    return since
+    return jsonify(view)

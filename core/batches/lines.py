@@ -12,7 +12,7 @@ from typing import Any
 from core.batches.envelope import LINE_KEYS, envelope_lines, is_envelope
 from core.batches.json_stream import JsonStream, array_items
 from core.batches.model import MAX_BATCH_LINES, MAX_CUSTOM_ID_CHARS
-from core.errors import InvalidInput
+from core.errors import BatchLineError, ErrorBody, InvalidInput
 from core.jobs.model import GenerationInput, within_limits
 from core.jobs.text_checks import check_text
 from core.openai.protocol import Endpoint
@@ -34,10 +34,10 @@ class InvalidBatch(InvalidInput):
         super().__init__(f"{total_bad} line(s) of the batch are invalid; nothing was enqueued")
         self.line_errors = line_errors
 
-    def to_dict(self) -> dict:
-        body = super().to_dict()
-        body["error"]["lines"] = self.line_errors
-        return body
+    def body(self) -> ErrorBody:
+        answer = super().body()
+        answer.error.lines = [BatchLineError.model_validate(line) for line in self.line_errors]
+        return answer
 
 
 class BatchBody:

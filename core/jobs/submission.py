@@ -11,6 +11,7 @@ from core.jobs.context_window import ContextWindow
 from core.jobs.idempotency import IdempotencyKeys
 from core.jobs.model import GenerationInput, Job, JobStatus, new_job_id, utc_now_iso, within_limits
 from core.jobs.priority import Priority
+from core.jobs.records import WebhookRecord
 from core.jobs.store import JobStore
 from core.limits.memory_budget import MemoryBudget
 from core.limits.submit_limits import OwnerLimits
@@ -33,9 +34,9 @@ class JobQueue(Protocol):
         ...
 
 
-def webhook_record(url: str | None, events: list[str]) -> dict | None:
+def webhook_record(url: str | None, events: list[str]) -> WebhookRecord | None:
     """The `webhook` field of a new job or batch."""
-    return {"url": url, "events": events, "state": {}, "deliveries": []} if url else None
+    return WebhookRecord(url=url, events=events) if url else None
 
 
 def check_webhook_url(url: str, settings: Settings) -> None:

@@ -30,8 +30,8 @@ def test_one_sample_per_period_and_tokens_per_second_between_samples(client):
     assert not history.record(figures(start + 5, 150))  # same period: another sampler already took it
     assert history.record(figures(start + 10, 300, workers=[worker("up", True), worker("down", False)]))
     first, second = history.samples()
-    assert first["tokens_per_second"] is None and first["queue_depth"] == 3 and first["jobs_in_flight"] == 1
-    assert second["tokens_per_second"] == 20.0 and [w["name"] for w in second["workers"]] == ["up"]
+    assert first.tokens_per_second is None and first.queue_depth == 3 and first.jobs_in_flight == 1
+    assert second.tokens_per_second == 20.0 and [w.name for w in second.workers] == ["up"]
     assert history.samples(since_s=start + 1) == [second]
 
 
@@ -48,4 +48,4 @@ def test_a_counter_that_went_back_never_gives_a_negative_rate(client):
     start = now_s(client) - 5
     history.record(figures(start, 500))
     history.record(figures(start + 1, 10))  # Redis was emptied meanwhile
-    assert history.samples()[-1]["tokens_per_second"] == 0.0
+    assert history.samples()[-1].tokens_per_second == 0.0
