@@ -143,7 +143,7 @@ def test_two_jobs_with_different_rules_share_one_batch_step_and_each_gets_its_ow
 
     def watch(requests):
         args = prepare(requests)
-        steps.append({request.state.request_id for request, row in zip(requests, rules._rows) if row})
+        steps.append({request.state.request_id for request, row in zip(requests, rules._rows, strict=True) if row})
         return args
 
     penalized = greedy("Shared step", 24, frequency_penalty=2.0)
