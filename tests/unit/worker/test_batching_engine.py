@@ -169,3 +169,21 @@ def test_batch_and_sequential_agree_on_greedy_jobs_with_penalties(batching_engin
         batched = run_together(batching_engine, [params])[0]
         sequential = batching_engine.sequential.generate(params)
         assert (batched.text, batched.completion_tokens) == (sequential.text, sequential.completion_tokens)
+
+
+def test_where_steps_are_not_eager_a_job_with_rules_takes_the_sequential_lane(batching_engine, monkeypatch, tmp_path):
+    from tests.unit.worker.conftest import cpu_settings
+    from worker.batching_manager import ManagerFactory
+
+    assert batching_engine._factory.with_request_rules  # the CPU engine runs its steps eagerly
+    compiled = cpu_settings(batching_engine.model.name_or_path, tmp_path, engine_compile_level=1)
+    factory = ManagerFactory(
+        batching_engine.model, batching_engine.tokenizer, compiled, eos_token_ids=[0], context_tokens=64
+    )
+    assert not factory.with_request_rules and "use_async_batching" not in factory.batching_config_values
+    monkeypatch.setattr(batching_engine._factory, "request_rules", None)
+    params = greedy("Lane", 6, frequency_penalty=1.0)
+    with batching_engine.slot(params, 3):
+        assert batching_engine.sequential.lane.taken()
+        result = batching_engine.generate(params)
+    assert result.text == batching_engine.sequential.generate(params).text
