@@ -40,6 +40,14 @@ def test_valid_job_is_stored_and_enqueued_once(client, redis_server, queue):
                             "do_sample": True, "ignore_eos": False}  # fmt: skip
 
 
+def test_sampling_rules_are_stored_on_the_job(client, redis_server, queue):
+    rules = {"presence_penalty": 0.5, "frequency_penalty": 1.0, "min_tokens": 2, "stop_token_ids": [13, 14]}
+    response = client.post("/jobs", json={"prompt": "Xin chào", "max_tokens": 8, **rules})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert {name: response.get_json()["input"][name] for name in rules} == rules
+    assert queue_length(redis_server.url, queue) == 1
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -60,6 +68,12 @@ def test_valid_job_is_stored_and_enqueued_once(client, redis_server, queue):
         ({"prompt": "a", "stop": [""]}, "stop"),
         ({"prompt": "a", "stop": 5}, "stop"),
         ({"prompt": "a", "seed": -1}, "seed"),
+        ({"prompt": "a", "presence_penalty": 2.5}, "presence_penalty"),
+        ({"prompt": "a", "frequency_penalty": -3}, "frequency_penalty"),
+        ({"prompt": "a", "min_tokens": -1}, "min_tokens"),
+        ({"prompt": "a", "max_tokens": 4, "min_tokens": 5}, "min_tokens"),
+        ({"prompt": "a", "stop_token_ids": [-1]}, "stop_token_ids.0"),
+        ({"prompt": "a", "stop_token_ids": 5}, "stop_token_ids"),
         ({"prompt": "a", "metadata": {"k": 1}}, "metadata.k"),
         ({"prompt": "a", "unknown_field": 1}, "unknown_field"),
         ({"messages": []}, "messages"),

@@ -103,6 +103,21 @@ def test_bad_lines_refuse_the_whole_batch_and_name_each_line(quiet_client, redis
     assert queue_length(redis_server.url, queue) == 0
 
 
+def test_lines_take_the_sampling_rules_and_bad_ones_name_their_line(quiet_client, redis_server):
+    client, queue = quiet_client
+    rules = {"presence_penalty": 1.0, "frequency_penalty": 0.5, "min_tokens": 2, "stop_token_ids": [3]}
+    bad = [{"custom_id": "x", "body": {"prompt": "a", "presence_penalty": 5}}]
+    lines = "\n".join(json.dumps(line) for line in batch_lines(2, "r", **rules) + bad)
+    response = client.post("/batches", data=lines, content_type="application/jsonl")
+    assert response.status_code == 422
+    (line,) = response.get_json()["error"]["lines"]
+    assert line["line"] == 3 and "presence_penalty" in line["message"]
+    assert queue_length(redis_server.url, queue) == 0
+    good = "\n".join(json.dumps(line) for line in batch_lines(2, "r", **rules))
+    assert client.post("/batches", data=good, content_type="application/jsonl").status_code == 202
+    assert queue_length(redis_server.url, queue) == 2
+
+
 @pytest.mark.parametrize(
     "body",
     [b"", b"[]", b"[1, 2", b'{"custom_id": "x"}', b'{"custom_id": "x", "body": {"prompt": "a", "webhook": "x"}}'],

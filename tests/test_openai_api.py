@@ -94,6 +94,26 @@ def test_n_above_one_is_a_400_saying_so_and_creates_no_job(client, openai_server
     assert [job["id"] for job in after["data"]] == [job["id"] for job in before["data"]]
 
 
+def test_penalties_min_tokens_and_stop_token_ids_are_honoured_and_bad_ones_refused(client, openai_server):
+    rules = {"frequency_penalty": 2.0, "presence_penalty": 0.5}
+    extra = {"min_tokens": 4, "stop_token_ids": [1]}
+    chat = client.chat.completions.create(model="x", messages=HELLO, max_tokens=8, **rules, extra_body=extra)
+    assert chat.usage.completion_tokens >= 4
+    text = client.completions.create(model="x", prompt="Once", max_tokens=6, **rules, extra_body=extra)
+    assert text.usage.completion_tokens >= 4 and text.choices[0].finish_reason in ("stop", "length")
+    before = requests.get(f"{openai_server.base_url}/jobs", headers={"Authorization": f"Bearer {API_KEY}"}).json()
+    for bad, param in (
+        ({"frequency_penalty": 2.5}, "frequency_penalty"),
+        ({"extra_body": {"min_tokens": 9}}, "min_tokens"),
+        ({"extra_body": {"stop_token_ids": [10**7]}}, "stop_token_ids"),
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.completions.create(model="x", prompt="Once", max_tokens=8, **bad)
+        assert caught.value.body["param"] == param, caught.value.body
+    after = requests.get(f"{openai_server.base_url}/jobs", headers={"Authorization": f"Bearer {API_KEY}"}).json()
+    assert [job["id"] for job in after["data"]] == [job["id"] for job in before["data"]]
+
+
 def test_a_wrong_key_is_a_401_in_openai_shape(openai_server):
     stranger = openai.OpenAI(base_url=f"{openai_server.base_url}/v1", api_key="not-the-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as caught:

@@ -4,7 +4,9 @@ Built on transformers' continuous-batching manager. What it can't honour per req
 `repetition_penalty`) runs on the sequential engine in a lane of its own, one job at a time, taking turns with the
 batch token by token (the manager pauses for each of its steps), so no parameter is ever silently ignored and the
 model is never driven by two threads at once. Stop strings are honoured in the batch: such requests stream, and are
-cancelled as soon as a stop appears.
+cancelled as soon as a stop appears. Stop token ids join the request's end ids; presence/frequency penalties and
+min_tokens are per-request logits rules (worker/request_rules.py) applied to the request's own row of each step,
+where the manager runs its steps eagerly; where it doesn't (CUDA graphs, compile) such jobs take the sequential lane.
 
 Liveness: the manager's loop, the dispatcher and the cancel watcher must all be alive. When one dies (or the loop
 stops on a fatal error) every job still in the engine gets EngineDead and `alive()` turns false: the worker hands
@@ -34,6 +36,7 @@ from worker.generation import (
     EngineStopped,
     GenerationResult,
     Progress,
+    check_stop_token_ids,
 )
 from worker.model_loading import LoadedModel
 from worker.places import Places
@@ -131,7 +134,7 @@ class BatchingEngine:
         `alone` takes every place of the batch (and the lane if the job needs it): a job whose last run died with
         its worker runs with no neighbour, so if it is what kills workers, it takes no other job down with it.
         """
-        sequential = SamplingPlan.of(params).needs_sequential_path
+        sequential = self._runs_sequentially(SamplingPlan.of(params))
         holds = []
         if alone:
             holds.append((self._batch_places, self._batch_places.count))
@@ -159,9 +162,10 @@ class BatchingEngine:
         """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done."""
         self._refuse_if_not_running()
         plan = SamplingPlan.of(params)
-        if plan.needs_sequential_path:
+        if self._runs_sequentially(plan):
             return self._generate_sequential(params, should_cancel, on_tokens)
         prompt_ids = self.encoder.encode(params)
+        check_stop_token_ids(params, self.vocab_size)
         request_id = uuid.uuid4().hex
         stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
         pending = _Pending(
@@ -170,6 +174,9 @@ class BatchingEngine:
         with self._lock:
             self._pending[request_id] = pending
             self._note_batch_size()
+        rules = plan.token_rules(self.eos_token_ids)
+        if rules:
+            self._factory.request_rules.register(request_id, rules)
         added = self.manager.add_request(
             prompt_ids,
             request_id=request_id,
@@ -186,7 +193,11 @@ class BatchingEngine:
         pending.done.wait()
         if pending.failure is not None:
             raise pending.failure
-        return pending.result(self.tokenizer, self.eos_token_ids, params.stop)
+        return pending.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)
+
+    def _runs_sequentially(self, plan: SamplingPlan) -> bool:
+        """The job needs the sequential lane: what the batch can't apply, or rules where the batch can't run them."""
+        return plan.needs_sequential_path or (plan.has_token_rules and self._factory.request_rules is None)
 
     def release_cached_memory(self) -> None:
         """Empty the CUDA cache, but only when no job is in the batch (it would only slow them down)."""
@@ -249,6 +260,8 @@ class BatchingEngine:
     def _finish(self, request_id: str, *, canceled: bool = False, failure: Exception | None = None) -> None:
         with self._lock:
             pending = self._pending.pop(request_id, None)
+        if self._factory.request_rules is not None:
+            self._factory.request_rules.forget(request_id)
         if pending is None:
             return
         pending.canceled = pending.canceled or canceled

@@ -11,7 +11,9 @@ from transformers import GenerationConfig
 from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
 from core.settings import Settings
+from worker import request_rules
 from worker.engine_variant import EngineVariant, resolve_engine_variant
+from worker.request_rules import RequestRulesProcessor
 from worker.torch_flash_attention import use_torch_flash
 
 log = logging.getLogger("llm.worker")
@@ -44,6 +46,9 @@ class ManagerFactory:
         # Resolved first: a variant this machine can't run refuses the engine before anything is built.
         self.variant: EngineVariant = resolve_engine_variant(settings, self.device, model)
         self.warmup_s: float | None = None
+        # Per-request rules run Python on every step: only where steps run eagerly (see worker/request_rules.py).
+        self.with_request_rules = not self.variant.pads_shapes
+        self.request_rules: RequestRulesProcessor | None = None
         # Non-default temperature/top_p/top_k make transformers build the per-request processors; each job then
         # passes its own values. do_sample is manager-wide, so greedy jobs sample with top_k=1 (same tokens).
         self.generation_config = GenerationConfig(
@@ -63,6 +68,9 @@ class ManagerFactory:
             **self._memory_budget(settings, context_tokens),
             **self.variant.batching_config_values(),
         )
+        if self.with_request_rules:
+            # Async batching prepares a step before the previous token is known: rules would see stale tokens.
+            self.batching_config_values["use_async_batching"] = False
 
     def _memory_budget(self, settings: Settings, context_tokens: int | None) -> dict:
         if self.device.startswith("cuda"):
@@ -86,12 +94,23 @@ class ManagerFactory:
             generation_config=self.generation_config,
             continuous_batching_config=ContinuousBatchingConfig(**self.batching_config_values),
         )
+        if self.with_request_rules:
+            # Before warmup, which sizes the processors' argument storage.
+            self.request_rules = request_rules.install(manager)
         # Graph capture and compilation of the largest shapes happen here; smaller shapes are captured on first use.
         manager.warmup()
         self.warmup_s = time.perf_counter() - started
         with torch.inference_mode():
             manager.start()
         log.info("batching engine variant: %s; %s", self.variant.describe(), resolved_variant(manager))
+        if self.request_rules is not None and not runs_eagerly(manager):
+            # transformers resolved graphs, compile or async batching after all: the rules can't run in the batch.
+            log.warning("batching engine: per-request logits rules run in the sequential lane (steps are not eager)")
+            self.request_rules = None
+        log.info(
+            "batching engine: per-request logits rules (penalties, min_tokens) run %s",
+            "in the batch" if self.request_rules is not None else "in the sequential lane",
+        )
         log.info("batching engine warm-up (graph capture, compilation) %.2f s", self.warmup_s)
         self._log_cache_size(manager)
         return manager
@@ -151,6 +170,13 @@ def resolved_variant(manager) -> str:
         f"decode {config.decode_compile_config is not None}, "
         f"fast decode path {bool(config.max_blocks_per_request)}{padding}"
     )
+
+
+def runs_eagerly(manager) -> bool:
+    """Each step runs its Python as written: no CUDA graphs, no compiled paths, no step prepared ahead."""
+    config = manager.continuous_batching_config
+    compiled = config.varlen_compile_config is not None or config.decode_compile_config is not None
+    return not any(config.cuda_graph_booleans) and not compiled and not config.use_async_batching
 
 
 def captured_graphs(manager) -> int:

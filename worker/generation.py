@@ -54,18 +54,27 @@ class Progress:
     canceled: bool = False
     batch_size: int = 1
 
-    def result(self, tokenizer, eos_ids: list[int], stops: list[str] | None) -> GenerationResult:
-        """The job's result: the text up to a stop string (and only the tokens it took), why it ended, its timings."""
+    def result(
+        self, tokenizer, eos_ids: list[int], stops: list[str] | None, stop_token_ids: tuple[int, ...] = ()
+    ) -> GenerationResult:
+        """The job's result: the text up to a stop string (and only the tokens it took), why it ended, its timings.
+
+        A stop token id ends the job as EOS does: counted as a token, left out of the text.
+        """
         tokens = list(self.tokens)
         if self.stop_hit:
             text, delivered = tokens_up_to_stop(tokenizer, tokens, stops or [])
             tokens = tokens[:delivered]
+        elif tokens and tokens[-1] in stop_token_ids:
+            text = tokenizer.decode(tokens[:-1], skip_special_tokens=True)
         else:
             text = tokenizer.decode(tokens, skip_special_tokens=True)
         finished_at = self.finished_at or time.perf_counter()
         return GenerationResult(
             text=text,
-            finish_reason=finish_reason_of(tokens, eos_ids, stop_hit=self.stop_hit, canceled=self.canceled),
+            finish_reason=finish_reason_of(
+                tokens, [*eos_ids, *stop_token_ids], stop_hit=self.stop_hit, canceled=self.canceled
+            ),
             prompt_tokens=self.prompt_len,
             completion_tokens=len(tokens),
             time_to_first_token_s=(self.first_token_at - self.started_at if self.first_token_at is not None else None),
@@ -159,6 +168,15 @@ class PromptEncoder:
                 f"the model's context of {self.context_tokens} tokens"
             )
         return input_ids
+
+
+def check_stop_token_ids(params: JobInput, vocab_size: int) -> None:
+    """Refuse stop token ids outside the model's vocabulary (the API checks them too, where it can read the model)."""
+    outside = [i for i in params.stop_token_ids or [] if i >= vocab_size]
+    if outside:
+        raise EngineInputError(
+            f"stop_token_ids: {outside[0]} is not a token of this model (its vocabulary has {vocab_size} tokens)"
+        )
 
 
 def context_tokens(model) -> int | None:

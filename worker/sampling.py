@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from core.jobs.model import JobInput
+from worker.request_rules import HoldEnd, Penalties, SequenceRulesProcessor, TokenRule
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class SamplingPlan:
     repetition_penalty: float | None
     seed: int | None
     ignore_eos: bool
+    # Per-request rules on the logits (worker/request_rules.py); 0 / 0 / 0 / () are "off".
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    min_tokens: int = 0
+    stop_token_ids: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, params: JobInput) -> SamplingPlan:
@@ -47,6 +53,10 @@ class SamplingPlan:
             repetition_penalty=params.repetition_penalty,
             seed=params.seed,
             ignore_eos=params.ignore_eos,
+            presence_penalty=params.presence_penalty or 0.0,
+            frequency_penalty=params.frequency_penalty or 0.0,
+            min_tokens=params.min_tokens or 0,
+            stop_token_ids=tuple(params.stop_token_ids or ()),
         )
 
     @property
@@ -59,12 +69,33 @@ class SamplingPlan:
         """What the batch can't apply per request: a private RNG seed, a repetition penalty."""
         return self.seed is not None or self.repetition_penalty is not None
 
+    @property
+    def has_token_rules(self) -> bool:
+        """Some per-request logits rule is on (worker/request_rules.py): penalties, min_tokens."""
+        return bool(self.presence_penalty or self.frequency_penalty or self.min_tokens)
+
+    def end_token_ids(self, eos_token_ids: list[int]) -> list[int]:
+        """The ids that end this job: the model's EOS (unless ignore_eos) and its own stop token ids."""
+        ends = [] if self.ignore_eos else list(eos_token_ids)
+        return ends + [i for i in self.stop_token_ids if i not in ends]
+
+    def token_rules(self, eos_token_ids: list[int]) -> list[TokenRule]:
+        """This job's per-request logits rules, in the order they apply; empty when none is on."""
+        rules: list[TokenRule] = []
+        if self.presence_penalty or self.frequency_penalty:
+            rules.append(Penalties(self.presence_penalty, self.frequency_penalty))
+        ends = self.end_token_ids(eos_token_ids)
+        if self.min_tokens and ends:
+            rules.append(HoldEnd(self.min_tokens, tuple(ends)))
+        return rules
+
     def batch_request(self, vocab_size: int, eos_token_ids: list[int]) -> dict[str, object]:
         """The continuous-batching manager's per-request arguments: length, end and sampling."""
+        ends = self.end_token_ids(eos_token_ids)
         request: dict[str, object] = {
             "max_new_tokens": self.max_new_tokens,
-            # -1 is an id no token has: with ignore_eos nothing ends the job before its budget.
-            "eos_token_id": -1 if self.ignore_eos else eos_token_ids,
+            # -1 is an id no token has: with ignore_eos (and no stop token ids) nothing ends the job before its budget.
+            "eos_token_id": ends or -1,
         }
         if self.greedy:
             # The batch always samples: keeping only the most likely token makes that greedy.
@@ -80,23 +111,33 @@ class SamplingPlan:
         """transformers' config for one `model.generate` of this job."""
         # A seeded job samples in SeededSampler; transformers itself then only takes the one token left.
         sampling = not self.greedy and not self.private_rng
+        # With stop token ids, ignore_eos is a rule (EOS held back) so that those ids still end the job.
+        ignore_eos_as_min_length = self.ignore_eos and not self.stop_token_ids
         return GenerationConfig(
             max_new_tokens=self.max_new_tokens,
             # ignore_eos: EOS is masked until the budget is spent, so every job has its full length.
-            min_new_tokens=self.max_new_tokens if self.ignore_eos else None,
+            min_new_tokens=self.max_new_tokens if ignore_eos_as_min_length else None,
             do_sample=sampling,
             temperature=self.temperature if sampling else None,
             top_p=self.top_p if sampling else None,
             # 0 switches top-k off; otherwise the model's default (often 50) would apply unasked.
             top_k=(self.top_k or 0) if sampling else None,
             repetition_penalty=self.repetition_penalty,
-            eos_token_id=eos_token_ids,
+            eos_token_id=self.end_token_ids(eos_token_ids) if self.stop_token_ids else eos_token_ids,
             pad_token_id=pad_token_id,
         )
 
-    def logits_processors(self, device: str) -> LogitsProcessorList:
-        """The processors `model.generate` runs for this job beside its config: the seeded sampler, if seeded."""
+    def logits_processors(self, device: str, eos_token_ids: list[int], prompt_len: int) -> LogitsProcessorList:
+        """The processors `model.generate` runs for this job beside its config (transformers puts them before its
+        own temperature/top-k/top-p): the job's rules, then the seeded sampler, if seeded."""
         processors = LogitsProcessorList()
+        rules = self.token_rules(eos_token_ids)
+        if self.ignore_eos and self.stop_token_ids:
+            # ignore_eos beside stop token ids: EOS never ends the job, the stop ids still do.
+            held = tuple(i for i in eos_token_ids if i not in self.stop_token_ids)
+            rules.append(HoldEnd(self.max_new_tokens, held))
+        if rules:
+            processors.append(SequenceRulesProcessor(rules, prompt_len))
         if self.private_rng:
             processors.append(SeededSampler(self, device))
         return processors

@@ -16,6 +16,7 @@ from worker.generation import (
     GenerationResult,
     Progress,
     PromptEncoder,
+    check_stop_token_ids,
     context_tokens,
     eos_token_ids,
 )
@@ -73,6 +74,7 @@ class SequentialEngine:
         self.device = loaded.device.torch_device
         self.encoder = PromptEncoder(self.tokenizer, context_tokens(self.model))
         self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
+        self.vocab_size = self.model.config.get_text_config().vocab_size
         self.lane = Places(1)
         self._admitting = True
 
@@ -119,6 +121,7 @@ class SequentialEngine:
         engine lets its batch take a step there.
         """
         prompt_ids = self.encoder.encode(params)
+        check_stop_token_ids(params, self.vocab_size)
         input_ids = torch.tensor([prompt_ids], device=self.device)
         stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
         plan = SamplingPlan.of(params)
@@ -130,8 +133,8 @@ class SequentialEngine:
                 attention_mask=torch.ones_like(input_ids),
                 generation_config=plan.generation_config(self.eos_token_ids, self.tokenizer.pad_token_id),
                 stopping_criteria=StoppingCriteriaList([watcher]),
-                logits_processor=plan.logits_processors(self.device),
+                logits_processor=plan.logits_processors(self.device, self.eos_token_ids, len(prompt_ids)),
             )
         progress.finished_at = time.perf_counter()
         progress.tokens = output[0, len(prompt_ids) :].tolist()
-        return progress.result(self.tokenizer, self.eos_token_ids, params.stop)
+        return progress.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)

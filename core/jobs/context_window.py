@@ -1,4 +1,5 @@
-"""The model's context at submit: a prompt whose tokens plus `max_tokens` can't fit is refused before it queues.
+"""The model's context at submit: a prompt whose tokens plus `max_tokens` can't fit is refused before it queues, and
+so are `stop_token_ids` outside the model's vocabulary.
 
 The API counts with the model's own tokenizer file (the `tokenizers` library only: no torch, no transformers)
 and reads the context length from config.json. When the model folder is not readable here (the API in a
@@ -27,6 +28,7 @@ _CONTEXT_NAMES = ("max_position_embeddings", "n_positions", "max_sequence_length
 class _Counter:
     tokenizer: Any  # tokenizers.Tokenizer
     context_tokens: int
+    vocab_size: int | None
 
 
 def model_files(model_dir: Path) -> tuple[Path, Path] | None:
@@ -66,7 +68,8 @@ class ContextWindow:
         if files is None:
             return None
         config_file, tokenizer_file = files
-        context = context_length(json.loads(config_file.read_text(encoding="utf-8")))
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        context = context_length(config)
         if context is None:
             return None
         from tokenizers import Tokenizer  # only when there is a model to count for
@@ -74,7 +77,8 @@ class ContextWindow:
         tokenizer = Tokenizer.from_file(str(tokenizer_file))
         tokenizer.no_truncation()  # count every token, as the worker does
         tokenizer.no_padding()
-        return _Counter(tokenizer, context)
+        vocab_size = (config.get("text_config") or config).get("vocab_size")
+        return _Counter(tokenizer, context, vocab_size if isinstance(vocab_size, int) else None)
 
     def counter(self) -> _Counter | None:
         """The loaded tokenizer and context, or None when this process can't read the model."""
@@ -92,11 +96,21 @@ class ContextWindow:
         return self._counter
 
     def check(self, params: GenerationInput) -> None:
-        """Raise InvalidInput when the prompt's tokens plus max_tokens pass the model's context."""
-        if params.prompt is None:
+        """Raise InvalidInput when the prompt's tokens plus max_tokens pass the model's context, or a stop token id
+        is not in its vocabulary."""
+        if params.prompt is None and not params.stop_token_ids:
             return
         counter = self.counter()
         if counter is None:
+            return
+        outside = [i for i in params.stop_token_ids or [] if counter.vocab_size and i >= counter.vocab_size]
+        if outside:
+            raise InvalidInput(
+                f"stop_token_ids: {outside[0]} is not a token of this model (its vocabulary has "
+                f"{counter.vocab_size} tokens)",
+                field="stop_token_ids",
+            )
+        if params.prompt is None:
             return
         prompt_tokens = len(counter.tokenizer.encode(params.prompt).ids)
         if prompt_tokens + params.max_tokens > counter.context_tokens:

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -51,6 +52,9 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 MAX_STOP_STRINGS = 16
+MAX_STOP_TOKEN_IDS = 64
+# OpenAI's range for presence_penalty and frequency_penalty.
+MAX_PENALTY = 2.0
 # What new_job_id makes: a UUID4 as 32 lowercase hex digits.
 JOB_ID_PATTERN = re.compile("[0-9a-f]{32}")
 MAX_METADATA_KEYS = 16
@@ -105,6 +109,13 @@ class JobInput(BaseModel):
         "4096 by default).",
         examples=[64],
     )
+    min_tokens: int | None = Field(
+        None,
+        ge=0,
+        description="The end-of-sequence token and `stop_token_ids` can't end the text before this many new tokens "
+        "(at most max_tokens); 0 changes nothing.",
+        examples=[8],
+    )
     temperature: float = Field(
         0.7,
         ge=0.0,
@@ -136,6 +147,22 @@ class JobInput(BaseModel):
         description="Above 1 makes tokens already in the text less likely; 1 changes nothing.",
         examples=[1.1],
     )
+    presence_penalty: float | None = Field(
+        None,
+        ge=-MAX_PENALTY,
+        le=MAX_PENALTY,
+        description="Subtracted once from the logit of every token this job has already generated: above 0 "
+        "favours new tokens (OpenAI's meaning); 0 changes nothing.",
+        examples=[0.5],
+    )
+    frequency_penalty: float | None = Field(
+        None,
+        ge=-MAX_PENALTY,
+        le=MAX_PENALTY,
+        description="Subtracted from the logit of every token this job has already generated, times the number of "
+        "times it was generated: above 0 discourages repeats (OpenAI's meaning); 0 changes nothing.",
+        examples=[0.5],
+    )
     # The before-validator below also takes one string, so the documented schema says so.
     stop: Annotated[list[str] | None, WithJsonSchema(_STOP_SCHEMA)] = Field(
         None,
@@ -143,6 +170,13 @@ class JobInput(BaseModel):
         description=f"Up to {MAX_STOP_STRINGS} strings of 1 to 256 characters (or one string); the text ends "
         "before the first one that appears.",
         examples=[["\n\n"]],
+    )
+    stop_token_ids: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None,
+        max_length=MAX_STOP_TOKEN_IDS,
+        description=f"Up to {MAX_STOP_TOKEN_IDS} token ids of the model's vocabulary that end the text as its "
+        "end-of-sequence token does (finish_reason `stop`; the id itself is not in the text).",
+        examples=[[13]],
     )
     seed: int | None = Field(
         None, ge=0, lt=2**63, description="The same seed gives the same sample for the same input.", examples=[42]
@@ -165,6 +199,19 @@ class JobInput(BaseModel):
     def _stop_strings_non_empty(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and any(not s or len(s) > 256 for s in value):
             raise ValueError("every stop string must have 1 to 256 characters")
+        return value or None
+
+    @field_validator("min_tokens")
+    @classmethod
+    def _min_within_max(cls, value: int | None, info: ValidationInfo) -> int | None:
+        max_tokens = info.data.get("max_tokens")
+        if value and max_tokens is not None and value > max_tokens:
+            raise ValueError(f"must be at most max_tokens ({max_tokens})")
+        return value
+
+    @field_validator("stop_token_ids")
+    @classmethod
+    def _no_empty_list(cls, value: list[int] | None) -> list[int] | None:
         return value or None
 
     @field_validator("temperature")
@@ -284,6 +331,8 @@ def within_limits(params: GenerationInput, *, max_tokens_limit: int, max_prompt_
         params.max_tokens = max_tokens_limit  # the default (128) never exceeds a deployment's smaller limit
     if params.max_tokens > max_tokens_limit:
         raise InvalidInput(f"max_tokens: must be at most {max_tokens_limit}", field="max_tokens")
+    if params.min_tokens and params.min_tokens > params.max_tokens:
+        raise InvalidInput(f"min_tokens: must be at most max_tokens ({params.max_tokens})", field="min_tokens")
     if params.prompt_chars > max_prompt_chars:
         raise InvalidInput(f"the prompt is longer than {max_prompt_chars} characters", field="prompt")
     return params

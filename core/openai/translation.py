@@ -3,7 +3,7 @@
 Pure translation (no Flask, no Redis): the OpenAI-compatible routes and the OpenAI batch workflow both use it; the
 answers are built in core/openai/answers.py.
 A request field is either honoured (translated to the generation), accepted and ignored because it changes
-nothing here at the value sent (`logprobs: false`, `frequency_penalty: 0`, `user`, `store`...), or refused by
+nothing here at the value sent (`logprobs: false`, `logit_bias: {}`, `user`, `store`...), or refused by
 name with InvalidInput: the service never pretends to honour what it can't.
 """
 
@@ -102,13 +102,23 @@ class _CommonRequest(_Strict):
     stream_options: StreamOptions | None = None
     n: int | None = Field(None, description="Only 1: one choice per request.")
     user: str | None = Field(None, description="Accepted and ignored.")
-    frequency_penalty: float | None = Field(None, description="Only 0 (not supported).")
-    presence_penalty: float | None = Field(None, description="Only 0 (not supported).")
+    frequency_penalty: float | None = Field(
+        None, description="-2 to 2: lowers each generated token's logit by this times its count so far; default 0."
+    )
+    presence_penalty: float | None = Field(
+        None, description="-2 to 2: lowers the logit of every token generated so far by this, once; default 0."
+    )
     logit_bias: dict[str, float] | None = Field(None, description="Only empty (not supported).")
     # Extensions that OpenAI-compatible servers (vLLM) accept beside OpenAI's own fields; the service supports them.
     top_k: int | None = Field(None, ge=1, le=1_000_000, description="Sample only from the k most likely tokens.")
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0, description="Above 1 discourages repeats.")
     ignore_eos: bool | None = Field(None, description="Generate exactly max_tokens (benchmarks).")
+    min_tokens: int | None = Field(
+        None, ge=0, description="EOS and stop_token_ids can't end the text before this many tokens (vLLM's)."
+    )
+    stop_token_ids: list[int] | None = Field(
+        None, description="Token ids that end the text as EOS does, up to 64 (vLLM's); not in the text."
+    )
 
     def to_generation_input(self) -> GenerationInput:
         """This request as the service's generation (a job's input), or InvalidInput naming the field as it was sent.
@@ -121,10 +131,15 @@ class _CommonRequest(_Strict):
         # OpenAI clients send tiny temperatures to mean "as deterministic as possible": that is greedy here.
         body["temperature"] = 0.0 if temperature < _SMALLEST_SAMPLING_TEMPERATURE else float(temperature)
         body["top_p"] = float(self.top_p) if self.top_p is not None else OPENAI_DEFAULT_TOP_P
-        for name in ("stop", "seed", "top_k", "repetition_penalty", "ignore_eos"):
+        for name in ("stop", "seed", "top_k", "repetition_penalty", "ignore_eos", "min_tokens", "stop_token_ids"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
+        for name in ("frequency_penalty", "presence_penalty"):
+            # 0, which clients often send, changes nothing: the job is then the same as without it.
+            value = getattr(self, name)
+            if value:
+                body[name] = float(value)
         try:
             return GenerationInput.model_validate(body)
         except ValidationError as error:
@@ -138,11 +153,6 @@ class _CommonRequest(_Strict):
     @classmethod
     def _one_choice(cls, value: int | None) -> int | None:
         return _refuse_unless(value, (1,), f"only n=1 is supported (got {value}): send one request per choice")
-
-    @field_validator("frequency_penalty", "presence_penalty")
-    @classmethod
-    def _no_penalty(cls, value: float | None) -> float | None:
-        return _refuse_unless(value, (0,), "only 0 is supported: this server can't apply this penalty")
 
     @field_validator("logit_bias")
     @classmethod

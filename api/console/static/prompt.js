@@ -14,6 +14,8 @@ const PARAMETERS = [
   { name: "do_sample", label: "Sample", type: "boolean", fallback: true },
   { name: "top_k", label: "Top k", type: "integer", optional: true },
   { name: "repetition_penalty", label: "Repetition penalty", type: "number", step: "0.05", optional: true },
+  { name: "presence_penalty", label: "Presence penalty", type: "number", step: "0.1", optional: true },
+  { name: "frequency_penalty", label: "Frequency penalty", type: "number", step: "0.1", optional: true },
   { name: "seed", label: "Seed", type: "integer", optional: true },
   { name: "stop", label: "Stop strings (one per line)", type: "lines", optional: true },
   { name: "ignore_eos", label: "Ignore end of text", type: "boolean", fallback: false },

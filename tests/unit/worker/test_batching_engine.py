@@ -96,3 +96,94 @@ def test_a_stopping_engine_refuses_new_jobs(loaded_model, demo_model_dir, tmp_pa
         engine.shutdown()
     with pytest.raises(EngineStopped):
         engine.generate(greedy("after shutdown"))
+
+
+def generated_tokens(engine, params: GenerationInput) -> tuple[list[int], object]:
+    """The job's tokens (as the engine streams them) and its result."""
+    seen: list[list[int]] = [[]]
+    with engine.slot(params, 3):
+        result = engine.generate(params, on_tokens=lambda tokens: seen.append(list(tokens)))
+    return seen[-1], result
+
+
+def test_the_largest_frequency_penalty_repeats_no_token(batching_engine):
+    plain, _ = generated_tokens(batching_engine, greedy("Say it again and again", 32))
+    assert len(set(plain)) < len(plain)  # the demo model repeats itself when left alone
+    penalized, result = generated_tokens(
+        batching_engine, greedy("Say it again and again", 32, frequency_penalty=2.0, presence_penalty=2.0)
+    )
+    assert len(penalized) == 32 and len(set(penalized)) == 32 and result.finish_reason == "length"
+
+
+def test_a_stop_token_id_ends_the_job_with_stop_and_min_tokens_holds_it_back(batching_engine):
+    plain, _ = generated_tokens(batching_engine, greedy("Stop token", 12))
+    first = plain[0]
+    ended, result = generated_tokens(batching_engine, greedy("Stop token", 12, stop_token_ids=[first]))
+    assert ended == [first] and result.finish_reason == "stop" and result.text == ""
+    # ignore_eos=false: EOS and the stop id may end it, but not before min_tokens.
+    held, result = generated_tokens(
+        batching_engine,
+        GenerationInput(prompt="Stop token", max_tokens=12, temperature=0, min_tokens=5, stop_token_ids=[first]),
+    )
+    assert len(held) >= 5 and first not in held[:4]
+    assert result.finish_reason == ("stop" if len(held) < 12 else "length")
+
+
+def test_a_stop_token_id_outside_the_vocabulary_is_refused_as_bad_input(batching_engine):
+    from worker.generation import EngineInputError
+
+    with pytest.raises(EngineInputError, match="stop_token_ids: 99999 is not a token"):
+        batching_engine.generate(greedy("x", stop_token_ids=[99999]))
+
+
+def test_two_jobs_with_different_rules_share_one_batch_step_and_each_gets_its_own(batching_engine):
+    rules = batching_engine._factory.request_rules
+    steps: list[set[str]] = []
+    prepare = rules.prepare_tensor_args
+
+    def watch(requests):
+        args = prepare(requests)
+        steps.append({request.state.request_id for request, row in zip(requests, rules._rows, strict=True) if row})
+        return args
+
+    penalized = greedy("Shared step", 24, frequency_penalty=2.0)
+    present = greedy("Shared step", 24, presence_penalty=-2.0, min_tokens=3)
+    alone = [run_together(batching_engine, [params])[0].text for params in (penalized, present)]
+    rules.prepare_tensor_args = watch
+    try:
+        together = run_together(batching_engine, [penalized, present, greedy("Shared step", 24)])
+    finally:
+        del rules.prepare_tensor_args
+    assert [result.text for result in together[:2]] == alone
+    assert together[2].text != alone[0] and together[2].text != alone[1]
+    assert any(len(step) == 2 for step in steps)  # both ruled rows in one step
+    assert rules.ruled() == 0
+
+
+def test_batch_and_sequential_agree_on_greedy_jobs_with_penalties(batching_engine):
+    for params in (
+        greedy("Agree on this", 20, frequency_penalty=1.5),
+        greedy("Agree on this", 20, presence_penalty=1.0, frequency_penalty=-0.5),
+        GenerationInput(prompt="Agree on this", max_tokens=20, temperature=0, min_tokens=6, presence_penalty=0.7),
+    ):
+        batched = run_together(batching_engine, [params])[0]
+        sequential = batching_engine.sequential.generate(params)
+        assert (batched.text, batched.completion_tokens) == (sequential.text, sequential.completion_tokens)
+
+
+def test_where_steps_are_not_eager_a_job_with_rules_takes_the_sequential_lane(batching_engine, monkeypatch, tmp_path):
+    from tests.unit.worker.conftest import cpu_settings
+    from worker.batching_manager import ManagerFactory
+
+    assert batching_engine._factory.with_request_rules  # the CPU engine runs its steps eagerly
+    compiled = cpu_settings(batching_engine.model.name_or_path, tmp_path, engine_compile_level=1)
+    factory = ManagerFactory(
+        batching_engine.model, batching_engine.tokenizer, compiled, eos_token_ids=[0], context_tokens=64
+    )
+    assert not factory.with_request_rules and "use_async_batching" not in factory.batching_config_values
+    monkeypatch.setattr(batching_engine._factory, "request_rules", None)
+    params = greedy("Lane", 6, frequency_penalty=1.0)
+    with batching_engine.slot(params, 3):
+        assert batching_engine.sequential.lane.taken()
+        result = batching_engine.generate(params)
+    assert result.text == batching_engine.sequential.generate(params).text

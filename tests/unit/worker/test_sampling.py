@@ -27,7 +27,7 @@ def test_temperature_zero_and_do_sample_false_are_both_greedy():
         }
         config = greedy.generation_config(EOS, pad_token_id=0)
         assert config.do_sample is False and config.temperature is None and config.top_k is None
-        assert len(greedy.logits_processors("cpu")) == 0
+        assert len(greedy.logits_processors("cpu", EOS, 1)) == 0
 
 
 def test_a_sampled_job_spells_top_k_off_as_each_engine_needs():
@@ -53,7 +53,7 @@ def test_a_seed_samples_with_its_own_generator_on_the_sequential_path():
     # transformers only takes the one token the seeded sampler left possible.
     config = seeded.generation_config(EOS, pad_token_id=0)
     assert config.do_sample is False and config.temperature is None
-    (sampler,) = seeded.logits_processors("cpu")
+    (sampler,) = seeded.logits_processors("cpu", EOS, 1)
     assert isinstance(sampler, SeededSampler)
 
 
@@ -91,3 +91,31 @@ def test_ignore_eos_runs_the_whole_budget_in_both_engines():
     assert long.batch_request(VOCAB, EOS)["eos_token_id"] == -1
     assert long.generation_config(EOS, 0).min_new_tokens == 9
     assert plan(max_tokens=9).generation_config(EOS, 0).min_new_tokens is None
+
+
+def test_no_rule_is_on_by_default_and_the_plan_is_as_before():
+    default = plan(max_tokens=9)
+    assert not default.has_token_rules and default.token_rules(EOS) == []
+    assert default.batch_request(VOCAB, EOS)["eos_token_id"] == EOS
+    assert default.generation_config(EOS, 0).eos_token_id == EOS
+    assert len(default.logits_processors("cpu", EOS, 3)) == 0
+
+
+def test_penalties_and_min_tokens_are_rules_that_stay_in_the_batch():
+    from worker.request_rules import HoldEnd, Penalties
+
+    ruled = plan(presence_penalty=0.5, frequency_penalty=1.0, min_tokens=3, stop_token_ids=[9])
+    assert ruled.has_token_rules and not ruled.needs_sequential_path
+    assert ruled.token_rules(EOS) == [Penalties(0.5, 1.0), HoldEnd(3, (2, 7, 9))]
+    assert len(ruled.logits_processors("cpu", EOS, 3)) == 1
+
+
+def test_stop_token_ids_join_the_end_ids_even_with_ignore_eos():
+    assert plan(stop_token_ids=[9, 2]).batch_request(VOCAB, EOS)["eos_token_id"] == [2, 7, 9]
+    ignoring = plan(max_tokens=9, ignore_eos=True, stop_token_ids=[9])
+    assert ignoring.batch_request(VOCAB, EOS)["eos_token_id"] == [9]
+    config = ignoring.generation_config(EOS, 0)
+    assert config.eos_token_id == [9] and config.min_new_tokens is None
+    # The sequential path holds EOS back for the whole budget instead, so the stop id can still end the job.
+    (rules,) = ignoring.logits_processors("cpu", EOS, 3)
+    assert [(rule.min_tokens, rule.end_ids) for rule in rules.rules] == [(9, (2, 7))]

@@ -56,3 +56,22 @@ def test_the_lane_is_held_by_one_job_and_refused_once_stopping(loaded_model):
     engine.stop_admitting()
     with pytest.raises(EngineStopped), engine.slot(params, 3):
         pass
+
+
+def test_penalties_min_tokens_and_stop_token_ids_on_the_sequential_path(engine):
+    seen: list[list[int]] = []
+    plain = GenerationInput(prompt="Rules too", max_tokens=4, temperature=0, ignore_eos=True)
+    engine.generate(plain, on_tokens=lambda tokens: seen.append(list(tokens)))
+    first = seen[-1][0]
+    stopped = engine.generate(
+        GenerationInput(prompt="Rules too", max_tokens=24, temperature=0, ignore_eos=True, stop_token_ids=[first])
+    )
+    assert (stopped.text, stopped.completion_tokens, stopped.finish_reason) == ("", 1, "stop")
+    held = engine.generate(
+        GenerationInput(prompt="Rules too", max_tokens=24, temperature=0, min_tokens=4, stop_token_ids=[first])
+    )
+    assert held.completion_tokens >= 4
+    seeded = GenerationInput(prompt="Rules too", max_tokens=16, temperature=1.0, seed=3, frequency_penalty=2.0)
+    assert engine.generate(seeded).text == engine.generate(seeded).text
+    with pytest.raises(EngineInputError, match="stop_token_ids"):
+        engine.generate(GenerationInput(prompt="x", stop_token_ids=[10**6]))

@@ -84,3 +84,14 @@ def test_without_a_readable_model_the_check_steps_aside(tmp_path):
     window = ContextWindow(broken)
     window.check(params("word " * 100, 64))
     assert window.counter() is None
+
+
+def test_stop_token_ids_outside_the_vocabulary_are_refused_for_prompts_and_chats(tmp_path):
+    window = ContextWindow(write_model(tmp_path / "m", {"max_position_embeddings": CONTEXT, "vocab_size": 100}))
+    for body in ({"prompt": "word"}, {"messages": [{"role": "user", "content": "word"}]}):
+        window.check(GenerationInput.parse(body | {"max_tokens": 4, "stop_token_ids": [99]}))
+        bad = GenerationInput.parse(body | {"max_tokens": 4, "stop_token_ids": [3, 100]})
+        with pytest.raises(InvalidInput) as refused:
+            window.check(bad)
+        assert refused.value.field == "stop_token_ids"
+        assert refused.value.message.startswith("stop_token_ids: 100 is not a token of this model")

@@ -61,12 +61,27 @@ def test_the_default_max_tokens_shrinks_to_a_smaller_limit_but_an_explicit_one_i
         ({"prompt": "x" * 101}, "prompt", "longer than 100 characters"),
         ({"messages": [{"role": "user", "content": "y" * 101}]}, "prompt", "longer than 100"),
         ({"prompt": "x", "webhook_events": []}, "webhook_events", ""),
+        ({"prompt": "x", "presence_penalty": 2.1}, "presence_penalty", "less than or equal to 2"),
+        ({"prompt": "x", "frequency_penalty": -2.5}, "frequency_penalty", "greater than or equal to -2"),
+        ({"prompt": "x", "frequency_penalty": "high"}, "frequency_penalty", "valid number"),
+        ({"prompt": "x", "min_tokens": -1}, "min_tokens", "greater than or equal to 0"),
+        ({"prompt": "x", "max_tokens": 4, "min_tokens": 5}, "min_tokens", "at most max_tokens (4)"),
+        ({"prompt": "x", "min_tokens": 20}, "min_tokens", "at most max_tokens (16)"),
+        ({"prompt": "x", "stop_token_ids": [1, -2]}, "stop_token_ids.1", "greater than or equal to 0"),
+        ({"prompt": "x", "stop_token_ids": list(range(65))}, "stop_token_ids", "at most 64"),
     ],
 )
 def test_a_bad_field_is_refused_naming_it(body, field, words):
     with pytest.raises(InvalidInput) as refused:
-        parse(body)
+        parse(body, max_tokens_limit=16 if "min_tokens" in body else 256)
     assert refused.value.field == field and words in refused.value.message
+
+
+def test_sampling_rules_are_stored_when_given_and_absent_otherwise():
+    rules = {"presence_penalty": 1, "frequency_penalty": -0.5, "min_tokens": 2, "stop_token_ids": [5]}
+    stored = parse({"prompt": "x", **rules}).job_input.stored()
+    assert {name: stored[name] for name in rules} == rules
+    assert not set(rules) & set(parse({"prompt": "x", "stop_token_ids": []}).job_input.stored())
 
 
 def test_stop_may_be_one_string_and_events_are_deduplicated_in_order():

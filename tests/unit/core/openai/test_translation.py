@@ -90,6 +90,13 @@ def test_a_completion_request_takes_one_prompt_and_16_tokens_by_default():
     assert refused(TEXT, {"messages": HELLO}).field in ("prompt", "messages")
 
 
+def test_penalties_min_tokens_and_stop_token_ids_are_honoured_on_both_endpoints():
+    rules = {"frequency_penalty": 0.5, "presence_penalty": -1, "min_tokens": 3, "stop_token_ids": [7, 9]}
+    for params in (chat(**rules).params, parse_openai_request(TEXT, {"prompt": "Once", **rules}).params):
+        assert (params.frequency_penalty, params.presence_penalty) == (0.5, -1.0)
+        assert (params.min_tokens, params.stop_token_ids) == (3, [7, 9])
+
+
 def test_fields_that_change_nothing_here_are_accepted_and_ignored():
     neutral = {
         "n": 1,
@@ -122,7 +129,11 @@ def test_fields_that_change_nothing_here_are_accepted_and_ignored():
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format", ""),
         ({"logit_bias": {"50256": -100}}, "logit_bias", "bias"),
         ({"logprobs": True}, "logprobs", "log probabilities"),
-        ({"frequency_penalty": 0.5}, "frequency_penalty", "penalty"),
+        ({"frequency_penalty": 2.5}, "frequency_penalty", "2"),
+        ({"presence_penalty": -3}, "presence_penalty", "-2"),
+        ({"min_tokens": 9, "max_tokens": 8}, "min_tokens", "at most max_tokens (8)"),
+        ({"stop_token_ids": [-1]}, "stop_token_ids", "0"),
+        ({"stop_token_ids": list(range(65))}, "stop_token_ids", "64"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", "not supported"),
         ({"modalities": ["text", "audio"]}, "modalities", "text"),
         ({"made_up_field": 1}, "made_up_field", "not supported"),

@@ -1,0 +1,91 @@
+"""What per-request logits rules cost the batch: tokens/s at 32 concurrent jobs with and without penalties.
+
+`python -m bench.rules_cost [--rounds 2] [--no-record]` builds the bench model, then runs the worker's batching
+engine in a fresh process per variant (plain sampled jobs; the same with presence and frequency penalties, which run
+as per-request rules on every row), taking turns round after round, and prints the best tokens/s of each and their
+ratio; the figures are appended to bench/RESULTS.md unless --no-record.
+`python -m bench.rules_cost --one plain|penalties` is one such process (the JSON figures are stdout's last line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from bench.results import machine_description, record
+from bench.run_bench import CACHE, build_bench_model, run_json_process
+from bench.workload import SAMPLING, Sender, measure_throughput
+
+CLIENTS = 32
+VARIANTS = {"plain": {}, "penalties": {"presence_penalty": 0.5, "frequency_penalty": 0.5}}
+
+
+def one(variant: str) -> dict:
+    """Time the engine at CLIENTS concurrent jobs of this variant, in this process."""
+    from core.jobs.model import GenerationInput
+    from core.settings import Settings
+    from worker.batching_engine import BatchingEngine
+    from worker.model_loading import choose_device, load_model
+
+    settings = Settings()
+    engine = BatchingEngine(load_model(settings, choose_device(settings.device)), settings)
+
+    def new_sender() -> Sender:
+        def send(prompt: str) -> tuple[int, int]:
+            result = engine.generate(GenerationInput(prompt=prompt, **SAMPLING, **VARIANTS[variant]))
+            return result.completion_tokens, result.batch_size
+
+        return send
+
+    try:
+        return measure_throughput(new_sender, CLIENTS)
+    finally:
+        engine.shutdown()  # its generation thread is not a daemon
+
+
+def main() -> int:
+    """Run each variant in its own process, round after round; print and record the best of each and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one", choices=tuple(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one)))
+        return 0
+    CACHE.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ,
+        MODEL_DIR=str(build_bench_model()),
+        LOG_DIR=str(CACHE / "logs"),
+        DEVICE="cpu",
+        MAX_BATCH_SIZE=str(CLIENTS),
+        PYTHONUNBUFFERED="1",
+    )
+    best: dict[str, float] = {}
+    for round_number in range(1, args.rounds + 1):
+        for variant in VARIANTS:
+            row = run_json_process("bench.rules_cost", ["--one", variant], env, f"rules_cost_{variant}.log")
+            print(f"round {round_number} {variant}: {row['tokens_per_s']:.1f} tokens/s", flush=True)
+            best[variant] = max(best.get(variant, 0.0), row["tokens_per_s"])
+    ratio = best["penalties"] / best["plain"]
+    text = (
+        f"## per-request rules cost {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_description()}\n\n"
+        f"Batching engine alone (bench/rules_cost.py), bench model on the CPU, {CLIENTS} concurrent sampled jobs of "
+        f"{SAMPLING['max_tokens']} tokens, best of {args.rounds} rounds, each variant in a fresh process:\n\n"
+        "| variant | tokens/s |\n| --- | --- |\n"
+        f"| plain | {best['plain']:.1f} |\n"
+        f"| presence_penalty 0.5, frequency_penalty 0.5 (per-request rules) | {best['penalties']:.1f} |\n\n"
+        f"Ratio with / without penalties: {ratio:.3f}.\n"
+    )
+    print(text)
+    if not args.no_record:
+        record(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
