@@ -28,6 +28,8 @@ def test_over_http_an_envelope_is_taken_in_any_key_order_and_unknown_keys_are_re
     assert batch["total"] == 3 and batch["metadata"] == {"team": "a"}
     assert batch["webhook"]["url"] == "http://127.0.0.1:9/hook"
     assert queue_length(redis_server.url, queue) == 3
+    listed = [listed["id"] for listed in client.get("/batches").get_json()["data"]]
+    assert listed[0] == batch["id"]  # the session's other tests' batches share this owner
 
     unknown = client.post(
         "/batches", data=json.dumps(good | {"defaults": {"max_tokens": 4}}).encode(), content_type="application/json"
@@ -37,5 +39,7 @@ def test_over_http_an_envelope_is_taken_in_any_key_order_and_unknown_keys_are_re
         assert refused.status_code == 422 and refused.get_json()["error"]["type"] == "invalid_input"
     assert unknown.get_json()["error"]["field"] == "defaults"
     assert "the end of the body, line 1" in malformed.get_json()["error"]["message"]
-    assert len(client.get("/batches").get_json()["data"]) == 1
+    assert [
+        listed["id"] for listed in client.get("/batches").get_json()["data"]
+    ] == listed  # the refused stored nothing
     assert queue_length(redis_server.url, queue) == 3
