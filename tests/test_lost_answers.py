@@ -7,6 +7,7 @@ import threading
 from types import SimpleNamespace
 
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from core.workers.reservations import WorkerReservations
 from worker.runner import WorkerRuntime, _started_here
 
 
@@ -36,6 +37,7 @@ def test_a_reservation_no_thread_holds_goes_back_at_the_second_look(store):
     republished = []
     runtime = SimpleNamespace(
         store=store,
+        reservations=WorkerReservations(store.redis),
         worker_name="gpu@lost-take",
         held=set(),
         held_lock=threading.Lock(),
@@ -53,6 +55,7 @@ def test_a_held_reservation_stays(store):
     store.take_next("gpu@held-take")
     runtime = SimpleNamespace(
         store=store,
+        reservations=WorkerReservations(store.redis),
         worker_name="gpu@held-take",
         held={queued.id},
         held_lock=threading.Lock(),

@@ -1,4 +1,5 @@
-"""REDIS_SENTINELS: the settings, the clients built from them, and a failover they ride over (on loopback)."""
+"""REDIS_SENTINELS: the settings, the clients built from them (core/redis/clients.py), and a failover they ride over
+(a master, a replica and three sentinels of the test's own, on loopback)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,10 @@ from pydantic import ValidationError
 from broker.kombu_redis import broker_transport_options, broker_url
 from broker.publisher import JobPublisher
 from core.errors import StoreUnavailable
-from core.jobs.idempotency import IdempotencyKeys
-from core.jobs.store import JobStore
-from core.jobs.submission import SubmitJob
 from core.redis.clients import master_connection_options, redis_client, redis_pool, sentinel_options
 from core.redis.errors import redis_boundary
-from core.redis.keys import JOB_KEY
-from core.redis.replication import ReplicaAcks
 from core.settings import Settings
-from launcher.redis_server import free_port
-from tests.redis_ha import MASTER_NAME, RedisSet
+from tests.redis_ha import MASTER_NAME
 
 
 def sentinel_settings(**values) -> Settings:
@@ -65,63 +60,6 @@ def test_tls_and_its_ca_reach_the_master_and_the_sentinels_alike():
     assert master["ssl"] is True and master["ssl_ca_certs"] == "/etc/ca.pem" and master["db"] == 2
     sentinels = sentinel_options(settings)
     assert sentinels["ssl"] is True and sentinels["ssl_ca_certs"] == "/etc/ca.pem" and "password" not in sentinels
-
-
-@pytest.fixture(scope="module")
-def redis_set(tmp_path_factory):
-    def address() -> tuple[str, int]:
-        return "127.0.0.1", free_port()
-
-    redis_set = RedisSet(tmp_path_factory.mktemp("redis-set"), address(), [address()], [address() for _ in range(3)])
-    try:
-        yield redis_set.start()
-    finally:
-        redis_set.stop()
-
-
-class NoQueue:
-    """A queue that takes every job and holds none."""
-
-    def publish(self, job_ids: list[str], priority: str) -> None:
-        pass
-
-    def depth(self) -> int:
-        return 0
-
-
-def submit_with_acks(redis_set, needed: int):
-    settings = sentinel_settings(
-        redis_sentinels=redis_set.sentinel_addresses, redis_min_replica_acks=needed, redis_replica_ack_timeout_ms=300
-    )
-    client = redis_client(settings)
-    store = JobStore(client, job_ttl_s=60)
-    replicas = ReplicaAcks.from_settings(client, settings)
-    return store, SubmitJob(settings, store, NoQueue(), IdempotencyKeys(client), replicas=replicas)
-
-
-def test_a_submission_is_accepted_once_a_replica_holds_it(redis_set):
-    store, submit = submit_with_acks(redis_set, 1)
-    job = submit({"prompt": "hello"}, "owner")
-    replica = redis_set.client(redis_set.replicas[0])
-    assert replica.exists(JOB_KEY.format(job_id=job.id)), "WAIT returned before the replica had the job"
-
-
-def test_a_submission_no_replica_confirms_is_refused_with_its_job_id(redis_set):
-    """More replicas asked than exist: 503 (StoreUnavailable, Retry-After) naming the job; a retry with the same
-    Idempotency-Key finds that job rather than making a second one."""
-    store, submit = submit_with_acks(redis_set, 2)
-    with pytest.raises(StoreUnavailable) as refused:
-        submit({"prompt": "hello"}, "owner", idempotency_key="k1")
-    assert refused.value.job_id and refused.value.retry_after_s
-    assert store.get(refused.value.job_id) is not None
-    with pytest.raises(StoreUnavailable) as again:
-        submit({"prompt": "hello"}, "owner", idempotency_key="k1")
-    assert again.value.job_id == refused.value.job_id
-
-
-def test_no_acks_asked_means_no_wait(redis_set):
-    store, submit = submit_with_acks(redis_set, 0)
-    assert submit({"prompt": "hello"}, "owner").status == "queued"
 
 
 def test_clients_follow_the_master_across_a_failover(redis_set):
