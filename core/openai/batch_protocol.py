@@ -1,15 +1,17 @@
-"""OpenAI's batch shapes as this service serves them: the `POST /v1/batches` body, and the batch object and its list.
+"""OpenAI's batch shapes as this service serves them: the `POST /v1/batches` body, the batch object and its list, and
+the lines of its output and error files.
 
 Answers are built as these models and sent as their JSON; the OpenAPI document shows the same models.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.openai.protocol import Endpoint, OpenAIList
+from core.openai.protocol import ChatCompletion, Endpoint, OpenAIErrorBody, OpenAIList, TextCompletion
 
 MIN_OUTPUT_TTL_S = 3600
 MAX_OUTPUT_TTL_S = 30 * 24 * 3600
@@ -103,3 +105,32 @@ class OpenAIBatchView(BaseModel):
 
 class OpenAIBatchList(OpenAIList):
     data: list[OpenAIBatchView]
+
+
+class OpenAIBatchLineResponse(BaseModel):
+    status_code: int = Field(description="200 with an answer; 400 when the line's input was at fault, else 500.")
+    request_id: str = Field(description="The id of the line's job.")
+    body: ChatCompletion | TextCompletion | OpenAIErrorBody
+
+
+class OpenAIBatchOutputError(BaseModel):
+    code: str = Field(examples=["batch_cancelled"])
+    message: str
+
+
+class OpenAIBatchOutputLine(BaseModel):
+    """One line of an OpenAI batch's output or error file (and of `GET /batches/<id>/results?format=openai`)."""
+
+    id: str = Field(examples=["batch_req_6f1c0e5a9b2d4c3e8f7a6b5c4d3e2f1a"])
+    custom_id: str | None = Field(description="The input line's `custom_id`; null once its result is no longer kept.")
+    response: OpenAIBatchLineResponse | None = Field(description="The answer or the failure; null if it never ran.")
+    error: OpenAIBatchOutputError | None = Field(description="Why the line has no response (canceled, expired).")
+
+    @property
+    def is_success(self) -> bool:
+        """Whether the line is an answer (OpenAI's output file) rather than a failure (its error file)."""
+        return self.response is not None and self.response.status_code == 200
+
+    def jsonl(self) -> str:
+        """The line as written: JSON with non-ASCII kept, and a newline."""
+        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False) + "\n"

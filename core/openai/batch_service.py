@@ -10,7 +10,6 @@ within `POST /v1/batches`, so `validating` is never seen.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -23,7 +22,7 @@ from core.batches.submission import SubmitBatch
 from core.batches.view import BatchView
 from core.errors import UNSUPPORTED_FIELD, InvalidInput, WrongState, invalid_input_from
 from core.jobs.model import check_metadata, parse_iso
-from core.openai.batch_output import is_success, output_line
+from core.openai.batch_output import output_line
 from core.openai.batch_protocol import (
     CreateOpenAIBatch,
     OpenAIBatchErrors,
@@ -247,8 +246,8 @@ class OpenAIBatches:
             line = output_line(job_id, job, self.model_name, batch_expired=expired)
             if line is None:  # cannot happen once the native batch completed; never write a half answer
                 continue
-            text = json.dumps(line, ensure_ascii=False) + "\n"
-            if is_success(line):
+            text = line.jsonl()
+            if line.is_success:
                 output.add(text)
                 answered += 1
             else:

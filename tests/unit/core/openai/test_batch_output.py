@@ -7,7 +7,7 @@ import json
 
 from core.errors import ErrorType
 from core.jobs.model import Job, JobStatus
-from core.openai.batch_output import endpoint_of, is_success, output_line, output_lines
+from core.openai.batch_output import endpoint_of, output_line, output_lines
 from core.openai.protocol import Endpoint
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
@@ -31,18 +31,21 @@ def test_a_line_answers_as_the_endpoint_its_input_names():
 
 def test_a_succeeded_line_carries_its_answer_with_status_200():
     done = job(output={"text": "Hello", "finish_reason": "stop"}, usage=USAGE)
-    line = output_line(done.id, done, "demo")
+    answer = output_line(done.id, done, "demo")
+    assert answer.is_success
+    line = answer.model_dump(mode="json")
     assert line["id"] == f"batch_req_{done.id}" and line["custom_id"] == "line-1" and line["error"] is None
     assert line["response"]["status_code"] == 200 and line["response"]["request_id"] == done.id
     body = line["response"]["body"]
     assert body["id"] == f"chatcmpl-{done.id}" and body["object"] == "chat.completion" and body["model"] == "demo"
     assert body["choices"][0]["message"]["content"] == "Hello" and body["usage"] == USAGE
-    assert is_success(line)
 
 
 def test_a_failed_line_is_a_400_when_its_input_was_at_fault_and_a_500_otherwise():
     bad = job(JobStatus.FAILED, error={"type": ErrorType.INVALID_INPUT, "message": "too long"})
-    line = output_line(bad.id, bad, "demo")
+    refused = output_line(bad.id, bad, "demo")
+    assert not refused.is_success
+    line = refused.model_dump(mode="json")
     assert line["response"] == {
         "status_code": 400,
         "request_id": bad.id,
@@ -50,27 +53,27 @@ def test_a_failed_line_is_a_400_when_its_input_was_at_fault_and_a_500_otherwise(
             "error": {"message": "too long", "type": "invalid_request_error", "param": None, "code": "invalid_input"}
         },
     }
-    assert line["error"] is None and not is_success(line)
+    assert line["error"] is None
     broken = job(JobStatus.FAILED, error={"type": ErrorType.ENGINE_FAILED, "message": "boom"})
-    response = output_line(broken.id, broken, "demo")["response"]
+    response = output_line(broken.id, broken, "demo").model_dump(mode="json")["response"]
     assert response["status_code"] == 500 and response["body"]["error"]["type"] == "server_error"
     assert response["body"]["error"]["code"] == str(ErrorType.ENGINE_FAILED)
 
 
 def test_a_line_that_never_ran_says_whether_it_was_canceled_or_its_window_ended():
     canceled = job(JobStatus.CANCELED)
-    assert output_line(canceled.id, canceled, "demo") == {
+    assert output_line(canceled.id, canceled, "demo").model_dump(mode="json") == {
         "id": f"batch_req_{canceled.id}",
         "custom_id": "line-1",
         "response": None,
         "error": {"code": "batch_cancelled", "message": "the line was canceled before it finished"},
     }
     expired = output_line(canceled.id, canceled, "demo", batch_expired=True)
-    assert expired["error"]["code"] == "batch_expired" and not is_success(expired)
+    assert expired.error.code == "batch_expired" and not expired.is_success
 
 
 def test_a_result_no_longer_kept_says_so_and_an_unfinished_line_is_not_written():
-    assert output_line("gone", None, "demo") == {
+    assert output_line("gone", None, "demo").model_dump(mode="json") == {
         "id": "batch_req_gone",
         "custom_id": None,
         "response": None,
