@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import redis
 
 from core.batches.model import Batch
+from core.batches.results import BatchResultLine
 from core.batches.view import BatchView, batch_view
 from core.errors import BatchNotFound
 from core.jobs.model import Job, JobStatus, utc_now_iso
@@ -120,15 +119,7 @@ class BatchStore:
     def result_lines(self, batch_id: str) -> Iterator[str]:
         """One JSON line per input line, in input order; read and sent a chunk at a time, never all at once."""
         for job_id, job in self.jobs_in_order(batch_id):
-            if job is None:
-                line: dict[str, Any] = {"custom_id": None, "job_id": job_id, "status": "expired"}
-            else:
-                line = {
-                    "custom_id": job.custom_id,
-                    "job_id": job.id,
-                    "status": job.status.value,
-                } | job.model_dump(mode="json", include={"output", "error", "usage"})
-            yield json.dumps(line, ensure_ascii=False) + "\n"
+            yield BatchResultLine.of(job_id, job).jsonl()
 
     def cancel(self, batch: Batch) -> int:
         """Cancel every queued job of the batch (running ones finish); returns how many were canceled."""
