@@ -128,7 +128,7 @@ def complete_batch_if_done(client: redis.Redis, batch_id: str, ttl_s: int, just_
             batch.webhook.state[EVENT_COMPLETED] = WebhookState.PENDING
             view = batch_view(batch, stats).model_copy(update={"completed_at": now, "status": _status_once_done(batch)})
             pipe.set(batch_key, batch.model_dump_json(), keepttl=True)
-            stage_delivery(pipe, new_batch_delivery(view.model_dump(mode="json"), batch.webhook.url, now), ttl_s)
+            stage_delivery(pipe, new_batch_delivery(view, batch.webhook.url, now), ttl_s)
         for key in (batch_key, stats_key, jobs_key):
             pipe.expire(key, ttl_s)
         stage_index_expiry(pipe, BATCH_OWNER_INDEX_KEY.format(owner=batch.owner), batch_id, ttl_s)

@@ -1,4 +1,5 @@
-"""Webhook events as Standard Webhooks defines them: the delivery record, its signature, its retry schedule."""
+"""Webhook events as Standard Webhooks defines them: the body, the delivery record, its signature, its retry
+schedule."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import json
 import random
 import secrets
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
+from core.batches.view import BatchView
 from core.jobs.records import WebhookState
 
 if TYPE_CHECKING:
@@ -88,24 +90,47 @@ def event_for_status(status_value: str) -> str | None:
     return None
 
 
+class WebhookEvent(BaseModel):
+    """A webhook's body as Standard Webhooks shapes it: the event's type, when it happened, and its object."""
+
+    type: str
+    timestamp: str | None
+    data: Any
+
+    def body(self) -> str:
+        """The body as sent and signed: compact JSON with non-ASCII kept."""
+        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"))
+
+
+class JobWebhookEvent(WebhookEvent):
+    """`job.started` or `job.completed`, with the job as the API shows it."""
+
+    type: Literal["job.started", "job.completed"]
+    data: dict[str, Any]
+
+
+class BatchWebhookEvent(WebhookEvent):
+    """`batch.completed`, with the batch object."""
+
+    type: Literal["batch.completed"]
+    timestamp: str
+    data: BatchView
+
+
 def new_delivery_for(job: Job, event: str) -> Delivery:
     """The delivery of `event` for this job, its body a snapshot of the job now."""
-    body = json.dumps(
-        {"type": EVENT_TYPES[event], "timestamp": job.completed_at or job.started_at, "data": job.public_view()},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return Delivery(id=f"msg_{uuid.uuid4().hex}", subject_id=job.id, event=event, url=job.webhook.url, body=body)
-
-
-def new_batch_delivery(batch_view: dict, url: str, timestamp: str) -> Delivery:
-    """The `batch.completed` delivery, its body a snapshot of the batch object."""
-    body = json.dumps(
-        {"type": BATCH_COMPLETED_TYPE, "timestamp": timestamp, "data": batch_view},
-        ensure_ascii=False,
-        separators=(",", ":"),
+    payload = JobWebhookEvent(
+        type=EVENT_TYPES[event], timestamp=job.completed_at or job.started_at, data=job.public_view()
     )
     return Delivery(
-        id=f"msg_{uuid.uuid4().hex}", subject="batch", subject_id=batch_view["id"], event=EVENT_COMPLETED, url=url,
-        body=body,
+        id=f"msg_{uuid.uuid4().hex}", subject_id=job.id, event=event, url=job.webhook.url, body=payload.body()
+    )
+
+
+def new_batch_delivery(batch_view: BatchView, url: str, timestamp: str) -> Delivery:
+    """The `batch.completed` delivery, its body a snapshot of the batch object."""
+    payload = BatchWebhookEvent(type=BATCH_COMPLETED_TYPE, timestamp=timestamp, data=batch_view)
+    return Delivery(
+        id=f"msg_{uuid.uuid4().hex}", subject="batch", subject_id=batch_view.id, event=EVENT_COMPLETED, url=url,
+        body=payload.body(),
     )  # fmt: skip

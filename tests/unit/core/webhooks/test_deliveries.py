@@ -11,6 +11,8 @@ import random
 
 import pytest
 
+from core.batches.model import Batch
+from core.batches.view import batch_view
 from core.jobs.model import JobStatus
 from core.webhooks.deliveries import (
     EVENT_COMPLETED,
@@ -67,12 +69,17 @@ def test_a_jobs_delivery_carries_a_snapshot_of_its_public_view(new_job, store):
     running = store.transition(job.id, JobStatus.RUNNING)
     delivery = new_delivery_for(running, EVENT_STARTED)
     body = json.loads(delivery.body)
+    assert list(body) == ["type", "timestamp", "data"] and body["timestamp"] == running.started_at
+    assert delivery.body == json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     assert delivery.id.startswith("msg_") and delivery.subject == "job" and delivery.url == "http://127.0.0.1:9/h"
     assert body["type"] == "job.started" and body["data"]["id"] == job.id and "owner" not in body["data"]
 
 
 def test_a_batch_delivery_names_the_batch():
-    delivery = new_batch_delivery({"id": "batch_1", "status": "completed"}, "https://h.example/", "2026-01-01T00:00Z")
+    view = batch_view(Batch(id="batch_1", created_at="2026-01-01T00:00:00Z", total=1), {"finished": "1"})
+    delivery = new_batch_delivery(view, "https://h.example/", "2026-01-01T00:00Z")
     assert delivery.subject == "batch" and delivery.subject_id == "batch_1" and delivery.event == EVENT_COMPLETED
-    assert json.loads(delivery.body) == {"type": "batch.completed", "timestamp": "2026-01-01T00:00Z",
-                                         "data": {"id": "batch_1", "status": "completed"}}  # fmt: skip
+    assert delivery.body == json.dumps(
+        {"type": "batch.completed", "timestamp": "2026-01-01T00:00Z", "data": view.model_dump(mode="json")},
+        separators=(",", ":"),
+    )
