@@ -72,6 +72,13 @@ def batch_view(batch: Batch, stats: dict[str, str]) -> BatchView:
     else:
         status = BatchStatus.QUEUED
     completion_tokens = int(stats.get("completion_tokens", 0))
+    pace = batch_rates(
+        started_at=stats.get("started_at"),
+        completed_at=stats.get("completed_at"),
+        total=batch.total,
+        finished=finished,
+        completion_tokens=completion_tokens,
+    )
     return BatchView(
         id=batch.id,
         status=status,
@@ -82,13 +89,8 @@ def batch_view(batch: Batch, stats: dict[str, str]) -> BatchView:
         total=batch.total,
         counts=BatchCounts(**{name: int(stats.get(name, 0)) for name in BatchCounts.model_fields}),
         usage=BatchUsage(prompt_tokens=int(stats.get("prompt_tokens", 0)), completion_tokens=completion_tokens),
-        **batch_rates(
-            started_at=stats.get("started_at"),
-            completed_at=stats.get("completed_at"),
-            total=batch.total,
-            finished=finished,
-            completion_tokens=completion_tokens,
-        ),
+        tokens_per_second=pace.tokens_per_second,
+        eta_seconds=pace.eta_seconds,
         webhook=batch.webhook,
         metadata=batch.metadata,
     )

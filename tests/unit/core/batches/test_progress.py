@@ -12,7 +12,7 @@ TEN_S_LATER = datetime(2026, 11, 26, 10, 0, 10, tzinfo=UTC)
 
 def rates(**counts) -> dict:
     values = {"started_at": STARTED, "completed_at": None, "total": 20, "finished": 0, "completion_tokens": 0}
-    return batch_rates(**(values | counts), now=TEN_S_LATER)
+    return batch_rates(**(values | counts), now=TEN_S_LATER).model_dump(mode="json")
 
 
 def test_pace_and_eta_from_the_lines_finished_so_far():
