@@ -55,7 +55,7 @@ def _sse(items: Iterator[FollowItem]) -> Iterator[str]:
         if isinstance(item, KeepAlive):
             yield ": keep-alive\n\n"
         elif isinstance(item, Completed):
-            yield _frame(COMPLETED, item.job)  # the job's public view: Job's own dump
+            yield _frame(COMPLETED, item.job.public_view())
         elif isinstance(item, Lapsed):
             yield f": stream lifetime reached; reconnect with Last-Event-ID\nretry: {RECONNECT_MS}\n\n"
         else:

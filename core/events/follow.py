@@ -38,9 +38,9 @@ class KeepAlive:
 
 @dataclass(frozen=True)
 class Completed:
-    """The job is finished: its object (public view) closes the stream."""
+    """The job is finished: its object (sent as its public view) closes the stream."""
 
-    job: dict
+    job: Job
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class JobEvents:
             if not terminal_entry and not self._has_terminal_entry(job.id):
                 # Finished without an entry (canceled while queued): its status still comes before the job, no id.
                 yield StreamEvent("", STATUS, {"status": job_now.status.value})
-            yield Completed(job_now.public_view())
+            yield Completed(job_now)
 
     def _read_again(self, job_id: str, cursor: str) -> tuple[list[StreamEvent], bool]:
         """Entries after `cursor`, and whether the job is over: by its terminal entry, or (without one heard)

@@ -44,7 +44,7 @@ class CompletionStream:
         sent: list[str] = []
         for item in events.follow(self.job_id, self.owner, None):
             if isinstance(item, Completed):
-                yield from self._ending(Job.model_validate(item.job), "".join(sent))
+                yield from self._ending(item.job, "".join(sent))
                 return
             if isinstance(item, StreamEvent) and item.kind == TOKEN and item.data["text"]:
                 sent.append(item.data["text"])

@@ -36,7 +36,7 @@ def test_a_finished_job_is_replayed_then_closed_with_its_object(events, store, n
         ("token", {"text": "Hi"}),
         ("status", {"status": "succeeded"}),
     ]
-    assert items[-1] == Completed(store.get(job.id).public_view())
+    assert items[-1] == Completed(store.get(job.id))
 
 
 def test_a_client_resuming_after_an_id_gets_only_what_came_after(events, store, new_job, client):
@@ -60,7 +60,7 @@ def test_a_job_canceled_while_followed_ends_with_its_status_and_object(events, s
     store.cancel_queued([job.id])
     rest = list(follow)
     assert rest[-2] == StreamEvent("", "status", {"status": "canceled"})
-    assert isinstance(rest[-1], Completed) and rest[-1].job["status"] == "canceled"
+    assert isinstance(rest[-1], Completed) and rest[-1].job.status == JobStatus.CANCELED
 
 
 def test_a_malformed_id_or_another_owners_job_is_refused_before_anything_is_sent(events, new_job):
