@@ -30,7 +30,8 @@ def unavailable_reason() -> str | None:
         return "test hosts need root (network namespaces, veth pairs, a bridge)"
     if shutil.which("ip") is None:
         return "test hosts need iproute2's `ip`"
-    probe = f"{NAMESPACE_PREFIX}probe"
+    # One probe per process: every pytest process collects this file, and two probes of one name race.
+    probe = f"{NAMESPACE_PREFIX}probe{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
         return f"`ip netns add` fails here: {made.stderr.strip()}"
