@@ -3,6 +3,8 @@ clean run, so no check of `make soak` passes by construction."""
 
 from __future__ import annotations
 
+import json
+
 import requests
 
 from tests.soak import checks
@@ -133,3 +135,22 @@ def test_only_documented_5xx_pass_and_html_errors_are_found():
     judge(history, "POST /jobs", answer(500, b"<html>Internal Server Error</html>"))
     judge(history, "POST /jobs", answer(500, b'{"error": {"type": "internal_error"}}'))
     assert len(checks.only_documented_errors(history)) == 3
+
+
+def answer_of(status: int, body: dict, headers: dict | None = None) -> requests.Response:
+    answer = requests.Response()
+    answer.status_code, answer._content = status, json.dumps(body).encode()
+    answer.headers.update(headers or {})
+    return answer
+
+
+def test_the_soak_client_reads_the_job_a_refusal_names():
+    """A 503 after the job was stored names it in `Location` (OpenAI-shaped errors too): the client counts the job as
+    its own, so the checks hold it to the end; a refusal naming none made none."""
+    from tests.soak.clients import Clients
+
+    error = {"error": {"message": "the queue is unreachable", "type": "server_error", "code": "store_unavailable"}}
+    assert Clients._named_job(answer_of(503, error, {"Location": "/jobs/" + "a" * 32})) == "a" * 32
+    assert Clients._named_job(answer_of(503, error)) is None
+    assert Clients._named_job(answer_of(202, {"id": "b" * 32})) == "b" * 32
+    assert Clients._named_job(answer_of(200, {"id": "chatcmpl-" + "c" * 32})) == "c" * 32

@@ -131,9 +131,13 @@ class Clients:
 
     @staticmethod
     def _named_job(answer: requests.Response | Exception) -> str | None:
-        """The job an answer names: a 2xx's id (OpenAI ids carry it after their prefix), or a 504's job."""
+        """The job an answer names: a 2xx's id (OpenAI ids carry it after their prefix), or the job of a refusal
+        that came after it was stored (a 504's or 503's `Location`, which OpenAI-shaped errors carry too)."""
         if not isinstance(answer, requests.Response):
             return None
+        location = answer.headers.get("Location", "")
+        if answer.status_code >= 500 and location.startswith("/jobs/"):
+            return location.removeprefix("/jobs/")
         try:
             body = answer.json()
         except ValueError:
@@ -172,7 +176,10 @@ class Clients:
         answer = call(session, self.history, route, "POST", f"{self.url}/v1/chat/completions", repeatable=False,
                       json=chat_body(tag, rng, True), stream=True)  # fmt: skip
         if not isinstance(answer, requests.Response) or answer.status_code != 200:
-            self.history.outcome(tag, outcome_of(answer))
+            named = self._named_job(answer)  # a refusal after the job was stored names it (Location)
+            if named is not None:
+                self.history.accepted(named, "chat-stream")
+            self.history.outcome(tag, "named" if named else outcome_of(answer))
             return
         job_id, parts, finished, failed = None, [], False, False
         try:
