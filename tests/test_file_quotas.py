@@ -131,14 +131,16 @@ def test_stored_filenames_lose_control_characters(quota_client, redis_client):
 
 
 def test_files_that_expire_stop_counting(redis_client):
-    quota = FileQuota(redis_client, max_files=2, max_bytes=MIB, file_ttl_s=1)
-    files = FileStore(redis_client, ttl_s=1, max_bytes=MIB, quota=quota)
+    # A file's expiry is in whole seconds from the second it was stored, so a lifetime of 3 s lasts at least 2 s:
+    # room for the refusal below on a loaded machine (with 1 s, an upload late in its second lapsed at once).
+    quota = FileQuota(redis_client, max_files=2, max_bytes=MIB, file_ttl_s=3)
+    files = FileStore(redis_client, ttl_s=3, max_bytes=MIB, quota=quota)
     owner = owner_id_for_key(KEY_A)
     for _ in range(2):
         files.upload(owner, "a.jsonl", "batch", [jsonl_of(1000)])
     with pytest.raises(TooManyRequests):
         files.upload(owner, "a.jsonl", "batch", [jsonl_of(1000)])
-    time.sleep(1.2)  # both records expire on their own; nobody deletes them
+    time.sleep(3.2)  # both records expire on their own; nobody deletes them
     files.upload(owner, "a.jsonl", "batch", [jsonl_of(1000)])
     assert counted_files(redis_client, KEY_A) == 1
 
