@@ -107,7 +107,8 @@ def test_seeded_jobs_match_their_solo_text_and_never_hold_back_the_batch(lab):
         solo_texts.append(lab.job(job_id)["output"]["text"])
 
     seeded_ids = [lab.submit(client, body) for body in seeded]
-    plain_ids = submit_batch(lab, client, 8, {"max_tokens": 48, "ignore_eos": True}, "thường")
+    # Long enough that the first plain job is still running when the eighth is submitted on a loaded machine.
+    plain_ids = submit_batch(lab, client, 8, {"max_tokens": 128, "ignore_eos": True}, "thường")
     lab.wait(lambda: lab.all_done([*seeded_ids, *plain_ids]), 180, "8 seeded and 8 plain jobs")
     seeded_jobs = [lab.job(job_id) for job_id in seeded_ids]
     plain_jobs = [lab.job(job_id) for job_id in plain_ids]
