@@ -22,6 +22,7 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from core.errors import InvalidInput, invalid_input_from
 from core.jobs.priority import Priority, SubmittedPriority
+from core.jobs.response_format import ResponseFormat, check_enforceable
 from core.jobs.records import JobError, JobOutput, JobResources, JobUsage, WebhookRecord
 from core.jobs.text_checks import check_text
 
@@ -187,6 +188,14 @@ class JobInput(BaseModel):
         description="true generates exactly max_tokens, never stopping at the end-of-sequence token (benchmarks).",
         examples=[False],
     )
+    response_format: ResponseFormat | None = Field(
+        None,
+        description="`{\"type\": \"json_schema\", \"json_schema\": {\"name\", \"schema\"}}`: the text is JSON that "
+        "validates against the schema (unless max_tokens cuts it: finish_reason `length`); `{\"type\": "
+        "\"json_object\"}`: any JSON object; `{\"type\": \"text\"}` (the default): no constraint. A schema the "
+        "service can't enforce is refused (422, `unsupported_schema`).",
+        examples=[{"type": "json_object"}],
+    )
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -226,6 +235,26 @@ class JobInput(BaseModel):
     def _prompt_or_messages(self) -> JobInput:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of `prompt` (string) or `messages` (chat list)")
+        return self
+
+    @model_validator(mode="after")
+    def _json_can_end(self) -> JobInput:
+        # Each of these could end or hold the text where the grammar can't follow: cut JSON, or no token allowed.
+        if self.response_format is not None and self.response_format.constrains:
+            clashing = [
+                name
+                for name, value in (
+                    ("ignore_eos", self.ignore_eos),
+                    ("stop", self.stop),
+                    ("stop_token_ids", self.stop_token_ids),
+                    ("min_tokens", self.min_tokens),
+                )
+                if value
+            ]
+            if clashing:
+                raise ValueError(
+                    f"response_format: can't be combined with {clashing[0]} (the JSON would be cut or could not end)"
+                )
         return self
 
     @property
@@ -335,6 +364,7 @@ def within_limits(params: GenerationInput, *, max_tokens_limit: int, max_prompt_
         raise InvalidInput(f"min_tokens: must be at most max_tokens ({params.max_tokens})", field="min_tokens")
     if params.prompt_chars > max_prompt_chars:
         raise InvalidInput(f"the prompt is longer than {max_prompt_chars} characters", field="prompt")
+    check_enforceable(params.response_format)
     return params
 
 
