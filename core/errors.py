@@ -57,8 +57,8 @@ class ErrorDetail(BaseModel):
     type: str = Field(
         description="Stable kind of error: malformed_body (400), unauthorized (401), not_found (404), "
         "method_not_allowed (405), wrong_state (409), body_too_large (413), unsupported_media_type (415), "
-        "invalid_input (422), unsupported_schema (422), queue_full and store_unavailable (503), timeout (504); a failed generation "
-        "answers 500 with the job's own error type.",
+        "invalid_input (422), unsupported_schema (422), queue_full and store_unavailable (503), timeout (504); a "
+        "failed generation answers 500 with the job's own error type.",
         examples=["invalid_input"],
     )
     message: str = Field(description="What went wrong, for people.", examples=["max_tokens: must be at most 4096"])

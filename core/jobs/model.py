@@ -22,8 +22,8 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from core.errors import InvalidInput, invalid_input_from
 from core.jobs.priority import Priority, SubmittedPriority
-from core.jobs.response_format import ResponseFormat, check_enforceable
 from core.jobs.records import JobError, JobOutput, JobResources, JobUsage, WebhookRecord
+from core.jobs.response_format import ResponseFormat, check_enforceable
 from core.jobs.text_checks import check_text
 
 
@@ -190,9 +190,9 @@ class JobInput(BaseModel):
     )
     response_format: ResponseFormat | None = Field(
         None,
-        description="`{\"type\": \"json_schema\", \"json_schema\": {\"name\", \"schema\"}}`: the text is JSON that "
-        "validates against the schema (unless max_tokens cuts it: finish_reason `length`); `{\"type\": "
-        "\"json_object\"}`: any JSON object; `{\"type\": \"text\"}` (the default): no constraint. A schema the "
+        description='`{"type": "json_schema", "json_schema": {"name", "schema"}}`: the text is JSON that '
+        'validates against the schema (unless max_tokens cuts it: finish_reason `length`); `{"type": '
+        '"json_object"}`: any JSON object; `{"type": "text"}` (the default): no constraint. A schema the '
         "service can't enforce is refused (422, `unsupported_schema`).",
         examples=[{"type": "json_object"}],
     )
@@ -223,6 +223,16 @@ class JobInput(BaseModel):
     def _no_empty_list(cls, value: list[int] | None) -> list[int] | None:
         return value or None
 
+    @field_validator("response_format")
+    @classmethod
+    def _json_can_end(cls, value: ResponseFormat | None, info: ValidationInfo) -> ResponseFormat | None:
+        # Each of these would cut the JSON, or hold its end where the grammar allows nothing else.
+        if value is not None and value.constrains:
+            for name in ("ignore_eos", "stop", "stop_token_ids", "min_tokens"):
+                if info.data.get(name):
+                    raise ValueError(f"can't be combined with {name}: the JSON would be cut or could not end")
+        return value
+
     @field_validator("temperature")
     @classmethod
     def _temperature_usable(cls, value: float) -> float:
@@ -235,26 +245,6 @@ class JobInput(BaseModel):
     def _prompt_or_messages(self) -> JobInput:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of `prompt` (string) or `messages` (chat list)")
-        return self
-
-    @model_validator(mode="after")
-    def _json_can_end(self) -> JobInput:
-        # Each of these could end or hold the text where the grammar can't follow: cut JSON, or no token allowed.
-        if self.response_format is not None and self.response_format.constrains:
-            clashing = [
-                name
-                for name, value in (
-                    ("ignore_eos", self.ignore_eos),
-                    ("stop", self.stop),
-                    ("stop_token_ids", self.stop_token_ids),
-                    ("min_tokens", self.min_tokens),
-                )
-                if value
-            ]
-            if clashing:
-                raise ValueError(
-                    f"response_format: can't be combined with {clashing[0]} (the JSON would be cut or could not end)"
-                )
         return self
 
     @property
