@@ -4,6 +4,7 @@ inside both engines."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import torch
@@ -144,6 +145,27 @@ def test_schema_jobs_share_a_batch_step_with_plain_jobs_and_each_follows_its_own
     if results[2].finish_reason == "stop":
         assert isinstance(json.loads(results[2].text), dict)
     assert rules.ruled() == 0
+
+
+def test_schema_jobs_that_join_a_running_batch_and_leave_it_early_keep_their_own_rows(batching_engine):
+    """A long plain job runs first; schema jobs join it mid-way, end at their own lengths, and each is valid."""
+    joined = threading.Event()
+    long_job = GenerationInput(prompt="Long", max_tokens=200, temperature=0, ignore_eos=True)
+    results: dict[str, object] = {}
+
+    def run_long() -> None:
+        with batching_engine.slot(long_job, 3):
+            results["long"] = batching_engine.generate(
+                long_job, on_tokens=lambda tokens: len(tokens) >= 8 and joined.set()
+            )
+
+    runner = threading.Thread(target=run_long)
+    runner.start()
+    assert joined.wait(30)
+    late = run_together(batching_engine, [schema_job(f"Late {i}", temperature=1.0) for i in range(3)])
+    runner.join(60)
+    assert results["long"].completion_tokens == 200 and results["long"].batch_size == 4  # they joined it
+    assert all(result.finish_reason == "stop" and follows_person(json.loads(result.text)) for result in late)
 
 
 def test_a_greedy_schema_job_is_the_same_in_the_batch_and_alone(batching_engine):
