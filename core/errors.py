@@ -15,8 +15,6 @@ class ErrorType(StrEnum):
 
     # Why a job failed (the job object's `error.type`).
     INVALID_INPUT = "invalid_input"
-    # A response_format schema the service can't enforce (it would not compile into a grammar).
-    UNSUPPORTED_SCHEMA = "unsupported_schema"
     OUT_OF_MEMORY = "out_of_memory"
     DEVICE_ERROR = "device_error"
     ENGINE_FAILED = "generation_error"  # the engine raised while generating
@@ -38,6 +36,8 @@ class ErrorType(StrEnum):
     WAITED_JOB_FAILED = "generation_failed"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    # A response_format schema the service can't enforce (it would not compile into a grammar).
+    UNSUPPORTED_SCHEMA = "unsupported_schema"
     HTTP_ERROR = "http_error"
     INTERNAL_ERROR = "internal_error"
 
