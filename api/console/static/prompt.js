@@ -94,7 +94,7 @@ function formatField(property) {
 }
 
 function readFormat(form) {
-  const kind = form.elements.response_format.value;
+  const kind = form.elements.response_format?.value ?? "text";
   if (kind === "text") return undefined;
   if (kind === "json_object") return { type: kind };
   let schema;
