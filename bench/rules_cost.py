@@ -53,13 +53,8 @@ def engine_throughput(job_fields: dict) -> dict:
 
 def main() -> int:
     """Run each variant in its own process, round after round; print and record the best of each and the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--one", choices=tuple(VARIANTS))
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one)))
+    args = command_line(__doc__, VARIANTS, one)
+    if args is None:
         return 0
     best = {
         variant: row["tokens_per_s"]
@@ -79,6 +74,20 @@ def main() -> int:
     if not args.no_record:
         record(text)
     return 0
+
+
+def command_line(doc: str, variants, one) -> argparse.Namespace | None:
+    """The options (`--rounds`, `--no-record`); with `--one VARIANT`, that variant is timed here, its figures printed
+    as JSON, and None returned."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--one", choices=tuple(variants))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one)))
+        return None
+    return args
 
 
 def best_in_fresh_processes(module: str, variants, rounds: int) -> dict[str, dict]:

@@ -10,13 +10,11 @@ took per request and step; the figures are appended to bench/RESULTS.md unless -
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 
 from bench.results import machine_description, record
-from bench.rules_cost import CLIENTS, best_in_fresh_processes, engine_throughput
+from bench.rules_cost import CLIENTS, best_in_fresh_processes, command_line, engine_throughput
 from bench.workload import SAMPLING
 
 # At least 20 records of a dozen tokens each: no job completes its JSON within 64 tokens, so both variants generate
@@ -71,13 +69,8 @@ def one(variant: str) -> dict:
 
 def main() -> int:
     """Run each variant in its own process, round after round; print and record the best of each and the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--one", choices=tuple(VARIANTS))
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one)))
+    args = command_line(__doc__, VARIANTS, one)
+    if args is None:
         return 0
     best = best_in_fresh_processes("bench.schema_cost", VARIANTS, args.rounds)
     ratio = best["schema"]["tokens_per_s"] / best["plain"]["tokens_per_s"]

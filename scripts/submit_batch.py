@@ -6,8 +6,8 @@ Input: JSONL in the batch format (`{"custom_id": ..., "body": {...}}` per line) 
 (`{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body": {"model", "messages"...}}`), a text file
 with one prompt per line, or a CSV with a `prompt` column (and optionally `custom_id`). `--output-format openai`
 writes OpenAI batch output lines instead of the service's own. `--json-schema schema.json` asks every line (that
-sets no `response_format` of its own) for JSON that validates against that schema. Each result is appended to the output as it
-finishes. Run the same command again after Ctrl-C or a crash: inputs already in the output are skipped, and
+sets no `response_format` of its own) for JSON that validates against that schema. Each result is appended to the
+output as it finishes. Run the same command again after Ctrl-C or a crash: inputs already in the output are skipped, and
 nothing is submitted twice (a batch is resumed by its id; single jobs carry an Idempotency-Key). Exits 1 if any
 job failed.
 """

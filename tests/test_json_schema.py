@@ -52,10 +52,8 @@ def test_schema_jobs_beside_plain_jobs_in_one_batch_all_write_valid_json(api_ser
     plain_jobs = [submit(base, {"prompt": f"Plain {i}", "max_tokens": 24, "ignore_eos": True}) for i in range(3)]
     chats: list[requests.Response] = []
     chat_body = {"messages": [{"role": "user", "content": "A ticket"}], "max_tokens": MAX_TOKENS}
-    threads = [
-        threading.Thread(target=lambda: chats.append(chat_completion(base, chat_body | {"response_format": TICKET_FORMAT})))
-        for _ in range(2)
-    ]  # fmt: skip
+    chat_body["response_format"] = TICKET_FORMAT
+    threads = [threading.Thread(target=lambda: chats.append(chat_completion(base, chat_body))) for _ in range(2)]
     for thread in threads:
         thread.start()
     finished = {job["id"]: wait_for_terminal(base, job["id"]) for job in [*schema_jobs, object_job, *plain_jobs]}

@@ -52,9 +52,7 @@ class JsonSchemaSpec(BaseModel):
     @field_validator("json_schema")
     @classmethod
     def _schema_small(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problem = _size_problem(value)
-        if problem:
-            raise ValueError(problem)
+        check_size(value)
         return value
 
 
@@ -114,13 +112,12 @@ def check_enforceable(response_format: ResponseFormat | None) -> None:
         )
 
 
-def _size_problem(schema: dict[str, Any]) -> str | None:
-    """Why a schema is too large to take, or None."""
+def check_size(schema: dict[str, Any]) -> None:
+    """Raise ValueError for a schema too large to take (it is stored with the job and compiled twice)."""
     if _depth(schema) > MAX_SCHEMA_DEPTH:
-        return f"nested deeper than {MAX_SCHEMA_DEPTH} levels"
+        raise ValueError(f"nested deeper than {MAX_SCHEMA_DEPTH} levels")
     if len(json.dumps(schema, separators=(",", ":"))) > MAX_SCHEMA_CHARS:
-        return f"longer than {MAX_SCHEMA_CHARS} characters as compact JSON"
-    return None
+        raise ValueError(f"longer than {MAX_SCHEMA_CHARS} characters as compact JSON")
 
 
 def _depth(value: Any) -> int:

@@ -25,7 +25,8 @@ def test_a_schema_job_is_stored_in_the_shape_it_was_sent_and_read_back_by_the_wo
     sent["json_schema"]["strict"] = True
     stored = submitted(response_format=sent).job_input.stored()
     assert stored["response_format"] == sent
-    assert JobInput.model_validate(json.loads(json.dumps(stored))).response_format == ResponseFormat.model_validate(sent)
+    read_back = JobInput.model_validate(json.loads(json.dumps(stored)))
+    assert read_back.response_format == ResponseFormat.model_validate(sent)
 
 
 def test_text_adds_no_grammar_and_json_object_means_any_object():
@@ -51,18 +52,23 @@ def test_a_schema_that_cant_be_compiled_is_refused_at_submit_naming_the_problem(
     assert says in refused.value.message
 
 
+ANY_OBJECT = {"type": "json_object"}
+OBJECT_WITH_SCHEMA = ANY_OBJECT | {"json_schema": {"name": "a", "schema": {}}}
+
+
 @pytest.mark.parametrize(
     ("fields", "field", "says"),
     [
         ({"response_format": {"type": "json_schema"}}, "response_format", "needs `json_schema"),
-        ({"response_format": {"type": "json_object", "json_schema": {"name": "a", "schema": {}}}}, "response_format", "only with"),
+        ({"response_format": OBJECT_WITH_SCHEMA}, "response_format", "only with"),
         ({"response_format": {"type": "yaml"}}, "response_format.type", "json_object"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}}, "response_format.json_schema.name", "pattern"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": []}}}, "response_format.json_schema.schema", ""),
-        ({"response_format": {"type": "json_object"}, "ignore_eos": True}, "response_format", "ignore_eos"),
-        ({"response_format": {"type": "json_object"}, "stop": ["}"]}, "response_format", "stop"),
-        ({"response_format": {"type": "json_object"}, "stop_token_ids": [3]}, "response_format", "stop_token_ids"),
-        ({"response_format": {"type": "json_object"}, "min_tokens": 4}, "response_format", "min_tokens"),
+        ({"response_format": schema_format({}) | {"json_schema": {"name": "a b", "schema": {}}}},
+         "response_format.json_schema.name", "pattern"),
+        ({"response_format": schema_format([])}, "response_format.json_schema.schema", ""),
+        ({"response_format": ANY_OBJECT, "ignore_eos": True}, "response_format", "ignore_eos"),
+        ({"response_format": ANY_OBJECT, "stop": ["}"]}, "response_format", "stop"),
+        ({"response_format": ANY_OBJECT, "stop_token_ids": [3]}, "response_format", "stop_token_ids"),
+        ({"response_format": ANY_OBJECT, "min_tokens": 4}, "response_format", "min_tokens"),
     ],
 )  # fmt: skip
 def test_bad_shapes_and_combinations_that_could_not_end_are_invalid_input(fields, field, says):
