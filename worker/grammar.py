@@ -19,7 +19,6 @@ from llguidance import LLMatcher
 log = logging.getLogger("llm.worker")
 
 _BITS = 32
-_BYTES_PER_WORD = 4  # the bitmask's int32 words
 
 
 class Grammars:
