@@ -108,12 +108,13 @@ def schema_job(prompt: str, **extra) -> GenerationInput:
     return GenerationInput(prompt=prompt, response_format=SCHEMA_FORMAT, **{"max_tokens": 96, "temperature": 0} | extra)
 
 
-def test_the_sequential_engine_writes_json_that_follows_the_schema(loaded_model):
-    from worker.sequential_engine import SequentialEngine
-
-    result = SequentialEngine(loaded_model).generate(schema_job("A person:"))
-    assert result.finish_reason == "stop"
-    assert follows_person(json.loads(result.text))
+def test_the_sequential_engine_writes_json_that_follows_the_schema_greedy_or_seeded(batching_engine):
+    for params in (schema_job("A person:"), schema_job("A person:", temperature=1.0, seed=7)):
+        result = batching_engine.sequential.generate(params)
+        assert result.finish_reason == "stop"
+        assert follows_person(json.loads(result.text))
+    seeded = schema_job("A person:", temperature=1.0, seed=7)
+    assert batching_engine.generate(seeded).text == batching_engine.sequential.generate(seeded).text
 
 
 def test_schema_jobs_share_a_batch_step_with_plain_jobs_and_each_follows_its_own_format(batching_engine):
