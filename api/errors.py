@@ -19,6 +19,7 @@ from core.errors import (
     MalformedBody,
     NotFound,
     QueueFull,
+    SchemaUnsupported,
     ServerBusy,
     ServiceError,
     StoreUnavailable,
@@ -43,6 +44,7 @@ HTTP_STATUS_OF: dict[type[ServiceError], int] = {
     BodyTooLarge: 413,
     UnsupportedMediaType: 415,
     InvalidInput: 422,
+    SchemaUnsupported: 422,
     TooManyRequests: 429,
     GenerationFailed: 500,
     QueueFull: 503,
@@ -63,7 +65,8 @@ _HTTP_ERROR_TYPES = {
 # Routes whose errors take OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so OpenAI clients
 # read them; every other route keeps the service's own shape.
 OPENAI_ERROR_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/files", "/v1/batches")
-# On those routes a field the request got wrong is a 400, as OpenAI answers it (its clients raise BadRequestError).
+# On those routes a field the request got wrong is a 400, as OpenAI answers it (its clients raise BadRequestError);
+# a schema that can't be enforced stays a 422 (SchemaUnsupported, listed before InvalidInput in its ancestry).
 OPENAI_HTTP_STATUS_OF: dict[type[ServiceError], int] = {**HTTP_STATUS_OF, InvalidInput: 400}
 
 

@@ -25,6 +25,11 @@ VARIANTS = {"plain": {}, "penalties": {"presence_penalty": 0.5, "frequency_penal
 
 def one(variant: str) -> dict:
     """Time the engine at CLIENTS concurrent jobs of this variant, in this process."""
+    return engine_throughput(SAMPLING | VARIANTS[variant])
+
+
+def engine_throughput(job_fields: dict) -> dict:
+    """Time the batching engine at CLIENTS concurrent jobs with these fields, in this process."""
     from core.jobs.model import GenerationInput
     from core.settings import Settings
     from worker.batching_engine import BatchingEngine
@@ -35,7 +40,7 @@ def one(variant: str) -> dict:
 
     def new_sender() -> Sender:
         def send(prompt: str) -> tuple[int, int]:
-            result = engine.generate(GenerationInput(prompt=prompt, **SAMPLING, **VARIANTS[variant]))
+            result = engine.generate(GenerationInput(prompt=prompt, **job_fields))
             return result.completion_tokens, result.batch_size
 
         return send
@@ -48,29 +53,13 @@ def one(variant: str) -> dict:
 
 def main() -> int:
     """Run each variant in its own process, round after round; print and record the best of each and the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--one", choices=tuple(VARIANTS))
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one)))
+    args = command_line(__doc__, VARIANTS, one)
+    if args is None:
         return 0
-    CACHE.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ,
-        MODEL_DIR=str(build_bench_model()),
-        LOG_DIR=str(CACHE / "logs"),
-        DEVICE="cpu",
-        MAX_BATCH_SIZE=str(CLIENTS),
-        PYTHONUNBUFFERED="1",
-    )
-    best: dict[str, float] = {}
-    for round_number in range(1, args.rounds + 1):
-        for variant in VARIANTS:
-            row = run_json_process("bench.rules_cost", ["--one", variant], env, f"rules_cost_{variant}.log")
-            print(f"round {round_number} {variant}: {row['tokens_per_s']:.1f} tokens/s", flush=True)
-            best[variant] = max(best.get(variant, 0.0), row["tokens_per_s"])
+    best = {
+        variant: row["tokens_per_s"]
+        for variant, row in best_in_fresh_processes("bench.rules_cost", VARIANTS, args.rounds).items()
+    }
     ratio = best["penalties"] / best["plain"]
     text = (
         f"## per-request rules cost {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_description()}\n\n"
@@ -85,6 +74,42 @@ def main() -> int:
     if not args.no_record:
         record(text)
     return 0
+
+
+def command_line(doc: str, variants, one) -> argparse.Namespace | None:
+    """The options (`--rounds`, `--no-record`); with `--one VARIANT`, that variant is timed here, its figures printed
+    as JSON, and None returned."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--one", choices=tuple(variants))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one)))
+        return None
+    return args
+
+
+def best_in_fresh_processes(module: str, variants, rounds: int) -> dict[str, dict]:
+    """`python -m module --one VARIANT` for each variant, taking turns round after round: the best row of each."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ,
+        MODEL_DIR=str(build_bench_model()),
+        LOG_DIR=str(CACHE / "logs"),
+        DEVICE="cpu",
+        MAX_BATCH_SIZE=str(CLIENTS),
+        PYTHONUNBUFFERED="1",
+    )
+    best: dict[str, dict] = {}
+    for round_number in range(1, rounds + 1):
+        for variant in variants:
+            log_name = f"{module.rsplit('.', 1)[-1]}_{variant}.log"
+            row = run_json_process(module, ["--one", variant], env, log_name)
+            print(f"round {round_number} {variant}: {row['tokens_per_s']:.1f} tokens/s", flush=True)
+            if row["tokens_per_s"] > best.get(variant, {}).get("tokens_per_s", 0.0):
+                best[variant] = row
+    return best
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ class ErrorType(StrEnum):
     WAITED_JOB_FAILED = "generation_failed"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    # A response_format schema the service can't enforce (it would not compile into a grammar).
+    UNSUPPORTED_SCHEMA = "unsupported_schema"
     HTTP_ERROR = "http_error"
     INTERNAL_ERROR = "internal_error"
 
@@ -55,8 +57,8 @@ class ErrorDetail(BaseModel):
     type: str = Field(
         description="Stable kind of error: malformed_body (400), unauthorized (401), not_found (404), "
         "method_not_allowed (405), wrong_state (409), body_too_large (413), unsupported_media_type (415), "
-        "invalid_input (422), queue_full and store_unavailable (503), timeout (504); a failed generation "
-        "answers 500 with the job's own error type.",
+        "invalid_input (422), unsupported_schema (422), queue_full and store_unavailable (503), timeout (504); a "
+        "failed generation answers 500 with the job's own error type.",
         examples=["invalid_input"],
     )
     message: str = Field(description="What went wrong, for people.", examples=["max_tokens: must be at most 4096"])
@@ -116,6 +118,12 @@ class ServiceError(Exception):
 
 class InvalidInput(ServiceError):
     error_type = ErrorType.INVALID_INPUT
+
+
+class SchemaUnsupported(InvalidInput):
+    """A `response_format` schema that can't be compiled into a grammar, so its output could not be guaranteed."""
+
+    error_type = ErrorType.UNSUPPORTED_SCHEMA
 
 
 # A field the request model does not have, in this server's words rather than pydantic's.

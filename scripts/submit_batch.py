@@ -5,8 +5,9 @@
 Input: JSONL in the batch format (`{"custom_id": ..., "body": {...}}` per line) or in OpenAI's batch format
 (`{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body": {"model", "messages"...}}`), a text file
 with one prompt per line, or a CSV with a `prompt` column (and optionally `custom_id`). `--output-format openai`
-writes OpenAI batch output lines instead of the service's own. Each result is appended to the output as it
-finishes. Run the same command again after Ctrl-C or a crash: inputs already in the output are skipped, and
+writes OpenAI batch output lines instead of the service's own. `--json-schema schema.json` asks every line (that
+sets no `response_format` of its own) for JSON that validates against that schema. Each result is appended to the
+output as it finishes. Run the same command again after Ctrl-C or a crash: inputs already in the output are skipped, and
 nothing is submitted twice (a batch is resumed by its id; single jobs carry an Idempotency-Key). Exits 1 if any
 job failed.
 """
@@ -77,6 +78,16 @@ def read_inputs(path: Path, defaults: dict[str, Any]) -> list[InputLine]:
         for number, line in enumerate(text.splitlines(), start=1)
         if line.strip()
     ]
+
+
+def schema_format(path: Path) -> dict[str, Any]:
+    """The response_format asking for JSON that follows the schema in `path` (named after the file)."""
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{path}: not a readable JSON file ({error})") from None
+    name = "".join(c if c.isalnum() or c in "_-" else "_" for c in path.stem)[:64] or "schema"
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
 
 
 @dataclass
@@ -253,6 +264,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-p", type=float)
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--greedy", action="store_true", help="do_sample=false")
+    parser.add_argument(
+        "--json-schema",
+        type=Path,
+        metavar="FILE",
+        help="a JSON Schema file: every line's text is JSON that follows it (response_format json_schema)",
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="jobs in flight at once (--mode jobs)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
     parser.add_argument("--no-wait", action="store_true", help="submit the batch, print its id and leave")
@@ -272,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if value is not None
     }
+    if args.json_schema is not None:
+        defaults["response_format"] = schema_format(args.json_schema)
     inputs = read_inputs(args.input, defaults)
     if args.mode == "jobs" and (args.output_format == "openai" or any(line.openai for line in inputs)):
         raise SystemExit("OpenAI batch files and OpenAI output go through --mode batch")

@@ -174,7 +174,7 @@ class BatchingEngine:
         with self._lock:
             self._pending[request_id] = pending
             self._note_batch_size()
-        rules = plan.token_rules(self.eos_token_ids)
+        rules = plan.token_rules(self.eos_token_ids, self.sequential.grammars)
         if rules:
             self._factory.request_rules.register(request_id, rules)
         added = self.manager.add_request(

@@ -19,6 +19,8 @@ from transformers import (
 )
 
 from core.jobs.model import JobInput
+from core.jobs.response_format import grammar_of
+from worker.grammar import Grammars
 from worker.request_rules import HoldEnd, Penalties, SequenceRulesProcessor, TokenRule
 
 
@@ -40,6 +42,8 @@ class SamplingPlan:
     frequency_penalty: float = 0.0
     min_tokens: int = 0
     stop_token_ids: tuple[int, ...] = ()
+    # The response_format's grammar (llguidance's JSON), None for plain text: the last rule, a mask.
+    grammar: str | None = None
 
     @classmethod
     def of(cls, params: JobInput) -> SamplingPlan:
@@ -57,6 +61,7 @@ class SamplingPlan:
             frequency_penalty=params.frequency_penalty or 0.0,
             min_tokens=params.min_tokens or 0,
             stop_token_ids=tuple(params.stop_token_ids or ()),
+            grammar=grammar_of(params.response_format) if params.response_format is not None else None,
         )
 
     @property
@@ -71,22 +76,30 @@ class SamplingPlan:
 
     @property
     def has_token_rules(self) -> bool:
-        """Some per-request logits rule is on (worker/request_rules.py): penalties, min_tokens."""
-        return bool(self.presence_penalty or self.frequency_penalty or self.min_tokens)
+        """Some per-request logits rule is on (worker/request_rules.py): penalties, min_tokens, a grammar."""
+        return bool(self.presence_penalty or self.frequency_penalty or self.min_tokens or self.grammar)
 
     def end_token_ids(self, eos_token_ids: list[int]) -> list[int]:
         """The ids that end this job: the model's EOS (unless ignore_eos) and its own stop token ids."""
         ends = [] if self.ignore_eos else list(eos_token_ids)
         return ends + [i for i in self.stop_token_ids if i not in ends]
 
-    def token_rules(self, eos_token_ids: list[int]) -> list[TokenRule]:
-        """This job's per-request logits rules, in the order they apply; empty when none is on."""
+    def token_rules(self, eos_token_ids: list[int], grammars: Grammars | None = None) -> list[TokenRule]:
+        """This job's per-request logits rules, in the order they apply; empty when none is on.
+
+        A grammar's rule holds the job's matcher: call once per run of the job (`grammars` builds it).
+        """
         rules: list[TokenRule] = []
         if self.presence_penalty or self.frequency_penalty:
             rules.append(Penalties(self.presence_penalty, self.frequency_penalty))
         ends = self.end_token_ids(eos_token_ids)
         if self.min_tokens and ends:
             rules.append(HoldEnd(self.min_tokens, tuple(ends)))
+        if self.grammar is not None:
+            if grammars is None:
+                raise ValueError("a job with a response_format needs the worker's grammars")
+            # Last: it sees the penalised scores and leaves only what the grammar allows.
+            rules.append(grammars.rule(self.grammar, ends))
         return rules
 
     def batch_request(self, vocab_size: int, eos_token_ids: list[int]) -> dict[str, object]:
@@ -127,11 +140,13 @@ class SamplingPlan:
             pad_token_id=pad_token_id,
         )
 
-    def logits_processors(self, device: str, eos_token_ids: list[int], prompt_len: int) -> LogitsProcessorList:
+    def logits_processors(
+        self, device: str, eos_token_ids: list[int], prompt_len: int, grammars: Grammars | None = None
+    ) -> LogitsProcessorList:
         """The processors `model.generate` runs for this job beside its config (transformers puts them before its
         own temperature/top-k/top-p): the job's rules, then the seeded sampler, if seeded."""
         processors = LogitsProcessorList()
-        rules = self.token_rules(eos_token_ids)
+        rules = self.token_rules(eos_token_ids, grammars)
         if self.ignore_eos and self.stop_token_ids:
             # ignore_eos beside stop token ids: EOS never ends the job, the stop ids still do.
             held = tuple(i for i in eos_token_ids if i not in self.stop_token_ids)

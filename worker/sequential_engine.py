@@ -20,6 +20,7 @@ from worker.generation import (
     context_tokens,
     eos_token_ids,
 )
+from worker.grammar import Grammars
 from worker.model_loading import LoadedModel
 from worker.places import Places
 from worker.sampling import SamplingPlan
@@ -74,6 +75,8 @@ class SequentialEngine:
         self.device = loaded.device.torch_device
         self.encoder = PromptEncoder(self.tokenizer, context_tokens(self.model))
         self.eos_token_ids = eos_token_ids(self.model, self.tokenizer)
+        # The response_format grammars of both engines (the batch reads this one).
+        self.grammars = Grammars(self.tokenizer)
         self.vocab_size = self.model.config.get_text_config().vocab_size
         self.lane = Places(1)
         self._admitting = True
@@ -133,7 +136,9 @@ class SequentialEngine:
                 attention_mask=torch.ones_like(input_ids),
                 generation_config=plan.generation_config(self.eos_token_ids, self.tokenizer.pad_token_id),
                 stopping_criteria=StoppingCriteriaList([watcher]),
-                logits_processor=plan.logits_processors(self.device, self.eos_token_ids, len(prompt_ids)),
+                logits_processor=plan.logits_processors(
+                    self.device, self.eos_token_ids, len(prompt_ids), self.grammars
+                ),
             )
         progress.finished_at = time.perf_counter()
         progress.tokens = output[0, len(prompt_ids) :].tolist()

@@ -23,6 +23,7 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 from core.errors import InvalidInput, invalid_input_from
 from core.jobs.priority import Priority, SubmittedPriority
 from core.jobs.records import JobError, JobOutput, JobResources, JobUsage, WebhookRecord
+from core.jobs.response_format import ResponseFormat, check_enforceable
 from core.jobs.text_checks import check_text
 
 
@@ -187,6 +188,14 @@ class JobInput(BaseModel):
         description="true generates exactly max_tokens, never stopping at the end-of-sequence token (benchmarks).",
         examples=[False],
     )
+    response_format: ResponseFormat | None = Field(
+        None,
+        description='`{"type": "json_schema", "json_schema": {"name", "schema"}}`: the text is JSON that '
+        'validates against the schema (unless max_tokens cuts it: finish_reason `length`); `{"type": '
+        '"json_object"}`: any JSON object; `{"type": "text"}` (the default): no constraint. A schema the '
+        "service can't enforce is refused (422, `unsupported_schema`).",
+        examples=[{"type": "json_object"}],
+    )
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -213,6 +222,16 @@ class JobInput(BaseModel):
     @classmethod
     def _no_empty_list(cls, value: list[int] | None) -> list[int] | None:
         return value or None
+
+    @field_validator("response_format")
+    @classmethod
+    def _json_can_end(cls, value: ResponseFormat | None, info: ValidationInfo) -> ResponseFormat | None:
+        # Each of these would cut the JSON, or hold its end where the grammar allows nothing else.
+        if value is not None and value.constrains:
+            for name in ("ignore_eos", "stop", "stop_token_ids", "min_tokens"):
+                if info.data.get(name):
+                    raise ValueError(f"can't be combined with {name}: the JSON would be cut or could not end")
+        return value
 
     @field_validator("temperature")
     @classmethod
@@ -335,6 +354,7 @@ def within_limits(params: GenerationInput, *, max_tokens_limit: int, max_prompt_
         raise InvalidInput(f"min_tokens: must be at most max_tokens ({params.max_tokens})", field="min_tokens")
     if params.prompt_chars > max_prompt_chars:
         raise InvalidInput(f"the prompt is longer than {max_prompt_chars} characters", field="prompt")
+    check_enforceable(params.response_format)
     return params
 
 

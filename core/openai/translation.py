@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.errors import UNSUPPORTED_FIELD, InvalidInput, invalid_input_from
 from core.jobs.model import GenerationInput
+from core.jobs.response_format import ResponseFormat
 from core.jobs.text_checks import check_text
 from core.openai.protocol import Endpoint
 
@@ -76,17 +77,6 @@ class StreamOptions(_Strict):
     )
 
 
-class ResponseFormat(_Strict):
-    type: str = Field(description="Only `text`; JSON modes are not supported.")
-
-    @field_validator("type")
-    @classmethod
-    def _text_only(cls, value: str) -> str:
-        if value != "text":
-            raise ValueError(f"`{value}` is not supported: this server only writes plain text")
-        return value
-
-
 class _CommonRequest(_Strict):
     """What both endpoints take."""
 
@@ -119,6 +109,11 @@ class _CommonRequest(_Strict):
     stop_token_ids: list[int] | None = Field(
         None, description="Token ids that end the text as EOS does, up to 64 (vLLM's); not in the text."
     )
+    response_format: ResponseFormat | None = Field(
+        None,
+        description="`json_schema` (the text validates against the schema unless max_tokens cuts it), `json_object` "
+        "or `text`; a schema that can't be enforced is a 422 `unsupported_schema`.",
+    )
 
     def to_generation_input(self) -> GenerationInput:
         """This request as the service's generation (a job's input), or InvalidInput naming the field as it was sent.
@@ -135,6 +130,9 @@ class _CommonRequest(_Strict):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
+        if self.response_format is not None and self.response_format.constrains:
+            # `text` is the service's default already: the job is then the same as without it.
+            body["response_format"] = self.response_format
         for name in ("frequency_penalty", "presence_penalty"):
             # 0, which clients often send, changes nothing: the job is then the same as without it.
             value = getattr(self, name)
@@ -173,7 +171,6 @@ class ChatCompletionRequest(_CommonRequest):
     parallel_tool_calls: bool | None = Field(None, description="Accepted and ignored (no tools).")
     functions: list[dict[str, Any]] | None = Field(None, description="Only empty (functions are not supported).")
     function_call: str | dict[str, Any] | None = Field(None, description="Only `none` or `auto` without functions.")
-    response_format: ResponseFormat | None = None
     modalities: list[str] | None = Field(None, description='Only `["text"]`.')
     store: bool | None = Field(None, description="Accepted and ignored: every job is kept until JOB_TTL_SECONDS.")
     service_tier: str | None = Field(None, description="Accepted and ignored.")

@@ -74,6 +74,38 @@ function parameterField(spec, property) {
   return h("div", { class: "field" }, h("label", { for: id }, spec.label), input, hint);
 }
 
+// The response format: plain text, any JSON object, or JSON following the schema typed in (shown for that one).
+function formatField(property) {
+  const schema = h("textarea", {
+    id: "param-json-schema",
+    name: "json_schema",
+    rows: 4,
+    hidden: true,
+    "aria-label": "JSON Schema",
+    placeholder: '{"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}}, "required": ["name"]}',
+  });
+  const select = h(
+    "select",
+    { id: "param-response-format", name: "response_format", onchange: () => (schema.hidden = select.value !== "json_schema") },
+    ["text", "json_object", "json_schema"].map((kind) => h("option", { value: kind }, kind)),
+  );
+  const hint = h("small", { class: "hint" }, property?.description ?? "");
+  return h("div", { class: "field" }, h("label", { for: select.id }, "Response format"), select, schema, hint);
+}
+
+function readFormat(form) {
+  const kind = form.elements.response_format?.value ?? "text";
+  if (kind === "text") return undefined;
+  if (kind === "json_object") return { type: kind };
+  let schema;
+  try {
+    schema = JSON.parse(form.elements.json_schema.value);
+  } catch (error) {
+    throw { type: "invalid_input", message: `the JSON Schema is not JSON: ${error.message}` };
+  }
+  return { type: kind, json_schema: { name: "console", schema } };
+}
+
 function chatTurn(role = "user", content = "") {
   const turn = h(
     "div",
@@ -108,6 +140,8 @@ function readBody(form) {
     } else if (input.value !== "") body[spec.name] = Number(input.value);
     else if (!spec.optional) body[spec.name] = spec.fallback;
   }
+  const format = readFormat(form);
+  if (format) body.response_format = format;
   return body;
 }
 
@@ -154,7 +188,11 @@ export function promptView(root) {
     promptPart.hidden = chat;
   });
   jobSchema().then((schema) => {
-    clear(parameters, PARAMETERS.map((spec) => parameterField(spec, schema[spec.name])));
+    clear(
+      parameters,
+      PARAMETERS.map((spec) => parameterField(spec, schema[spec.name])),
+      formatField(schema.response_format),
+    );
   });
 
   let running = null;

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from api.errors import http_status_of, openai_error, speaks_openai
+from api.errors import OPENAI_HTTP_STATUS_OF, http_status_of, openai_error, speaks_openai
 from core.errors import (
     BatchNotFound,
     InvalidInput,
     JobNotFound,
     QueueFull,
+    SchemaUnsupported,
     ServiceError,
     StoreUnavailable,
     TooManyRequests,
@@ -26,6 +27,11 @@ from core.errors import (
 )  # fmt: skip
 def test_each_typed_error_has_its_status(error, status):
     assert http_status_of(error) == status
+
+
+def test_an_unenforceable_schema_is_a_422_on_the_openai_routes_too_where_other_bad_input_is_a_400():
+    assert http_status_of(SchemaUnsupported("x"), OPENAI_HTTP_STATUS_OF) == 422
+    assert http_status_of(InvalidInput("x"), OPENAI_HTTP_STATUS_OF) == 400
 
 
 @pytest.mark.parametrize(

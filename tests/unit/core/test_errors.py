@@ -47,7 +47,7 @@ WIRE_VALUES = [
     "invalid_input", "out_of_memory", "device_error", "generation_error", "timeout", "max_attempts",
     "malformed_body", "unauthorized", "not_found", "model_not_found", "wrong_state", "body_too_large", "queue_full",
     "too_many_requests", "forbidden", "store_unavailable", "server_busy", "generation_failed", "method_not_allowed",
-    "unsupported_media_type", "http_error", "internal_error",
+    "unsupported_media_type", "unsupported_schema", "http_error", "internal_error",
 ]  # fmt: skip
 
 

@@ -23,3 +23,23 @@ def test_every_bad_line_is_listed_by_its_number():
 def test_an_empty_batch_is_refused():
     with pytest.raises(InvalidInput, match="no lines"):
         validate([])
+
+
+def test_a_line_whose_schema_cant_be_enforced_is_listed_native_or_openai():
+    unsatisfiable = {
+        "type": "json_schema",
+        "json_schema": {"name": "n", "schema": {"type": "integer", "minimum": 3, "maximum": 1}},
+    }
+    good = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer", "maximum": 9}}}
+    chat = {"method": "POST", "url": "/v1/chat/completions"}
+    asked = {"messages": [{"role": "user", "content": "x"}], "response_format": unsatisfiable}
+    lines = [
+        {"custom_id": "ok", "body": {"prompt": "x", "response_format": good}},
+        {"custom_id": "bad", "body": {"prompt": "x", "response_format": unsatisfiable}},
+        {"custom_id": "bad-openai", "body": asked} | chat,
+    ]
+    with pytest.raises(InvalidBatch) as refused:
+        validate(lines)
+    assert [error["line"] for error in refused.value.line_errors] == [2, 3]
+    assert all("can't be enforced" in error["message"] for error in refused.value.line_errors)
+    assert validate(lines[:1])[0].params.response_format.schema() == {"type": "integer", "maximum": 9}

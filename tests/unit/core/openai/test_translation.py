@@ -125,8 +125,9 @@ def test_fields_that_change_nothing_here_are_accepted_and_ignored():
         ({"n": 2}, "n", "only n=1"),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "not supported"),
         ({"tool_choice": "required"}, "tool_choice", "none"),
-        ({"response_format": {"type": "json_object"}}, "response_format.type", "json_object"),
+        ({"response_format": {"type": "xml"}}, "response_format.type", "json_schema"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format", ""),
+        ({"response_format": {"type": "json_object"}, "stop": "}"}, "response_format", "stop"),
         ({"logit_bias": {"50256": -100}}, "logit_bias", "bias"),
         ({"logprobs": True}, "logprobs", "log probabilities"),
         ({"frequency_penalty": 2.5}, "frequency_penalty", "2"),
@@ -154,6 +155,13 @@ def test_what_cant_be_honoured_is_refused_by_name(fields, field, says):
     error = refused(CHAT, {"messages": HELLO, **fields})
     assert error.field is not None and error.field.startswith(field), error.message
     assert error.message.startswith(f"{error.field}: ") and says in error.message
+
+
+def test_a_json_response_format_becomes_the_jobs_own_on_both_endpoints():
+    schema_format = {"type": "json_schema", "json_schema": {"name": "p", "schema": {"type": "object"}, "strict": True}}
+    assert sent(chat(response_format=schema_format))["response_format"] == schema_format
+    completion = parse_openai_request(TEXT, {"prompt": "x", "response_format": {"type": "json_object"}})
+    assert sent(completion)["response_format"] == {"type": "json_object"}
 
 
 def test_bodies_that_are_not_objects_or_carry_unsafe_text_are_refused():
