@@ -30,6 +30,7 @@ from transformers.generation.continuous_batching.requests import RequestStatus
 from core.jobs.model import JobInput
 from core.settings import Settings
 from worker.batching_manager import ManagerFactory
+from worker.choices import combined, not_started
 from worker.generation import (
     EngineDead,
     EngineFailed,
@@ -139,7 +140,8 @@ class BatchingEngine:
         if alone:
             holds.append((self._batch_places, self._batch_places.count))
         elif not sequential:
-            holds.append((self._batch_places, 1))
+            # Each choice is a request of the batch; more choices than places run in waves (see generate).
+            holds.append((self._batch_places, min(params.choice_count, self._batch_places.count)))
         if sequential:
             holds.append((self.sequential.lane, 1))
         taken = []
@@ -159,13 +161,42 @@ class BatchingEngine:
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
     ) -> GenerationResult:
-        """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done."""
+        """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done.
+
+        A job with n choices is n requests of the batch, each with its own id, stop scanner and logits rules, as
+        many at once as the batch has places (the job's slot holds that many), in waves when n is larger;
+        `on_tokens` follows choice 0. A cancel reaches every choice; a stop string ends only its own.
+        """
         self._refuse_if_not_running()
         plan = SamplingPlan.of(params)
         if self._runs_sequentially(plan):
             return self._generate_sequential(params, should_cancel, on_tokens)
         prompt_ids = self.encoder.encode(params)
         check_stop_token_ids(params, self.vocab_size)
+        started = time.perf_counter()
+        count, wave = params.choice_count, self._batch_places.count
+        results: list[GenerationResult] = []
+        for first in range(0, count, wave):
+            indexes = range(first, min(first + wave, count))
+            if results and should_cancel is not None and should_cancel():
+                results += [not_started(len(prompt_ids)) for _ in indexes]
+                continue
+            requests = [
+                self._add_request(params, plan, prompt_ids, should_cancel, on_tokens if index == 0 else None)
+                for index in indexes
+            ]
+            results += self._wait_for(requests, params, plan)
+        return combined(results, time.perf_counter() - started)
+
+    def _add_request(
+        self,
+        params: JobInput,
+        plan: SamplingPlan,
+        prompt_ids: list[int],
+        should_cancel: Callable[[], bool] | None,
+        on_tokens: Callable[[list[int]], None] | None,
+    ) -> tuple[str, _Pending]:
+        """One request (one choice) of the job in the batch, under a fresh id."""
         request_id = uuid.uuid4().hex
         stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
         pending = _Pending(
@@ -190,10 +221,24 @@ class BatchingEngine:
         elif pending.done.is_set():
             # Canceled between registering and adding: without this the request would run on, unread.
             self.manager.cancel_request(request_id)
-        pending.done.wait()
-        if pending.failure is not None:
-            raise pending.failure
-        return pending.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)
+        return request_id, pending
+
+    def _wait_for(
+        self, requests: list[tuple[str, _Pending]], params: JobInput, plan: SamplingPlan
+    ) -> list[GenerationResult]:
+        """Every request's result, in order; the first failure cancels the job's other requests and is raised."""
+        for index, (_, pending) in enumerate(requests):
+            pending.done.wait()
+            if pending.failure is not None:
+                for request_id, other in requests[index + 1 :]:
+                    if not other.done.is_set():
+                        self._finish(request_id, canceled=True)
+                        self.manager.cancel_request(request_id)
+                raise pending.failure
+        return [
+            pending.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)
+            for _, pending in requests
+        ]
 
     def _runs_sequentially(self, plan: SamplingPlan) -> bool:
         """The job needs the sequential lane: what the batch can't apply, or rules where the batch can't run them."""
