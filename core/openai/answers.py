@@ -52,10 +52,19 @@ def usage_of(job: Job) -> JobUsage:
     return job.usage
 
 
+def choices_of(job: Job) -> list[tuple[str, FinishReason]]:
+    """Each choice's text and OpenAI finish reason, in index order: the job's `n` choices, or its one output."""
+    if job.output is None:
+        return [("", finish_reason(None))]
+    if job.output.choices:
+        return [(choice.text, finish_reason(choice.finish_reason)) for choice in job.output.choices]
+    return [(job.output.text, finish_reason(job.output.finish_reason))]
+
+
 def completion_answer(endpoint: Endpoint, job: Job, model_name: str) -> ChatCompletion | TextCompletion:
-    """A succeeded job as OpenAI's `chat.completion` or `text_completion`, naming the served model."""
-    text = job.output.text if job.output is not None else ""
-    reason = finish_reason(job.output.finish_reason if job.output is not None else None)
+    """A succeeded job as OpenAI's `chat.completion` or `text_completion`, naming the served model: one choice per
+    sample the job generated (`n`), with indexes 0 to n - 1."""
+    choices = choices_of(job)
     common = {
         "id": completion_id(endpoint, job.id),
         "object": endpoint.object_name,
@@ -65,11 +74,25 @@ def completion_answer(endpoint: Endpoint, job: Job, model_name: str) -> ChatComp
         "system_fingerprint": None,
     }
     if endpoint is Endpoint.CHAT_COMPLETIONS:
-        message = AssistantMessage(role="assistant", content=text, refusal=None)
         return ChatCompletion(
-            choices=[ChatChoice(index=0, message=message, logprobs=None, finish_reason=reason)], **common
+            choices=[
+                ChatChoice(
+                    index=index,
+                    message=AssistantMessage(role="assistant", content=text, refusal=None),
+                    logprobs=None,
+                    finish_reason=reason,
+                )
+                for index, (text, reason) in enumerate(choices)
+            ],
+            **common,
         )
-    return TextCompletion(choices=[TextChoice(index=0, text=text, logprobs=None, finish_reason=reason)], **common)
+    return TextCompletion(
+        choices=[
+            TextChoice(index=index, text=text, logprobs=None, finish_reason=reason)
+            for index, (text, reason) in enumerate(choices)
+        ],
+        **common,
+    )
 
 
 def sent(event: BaseModel) -> dict[str, Any]:
