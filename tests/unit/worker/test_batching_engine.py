@@ -187,3 +187,35 @@ def test_where_steps_are_not_eager_a_job_with_rules_takes_the_sequential_lane(ba
         assert batching_engine.sequential.lane.taken()
         result = batching_engine.generate(params)
     assert result.text == batching_engine.sequential.generate(params).text
+
+
+def test_a_job_with_n_choices_holds_n_places_and_at_most_the_batch(batching_engine):
+    places = batching_engine._batch_places
+    with batching_engine.slot(greedy("three", n=3), 3):
+        assert places._free == places.count - 3
+    with batching_engine.slot(greedy("many", n=places.count + 2), 3):
+        assert places._free == 0
+    assert not places.taken()
+
+
+def test_more_choices_than_places_run_in_waves_and_greedy_choices_agree(batching_engine):
+    count = batching_engine._batch_places.count + 2
+    single = run_together(batching_engine, [greedy("Waves of choices", 5)])[0]
+    whole = run_together(batching_engine, [greedy("Waves of choices", 5, n=count)])[0]
+    assert len(whole.choices) == count and {choice.text for choice in whole.choices} == {single.text}
+    assert whole.total_completion_tokens == 5 * count and whole.prompt_tokens == single.prompt_tokens
+
+
+def test_each_choice_applies_its_rules_to_its_own_tokens(batching_engine):
+    penalised = greedy("Penalties per choice", 12, frequency_penalty=1.5)
+    single = run_together(batching_engine, [penalised])[0]
+    whole = run_together(batching_engine, [penalised.model_copy(update={"n": 3})])[0]
+    assert [choice.text for choice in whole.choices] == [single.text] * 3
+
+
+def test_a_cancel_ends_every_choice_and_later_waves_never_start(batching_engine):
+    params = GenerationInput(prompt="Cancel all", max_tokens=2000, ignore_eos=True, temperature=0, n=6)
+    with batching_engine.slot(params, 3):
+        whole = batching_engine.generate(params, should_cancel=lambda: True)
+    assert [choice.finish_reason for choice in whole.choices] == ["canceled"] * 6
+    assert all(choice.completion_tokens == 0 for choice in whole.choices[4:])
