@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from tests.polling import wait_for_job, wait_for_terminal
+from tests.test_batches import post_batch, results, wait_for_batch
 from tests.test_job_spine import run, submit
 
 HELLO = [{"role": "user", "content": "Xin chào! Kể một câu chuyện ngắn."}]
@@ -78,3 +79,16 @@ def test_n_above_the_limit_is_refused_at_submit(api_server):
     assert response.status_code == 422 and response.json()["error"]["field"] == "n", response.text
     response = chat(api_server.base_url, {"n": 17})
     assert response.status_code == 400 and response.json()["error"]["param"] == "n"
+
+
+def test_a_batch_line_with_n_gets_every_choice_in_its_result(api_server):
+    lines = [
+        {"custom_id": "two", "body": {"prompt": "Lô hàng", "max_tokens": 4, "ignore_eos": True, "n": 2}},
+        {"custom_id": "one", "body": {"prompt": "Lô hàng", "max_tokens": 4, "ignore_eos": True}},
+    ]
+    batch = post_batch(api_server.base_url, lines)
+    wait_for_batch(api_server.base_url, batch["id"])
+    two, one = results(api_server.base_url, batch["id"])
+    assert [choice["index"] for choice in two["output"]["choices"]] == [0, 1]
+    assert two["usage"]["completion_tokens"] == 8 and two["usage"]["prompt_tokens"] == one["usage"]["prompt_tokens"]
+    assert "choices" not in one["output"]
