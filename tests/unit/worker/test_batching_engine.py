@@ -219,3 +219,23 @@ def test_a_cancel_ends_every_choice_and_later_waves_never_start(batching_engine)
         whole = batching_engine.generate(params, should_cancel=lambda: True)
     assert [choice.finish_reason for choice in whole.choices] == ["canceled"] * 6
     assert all(choice.completion_tokens == 0 for choice in whole.choices[4:])
+
+
+def test_the_choices_are_one_request_forked_so_the_prompt_is_prefilled_once(batching_engine, monkeypatch):
+    added: list[int] = []
+    add_request = batching_engine.manager.add_request
+
+    def counting(prompt_ids, **kwargs):
+        added.append(batching_engine.manager.num_return_sequences)
+        return add_request(prompt_ids, **kwargs)
+
+    monkeypatch.setattr(batching_engine.manager, "add_request", counting)
+    whole = run_together(batching_engine, [greedy("One prefill, three choices", 4, n=3)])[0]
+    assert added == [3] and len(whole.choices) == 3
+    assert batching_engine.manager.num_return_sequences == 1
+    # A one-token prompt can't be forked: its choices are separate requests.
+    params = greedy("x", 4, n=2)
+    requests = batching_engine._add_choices(params, SamplingPlan.of(params), [5], None, None, 2)
+    assert added[1:] == [1, 1] and len(requests) == 2
+    for _, pending in requests:
+        assert pending.done.wait(30) and len(pending.tokens) == 4
