@@ -23,3 +23,14 @@ def test_every_bad_line_is_listed_by_its_number():
 def test_an_empty_batch_is_refused():
     with pytest.raises(InvalidInput, match="no lines"):
         validate([])
+
+
+def test_native_and_openai_lines_may_ask_for_n_choices():
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}
+    native, openai_line = validate(
+        [
+            {"custom_id": "a", "body": {"prompt": "x", "n": 3}},
+            {"custom_id": "b", "method": "POST", "url": "/v1/chat/completions", "body": chat},
+        ]
+    )
+    assert (native.params.n, openai_line.params.n) == (3, 2)
