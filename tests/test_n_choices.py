@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -92,3 +93,23 @@ def test_a_batch_line_with_n_gets_every_choice_in_its_result(api_server):
     assert [choice["index"] for choice in two["output"]["choices"]] == [0, 1]
     assert two["usage"]["completion_tokens"] == 8 and two["usage"]["prompt_tokens"] == one["usage"]["prompt_tokens"]
     assert "choices" not in one["output"]
+
+
+def test_a_streamed_answer_with_n_choices_carries_each_under_its_index(api_server):
+    body = {"model": "x", "messages": HELLO, "n": 3, "max_tokens": 10, "temperature": 1.0, "stream": True}
+    body["stream_options"] = {"include_usage": True}
+    response = requests.post(f"{api_server.base_url}/v1/chat/completions", json=body, stream=True, timeout=120)
+    assert response.status_code == 200
+    lines = [line[len("data: ") :] for line in response.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(line) for line in lines[:-1]]
+    texts: dict[int, str] = {}
+    reasons: dict[int, str] = {}
+    for chunk in chunks[:-1]:
+        for choice in chunk["choices"]:
+            texts[choice["index"]] = texts.get(choice["index"], "") + (choice["delta"].get("content") or "")
+            if choice["finish_reason"]:
+                reasons[choice["index"]] = choice["finish_reason"]
+    job = requests.get(f"{api_server.base_url}/jobs/{chunks[0]['id'].split('-', 1)[1]}", timeout=5).json()
+    assert texts == {choice["index"]: choice["text"] for choice in job["output"]["choices"]}
+    assert set(reasons) == {0, 1, 2} and chunks[-1]["usage"] == job["usage"]

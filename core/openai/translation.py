@@ -103,7 +103,7 @@ class _CommonRequest(_Strict):
     n: int | None = Field(
         None,
         description=f"How many choices to sample from the prompt, 1 to {MAX_CHOICES} (the prompt's tokens are counted "
-        "once in `usage`); only 1 with `stream`.",
+        "once in `usage`); streamed, choice 0 comes as it is written and the others whole once the job ends.",
     )
     user: str | None = Field(None, description="Accepted and ignored.")
     frequency_penalty: float | None = Field(
@@ -310,11 +310,6 @@ def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
         raise invalid_input_from(error, type_messages=UNSUPPORTED_FIELD) from None
     if request.stream_options is not None and not request.stream:
         raise InvalidInput("stream_options: only allowed with stream: true", field="stream_options")
-    if request.stream and request.n is not None and request.n > 1:
-        raise InvalidInput(
-            "n: only 1 is supported with stream: true (several choices are answered whole: send stream: false)",
-            field="n",
-        )
     return OpenAIRequest(
         endpoint=endpoint,
         params=request.to_generation_input(),

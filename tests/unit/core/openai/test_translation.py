@@ -124,7 +124,6 @@ def test_fields_that_change_nothing_here_are_accepted_and_ignored():
     [
         ({"n": 17}, "n", "less than or equal to 16"),
         ({"n": 0}, "n", "greater than or equal to 1"),
-        ({"n": 2, "stream": True}, "n", "only 1 is supported with stream"),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "not supported"),
         ({"tool_choice": "required"}, "tool_choice", "none"),
         ({"response_format": {"type": "json_object"}}, "response_format.type", "json_object"),
@@ -217,4 +216,4 @@ def test_the_service_rules_name_the_field_as_the_request_sent_it():
 def test_n_becomes_the_jobs_choice_count_and_one_is_the_default():
     assert chat(n=4).params.n == 4 and chat(n=4).params.choice_count == 4
     assert chat(n=1).params == chat().params
-    assert chat(n=1, stream=True).params.choice_count == 1
+    assert chat(n=1, stream=True).params.choice_count == 1 and chat(n=3, stream=True).params.n == 3
