@@ -239,3 +239,12 @@ def test_the_choices_are_one_request_forked_so_the_prompt_is_prefilled_once(batc
     assert added[1:] == [1, 1] and len(requests) == 2
     for _, pending in requests:
         assert pending.done.wait(30) and len(pending.tokens) == 4
+
+
+def test_a_stop_string_ends_only_its_own_choice(batching_engine):
+    params = GenerationInput(prompt="Stop per choice", max_tokens=30, temperature=1.0, ignore_eos=True, n=8, stop=["e"])
+    whole = run_together(batching_engine, [params])[0]
+    assert all("e" not in choice.text for choice in whole.choices)
+    assert all(c.finish_reason == "stop" or c.completion_tokens == 30 for c in whole.choices)
+    # Sampled choices meet the stop at their own token (12 tries of 6 choices here: never all at the same one).
+    assert len({choice.completion_tokens for choice in whole.choices}) > 1
