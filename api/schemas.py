@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, field_serializer
 from core.errors import BatchLineError, ErrorBody, ErrorDetail
 from core.events.protocol import JobStatusEvent, JobTokenEvent
 from core.jobs.model import Job
-from core.jobs.records import JobResources, JobUsage
+from core.jobs.records import JobChoice, JobResources, JobUsage
 from core.metrics.history import MetricsSample
 from core.openai.protocol import ChatCompletionChunk, TextCompletionChunk
 from core.workers.info import WorkerInfo
@@ -40,6 +40,8 @@ class GenerateResult(BaseModel):
     generated_text: str
     text: str = Field(description="The same text, named as on the job object.")
     finish_reason: Literal["stop", "length", "canceled", "timeout"] | None
+    # Only when the job asked for n > 1: every choice (the text above is choice 0's).
+    choices: list[JobChoice] | None = Field(None, exclude_if=lambda choices: choices is None)
     usage: JobUsage | None
     metrics: dict[str, float | None] | None
     resources: JobResources | None
@@ -54,6 +56,7 @@ class GenerateResult(BaseModel):
             generated_text=text,
             text=text,
             finish_reason=job.output.finish_reason if job.output is not None else None,
+            choices=job.output.choices if job.output is not None else None,
             usage=job.usage,
             metrics=job.metrics,
             resources=job.resources,

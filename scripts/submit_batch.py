@@ -270,6 +270,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="FILE",
         help="a JSON Schema file: every line's text is JSON that follows it (response_format json_schema)",
     )
+    parser.add_argument("--n", type=int, help="samples of each prompt (results carry every choice)")
     parser.add_argument("--concurrency", type=int, default=8, help="jobs in flight at once (--mode jobs)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
     parser.add_argument("--no-wait", action="store_true", help="submit the batch, print its id and leave")
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             ("top_p", args.top_p),
             ("top_k", args.top_k),
             ("do_sample", False if args.greedy else None),
+            ("n", args.n),
         )
         if value is not None
     }

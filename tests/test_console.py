@@ -58,6 +58,13 @@ def test_console_end_to_end(browser, api_server, webhook_worker, tmp_path):
     assert str(STREAMED_TOKENS) in page.text_content("#answer-details")  # usage, timings, resources shown
     screenshot(page, "01-prompt-streamed")
 
+    # n samples of the prompt: every choice is listed under the answer, with its index and finish reason.
+    page.fill("#param-n", "2")
+    page.click("#prompt-submit")
+    page.wait_for_selector("#job-choices .choice[data-index='1']", timeout=WAIT_MS)
+    assert page.locator("#job-choices .choice").count() == 2
+    assert "Choice 1 · length" in page.text_content("#job-choices")
+
     # The jobs table shows it succeeded; its page has the input, output, timings and resource log lines.
     page.click("nav a[data-view=jobs]")
     row = page.wait_for_selector(f"tr[data-job-id='{job_id}'][data-status=succeeded]", timeout=WAIT_MS)

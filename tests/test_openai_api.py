@@ -79,12 +79,12 @@ def test_models_list_and_retrieve(client):
     assert caught.value.body["code"] == "model_not_found"
 
 
-def test_n_above_one_is_a_400_saying_so_and_creates_no_job(client, openai_server):
+def test_n_above_the_limit_is_a_400_saying_so_and_creates_no_job(client, openai_server):
     before = requests.get(f"{openai_server.base_url}/jobs", headers={"Authorization": f"Bearer {API_KEY}"}).json()
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="x", messages=HELLO, n=2)
+        client.chat.completions.create(model="x", messages=HELLO, n=17)
     error = caught.value.body
-    assert error["param"] == "n" and "n=1" in error["message"] and error["type"] == "invalid_request_error"
+    assert error["param"] == "n" and "16" in error["message"] and error["type"] == "invalid_request_error"
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
             model="x", messages=HELLO, tools=[{"type": "function", "function": {"name": "f"}}]

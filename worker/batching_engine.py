@@ -30,6 +30,7 @@ from transformers.generation.continuous_batching.requests import RequestStatus
 from core.jobs.model import JobInput
 from core.settings import Settings
 from worker.batching_manager import ManagerFactory
+from worker.choices import combined, not_started
 from worker.generation import (
     EngineDead,
     EngineFailed,
@@ -51,6 +52,8 @@ LIVENESS_POLL_S = 0.2
 # How long a failed request waits to learn whether the whole loop is going down (a fatal error) or only it failed.
 FATAL_CONFIRM_S = 1.0
 SLOT_POLL_S = 0.1
+# How transformers names the forks of a request (its choices after the first): `<request id>__child#<i>`.
+FORK_SUFFIX = "__child#"
 
 
 class OutOfMemoryInBatch(Exception):
@@ -107,6 +110,7 @@ class BatchingEngine:
         self._stopping = threading.Event()
         self._admitting = True
         self._restarting = threading.Lock()
+        self._adding = threading.Lock()
         self.death: str | None = None
         # Batch places: a job waits here (still queued in the store) rather than inside the manager's queue.
         self._batch_places = Places(settings.max_batch_size)
@@ -139,7 +143,8 @@ class BatchingEngine:
         if alone:
             holds.append((self._batch_places, self._batch_places.count))
         elif not sequential:
-            holds.append((self._batch_places, 1))
+            # Each choice is a request of the batch; more choices than places run in waves (see generate).
+            holds.append((self._batch_places, min(params.choice_count, self._batch_places.count)))
         if sequential:
             holds.append((self.sequential.lane, 1))
         taken = []
@@ -159,41 +164,122 @@ class BatchingEngine:
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
     ) -> GenerationResult:
-        """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done."""
+        """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done.
+
+        A job with n choices is n requests of the batch, each with its own id, stop scanner and logits rules: one
+        request whose prompt is prefilled once, then forked. As many run at once as the batch has places (the
+        job's slot holds that many), in waves when n is larger; `on_tokens` follows choice 0. A cancel reaches
+        every choice; a stop string ends only its own.
+        """
         self._refuse_if_not_running()
         plan = SamplingPlan.of(params)
         if self._runs_sequentially(plan):
             return self._generate_sequential(params, should_cancel, on_tokens)
         prompt_ids = self.encoder.encode(params)
         check_stop_token_ids(params, self.vocab_size)
+        started = time.perf_counter()
+        count, wave = params.choice_count, self._batch_places.count
+        results: list[GenerationResult] = []
+        for first in range(0, count, wave):
+            indexes = range(first, min(first + wave, count))
+            if results and should_cancel is not None and should_cancel():
+                results += [not_started(len(prompt_ids)) for _ in indexes]
+                continue
+            requests = self._add_choices(
+                params, plan, prompt_ids, should_cancel, on_tokens if first == 0 else None, len(indexes)
+            )
+            results += self._wait_for(requests, params, plan)
+        return combined(results, time.perf_counter() - started)
+
+    def _add_choices(
+        self,
+        params: JobInput,
+        plan: SamplingPlan,
+        prompt_ids: list[int],
+        should_cancel: Callable[[], bool] | None,
+        on_tokens: Callable[[list[int]], None] | None,
+        count: int,
+    ) -> list[tuple[str, _Pending]]:
+        """`count` choices of the job in the batch: one request and its forks, or (a one-token prompt, which
+        transformers can't fork) as many separate requests; `on_tokens` follows the first."""
+        sizes = [count] if len(prompt_ids) > 1 else [1] * count
+        requests: list[tuple[str, _Pending]] = []
+        for size in sizes:
+            requests += self._add_request(
+                params, plan, prompt_ids, should_cancel, None if requests else on_tokens, size
+            )
+        return requests
+
+    def _add_request(
+        self,
+        params: JobInput,
+        plan: SamplingPlan,
+        prompt_ids: list[int],
+        should_cancel: Callable[[], bool] | None,
+        on_tokens: Callable[[list[int]], None] | None,
+        choices: int = 1,
+    ) -> list[tuple[str, _Pending]]:
+        """One request of the job in the batch, under a fresh id, forked into `choices` requests: transformers
+        prefills the prompt once, then gives each fork (`<id>__child#<i>`) a copy of its cache."""
         request_id = uuid.uuid4().hex
-        stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
-        pending = _Pending(
-            len(prompt_ids), time.perf_counter(), stops=stops, should_cancel=should_cancel, on_tokens=on_tokens
-        )
-        with self._lock:
-            self._pending[request_id] = pending
-            self._note_batch_size()
-        rules = plan.token_rules(self.eos_token_ids, self.sequential.grammars)
-        if rules:
-            self._factory.request_rules.register(request_id, rules)
-        added = self.manager.add_request(
-            prompt_ids,
-            request_id=request_id,
-            # Streamed outputs carry the tokens so far: a canceled or stopped job keeps its partial text.
-            streaming=True,
-            record_timestamps=True,
-            **plan.batch_request(self.vocab_size, self.eos_token_ids),
-        )
-        if added is None:  # the manager refuses new requests: it is stopping or its loop has failed
-            self._finish(request_id, failure=self._refusal())
-        elif pending.done.is_set():
-            # Canceled between registering and adding: without this the request would run on, unread.
-            self.manager.cancel_request(request_id)
-        pending.done.wait()
-        if pending.failure is not None:
-            raise pending.failure
-        return pending.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)
+        ids = [request_id, *(f"{request_id}{FORK_SUFFIX}{i}" for i in range(choices - 1))]
+        requests = []
+        for index, choice_id in enumerate(ids):
+            stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
+            pending = _Pending(
+                len(prompt_ids),
+                time.perf_counter(),
+                stops=stops,
+                should_cancel=should_cancel,
+                on_tokens=on_tokens if index == 0 else None,
+            )
+            requests.append((choice_id, pending))
+            with self._lock:
+                self._pending[choice_id] = pending
+                self._note_batch_size()
+            rules = plan.token_rules(self.eos_token_ids, self.sequential.grammars)
+            if rules:
+                self._factory.request_rules.register(choice_id, rules)
+        with self._adding:
+            # The manager forks every request into num_return_sequences; only this engine adds requests, under this
+            # lock, so the count is this request's alone.
+            manager, forks_before = self.manager, self.manager.num_return_sequences
+            manager.num_return_sequences = choices
+            try:
+                added = manager.add_request(
+                    prompt_ids,
+                    request_id=request_id,
+                    # Streamed outputs carry the tokens so far: a canceled or stopped job keeps its partial text.
+                    streaming=True,
+                    record_timestamps=True,
+                    **plan.batch_request(self.vocab_size, self.eos_token_ids),
+                )
+            finally:
+                manager.num_return_sequences = forks_before
+        for choice_id, pending in requests:
+            if added is None:  # the manager refuses new requests: it is stopping or its loop has failed
+                self._finish(choice_id, failure=self._refusal())
+            elif pending.done.is_set():
+                # Canceled between registering and adding: without this the request would run on, unread.
+                self.manager.cancel_request(choice_id)
+        return requests
+
+    def _wait_for(
+        self, requests: list[tuple[str, _Pending]], params: JobInput, plan: SamplingPlan
+    ) -> list[GenerationResult]:
+        """Every request's result, in order; the first failure cancels the job's other requests and is raised."""
+        for index, (_, pending) in enumerate(requests):
+            pending.done.wait()
+            if pending.failure is not None:
+                for request_id, other in requests[index + 1 :]:
+                    if not other.done.is_set():
+                        self._finish(request_id, canceled=True)
+                        self.manager.cancel_request(request_id)
+                raise pending.failure
+        return [
+            pending.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)
+            for _, pending in requests
+        ]
 
     def _runs_sequentially(self, plan: SamplingPlan) -> bool:
         """The job needs the sequential lane: what the batch can't apply, or rules where the batch can't run them."""

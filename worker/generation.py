@@ -31,7 +31,18 @@ class EngineStopped(Exception):
 
 
 @dataclass(frozen=True)
+class ChoiceResult:
+    """One of a job's n samples: its text, why it ended, its new tokens (worker/choices.py builds these)."""
+
+    text: str
+    finish_reason: str
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
 class GenerationResult:
+    """A job's result; its top-level text, finish reason and completion tokens are choice 0's."""
+
     text: str
     finish_reason: str  # "stop" | "length" | "canceled"
     prompt_tokens: int
@@ -39,6 +50,13 @@ class GenerationResult:
     time_to_first_token_s: float | None
     generation_s: float
     batch_size: int = 1  # the most jobs that shared the model while this one ran
+    # Every choice, choice 0 first, when the job asked for n > 1; empty for one choice.
+    choices: tuple[ChoiceResult, ...] = ()
+
+    @property
+    def total_completion_tokens(self) -> int:
+        """The new tokens of every choice together (the job's usage)."""
+        return sum(c.completion_tokens for c in self.choices) if self.choices else self.completion_tokens
 
 
 @dataclass

@@ -14,7 +14,7 @@ from broker.names import priority_step
 from core.errors import ErrorType, JobNotFound, StoreUnavailable, WrongState
 from core.jobs.model import Job, JobInput, JobStatus, parse_iso, utc_now_iso
 from core.jobs.priority import Priority
-from core.jobs.records import JobError, JobOutput, JobResources, JobUsage
+from core.jobs.records import JobChoice, JobError, JobOutput, JobResources, JobUsage
 from core.jobs.store import JobStore
 from core.redis.replication import ReplicaAcks
 from core.settings import Settings
@@ -148,9 +148,28 @@ def _metrics(job: Job, result: GenerationResult) -> dict[str, float | None]:
         ),
         "generation_seconds": round(result.generation_s, 6),
         "tokens_per_second": (
-            round(result.completion_tokens / result.generation_s, 3) if result.generation_s > 0 else None
+            round(result.total_completion_tokens / result.generation_s, 3) if result.generation_s > 0 else None
         ),
     }
+
+
+def job_output(result: GenerationResult, *, canceled: bool) -> JobOutput:
+    """The job's `output`: choice 0's text and finish reason, and every choice when there are several; a cancel
+    marks every choice (each keeps its partial text)."""
+
+    def reason(finish_reason: str) -> str:
+        return "canceled" if canceled else finish_reason
+
+    choices = [
+        JobChoice(
+            index=index,
+            text=choice.text,
+            finish_reason=reason(choice.finish_reason),
+            completion_tokens=choice.completion_tokens,
+        )
+        for index, choice in enumerate(result.choices)
+    ]
+    return JobOutput(text=result.text, finish_reason=reason(result.finish_reason), choices=choices or None)
 
 
 def _note_execution(settings: Settings, job: Job, worker_name: str) -> None:
@@ -297,7 +316,11 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: JobInput, wat
         limit = runtime.settings.job_timeout_seconds
         error = JobError(type=ErrorType.JOB_TIMED_OUT, message=f"the job ran past its deadline of {limit:g} s")
         if result is not None:
-            result = replace(result, finish_reason="timeout")
+            result = replace(
+                result,
+                finish_reason="timeout",
+                choices=tuple(replace(choice, finish_reason="timeout") for choice in result.choices),
+            )
 
     def record_outcome(job: Job, cancel_requested: bool) -> JobStatus:
         job.completed_at = utc_now_iso()
@@ -313,12 +336,12 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: JobInput, wat
         canceled = error is None and (watch.reason == "canceled" or cancel_requested)
         if result is not None:
             # Partial text is kept for a canceled or timed-out job.
-            finish_reason = "canceled" if canceled else result.finish_reason
-            job.output = JobOutput(text=result.text, finish_reason=finish_reason)
+            job.output = job_output(result, canceled=canceled)
+            # The prompt is counted once, however many choices were sampled from it.
             job.usage = JobUsage(
                 prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                total_tokens=result.prompt_tokens + result.completion_tokens,
+                completion_tokens=result.total_completion_tokens,
+                total_tokens=result.prompt_tokens + result.total_completion_tokens,
             )
             job.metrics = _metrics(job, result)
         job.error = error

@@ -11,6 +11,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from core.jobs.model import JobInput
+from worker.choices import one_after_another
 from worker.generation import (
     EngineStopped,
     GenerationResult,
@@ -120,9 +121,25 @@ class SequentialEngine:
     ) -> GenerationResult:
         """Run one job's generation (the caller holds its slot); raises EngineInputError, or what torch raises.
 
-        `on_tokens` gets the tokens so far after each one; `between_tokens` runs after each token: the batching
-        engine lets its batch take a step there.
+        `on_tokens` gets the tokens so far after each one (choice 0's, when the job asks for n > 1: its choices run
+        one after another); `between_tokens` runs after each token: the batching engine lets its batch take a step
+        there.
         """
+        return one_after_another(
+            lambda choice, index: self._generate_one(
+                choice, should_cancel, on_tokens if index == 0 else None, between_tokens
+            ),
+            params,
+            should_cancel,
+        )
+
+    def _generate_one(
+        self,
+        params: JobInput,
+        should_cancel: Callable[[], bool] | None,
+        on_tokens: Callable[[list[int]], None] | None,
+        between_tokens: Callable[[], None] | None,
+    ) -> GenerationResult:
         prompt_ids = self.encoder.encode(params)
         check_stop_token_ids(params, self.vocab_size)
         input_ids = torch.tensor([prompt_ids], device=self.device)

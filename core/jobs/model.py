@@ -59,6 +59,8 @@ MAX_PENALTY = 2.0
 # What new_job_id makes: a UUID4 as 32 lowercase hex digits.
 JOB_ID_PATTERN = re.compile("[0-9a-f]{32}")
 MAX_METADATA_KEYS = 16
+# The most samples (`n`) one job may ask for; more than the batch holds run in waves (worker/choices.py).
+MAX_CHOICES = 16
 _STOP_STRING_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 256}
 _STOP_SCHEMA = {
     "anyOf": [
@@ -197,6 +199,15 @@ class JobInput(BaseModel):
         examples=[{"type": "json_object"}],
     )
 
+    n: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_CHOICES,
+        description=f"How many samples of the prompt to generate (1 to {MAX_CHOICES}): `output` holds the first, "
+        "`output.choices` all of them when n > 1; the prompt's tokens are counted once in `usage`.",
+        examples=[1],
+    )
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_as_list(cls, value: Any) -> Any:
@@ -217,6 +228,12 @@ class JobInput(BaseModel):
         if value and max_tokens is not None and value > max_tokens:
             raise ValueError(f"must be at most max_tokens ({max_tokens})")
         return value
+
+    @field_validator("n")
+    @classmethod
+    def _one_is_the_default(cls, value: int | None) -> int | None:
+        # n=1 is every job's way: stored as before, without the field.
+        return None if value == 1 else value
 
     @field_validator("stop_token_ids")
     @classmethod
@@ -246,6 +263,11 @@ class JobInput(BaseModel):
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of `prompt` (string) or `messages` (chat list)")
         return self
+
+    @property
+    def choice_count(self) -> int:
+        """How many samples of the prompt the job generates (`n`)."""
+        return self.n or 1
 
     @property
     def prompt_chars(self) -> int:

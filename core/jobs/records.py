@@ -19,9 +19,25 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class JobOutput(Record):
+FinishReason = Literal["stop", "length", "canceled", "timeout"]
+
+
+class JobChoice(Record):
+    """One of a job's `n` samples of its prompt: its own text, why it ended, and its new tokens."""
+
+    index: int
     text: str
-    finish_reason: Literal["stop", "length", "canceled", "timeout"]
+    finish_reason: FinishReason
+    completion_tokens: int
+
+
+class JobOutput(Record):
+    """Choice 0's text and finish reason (what every client reads); with n > 1, every choice in `choices` too."""
+
+    text: str
+    finish_reason: FinishReason
+    # Left out for a one-choice job: its output stays the two fields it always had.
+    choices: list[JobChoice] | None = Field(None, exclude_if=lambda choices: choices is None)
 
 
 class JobUsage(Record):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +53,19 @@ def usage_of(job: Job) -> JobUsage:
     return job.usage
 
 
+def choices_of(job: Job) -> list[tuple[str, FinishReason]]:
+    """Each choice's text and OpenAI finish reason, in index order: the job's `n` choices, or its one output."""
+    if job.output is None:
+        return [("", finish_reason(None))]
+    if job.output.choices:
+        return [(choice.text, finish_reason(choice.finish_reason)) for choice in job.output.choices]
+    return [(job.output.text, finish_reason(job.output.finish_reason))]
+
+
 def completion_answer(endpoint: Endpoint, job: Job, model_name: str) -> ChatCompletion | TextCompletion:
-    """A succeeded job as OpenAI's `chat.completion` or `text_completion`, naming the served model."""
-    text = job.output.text if job.output is not None else ""
-    reason = finish_reason(job.output.finish_reason if job.output is not None else None)
+    """A succeeded job as OpenAI's `chat.completion` or `text_completion`, naming the served model: one choice per
+    sample the job generated (`n`), with indexes 0 to n - 1."""
+    choices = choices_of(job)
     common = {
         "id": completion_id(endpoint, job.id),
         "object": endpoint.object_name,
@@ -65,11 +75,25 @@ def completion_answer(endpoint: Endpoint, job: Job, model_name: str) -> ChatComp
         "system_fingerprint": None,
     }
     if endpoint is Endpoint.CHAT_COMPLETIONS:
-        message = AssistantMessage(role="assistant", content=text, refusal=None)
         return ChatCompletion(
-            choices=[ChatChoice(index=0, message=message, logprobs=None, finish_reason=reason)], **common
+            choices=[
+                ChatChoice(
+                    index=index,
+                    message=AssistantMessage(role="assistant", content=text, refusal=None),
+                    logprobs=None,
+                    finish_reason=reason,
+                )
+                for index, (text, reason) in enumerate(choices)
+            ],
+            **common,
         )
-    return TextCompletion(choices=[TextChoice(index=0, text=text, logprobs=None, finish_reason=reason)], **common)
+    return TextCompletion(
+        choices=[
+            TextChoice(index=index, text=text, logprobs=None, finish_reason=reason)
+            for index, (text, reason) in enumerate(choices)
+        ],
+        **common,
+    )
 
 
 def sent(event: BaseModel) -> dict[str, Any]:
@@ -109,29 +133,39 @@ class StreamChunks:
         return TextCompletionChunk(**fields)
 
     def _choice(
-        self, text: str | None, reason: FinishReason | None, *, role: bool = False
+        self, text: str | None, reason: FinishReason | None, *, role: bool = False, index: int = 0
     ) -> ChatChunkChoice | TextChunkChoice:
         if self.endpoint is Endpoint.CHAT_COMPLETIONS:
             delta: dict[str, str] = {"role": "assistant", "content": ""} if role else {}
             if text is not None:
                 delta["content"] = text
-            return ChatChunkChoice(index=0, delta=ChunkDelta(**delta), logprobs=None, finish_reason=reason)
-        return TextChunkChoice(index=0, text=text or "", logprobs=None, finish_reason=reason)
+            return ChatChunkChoice(index=index, delta=ChunkDelta(**delta), logprobs=None, finish_reason=reason)
+        return TextChunkChoice(index=index, text=text or "", logprobs=None, finish_reason=reason)
 
-    def opening(self) -> Chunk | None:
-        """The chat's first chunk, naming the role before any content; None for text completions."""
+    def opening(self, index: int = 0) -> Chunk | None:
+        """The chat's first chunk of a choice, naming the role before any content; None for text completions."""
         if self.endpoint is not Endpoint.CHAT_COMPLETIONS:
             return None
-        return self._chunk([self._choice(None, None, role=True)])
+        return self._chunk([self._choice(None, None, role=True, index=index)])
 
-    def text(self, delta: str) -> Chunk:
-        """A chunk carrying the next piece of text."""
-        return self._chunk([self._choice(delta, None)])
+    def text(self, delta: str, index: int = 0) -> Chunk:
+        """A chunk carrying the next piece of a choice's text."""
+        return self._chunk([self._choice(delta, None, index=index)])
 
-    def finish(self, job_finish_reason: str | None, job: Job | None = None) -> Chunk:
-        """The chunk that closes the choice with its finish reason (and, with continuous usage, the job's usage)."""
+    def finish(self, job_finish_reason: str | None, job: Job | None = None, index: int = 0) -> Chunk:
+        """The chunk that closes a choice with its finish reason (and, with continuous usage, the job's usage)."""
         usage = usage_of(job) if self.continuous_usage and job is not None else None
-        return self._chunk([self._choice(None, finish_reason(job_finish_reason))], usage)
+        return self._chunk([self._choice(None, finish_reason(job_finish_reason), index=index)], usage)
+
+    def whole_choice(self, index: int, text: str, job_finish_reason: str, job: Job) -> Iterator[Chunk]:
+        """A choice not streamed as it was written (choices after the first): its opening, its whole text in one
+        chunk, its finish."""
+        opening = self.opening(index)
+        if opening is not None:
+            yield opening
+        if text:
+            yield self.text(text, index)
+        yield self.finish(job_finish_reason, job, index)
 
     def usage(self, job: Job) -> Chunk:
         """The last chunk when usage was asked for: no choices, the job's token counts."""

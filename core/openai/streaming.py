@@ -1,8 +1,9 @@
 """Following one job's events (core/events/follow.py) as the chunks of a streamed OpenAI answer.
 
 The text goes out as the worker writes it; the finished job then says how it ended: the finish reason and the
-usage, or the error. Nothing here writes to the client: the caller does, and it gets a tick (None) at least every
-`tick_s` while nothing happens, to keep the connection alive.
+usage, or the error. A job with n > 1 choices streams choice 0 as it is written; the others follow whole, each
+under its own `index`, once the job ends. Nothing here writes to the client: the caller does, and it gets a tick
+(None) at least every `tick_s` while nothing happens, to keep the connection alive.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class CompletionStream:
             if len(text) > len(streamed) and text.startswith(streamed):
                 yield self.chunks.text(text[len(streamed) :])
             yield self.chunks.finish(job.output.finish_reason if job.output is not None else None, job)
+            # The events carry choice 0's text only: a job's other choices (n > 1) are sent whole once it ends.
+            for choice in (job.output.choices or [])[1:] if job.output is not None else []:
+                yield from self.chunks.whole_choice(choice.index, choice.text, choice.finish_reason, job)
             if self.chunks.include_usage:
                 yield self.chunks.usage(job)
         elif job.status == JobStatus.FAILED:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import UNSUPPORTED_FIELD, InvalidInput, invalid_input_from
-from core.jobs.model import GenerationInput
+from core.jobs.model import MAX_CHOICES, GenerationInput
 from core.jobs.response_format import ResponseFormat
 from core.jobs.text_checks import check_text
 from core.openai.protocol import Endpoint
@@ -90,7 +90,11 @@ class _CommonRequest(_Strict):
     seed: int | None = Field(None, description="The same seed gives the same sample for the same input (0 or more).")
     stream: bool | None = Field(None, description="Answer as server-sent events, ending with `data: [DONE]`.")
     stream_options: StreamOptions | None = None
-    n: int | None = Field(None, description="Only 1: one choice per request.")
+    n: int | None = Field(
+        None,
+        description=f"How many choices to sample from the prompt, 1 to {MAX_CHOICES} (the prompt's tokens are counted "
+        "once in `usage`); streamed, choice 0 comes as it is written and the others whole once the job ends.",
+    )
     user: str | None = Field(None, description="Accepted and ignored.")
     frequency_penalty: float | None = Field(
         None, description="-2 to 2: lowers each generated token's logit by this times its count so far; default 0."
@@ -126,7 +130,7 @@ class _CommonRequest(_Strict):
         # OpenAI clients send tiny temperatures to mean "as deterministic as possible": that is greedy here.
         body["temperature"] = 0.0 if temperature < _SMALLEST_SAMPLING_TEMPERATURE else float(temperature)
         body["top_p"] = float(self.top_p) if self.top_p is not None else OPENAI_DEFAULT_TOP_P
-        for name in ("stop", "seed", "top_k", "repetition_penalty", "ignore_eos", "min_tokens", "stop_token_ids"):
+        for name in ("stop", "seed", "top_k", "repetition_penalty", "ignore_eos", "min_tokens", "stop_token_ids", "n"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -146,11 +150,6 @@ class _CommonRequest(_Strict):
     def _text_and_length(self) -> tuple[dict[str, Any], dict[str, str]]:
         """The generation's text, length (and labels), and which of its fields this request names otherwise."""
         raise NotImplementedError
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, value: int | None) -> int | None:
-        return _refuse_unless(value, (1,), f"only n=1 is supported (got {value}): send one request per choice")
 
     @field_validator("logit_bias")
     @classmethod

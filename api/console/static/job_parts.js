@@ -12,6 +12,25 @@ export function usageFacts(job) {
   ]);
 }
 
+// A job that asked for n > 1 samples: every choice's text and finish reason (the text shown above is choice 0's).
+export function choiceList(job) {
+  const choices = job.output?.choices;
+  if (!choices?.length) return null;
+  return h(
+    "div",
+    { class: "choices", id: "job-choices" },
+    h("h3", {}, `Choices (${choices.length})`),
+    choices.map((choice) =>
+      h(
+        "section",
+        { class: "choice", dataset: { index: choice.index } },
+        h("h4", {}, `Choice ${choice.index} · ${choice.finish_reason} · ${choice.completion_tokens} tokens`),
+        h("pre", { class: "output" }, choice.text),
+      ),
+    ),
+  );
+}
+
 export function timingFacts(job) {
   const metrics = job.metrics ?? {};
   return facts([

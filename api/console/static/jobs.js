@@ -14,7 +14,7 @@ import {
   shortId,
   statusBadge,
 } from "./dom.js";
-import { resourceTable, timingFacts, usageFacts } from "./job_parts.js";
+import { choiceList, resourceTable, timingFacts, usageFacts } from "./job_parts.js";
 import { listing } from "./listing.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "canceled"];
@@ -117,7 +117,7 @@ export function jobView(root, jobId) {
         h("div", { class: "columns" }, h("section", {}, h("h3", {}, "Timings"), timingFacts(job)), h("section", {}, h("h3", {}, "Usage"), usageFacts(job))),
       ),
       h("section", { class: "card" }, h("h3", {}, "Input"), inputBlock(job)),
-      h("section", { class: "card" }, h("h3", {}, "Output"), output, job.error ? errorBox(job.error) : null),
+      h("section", { class: "card" }, h("h3", {}, "Output"), output, choiceList(job), job.error ? errorBox(job.error) : null),
       h("section", { class: "card" }, h("h3", {}, "Resources"), resourceTable(job.resources), logBlock(job.logs)),
       h("section", { class: "card" }, h("h3", {}, "Webhook"), webhookBlock(job.webhook)),
       h("section", { class: "card" }, h("h3", {}, "More"), otherFacts(job)),

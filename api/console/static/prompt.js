@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { followJob } from "./events.js";
 import { clear, errorBox, h, statusBadge } from "./dom.js";
-import { resourceTable, timingFacts, usageFacts } from "./job_parts.js";
+import { choiceList, resourceTable, timingFacts, usageFacts } from "./job_parts.js";
 
 // The fields the form offers, in order; `optional` ones are sent only when filled in.
 const PARAMETERS = [
@@ -17,6 +17,7 @@ const PARAMETERS = [
   { name: "presence_penalty", label: "Presence penalty", type: "number", step: "0.1", optional: true },
   { name: "frequency_penalty", label: "Frequency penalty", type: "number", step: "0.1", optional: true },
   { name: "seed", label: "Seed", type: "integer", optional: true },
+  { name: "n", label: "Choices (n)", type: "integer", optional: true },
   { name: "stop", label: "Stop strings (one per line)", type: "lines", optional: true },
   { name: "ignore_eos", label: "Ignore end of text", type: "boolean", fallback: false },
 ];
@@ -260,6 +261,7 @@ function showAnswer(section, job, signal) {
       clear(
         details,
         finished.error ? errorBox(finished.error) : null,
+        choiceList(finished),
         h("div", { class: "columns" }, h("section", {}, h("h3", {}, "Usage"), usageFacts(finished)), h("section", {}, h("h3", {}, "Timings"), timingFacts(finished))),
         h("h3", {}, "Resources"),
         resourceTable(finished.resources),

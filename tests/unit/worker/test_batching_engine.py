@@ -187,3 +187,64 @@ def test_where_steps_are_not_eager_a_job_with_rules_takes_the_sequential_lane(ba
         assert batching_engine.sequential.lane.taken()
         result = batching_engine.generate(params)
     assert result.text == batching_engine.sequential.generate(params).text
+
+
+def test_a_job_with_n_choices_holds_n_places_and_at_most_the_batch(batching_engine):
+    places = batching_engine._batch_places
+    with batching_engine.slot(greedy("three", n=3), 3):
+        assert places._free == places.count - 3
+    with batching_engine.slot(greedy("many", n=places.count + 2), 3):
+        assert places._free == 0
+    assert not places.taken()
+
+
+def test_more_choices_than_places_run_in_waves_and_greedy_choices_agree(batching_engine):
+    count = batching_engine._batch_places.count + 2
+    single = run_together(batching_engine, [greedy("Waves of choices", 5)])[0]
+    whole = run_together(batching_engine, [greedy("Waves of choices", 5, n=count)])[0]
+    assert len(whole.choices) == count and {choice.text for choice in whole.choices} == {single.text}
+    assert whole.total_completion_tokens == 5 * count and whole.prompt_tokens == single.prompt_tokens
+
+
+def test_each_choice_applies_its_rules_to_its_own_tokens(batching_engine):
+    penalised = greedy("Penalties per choice", 12, frequency_penalty=1.5)
+    single = run_together(batching_engine, [penalised])[0]
+    whole = run_together(batching_engine, [penalised.model_copy(update={"n": 3})])[0]
+    assert [choice.text for choice in whole.choices] == [single.text] * 3
+
+
+def test_a_cancel_ends_every_choice_and_later_waves_never_start(batching_engine):
+    params = GenerationInput(prompt="Cancel all", max_tokens=2000, ignore_eos=True, temperature=0, n=6)
+    with batching_engine.slot(params, 3):
+        whole = batching_engine.generate(params, should_cancel=lambda: True)
+    assert [choice.finish_reason for choice in whole.choices] == ["canceled"] * 6
+    assert all(choice.completion_tokens == 0 for choice in whole.choices[4:])
+
+
+def test_the_choices_are_one_request_forked_so_the_prompt_is_prefilled_once(batching_engine, monkeypatch):
+    added: list[int] = []
+    add_request = batching_engine.manager.add_request
+
+    def counting(prompt_ids, **kwargs):
+        added.append(batching_engine.manager.num_return_sequences)
+        return add_request(prompt_ids, **kwargs)
+
+    monkeypatch.setattr(batching_engine.manager, "add_request", counting)
+    whole = run_together(batching_engine, [greedy("One prefill, three choices", 4, n=3)])[0]
+    assert added == [3] and len(whole.choices) == 3
+    assert batching_engine.manager.num_return_sequences == 1
+    # A one-token prompt can't be forked: its choices are separate requests.
+    params = greedy("x", 4, n=2)
+    requests = batching_engine._add_choices(params, SamplingPlan.of(params), [5], None, None, 2)
+    assert added[1:] == [1, 1] and len(requests) == 2
+    for _, pending in requests:
+        assert pending.done.wait(30) and len(pending.tokens) == 4
+
+
+def test_a_stop_string_ends_only_its_own_choice(batching_engine):
+    params = GenerationInput(prompt="Stop per choice", max_tokens=30, temperature=1.0, ignore_eos=True, n=8, stop=["e"])
+    whole = run_together(batching_engine, [params])[0]
+    assert all("e" not in choice.text for choice in whole.choices)
+    assert all(c.finish_reason == "stop" or c.completion_tokens == 30 for c in whole.choices)
+    # Sampled choices meet the stop at their own token (12 tries of 6 choices here: never all at the same one).
+    assert len({choice.completion_tokens for choice in whole.choices}) > 1

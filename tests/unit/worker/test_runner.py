@@ -14,10 +14,10 @@ from core.jobs.submission import SubmitJob
 from core.workers.registry import WorkerRegistry
 from core.workers.reservations import WorkerReservations
 from tests.unit.worker.conftest import cpu_settings
-from worker.generation import EngineStopped
+from worker.generation import ChoiceResult, EngineStopped, GenerationResult
 from worker.job_log import JobLog
 from worker.resources import ResourceSampler
-from worker.runner import WorkerRuntime, run_next_job
+from worker.runner import WorkerRuntime, job_output, run_next_job
 from worker.running_jobs import RunningJobs
 from worker.sequential_engine import SequentialEngine
 
@@ -179,3 +179,17 @@ def test_a_stopping_worker_hands_a_running_job_back_without_counting_its_try(mak
     job = runtime.store.get(job_id)
     assert stop_now.is_set() and job.status == JobStatus.QUEUED and job.attempts == 0 and job.worker is None
     assert runtime.republished == [(job_id, "normal")]
+
+
+def test_the_output_of_a_job_with_choices_lists_each_and_a_cancel_marks_them_all():
+    choices = (ChoiceResult("a", "stop", 2), ChoiceResult("bc", "length", 3))
+    result = GenerationResult("a", "stop", 4, 2, 0.1, 1.0, choices=choices)
+    output = job_output(result, canceled=False)
+    assert (output.text, output.finish_reason) == ("a", "stop")
+    assert [(c.index, c.text, c.finish_reason, c.completion_tokens) for c in output.choices] == [
+        (0, "a", "stop", 2),
+        (1, "bc", "length", 3),
+    ]
+    canceled = job_output(result, canceled=True)
+    assert {c.finish_reason for c in canceled.choices} == {canceled.finish_reason} == {"canceled"}
+    assert job_output(GenerationResult("a", "stop", 4, 2, 0.1, 1.0), canceled=False).choices is None

@@ -75,3 +75,11 @@ def test_penalties_min_tokens_and_stop_token_ids_on_the_sequential_path(engine):
     assert engine.generate(seeded).text == engine.generate(seeded).text
     with pytest.raises(EngineInputError, match="stop_token_ids"):
         engine.generate(GenerationInput(prompt="x", stop_token_ids=[10**6]))
+
+
+def test_seeded_choices_run_one_after_another_each_with_the_seed_plus_its_index(engine):
+    params = GenerationInput(prompt="Once upon", max_tokens=6, temperature=1.0, seed=11, ignore_eos=True, n=3)
+    whole = engine.generate(params)
+    alone = [engine.generate(params.model_copy(update={"n": None, "seed": 11 + i})).text for i in range(3)]
+    assert [choice.text for choice in whole.choices] == alone and whole.text == alone[0]
+    assert whole.total_completion_tokens == 18 and whole.prompt_tokens == engine.generate(params).prompt_tokens

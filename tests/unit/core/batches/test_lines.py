@@ -43,3 +43,14 @@ def test_a_line_whose_schema_cant_be_enforced_is_listed_native_or_openai():
     assert [error["line"] for error in refused.value.line_errors] == [2, 3]
     assert all("can't be enforced" in error["message"] for error in refused.value.line_errors)
     assert validate(lines[:1])[0].params.response_format.schema() == {"type": "integer", "maximum": 9}
+
+
+def test_native_and_openai_lines_may_ask_for_n_choices():
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}
+    native, openai_line = validate(
+        [
+            {"custom_id": "a", "body": {"prompt": "x", "n": 3}},
+            {"custom_id": "b", "method": "POST", "url": "/v1/chat/completions", "body": chat},
+        ]
+    )
+    assert (native.params.n, openai_line.params.n) == (3, 2)

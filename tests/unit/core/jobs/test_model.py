@@ -69,6 +69,8 @@ def test_the_default_max_tokens_shrinks_to_a_smaller_limit_but_an_explicit_one_i
         ({"prompt": "x", "min_tokens": 20}, "min_tokens", "at most max_tokens (16)"),
         ({"prompt": "x", "stop_token_ids": [1, -2]}, "stop_token_ids.1", "greater than or equal to 0"),
         ({"prompt": "x", "stop_token_ids": list(range(65))}, "stop_token_ids", "at most 64"),
+        ({"prompt": "x", "n": 17}, "n", "less than or equal to 16"),
+        ({"prompt": "x", "n": 0}, "n", "greater than or equal to 1"),
     ],
 )
 def test_a_bad_field_is_refused_naming_it(body, field, words):
@@ -158,3 +160,9 @@ def test_a_bad_body_names_its_field():
     with pytest.raises(InvalidInput) as caught:
         GenerationInput.parse({"prompt": "x", "surprise": 1})
     assert caught.value.message == "surprise: Extra inputs are not permitted"
+
+
+def test_n_is_stored_only_above_one():
+    assert "n" not in parse({"prompt": "x", "n": 1}).job_input.stored()
+    assert parse({"prompt": "x", "n": 4}).job_input.stored()["n"] == 4
+    assert parse({"prompt": "x"}).choice_count == 1 and parse({"prompt": "x", "n": 4}).choice_count == 4

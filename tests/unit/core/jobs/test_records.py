@@ -68,3 +68,11 @@ def test_records_dump_to_the_json_the_dicts_had():
 def test_a_record_refuses_a_field_it_does_not_declare():
     with pytest.raises(ValidationError):
         JobError(type=ErrorType.ENGINE_FAILED, message="x", code=1)
+
+
+def test_an_output_lists_its_choices_only_when_there_are_several():
+    one = JobOutput(text="a", finish_reason="stop")
+    assert one.model_dump(mode="json") == {"text": "a", "finish_reason": "stop"}
+    choice = {"index": 1, "text": "b", "finish_reason": "length", "completion_tokens": 2}
+    several = JobOutput(text="a", finish_reason="stop", choices=[choice])
+    assert JobOutput.model_validate_json(several.model_dump_json()).model_dump(mode="json")["choices"] == [choice]

@@ -42,6 +42,22 @@ def test_a_finished_job_as_openai_answers():
     assert body["choices"] == [{"index": 0, "text": "t", "logprobs": None, "finish_reason": "stop"}]
 
 
+def test_a_job_with_n_choices_answers_each_with_its_index_and_finish_reason():
+    choices = [
+        {"index": i, "text": f"t{i}", "finish_reason": reason, "completion_tokens": 2}
+        for i, reason in enumerate(["stop", "length", "timeout"])
+    ]
+    job = _job(output={"text": "t0", "finish_reason": "stop", "choices": choices})
+    chat = completion_answer(CHAT, job, "demo").model_dump(mode="json")["choices"]
+    assert [(c["index"], c["message"]["content"], c["finish_reason"]) for c in chat] == [
+        (0, "t0", "stop"),
+        (1, "t1", "length"),
+        (2, "t2", "length"),
+    ]
+    text = completion_answer(TEXT, job, "demo").model_dump(mode="json")["choices"]
+    assert [(c["index"], c["text"]) for c in text] == [(0, "t0"), (1, "t1"), (2, "t2")]
+
+
 def test_stream_chunks_in_openai_shapes():
     job = _job()
     chunks = StreamChunks(CHAT, job.id, 1700000000, "demo", include_usage=True)

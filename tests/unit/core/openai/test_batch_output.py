@@ -92,3 +92,10 @@ def test_output_lines_are_jsonl_in_input_order_without_the_unfinished():
     assert [line["id"] for line in lines] == [f"batch_req_{done.id}", "batch_req_gone"]
     assert lines[0]["response"]["body"]["object"] == "text_completion"
     assert lines[0]["response"]["body"]["choices"][0]["finish_reason"] == "length"
+
+
+def test_a_line_with_n_choices_answers_every_choice():
+    choices = [{"index": i, "text": f"t{i}", "finish_reason": "stop", "completion_tokens": 2} for i in range(2)]
+    done = job(output={"text": "t0", "finish_reason": "stop", "choices": choices}, usage=USAGE)
+    body = output_line(done.id, done, "demo").model_dump(mode="json")["response"]["body"]
+    assert [(c["index"], c["message"]["content"]) for c in body["choices"]] == [(0, "t0"), (1, "t1")]

@@ -133,3 +133,33 @@ def test_a_job_that_expires_while_followed_ends_the_stream_as_not_found(new_job,
     assert sent(next(items)) == {
         "error": {"message": f"job {job.id} expired", "type": "server_error", "param": None, "code": "not_found"}
     }
+
+
+def test_choice_0_streams_and_the_other_choices_follow_whole_under_their_index(store, client, new_job, events):
+    job = new_job()
+    running_with_text(store, client, job, "Hi")
+    choices = [
+        {"index": 0, "text": "Hi", "finish_reason": "length", "completion_tokens": 1},
+        {"index": 1, "text": "Yo", "finish_reason": "stop", "completion_tokens": 1},
+        {"index": 2, "text": "", "finish_reason": "stop", "completion_tokens": 0},
+    ]
+    output = {"text": "Hi", "finish_reason": "length", "choices": choices}
+    finish(store, job, JobStatus.SUCCEEDED, output=output, usage=USAGE)
+    chunks = wire(stream_of(job, events, usage=True))
+    by_index: dict[int, list] = {}
+    for chunk in chunks[:-1]:
+        (choice,) = chunk["choices"]
+        by_index.setdefault(choice["index"], []).append(choice)
+    assert [c["delta"] for c in by_index[1]] == [{"role": "assistant", "content": ""}, {"content": "Yo"}, {}]
+    assert [c["finish_reason"] for c in by_index[1]] == [None, None, "stop"]
+    assert [c["finish_reason"] for c in by_index[2]] == [None, "stop"]
+    assert "".join(c["delta"].get("content", "") for c in by_index[0]) == "Hi"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == USAGE
+    text = wire(stream_of(job, events, endpoint=Endpoint.COMPLETIONS))
+    assert [(c["choices"][0]["index"], c["choices"][0]["text"]) for c in text] == [
+        (0, "Hi"),
+        (0, ""),
+        (1, "Yo"),
+        (1, ""),
+        (2, ""),
+    ]

@@ -122,7 +122,8 @@ def test_fields_that_change_nothing_here_are_accepted_and_ignored():
 @pytest.mark.parametrize(
     ("fields", "field", "says"),
     [
-        ({"n": 2}, "n", "only n=1"),
+        ({"n": 17}, "n", "less than or equal to 16"),
+        ({"n": 0}, "n", "greater than or equal to 1"),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "not supported"),
         ({"tool_choice": "required"}, "tool_choice", "none"),
         ({"response_format": {"type": "xml"}}, "response_format.type", "json_schema"),
@@ -218,3 +219,9 @@ def test_the_service_rules_name_the_field_as_the_request_sent_it():
             {"messages": HELLO, "max_tokens": 3, "max_completion_tokens": 4}
         ).to_generation_input()
     assert caught.value.field == "max_completion_tokens"
+
+
+def test_n_becomes_the_jobs_choice_count_and_one_is_the_default():
+    assert chat(n=4).params.n == 4 and chat(n=4).params.choice_count == 4
+    assert chat(n=1).params == chat().params
+    assert chat(n=1, stream=True).params.choice_count == 1 and chat(n=3, stream=True).params.n == 3
