@@ -123,3 +123,24 @@ def test_a_batch_submitted_with_a_schema_file_validates_on_every_line(api_server
     for result in results:
         assert result["output"]["finish_reason"] == "stop", result
         assert follows_ticket(result["output"]["text"]), result["output"]["text"]
+
+
+def test_every_choice_of_a_schema_job_follows_the_schema_on_its_own(api_server):
+    base = api_server.base_url
+    # Each choice is its own request in the batch with its own matcher: a shared one would mix their tokens.
+    job = submit(
+        base,
+        {
+            "prompt": "Three tickets",
+            "max_tokens": MAX_TOKENS,
+            "temperature": 1.0,
+            "n": 3,
+            "response_format": TICKET_FORMAT,
+        },
+    )
+    done = wait_for_terminal(base, job["id"])
+    assert done["status"] == "succeeded", done
+    choices = done["output"]["choices"]
+    assert [choice["index"] for choice in choices] == [0, 1, 2]
+    for choice in choices:
+        assert choice["finish_reason"] == "stop" and follows_ticket(choice["text"]), choice
