@@ -177,6 +177,8 @@ class BatchingEngine:
         rules = plan.token_rules(self.eos_token_ids)
         if rules:
             self._factory.request_rules.register(request_id, rules)
+        if plan.logprobs is not None:
+            self._factory.logprobs_capture.register(request_id, plan.logprobs)
         added = self.manager.add_request(
             prompt_ids,
             request_id=request_id,
@@ -197,7 +199,11 @@ class BatchingEngine:
 
     def _runs_sequentially(self, plan: SamplingPlan) -> bool:
         """The job needs the sequential lane: what the batch can't apply, or rules where the batch can't run them."""
-        return plan.needs_sequential_path or (plan.has_token_rules and self._factory.request_rules is None)
+        return (
+            plan.needs_sequential_path
+            or (plan.has_token_rules and self._factory.request_rules is None)
+            or (plan.logprobs is not None and self._factory.logprobs_capture is None)
+        )
 
     def release_cached_memory(self) -> None:
         """Empty the CUDA cache, but only when no job is in the batch (it would only slow them down)."""
@@ -262,8 +268,11 @@ class BatchingEngine:
             pending = self._pending.pop(request_id, None)
         if self._factory.request_rules is not None:
             self._factory.request_rules.forget(request_id)
+        capture = self._factory.logprobs_capture
+        captured = capture.finish(request_id, pending.tokens if pending else []) if capture is not None else None
         if pending is None:
             return
+        pending.logprobs = captured
         pending.canceled = pending.canceled or canceled
         pending.failure = failure
         pending.finished_at = time.perf_counter()

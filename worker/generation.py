@@ -11,6 +11,7 @@ from typing import Protocol
 from core.errors import ErrorType
 from core.jobs.model import JobInput
 from core.jobs.records import JobError
+from worker.logprobs import TokenLogprob, as_records
 from worker.stop_strings import tokens_up_to_stop
 
 
@@ -39,6 +40,10 @@ class GenerationResult:
     time_to_first_token_s: float | None
     generation_s: float
     batch_size: int = 1  # the most jobs that shared the model while this one ran
+    # Only for jobs that asked (JobInput.logprobs, echo): records as core/jobs/records.py's TokenLogprob.
+    logprobs: list[dict] | None = None
+    prompt_logprobs: list[dict] | None = None
+    prompt_text: str | None = None
 
 
 @dataclass
@@ -53,6 +58,11 @@ class Progress:
     stop_hit: bool = False
     canceled: bool = False
     batch_size: int = 1
+    # The generated tokens' logprobs (worker/logprobs.py), one per token, for a job that asked.
+    logprobs: list[TokenLogprob] | None = None
+    # The prompt's tokens and their logprobs (the first None), for an `echo` job.
+    prompt_ids: list[int] | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
     def result(
         self, tokenizer, eos_ids: list[int], stops: list[str] | None, stop_token_ids: tuple[int, ...] = ()
@@ -70,6 +80,9 @@ class Progress:
         else:
             text = tokenizer.decode(tokens, skip_special_tokens=True)
         finished_at = self.finished_at or time.perf_counter()
+        # Tokens a stop string cut off lose their logprobs with them.
+        logprobs = as_records(tokenizer, self.logprobs, tokens) if self.logprobs is not None else None
+        echoed = self.prompt_ids is not None and self.prompt_logprobs is not None
         return GenerationResult(
             text=text,
             finish_reason=finish_reason_of(
@@ -80,6 +93,9 @@ class Progress:
             time_to_first_token_s=(self.first_token_at - self.started_at if self.first_token_at is not None else None),
             generation_s=finished_at - self.started_at,
             batch_size=self.batch_size,
+            logprobs=logprobs,
+            prompt_logprobs=as_records(tokenizer, self.prompt_logprobs, self.prompt_ids) if echoed else None,
+            prompt_text=tokenizer.decode(self.prompt_ids, skip_special_tokens=True) if echoed else None,
         )
 
 
@@ -160,6 +176,8 @@ class PromptEncoder:
             except Exception as refused:  # noqa: BLE001 - templates raise what they like (e.g. "no system role")
                 raise EngineInputError(f"the model's chat template refused these messages: {refused}") from None
             input_ids = list(encoded["input_ids"])
+        elif params.prompt_token_ids is not None:
+            input_ids = list(params.prompt_token_ids)
         else:
             input_ids = list(self.tokenizer(params.prompt)["input_ids"])
         if self.context_tokens and len(input_ids) + params.max_tokens > self.context_tokens:
@@ -171,12 +189,13 @@ class PromptEncoder:
 
 
 def check_stop_token_ids(params: JobInput, vocab_size: int) -> None:
-    """Refuse stop token ids outside the model's vocabulary (the API checks them too, where it can read the model)."""
-    outside = [i for i in params.stop_token_ids or [] if i >= vocab_size]
-    if outside:
-        raise EngineInputError(
-            f"stop_token_ids: {outside[0]} is not a token of this model (its vocabulary has {vocab_size} tokens)"
-        )
+    """Refuse stop (and prompt) token ids outside the model's vocabulary (the API checks them too, where it can read the model)."""
+    for name in ("stop_token_ids", "prompt_token_ids"):
+        outside = [i for i in getattr(params, name) or [] if i >= vocab_size]
+        if outside:
+            raise EngineInputError(
+                f"{name}: {outside[0]} is not a token of this model (its vocabulary has {vocab_size} tokens)"
+            )
 
 
 def context_tokens(model) -> int | None:

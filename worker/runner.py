@@ -314,7 +314,13 @@ def _generate_and_record(runtime: WorkerRuntime, job: Job, params: JobInput, wat
         if result is not None:
             # Partial text is kept for a canceled or timed-out job.
             finish_reason = "canceled" if canceled else result.finish_reason
-            job.output = JobOutput(text=result.text, finish_reason=finish_reason)
+            job.output = JobOutput(
+                text=result.text,
+                finish_reason=finish_reason,
+                logprobs=result.logprobs,
+                prompt_logprobs=result.prompt_logprobs,
+                prompt_text=result.prompt_text,
+            )
             job.usage = JobUsage(
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,

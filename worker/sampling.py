@@ -40,6 +40,9 @@ class SamplingPlan:
     frequency_penalty: float = 0.0
     min_tokens: int = 0
     stop_token_ids: tuple[int, ...] = ()
+    # Log probabilities (worker/logprobs.py): how many alternatives (None: none asked), and the prompt's too.
+    logprobs: int | None = None
+    echo: bool = False
 
     @classmethod
     def of(cls, params: JobInput) -> SamplingPlan:
@@ -57,6 +60,8 @@ class SamplingPlan:
             frequency_penalty=params.frequency_penalty or 0.0,
             min_tokens=params.min_tokens or 0,
             stop_token_ids=tuple(params.stop_token_ids or ()),
+            logprobs=params.logprobs,
+            echo=bool(params.echo),
         )
 
     @property
@@ -66,8 +71,9 @@ class SamplingPlan:
 
     @property
     def needs_sequential_path(self) -> bool:
-        """What the batch can't apply per request: a private RNG seed, a repetition penalty."""
-        return self.seed is not None or self.repetition_penalty is not None
+        """What the batch can't apply per request: a private RNG seed, a repetition penalty, the prompt's logprobs
+        (a forward pass of its own)."""
+        return self.seed is not None or self.repetition_penalty is not None or self.echo
 
     @property
     def has_token_rules(self) -> bool:

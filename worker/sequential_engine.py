@@ -20,6 +20,7 @@ from worker.generation import (
     context_tokens,
     eos_token_ids,
 )
+from worker.logprobs import SequenceLogprobs, prompt_logprobs
 from worker.model_loading import LoadedModel
 from worker.places import Places
 from worker.sampling import SamplingPlan
@@ -127,14 +128,25 @@ class SequentialEngine:
         plan = SamplingPlan.of(params)
         progress = Progress(len(prompt_ids), started_at=time.perf_counter())
         watcher = _WatchOutput(progress, stops, should_cancel, between_tokens, on_tokens)
-        with torch.inference_mode():
-            output = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=plan.generation_config(self.eos_token_ids, self.tokenizer.pad_token_id),
-                stopping_criteria=StoppingCriteriaList([watcher]),
-                logits_processor=plan.logits_processors(self.device, self.eos_token_ids, len(prompt_ids)),
-            )
+        if plan.echo:
+            progress.prompt_ids = prompt_ids
+            progress.prompt_logprobs = prompt_logprobs(self.model, prompt_ids, plan.logprobs or 0)
+        # Before the watcher: a token's logprob is resolved before the watcher hands the token on.
+        capture = SequenceLogprobs(self.model, plan.logprobs, len(prompt_ids)) if plan.logprobs is not None else None
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    generation_config=plan.generation_config(self.eos_token_ids, self.tokenizer.pad_token_id),
+                    stopping_criteria=StoppingCriteriaList([c for c in (capture, watcher) if c is not None]),
+                    logits_processor=plan.logits_processors(self.device, self.eos_token_ids, len(prompt_ids)),
+                )
+        finally:
+            if capture is not None:
+                capture.close()
         progress.finished_at = time.perf_counter()
         progress.tokens = output[0, len(prompt_ids) :].tolist()
+        if capture is not None:
+            progress.logprobs = capture.finish(progress.tokens)
         return progress.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)

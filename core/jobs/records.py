@@ -19,9 +19,31 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TopLogprob(Record):
+    """One of the most likely tokens at a position, with its log probability."""
+
+    token_id: int
+    token: str
+    logprob: float
+
+
+class TokenLogprob(Record):
+    """One token of the text with its log probability under the model's raw distribution, and the `top` most
+    likely tokens at its position (most likely first). A prompt's first token has no logprob (null)."""
+
+    token_id: int
+    token: str
+    logprob: float | None
+    top: list[TopLogprob] = Field(default_factory=list)
+
+
 class JobOutput(Record):
     text: str
     finish_reason: Literal["stop", "length", "canceled", "timeout"]
+    # Only for jobs that asked (`logprobs`, `echo`): left out of the JSON otherwise, so other jobs read the same.
+    logprobs: list[TokenLogprob] | None = Field(None, exclude_if=lambda value: value is None)
+    prompt_logprobs: list[TokenLogprob] | None = Field(None, exclude_if=lambda value: value is None)
+    prompt_text: str | None = Field(None, exclude_if=lambda value: value is None)
 
 
 class JobUsage(Record):
