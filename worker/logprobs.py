@@ -68,7 +68,7 @@ def resolve(pairs: Sequence[tuple[Recorder, Sequence[int]]]) -> None:
         top_values = step.top_values[rows].tolist() if step.top_values is not None else None
         top_ids = step.top_ids[rows].tolist() if step.top_ids is not None else None
         for i, (recorder, _, token) in enumerate(items):
-            top = list(zip(top_ids[i][: recorder.top], top_values[i][: recorder.top])) if top_ids else []
+            top = list(zip(top_ids[i][: recorder.top], top_values[i][: recorder.top], strict=True)) if top_ids else []
             recorder.entries.append((token, chosen_logprobs[i], top))
 
 
@@ -216,7 +216,8 @@ def as_records(tokenizer, entries: Sequence[TokenLogprob | None], token_ids: Seq
         return texts[token_id]
 
     records = []
-    for token_id, entry in zip(token_ids, entries):
+    # A stop string may have cut tokens off after their logprobs were captured: only the kept tokens have records.
+    for token_id, entry in zip(token_ids, entries, strict=False):
         logprob, top = (None, []) if entry is None else (entry[1], entry[2])
         records.append(
             {
