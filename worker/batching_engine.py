@@ -171,6 +171,8 @@ class BatchingEngine:
         pending = _Pending(
             len(prompt_ids), time.perf_counter(), stops=stops, should_cancel=should_cancel, on_tokens=on_tokens
         )
+        if params.echo:
+            pending.prompt_ids = prompt_ids
         with self._lock:
             self._pending[request_id] = pending
             self._note_batch_size()

@@ -60,7 +60,7 @@ class Progress:
     batch_size: int = 1
     # The generated tokens' logprobs (worker/logprobs.py), one per token, for a job that asked.
     logprobs: list[TokenLogprob] | None = None
-    # The prompt's tokens and their logprobs (the first None), for an `echo` job.
+    # The prompt's tokens for an `echo` job, and their logprobs (the first None) when it asked for logprobs.
     prompt_ids: list[int] | None = None
     prompt_logprobs: list[TokenLogprob | None] | None = None
 
@@ -82,7 +82,6 @@ class Progress:
         finished_at = self.finished_at or time.perf_counter()
         # Tokens a stop string cut off lose their logprobs with them.
         logprobs = as_records(tokenizer, self.logprobs, tokens) if self.logprobs is not None else None
-        echoed = self.prompt_ids is not None and self.prompt_logprobs is not None
         return GenerationResult(
             text=text,
             finish_reason=finish_reason_of(
@@ -94,8 +93,12 @@ class Progress:
             generation_s=finished_at - self.started_at,
             batch_size=self.batch_size,
             logprobs=logprobs,
-            prompt_logprobs=as_records(tokenizer, self.prompt_logprobs, self.prompt_ids) if echoed else None,
-            prompt_text=tokenizer.decode(self.prompt_ids, skip_special_tokens=True) if echoed else None,
+            prompt_logprobs=(
+                as_records(tokenizer, self.prompt_logprobs, self.prompt_ids)
+                if self.prompt_ids is not None and self.prompt_logprobs is not None
+                else None
+            ),
+            prompt_text=tokenizer.decode(self.prompt_ids, skip_special_tokens=True) if self.prompt_ids else None,
         )
 
 

@@ -42,7 +42,7 @@ class SamplingPlan:
     stop_token_ids: tuple[int, ...] = ()
     # Log probabilities (worker/logprobs.py): how many alternatives (None: none asked), and the prompt's too.
     logprobs: int | None = None
-    echo: bool = False
+    prompt_logprobs: bool = False
 
     @classmethod
     def of(cls, params: JobInput) -> SamplingPlan:
@@ -61,7 +61,7 @@ class SamplingPlan:
             min_tokens=params.min_tokens or 0,
             stop_token_ids=tuple(params.stop_token_ids or ()),
             logprobs=params.logprobs,
-            echo=bool(params.echo),
+            prompt_logprobs=bool(params.echo) and params.logprobs is not None,
         )
 
     @property
@@ -73,7 +73,7 @@ class SamplingPlan:
     def needs_sequential_path(self) -> bool:
         """What the batch can't apply per request: a private RNG seed, a repetition penalty, the prompt's logprobs
         (a forward pass of its own)."""
-        return self.seed is not None or self.repetition_penalty is not None or self.echo
+        return self.seed is not None or self.repetition_penalty is not None or self.prompt_logprobs
 
     @property
     def has_token_rules(self) -> bool:

@@ -128,8 +128,9 @@ class SequentialEngine:
         plan = SamplingPlan.of(params)
         progress = Progress(len(prompt_ids), started_at=time.perf_counter())
         watcher = _WatchOutput(progress, stops, should_cancel, between_tokens, on_tokens)
-        if plan.echo:
+        if params.echo:
             progress.prompt_ids = prompt_ids
+        if plan.prompt_logprobs:
             progress.prompt_logprobs = prompt_logprobs(self.model, prompt_ids, plan.logprobs or 0)
         # Before the watcher: a token's logprob is resolved before the watcher hands the token on.
         capture = SequenceLogprobs(self.model, plan.logprobs, len(prompt_ids)) if plan.logprobs is not None else None

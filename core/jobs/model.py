@@ -211,8 +211,8 @@ class JobInput(BaseModel):
     )
     echo: bool | None = Field(
         None,
-        description="With `logprobs`: also return the prompt's tokens with their log probabilities (the first "
-        "has none) in `output.prompt_logprobs`, and the prompt's text in `output.prompt_text`.",
+        description="Also return the prompt's text in `output.prompt_text` and, with `logprobs`, the prompt's "
+        "tokens with their log probabilities (the first has none) in `output.prompt_logprobs`.",
         examples=[False],
     )
 
@@ -256,8 +256,6 @@ class JobInput(BaseModel):
             raise ValueError(
                 "give exactly one of `prompt` (string), `messages` (chat list) or `prompt_token_ids` (token ids)"
             )
-        if self.echo and self.logprobs is None:
-            raise ValueError("`echo` needs `logprobs` (the prompt's tokens are returned with their logprobs)")
         return self
 
     @property

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from core.jobs.model import Job, parse_iso
 from core.jobs.records import JobUsage
+from core.openai.logprobs import answer_logprobs, echoed_text
 from core.openai.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -66,10 +67,13 @@ def completion_answer(endpoint: Endpoint, job: Job, model_name: str) -> ChatComp
     }
     if endpoint is Endpoint.CHAT_COMPLETIONS:
         message = AssistantMessage(role="assistant", content=text, refusal=None)
+        logprobs = answer_logprobs(job, chat=True)
         return ChatCompletion(
-            choices=[ChatChoice(index=0, message=message, logprobs=None, finish_reason=reason)], **common
+            choices=[ChatChoice(index=0, message=message, logprobs=logprobs, finish_reason=reason)], **common
         )
-    return TextCompletion(choices=[TextChoice(index=0, text=text, logprobs=None, finish_reason=reason)], **common)
+    text = echoed_text(job) + text
+    logprobs = answer_logprobs(job, chat=False)
+    return TextCompletion(choices=[TextChoice(index=0, text=text, logprobs=logprobs, finish_reason=reason)], **common)
 
 
 def sent(event: BaseModel) -> dict[str, Any]:

@@ -84,8 +84,8 @@ def test_a_completion_request_takes_one_prompt_and_16_tokens_by_default():
     }
     assert parse_openai_request(TEXT, {"prompt": "Once", "echo": False, "best_of": 1, "logprobs": 0}).params.prompt
     assert refused(TEXT, {"prompt": ["a", "b"]}).field == "prompt"
-    assert refused(TEXT, {"prompt": [1, 2, 3]}).field.startswith("prompt")
-    assert refused(TEXT, {"prompt": "a", "echo": True}).field == "echo"
+    assert refused(TEXT, {"prompt": [[1, 2], [3]]}).field == "prompt"
+    assert refused(TEXT, {"prompt": [1, -2]}).field.startswith("prompt")
     assert refused(TEXT, {"prompt": "a", "suffix": "z"}).field == "suffix"
     assert refused(TEXT, {"messages": HELLO}).field in ("prompt", "messages")
 
@@ -128,7 +128,8 @@ def test_fields_that_change_nothing_here_are_accepted_and_ignored():
         ({"response_format": {"type": "json_object"}}, "response_format.type", "json_object"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format", ""),
         ({"logit_bias": {"50256": -100}}, "logit_bias", "bias"),
-        ({"logprobs": True}, "logprobs", "log probabilities"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "20"),
+        ({"top_logprobs": 2}, "top_logprobs", "logprobs: true"),
         ({"frequency_penalty": 2.5}, "frequency_penalty", "2"),
         ({"presence_penalty": -3}, "presence_penalty", "-2"),
         ({"min_tokens": 9, "max_tokens": 8}, "min_tokens", "at most max_tokens (8)"),
@@ -210,3 +211,20 @@ def test_the_service_rules_name_the_field_as_the_request_sent_it():
             {"messages": HELLO, "max_tokens": 3, "max_completion_tokens": 4}
         ).to_generation_input()
     assert caught.value.field == "max_completion_tokens"
+
+
+def test_logprobs_are_asked_with_their_number_of_alternatives_on_both_endpoints():
+    assert chat(logprobs=True, top_logprobs=5).params.logprobs == 5
+    assert chat(logprobs=True).params.logprobs == 0
+    assert chat(logprobs=False).params.logprobs is None
+    text = parse_openai_request(TEXT, {"prompt": "Once", "logprobs": 20, "echo": True}).params
+    assert (text.logprobs, text.echo) == (20, True)
+    assert refused(TEXT, {"prompt": "a", "logprobs": 21}).field == "logprobs"
+    assert refused(TEXT, {"prompt": "a", "logprobs": -1}).field == "logprobs"
+
+
+def test_a_completion_prompt_may_be_token_ids_used_as_they_are():
+    lm_eval_body = {"prompt": [[5, 6, 7]], "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0, "seed": 1}
+    for prompt in ([5, 6, 7], [[5, 6, 7]]):
+        params = parse_openai_request(TEXT, lm_eval_body | {"prompt": prompt}).params
+        assert (params.prompt, params.prompt_token_ids, params.temperature) == (None, [5, 6, 7], 0.0)
