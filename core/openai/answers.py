@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ from pydantic import BaseModel
 
 from core.jobs.model import Job, parse_iso
 from core.jobs.records import JobUsage
-from core.openai.logprobs import answer_logprobs, echoed_text
+from core.openai.logprobs import answer_logprobs, chat_logprobs, echoed_text, text_logprobs, token_pieces
 from core.openai.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -95,6 +96,15 @@ class StreamChunks:
     model_name: str
     include_usage: bool
     continuous_usage: bool = False
+    # The job's `logprobs` and `echo`: such an answer is sent token by token once the job ends (see per_token).
+    logprobs: int | None = None
+    echo: bool = False
+
+    @property
+    def buffered(self) -> bool:
+        """The answer's chunks come from the finished job (they carry logprobs or the echoed prompt), not from the
+        live text events."""
+        return self.logprobs is not None or self.echo
 
     def _chunk(self, choices: list, usage: JobUsage | None = None) -> Chunk:
         fields = {
@@ -113,14 +123,14 @@ class StreamChunks:
         return TextCompletionChunk(**fields)
 
     def _choice(
-        self, text: str | None, reason: FinishReason | None, *, role: bool = False
+        self, text: str | None, reason: FinishReason | None, *, role: bool = False, logprobs=None
     ) -> ChatChunkChoice | TextChunkChoice:
         if self.endpoint is Endpoint.CHAT_COMPLETIONS:
             delta: dict[str, str] = {"role": "assistant", "content": ""} if role else {}
             if text is not None:
                 delta["content"] = text
-            return ChatChunkChoice(index=0, delta=ChunkDelta(**delta), logprobs=None, finish_reason=reason)
-        return TextChunkChoice(index=0, text=text or "", logprobs=None, finish_reason=reason)
+            return ChatChunkChoice(index=0, delta=ChunkDelta(**delta), logprobs=logprobs, finish_reason=reason)
+        return TextChunkChoice(index=0, text=text or "", logprobs=logprobs, finish_reason=reason)
 
     def opening(self) -> Chunk | None:
         """The chat's first chunk, naming the role before any content; None for text completions."""
@@ -131,6 +141,31 @@ class StreamChunks:
     def text(self, delta: str) -> Chunk:
         """A chunk carrying the next piece of text."""
         return self._chunk([self._choice(delta, None)])
+
+    def per_token(self, job: Job) -> Iterator[Chunk]:
+        """A finished job's text, one chunk per token, each with that token's logprobs (when asked); with `echo`,
+        a first chunk carries the prompt (and its tokens' logprobs). The chunks join to the unstreamed answer."""
+        output = job.output
+        if output is None:
+            return
+        chat = self.endpoint is Endpoint.CHAT_COMPLETIONS
+        if self.echo and not chat:
+            prompt = output.prompt_logprobs or []
+            shape = text_logprobs(prompt, self.logprobs) if self.logprobs is not None and prompt else None
+            yield self._chunk([self._choice(echoed_text(job), None, logprobs=shape)])
+        records = output.logprobs or []
+        if self.logprobs is None or not records:
+            if output.text:
+                yield self.text(output.text)
+            return
+        offset = len(echoed_text(job)) if not chat else 0
+        for record, piece in zip(records, token_pieces(output.text, records), strict=True):
+            if chat:
+                shape = chat_logprobs([record], self.logprobs)
+            else:
+                shape = text_logprobs([record], self.logprobs, offset)
+                offset += len(record.token)
+            yield self._chunk([self._choice(piece, None, logprobs=shape)])
 
     def finish(self, job_finish_reason: str | None, job: Job | None = None) -> Chunk:
         """The chunk that closes the choice with its finish reason (and, with continuous usage, the job's usage)."""

@@ -69,3 +69,14 @@ def echoed_text(job: Job) -> str:
     if not job.input.echo or job.output is None:
         return ""
     return job.output.prompt_text or ""
+
+
+def token_pieces(text: str, records: Sequence[TokenLogprob]) -> list[str]:
+    """`text` cut into one piece per token, in order, each as long as its token's text (the last takes the rest):
+    the pieces always join to `text`, even where a token's own text differs (a character split across tokens)."""
+    pieces, start = [], 0
+    for i, record in enumerate(records):
+        end = len(text) if i == len(records) - 1 else min(len(text), start + len(record.token))
+        pieces.append(text[start:end])
+        start = end
+    return pieces

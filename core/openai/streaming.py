@@ -46,7 +46,9 @@ class CompletionStream:
             if isinstance(item, Completed):
                 yield from self._ending(item.job, "".join(sent))
                 return
-            if isinstance(item, StreamEvent) and item.kind == TOKEN and item.data["text"]:
+            if self.chunks.buffered and isinstance(item, StreamEvent) and item.kind == TOKEN:
+                pass  # sent from the finished job, token by token, with its logprobs
+            elif isinstance(item, StreamEvent) and item.kind == TOKEN and item.data["text"]:
                 sent.append(item.data["text"])
                 yield self.chunks.text(item.data["text"])
             elif isinstance(item, StreamEvent) and item.kind == STATUS and item.data["status"] == "queued" and sent:
@@ -74,8 +76,10 @@ class CompletionStream:
     def _ending(self, job: Job, streamed: str) -> Iterator[Chunk | OpenAIErrorBody]:
         if job.status == JobStatus.SUCCEEDED:
             text = job.output.text if job.output is not None else ""
+            if self.chunks.buffered:
+                yield from self.chunks.per_token(job)
             # The events carry the job's whole text; should a last piece be missing from them, it is sent here.
-            if len(text) > len(streamed) and text.startswith(streamed):
+            elif len(text) > len(streamed) and text.startswith(streamed):
                 yield self.chunks.text(text[len(streamed) :])
             yield self.chunks.finish(job.output.finish_reason if job.output is not None else None, job)
             if self.chunks.include_usage:
