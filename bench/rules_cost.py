@@ -25,6 +25,11 @@ VARIANTS = {"plain": {}, "penalties": {"presence_penalty": 0.5, "frequency_penal
 
 def one(variant: str) -> dict:
     """Time the engine at CLIENTS concurrent jobs of this variant, in this process."""
+    return engine_throughput(VARIANTS[variant])
+
+
+def engine_throughput(fields: dict) -> dict:
+    """Time the engine at CLIENTS concurrent sampled jobs with these extra input fields, in this process."""
     from core.jobs.model import GenerationInput
     from core.settings import Settings
     from worker.batching_engine import BatchingEngine
@@ -35,7 +40,7 @@ def one(variant: str) -> dict:
 
     def new_sender() -> Sender:
         def send(prompt: str) -> tuple[int, int]:
-            result = engine.generate(GenerationInput(prompt=prompt, **SAMPLING, **VARIANTS[variant]))
+            result = engine.generate(GenerationInput(prompt=prompt, **SAMPLING, **fields))
             return result.completion_tokens, result.batch_size
 
         return send
@@ -56,21 +61,7 @@ def main() -> int:
     if args.one:
         print(json.dumps(one(args.one)))
         return 0
-    CACHE.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ,
-        MODEL_DIR=str(build_bench_model()),
-        LOG_DIR=str(CACHE / "logs"),
-        DEVICE="cpu",
-        MAX_BATCH_SIZE=str(CLIENTS),
-        PYTHONUNBUFFERED="1",
-    )
-    best: dict[str, float] = {}
-    for round_number in range(1, args.rounds + 1):
-        for variant in VARIANTS:
-            row = run_json_process("bench.rules_cost", ["--one", variant], env, f"rules_cost_{variant}.log")
-            print(f"round {round_number} {variant}: {row['tokens_per_s']:.1f} tokens/s", flush=True)
-            best[variant] = max(best.get(variant, 0.0), row["tokens_per_s"])
+    best = best_of_rounds("bench.rules_cost", tuple(VARIANTS), args.rounds)
     ratio = best["penalties"] / best["plain"]
     text = (
         f"## per-request rules cost {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_description()}\n\n"
@@ -85,6 +76,27 @@ def main() -> int:
     if not args.no_record:
         record(text)
     return 0
+
+
+def best_of_rounds(module: str, variants: tuple[str, ...], rounds: int) -> dict[str, float]:
+    """Each variant's best tokens/s over `rounds`, every run a fresh `python -m module --one VARIANT` process."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ,
+        MODEL_DIR=str(build_bench_model()),
+        LOG_DIR=str(CACHE / "logs"),
+        DEVICE="cpu",
+        MAX_BATCH_SIZE=str(CLIENTS),
+        PYTHONUNBUFFERED="1",
+    )
+    best: dict[str, float] = {}
+    name = module.rsplit(".", 1)[-1]
+    for round_number in range(1, rounds + 1):
+        for variant in variants:
+            row = run_json_process(module, ["--one", variant], env, f"{name}_{variant}.log")
+            print(f"round {round_number} {variant}: {row['tokens_per_s']:.1f} tokens/s", flush=True)
+            best[variant] = max(best.get(variant, 0.0), row["tokens_per_s"])
+    return best
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ model is never driven by two threads at once. Stop strings are honoured in the b
 cancelled as soon as a stop appears. Stop token ids join the request's end ids; presence/frequency penalties and
 min_tokens are per-request logits rules (worker/request_rules.py) applied to the request's own row of each step,
 where the manager runs its steps eagerly; where it doesn't (CUDA graphs, compile) such jobs take the sequential lane.
+Logprobs are captured the same way, per request (worker/logprobs.py); `echo` with logprobs needs a forward pass over
+the prompt, so such jobs take the sequential lane.
 
 Liveness: the manager's loop, the dispatcher and the cancel watcher must all be alive. When one dies (or the loop
 stops on a fatal error) every job still in the engine gets EngineDead and `alive()` turns false: the worker hands

@@ -11,9 +11,10 @@ Extending it:
 - a grammar mask is one more rule, stateful per request: on each `apply` it feeds the matcher the tokens of
   `generated` it has not seen yet (so it needs no hook on sampling), then masks the row with the matcher's bitmask;
   it goes last in the job's rules, after the penalties.
-- a raw-logprobs capture is a second processor of the same kind inserted first in the list (before temperature), with
-  the same row-to-request mapping: it keeps each row's `log_softmax`; the sampled token of step k is `generated[k]`
-  at step k + 1 (or in the finished output), so it too needs no hook on sampling.
+- the raw-logprobs capture (worker/logprobs.py) is a second processor of the same kind, inserted before this one
+  (so before temperature), with the same row-to-request mapping: it keeps each asking row's `log_softmax`; the
+  sampled token of step k is `generated[k]` at step k + 1 (or in the finished output), so it needs no hook on
+  sampling.
 
 The rules run as Python per step: the batch installs them only where steps run eagerly (no CUDA graphs, no
 compile, no async batching, which would prepare a step before the previous token is known); elsewhere a job with
