@@ -138,3 +138,19 @@ def test_a_native_job_stores_each_tokens_logprob_and_alternatives(api_server: Ht
     assert [alt["token_id"] for alt in records[0]["top"]][:1] == [records[0]["token_id"]]
     assert len(records[0]["top"]) == 2 and "prompt_logprobs" not in job["output"]
     assert json.dumps(job)  # plain JSON all the way down
+
+
+def test_submit_batch_asks_every_line_for_logprobs_in_each_endpoints_spelling(tmp_path):
+    from scripts.submit_batch import read_inputs
+
+    source = tmp_path / "lines.jsonl"
+    lines = [
+        {"custom_id": "native", "body": {"prompt": "a"}},
+        {"custom_id": "chat", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": []}},
+        {"custom_id": "text", "method": "POST", "url": "/v1/completions", "body": {"prompt": "b"}},
+    ]
+    source.write_text("\n".join(json.dumps(line) for line in lines))
+    native, chat, text = read_inputs(source, {"logprobs": 3})
+    assert native.body["logprobs"] == 3
+    assert (chat.body["logprobs"], chat.body["top_logprobs"]) == (True, 3)
+    assert text.body["logprobs"] == 3 and "top_logprobs" not in text.body
