@@ -38,6 +38,7 @@ from worker.generation import (
     EngineStopped,
     GenerationResult,
     Progress,
+    TokenLogprob,
     check_stop_token_ids,
 )
 from worker.model_loading import LoadedModel
@@ -66,6 +67,7 @@ class _Pending(Progress):
     stops: StopScanner | None = None
     should_cancel: Callable[[], bool] | None = None
     on_tokens: Callable[[list[int]], None] | None = None
+    on_logprobs: Callable[[list[TokenLogprob]], None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     failure: Exception | None = None
 
@@ -160,12 +162,13 @@ class BatchingEngine:
         params: JobInput,
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
+        on_logprobs: Callable[[list[TokenLogprob]], None] | None = None,
     ) -> GenerationResult:
         """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done."""
         self._refuse_if_not_running()
         plan = SamplingPlan.of(params)
         if self._runs_sequentially(plan):
-            return self._generate_sequential(params, should_cancel, on_tokens)
+            return self._generate_sequential(params, should_cancel, on_tokens, on_logprobs)
         prompt_ids = self.encoder.encode(params)
         check_stop_token_ids(params, self.vocab_size)
         request_id = uuid.uuid4().hex
@@ -175,6 +178,8 @@ class BatchingEngine:
         )
         if params.echo:
             pending.prompt_ids = prompt_ids
+        if plan.logprobs is not None:
+            pending.on_logprobs = on_logprobs
         with self._lock:
             self._pending[request_id] = pending
             self._note_batch_size()
@@ -251,10 +256,12 @@ class BatchingEngine:
             return EngineStopped("the worker is stopping")
         return EngineDead(self.death or "the batching manager refused the request (its loop is not running)")
 
-    def _generate_sequential(self, params: JobInput, should_cancel, on_tokens) -> GenerationResult:
+    def _generate_sequential(self, params: JobInput, should_cancel, on_tokens, on_logprobs) -> GenerationResult:
         try:
             with _ModelTurns(self.manager) as turns:
-                return self.sequential.generate(params, should_cancel, on_tokens, between_tokens=turns.take_turns)
+                return self.sequential.generate(
+                    params, should_cancel, on_tokens, between_tokens=turns.take_turns, on_logprobs=on_logprobs
+                )
         except RuntimeError as error:
             if "generation loop" in str(error) or not self.manager.is_running():
                 # Waiting for the pause raises when the manager's loop is gone: that is the engine's death.
@@ -343,6 +350,8 @@ class BatchingEngine:
             if pending is None:
                 continue  # canceled or stopped earlier: late outputs are dropped
             pending.tokens = output.generated_tokens
+            if pending.on_logprobs is not None and self._factory.logprobs_capture is not None:
+                pending.on_logprobs(self._factory.logprobs_capture.so_far(output.request_id, pending.tokens))
             if pending.on_tokens is not None:
                 pending.on_tokens(pending.tokens)  # hands the list over; the publisher decodes it in its own thread
             if output.timestamps and pending.first_token_at is None:

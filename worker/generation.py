@@ -122,8 +122,10 @@ class Engine(Protocol):
         params: JobInput,
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
+        on_logprobs: Callable[[list[TokenLogprob]], None] | None = None,
     ) -> GenerationResult:
-        """Run the job; `on_tokens` gets every generated token so far after each step (it must return at once)."""
+        """Run the job; `on_tokens` gets every generated token so far after each step (it must return at once), and,
+        for a job with `logprobs`, `on_logprobs` their logprobs known so far, before it."""
         ...
 
     def release_cached_memory(self) -> None: ...

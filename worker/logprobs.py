@@ -104,10 +104,19 @@ class LogprobsCapture(ContinuousBatchingLogitsProcessor):
         """The request left the batch: its logprobs for the tokens it generated (None if it asked for none)."""
         with self._lock:
             recorder = self._recorders.pop(request_id, None)
-        if recorder is None:
-            return None
-        resolve([(recorder, generated)])
+            if recorder is None:
+                return None
+            resolve([(recorder, generated)])
         return recorder.entries[: len(generated)]
+
+    def so_far(self, request_id: str, generated: Sequence[int]) -> list[TokenLogprob]:
+        """The request's logprobs for the tokens generated so far (a copy), resolving what they make known."""
+        with self._lock:
+            recorder = self._recorders.get(request_id)
+            if recorder is None:
+                return []
+            resolve([(recorder, generated)])
+            return recorder.entries[: len(generated)]
 
     def capturing(self) -> int:
         """How many requests capture logprobs now."""
@@ -164,8 +173,9 @@ class SequenceLogprobs(StoppingCriteria):
     generating thread: the batch shares the model between two of its tokens), and, called as a stopping criterion
     after each token, it resolves that row. Never stops anything."""
 
-    def __init__(self, model, top: int, prompt_len: int) -> None:
+    def __init__(self, model, top: int, prompt_len: int, on_logprobs=None) -> None:
         self.recorder = Recorder(top)
+        self.on_logprobs = on_logprobs  # gets the logprobs so far after each token
         self.prompt_len = prompt_len
         self._thread = threading.get_ident()
         self._calls = 0
@@ -180,6 +190,8 @@ class SequenceLogprobs(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
         resolve([(self.recorder, input_ids[0, self.prompt_len :].tolist())])
+        if self.on_logprobs is not None:
+            self.on_logprobs(list(self.recorder.entries))
         return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from worker.generation import (
     GenerationResult,
     Progress,
     PromptEncoder,
+    TokenLogprob,
     check_stop_token_ids,
     context_tokens,
     eos_token_ids,
@@ -115,6 +116,7 @@ class SequentialEngine:
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
         between_tokens: Callable[[], None] | None = None,
+        on_logprobs: Callable[[list[TokenLogprob]], None] | None = None,
     ) -> GenerationResult:
         """Run one job's generation (the caller holds its slot); raises EngineInputError, or what torch raises.
 
@@ -133,7 +135,11 @@ class SequentialEngine:
         if plan.prompt_logprobs:
             progress.prompt_logprobs = prompt_logprobs(self.model, prompt_ids, plan.logprobs or 0)
         # Before the watcher: a token's logprob is resolved before the watcher hands the token on.
-        capture = SequenceLogprobs(self.model, plan.logprobs, len(prompt_ids)) if plan.logprobs is not None else None
+        capture = (
+            SequenceLogprobs(self.model, plan.logprobs, len(prompt_ids), on_logprobs)
+            if plan.logprobs is not None
+            else None
+        )
         try:
             with torch.inference_mode():
                 output = self.model.generate(

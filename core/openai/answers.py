@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from core.jobs.model import Job, parse_iso
-from core.jobs.records import JobUsage
+from core.jobs.records import JobUsage, TokenLogprob
 from core.openai.logprobs import answer_logprobs, chat_logprobs, echoed_text, text_logprobs, token_pieces
 from core.openai.protocol import (
     AssistantMessage,
@@ -96,15 +96,15 @@ class StreamChunks:
     model_name: str
     include_usage: bool
     continuous_usage: bool = False
-    # The job's `logprobs` and `echo`: such an answer is sent token by token once the job ends (see per_token).
+    # The job's `logprobs` (its chunks carry their tokens' logprobs) and `echo` (its answer is sent token by token
+    # once the job ends, the prompt first: see per_token).
     logprobs: int | None = None
     echo: bool = False
 
     @property
     def buffered(self) -> bool:
-        """The answer's chunks come from the finished job (they carry logprobs or the echoed prompt), not from the
-        live text events."""
-        return self.logprobs is not None or self.echo
+        """The answer's chunks come from the finished job, not from the live text events."""
+        return self.echo
 
     def _chunk(self, choices: list, usage: JobUsage | None = None) -> Chunk:
         fields = {
@@ -138,9 +138,16 @@ class StreamChunks:
             return None
         return self._chunk([self._choice(None, None, role=True)])
 
-    def text(self, delta: str) -> Chunk:
-        """A chunk carrying the next piece of text."""
-        return self._chunk([self._choice(delta, None)])
+    def text(self, delta: str, records: Sequence[TokenLogprob] = (), offset: int = 0) -> Chunk:
+        """A chunk carrying the next piece of text, and, for a request with logprobs, those of the tokens it
+        completes (`offset`: where the first of them begins in the choice's text)."""
+        if self.logprobs is None:
+            return self._chunk([self._choice(delta, None)])
+        if self.endpoint is Endpoint.CHAT_COMPLETIONS:
+            shape = chat_logprobs(records, self.logprobs)
+        else:
+            shape = text_logprobs(records, self.logprobs, offset)
+        return self._chunk([self._choice(delta, None, logprobs=shape)])
 
     def per_token(self, job: Job) -> Iterator[Chunk]:
         """A finished job's text, one chunk per token, each with that token's logprobs (when asked); with `echo`,
