@@ -65,10 +65,10 @@ def answer_logprobs(job: Job, chat: bool) -> ChatLogprobs | TextLogprobs | None:
 
 
 def echoed_text(job: Job) -> str:
-    """The prompt's text where the job echoes it (`echo`), else nothing."""
+    """The prompt's text where the job echoes it (`echo`): as sent, or as its token ids decode; else nothing."""
     if not job.input.echo or job.output is None:
         return ""
-    return job.output.prompt_text or ""
+    return job.input.prompt if job.input.prompt is not None else job.output.prompt_text or ""
 
 
 def token_pieces(text: str, records: Sequence[TokenLogprob]) -> list[str]:

@@ -68,3 +68,14 @@ def test_a_job_that_asked_for_no_logprobs_answers_none_and_stores_none():
     )
     assert answer_logprobs(job, chat=True) is None and echoed_text(job) == ""
     assert job.model_dump(mode="json")["output"] == {"text": "y", "finish_reason": "stop"}
+
+
+def test_an_echoed_text_prompt_is_returned_as_it_was_sent():
+    job = Job(
+        id="c" * 32,
+        status="succeeded",
+        created_at="2026-01-01T00:00:00Z",
+        input=JobInput(prompt="Xin  chào", echo=True),
+        output=JobOutput(text="!", finish_reason="length", prompt_text="Xin chào"),
+    )
+    assert echoed_text(job) == "Xin  chào"
