@@ -9,44 +9,12 @@ each and their ratio; the figures are appended to bench/RESULTS.md unless --no-r
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 
-from bench.results import machine_description, record
-from bench.rules_cost import CLIENTS, best_of_rounds, engine_throughput
-from bench.workload import SAMPLING
+from bench.rules_cost import compare
 
 VARIANTS = {"plain": {}, "logprobs": {"logprobs": 5}}
-
-
-def main() -> int:
-    """Run each variant in its own process, round after round; print and record the best of each and the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--one", choices=tuple(VARIANTS))
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(engine_throughput(VARIANTS[args.one])))
-        return 0
-    best = best_of_rounds("bench.logprobs_cost", tuple(VARIANTS), args.rounds)
-    ratio = best["logprobs"] / best["plain"]
-    text = (
-        f"## logprobs cost {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_description()}\n\n"
-        f"Batching engine alone (bench/logprobs_cost.py), bench model on the CPU, {CLIENTS} concurrent sampled jobs of "
-        f"{SAMPLING['max_tokens']} tokens, best of {args.rounds} rounds, each variant in a fresh process:\n\n"
-        "| variant | tokens/s |\n| --- | --- |\n"
-        f"| plain | {best['plain']:.1f} |\n"
-        f"| logprobs 5 on every job (raw log_softmax captured per request) | {best['logprobs']:.1f} |\n\n"
-        f"Ratio with / without logprobs: {ratio:.3f}.\n"
-    )
-    print(text)
-    if not args.no_record:
-        record(text)
-    return 0
-
+LABELS = {"plain": "plain", "logprobs": "logprobs 5 on every job (raw log_softmax captured per request)"}
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(compare("bench.logprobs_cost", VARIANTS, LABELS, "logprobs cost", "logprobs"))

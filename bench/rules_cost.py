@@ -23,11 +23,6 @@ CLIENTS = 32
 VARIANTS = {"plain": {}, "penalties": {"presence_penalty": 0.5, "frequency_penalty": 0.5}}
 
 
-def one(variant: str) -> dict:
-    """Time the engine at CLIENTS concurrent jobs of this variant, in this process."""
-    return engine_throughput(VARIANTS[variant])
-
-
 def engine_throughput(fields: dict) -> dict:
     """Time the engine at CLIENTS concurrent sampled jobs with these extra input fields, in this process."""
     from core.jobs.model import GenerationInput
@@ -53,24 +48,31 @@ def engine_throughput(fields: dict) -> dict:
 
 def main() -> int:
     """Run each variant in its own process, round after round; print and record the best of each and the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--one", choices=tuple(VARIANTS))
+    labels = {"plain": "plain", "penalties": "presence_penalty 0.5, frequency_penalty 0.5 (per-request rules)"}
+    return compare("bench.rules_cost", VARIANTS, labels, "per-request rules cost", "penalties")
+
+
+def compare(module: str, variants: dict[str, dict], labels: dict[str, str], heading: str, ratio_of: str) -> int:
+    """A two-variant cost bench's command line: `--one VARIANT` times that variant's jobs (extra input fields) in
+    this process and prints its figures as JSON; otherwise every variant runs in fresh processes, round after round,
+    and the best of each and the second's ratio to the first are printed and appended to bench/RESULTS.md."""
+    parser = argparse.ArgumentParser(description=f"{heading}: tokens/s with and without {ratio_of}")
+    parser.add_argument("--one", choices=tuple(variants))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one)))
+        print(json.dumps(engine_throughput(variants[args.one])))
         return 0
-    best = best_of_rounds("bench.rules_cost", tuple(VARIANTS), args.rounds)
-    ratio = best["penalties"] / best["plain"]
+    best = best_of_rounds(module, tuple(variants), args.rounds)
+    base, other = tuple(variants)
+    rows = "".join(f"| {labels[name]} | {best[name]:.1f} |\n" for name in variants)
     text = (
-        f"## per-request rules cost {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_description()}\n\n"
-        f"Batching engine alone (bench/rules_cost.py), bench model on the CPU, {CLIENTS} concurrent sampled jobs of "
-        f"{SAMPLING['max_tokens']} tokens, best of {args.rounds} rounds, each variant in a fresh process:\n\n"
-        "| variant | tokens/s |\n| --- | --- |\n"
-        f"| plain | {best['plain']:.1f} |\n"
-        f"| presence_penalty 0.5, frequency_penalty 0.5 (per-request rules) | {best['penalties']:.1f} |\n\n"
-        f"Ratio with / without penalties: {ratio:.3f}.\n"
+        f"## {heading} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_description()}\n\n"
+        f"Batching engine alone ({module.replace('.', '/')}.py), bench model on the CPU, {CLIENTS} concurrent sampled "
+        f"jobs of {SAMPLING['max_tokens']} tokens, best of {args.rounds} rounds, each variant in a fresh process:\n\n"
+        f"| variant | tokens/s |\n| --- | --- |\n{rows}\n"
+        f"Ratio with / without {ratio_of}: {best[other] / best[base]:.3f}.\n"
     )
     print(text)
     if not args.no_record:

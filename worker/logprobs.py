@@ -26,6 +26,8 @@ import torch
 from transformers import StoppingCriteria
 from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
 
+from worker.request_rules import install_first
+
 # One token's record: its id, its logprob, and the `top` most likely ids with their logprobs (most likely first).
 TokenLogprob = tuple[int, float, list[tuple[int, float]]]
 
@@ -159,13 +161,7 @@ class LogprobsCapture(ContinuousBatchingLogitsProcessor):
 def install(manager) -> LogprobsCapture:
     """Put the capture first in a manager's logits processors (before the rules and temperature); call before
     warmup, which sizes the per-processor argument storage."""
-    processors = manager.logit_processor
-    capture = LogprobsCapture()
-    processors.logits_processor.insert(0, capture)
-    processors.tensors_required += 1
-    processors._retrieve_processors_kwargs()
-    processors.do_processing = True
-    return capture
+    return install_first(manager, LogprobsCapture())
 
 
 class SequenceLogprobs(StoppingCriteria):

@@ -26,11 +26,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 from transformers import LogitsProcessor
 from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
+
+_Processor = TypeVar("_Processor", bound=ContinuousBatchingLogitsProcessor)
 
 
 class TokenRule(Protocol):
@@ -140,10 +142,14 @@ class SequenceRulesProcessor(LogitsProcessor):
 def install(manager) -> RequestRulesProcessor:
     """Add the rules processor to a manager's logits processors, first (before temperature); call before warmup,
     which sizes the per-processor argument storage."""
+    return install_first(manager, RequestRulesProcessor())
+
+
+def install_first(manager, processor: _Processor) -> _Processor:
+    """Put a per-request processor first in a manager's logits processors (it takes one argument row per step)."""
     processors = manager.logit_processor
-    rules = RequestRulesProcessor()
-    processors.logits_processor.insert(0, rules)
+    processors.logits_processor.insert(0, processor)
     processors.tensors_required += 1
     processors._retrieve_processors_kwargs()
     processors.do_processing = True
-    return rules
+    return processor

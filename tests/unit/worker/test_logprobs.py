@@ -105,18 +105,10 @@ def test_prompt_logprobs_have_none_for_the_first_token_and_records_name_every_to
     )
 
 
-def test_install_puts_the_capture_before_the_rules_so_it_sees_raw_logits(loaded_model):
-    """Fails if transformers' continuous-batching processor list moves: the engine relies on these internals."""
-    from transformers import GenerationConfig
-    from transformers.generation.configuration_utils import ContinuousBatchingConfig
-
-    manager = loaded_model.model.init_continuous_batching(
-        generation_config=GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=50, max_new_tokens=4),
-        continuous_batching_config=ContinuousBatchingConfig(per_request_processors=True, num_blocks=16),
-    )
-    processors = manager.logit_processor
+def test_install_puts_the_capture_before_the_rules_so_it_sees_raw_logits(bare_manager):
+    processors = bare_manager.logit_processor
     before = processors.tensors_required
-    rules = install_rules(manager)
-    capture = install(manager)
+    rules = install_rules(bare_manager)
+    capture = install(bare_manager)
     assert processors.logits_processor[:2] == [capture, rules]
     assert processors.tensors_required == before + 2 and processors.do_processing

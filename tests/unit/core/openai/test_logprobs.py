@@ -79,3 +79,16 @@ def test_an_echoed_text_prompt_is_returned_as_it_was_sent():
         output=JobOutput(text="!", finish_reason="length", prompt_text="Xin chào"),
     )
     assert echoed_text(job) == "Xin  chào"
+
+
+def test_a_streamed_chunk_carries_the_logprobs_of_its_own_tokens_in_each_shape():
+    from core.openai.answers import StreamChunks, sent
+    from core.openai.protocol import Endpoint
+
+    chat = StreamChunks(Endpoint.CHAT_COMPLETIONS, "d" * 32, 0, "demo", include_usage=False, logprobs=1)
+    chunk = sent(chat.text(" é!", GENERATED))["choices"][0]
+    assert chunk["delta"]["content"] == " é!" and [item["token"] for item in chunk["logprobs"]["content"]] == [" é", "!"]
+    text = StreamChunks(Endpoint.COMPLETIONS, "d" * 32, 0, "demo", include_usage=False, logprobs=1)
+    assert sent(text.text("!", GENERATED[1:], offset=2))["choices"][0]["logprobs"]["text_offset"] == [2]
+    plain = StreamChunks(Endpoint.COMPLETIONS, "d" * 32, 0, "demo", include_usage=False)
+    assert sent(plain.text("!"))["choices"][0]["logprobs"] is None
