@@ -87,7 +87,10 @@ def test_a_streamed_chunk_carries_the_logprobs_of_its_own_tokens_in_each_shape()
 
     chat = StreamChunks(Endpoint.CHAT_COMPLETIONS, "d" * 32, 0, "demo", include_usage=False, logprobs=1)
     chunk = sent(chat.text(" é!", GENERATED))["choices"][0]
-    assert chunk["delta"]["content"] == " é!" and [item["token"] for item in chunk["logprobs"]["content"]] == [" é", "!"]
+    assert chunk["delta"]["content"] == " é!" and [item["token"] for item in chunk["logprobs"]["content"]] == [
+        " é",
+        "!",
+    ]
     text = StreamChunks(Endpoint.COMPLETIONS, "d" * 32, 0, "demo", include_usage=False, logprobs=1)
     assert sent(text.text("!", GENERATED[1:], offset=2))["choices"][0]["logprobs"]["text_offset"] == [2]
     plain = StreamChunks(Endpoint.COMPLETIONS, "d" * 32, 0, "demo", include_usage=False)
