@@ -87,9 +87,10 @@ def test_streamed_logprobs_join_to_the_unstreamed_ones(client):
             items += choice.logprobs.content if choice.logprobs is not None else []
     assert text == whole.choices[0].message.content and items == whole.choices[0].logprobs.content
 
-    legacy = greedy_text(client, PROMPT, logprobs=2)
+    # Seeded: the sequential lane, whose capture hands its logprobs on after each token too.
+    legacy = greedy_text(client, PROMPT, logprobs=2, seed=3)
     pieces, tokens, logprobs = "", [], []
-    for chunk in greedy_text(client, PROMPT, logprobs=2, stream=True):
+    for chunk in greedy_text(client, PROMPT, logprobs=2, seed=3, stream=True):
         pieces += chunk.choices[0].text if chunk.choices else ""
         if chunk.choices and chunk.choices[0].logprobs is not None:
             tokens += chunk.choices[0].logprobs.tokens
