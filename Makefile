@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test test-faults test-hosts soak lint format demo-model model bench batch clean gpu-check
+.PHONY: run test test-faults test-hosts soak lint format demo-model model bench batch clean gpu-check eval-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,17 @@ model: $(RUNTIME_STAMP)
 
 clean:
 	rm -rf .run .pytest_cache
+
+## eval-check: lm-evaluation-harness (requirements-eval.txt) as a client of the service: its local-completions model
+## runs a generate_until and a multiple-choice task (tests/eval/tasks) against the real API and worker on the demo
+## model; prints lm-eval's table. Its venv .venv-eval sees .venv's packages (torch is not installed twice).
+EVAL_VENV := .venv-eval
+eval-check: $(DEV_STAMP)
+	test -x $(EVAL_VENV)/bin/python || $(PYTHON) -m venv $(EVAL_VENV)
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+		"$$($(EVAL_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/project-venv.pth"
+	$(EVAL_VENV)/bin/python -m pip install --quiet -r requirements-eval.txt
+	$(EVAL_VENV)/bin/python -m pytest -p no:xdist -s tests/eval
 
 ## bench: the service against the raw batching engine and a one-at-a-time baseline; appends to bench/RESULTS.md
 bench: $(DEV_STAMP)

@@ -39,6 +39,8 @@ def streamed_answer(
         svc.settings.served_model_name,
         request.include_usage,
         request.continuous_usage,
+        logprobs=request.params.logprobs,
+        echo=bool(request.params.echo),
     )
     stream = CompletionStream(job.id, owner, chunks, svc.job_events, svc.settings.sync_wait_seconds)
     keep_alive_s = svc.settings.sse_keepalive_seconds

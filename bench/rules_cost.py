@@ -23,11 +23,6 @@ CLIENTS = 32
 VARIANTS = {"plain": {}, "penalties": {"presence_penalty": 0.5, "frequency_penalty": 0.5}}
 
 
-def one(variant: str) -> dict:
-    """Time the engine at CLIENTS concurrent jobs of this variant, in this process."""
-    return engine_throughput(SAMPLING | VARIANTS[variant])
-
-
 def engine_throughput(job_fields: dict) -> dict:
     """Time the batching engine at CLIENTS concurrent jobs with these fields, in this process."""
     from core.jobs.model import GenerationInput
@@ -53,22 +48,30 @@ def engine_throughput(job_fields: dict) -> dict:
 
 def main() -> int:
     """Run each variant in its own process, round after round; print and record the best of each and the ratio."""
-    args = command_line(__doc__, VARIANTS, one)
+    labels = {"plain": "plain", "penalties": "presence_penalty 0.5, frequency_penalty 0.5 (per-request rules)"}
+    return compare("bench.rules_cost", __doc__, VARIANTS, labels, "per-request rules cost", "penalties")
+
+
+def compare(
+    module: str, doc: str, variants: dict[str, dict], labels: dict[str, str], heading: str, ratio_of: str
+) -> int:
+    """A two-variant cost bench's command line: `--one VARIANT` times that variant's sampled jobs (its extra input
+    fields) in this process; otherwise every variant runs in fresh processes, round after round, and the best of
+    each and the second's ratio to the first are printed and appended to bench/RESULTS.md."""
+    args = command_line(doc, variants, lambda variant: engine_throughput(SAMPLING | variants[variant]))
     if args is None:
         return 0
     best = {
-        variant: row["tokens_per_s"]
-        for variant, row in best_in_fresh_processes("bench.rules_cost", VARIANTS, args.rounds).items()
+        variant: row["tokens_per_s"] for variant, row in best_in_fresh_processes(module, variants, args.rounds).items()
     }
-    ratio = best["penalties"] / best["plain"]
+    base, other = tuple(variants)
+    rows = "".join(f"| {labels[name]} | {best[name]:.1f} |\n" for name in variants)
     text = (
-        f"## per-request rules cost {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_description()}\n\n"
-        f"Batching engine alone (bench/rules_cost.py), bench model on the CPU, {CLIENTS} concurrent sampled jobs of "
-        f"{SAMPLING['max_tokens']} tokens, best of {args.rounds} rounds, each variant in a fresh process:\n\n"
-        "| variant | tokens/s |\n| --- | --- |\n"
-        f"| plain | {best['plain']:.1f} |\n"
-        f"| presence_penalty 0.5, frequency_penalty 0.5 (per-request rules) | {best['penalties']:.1f} |\n\n"
-        f"Ratio with / without penalties: {ratio:.3f}.\n"
+        f"## {heading} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_description()}\n\n"
+        f"Batching engine alone ({module.replace('.', '/')}.py), bench model on the CPU, {CLIENTS} concurrent sampled "
+        f"jobs of {SAMPLING['max_tokens']} tokens, best of {args.rounds} rounds, each variant in a fresh process:\n\n"
+        f"| variant | tokens/s |\n| --- | --- |\n{rows}\n"
+        f"Ratio with / without {ratio_of}: {best[other] / best[base]:.3f}.\n"
     )
     print(text)
     if not args.no_record:

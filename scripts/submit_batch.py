@@ -43,11 +43,14 @@ class InputLine:
         return {"custom_id": self.custom_id, "body": self.body} | self.openai
 
 
-def openai_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
-    """The CLI's sampling defaults as an OpenAI request names them (greedy is temperature 0 there)."""
+def openai_defaults(defaults: dict[str, Any], url: str = "") -> dict[str, Any]:
+    """The CLI's sampling defaults as an OpenAI request names them (greedy is temperature 0 there; a chat asks for
+    logprobs with `logprobs: true` and `top_logprobs`)."""
     named = {name: value for name, value in defaults.items() if name != "do_sample"}
     if defaults.get("do_sample") is False:
         named["temperature"] = 0
+    if "logprobs" in defaults and url.endswith("/chat/completions"):
+        named |= {"logprobs": True, "top_logprobs": defaults["logprobs"]}
     return named
 
 
@@ -70,7 +73,7 @@ def read_inputs(path: Path, defaults: dict[str, Any]) -> list[InputLine]:
                 item = json.loads(line)
                 custom_id = str(item.get("custom_id", f"line-{number}"))
                 openai = {name: item[name] for name in ("method", "url") if name in item}
-                fill = openai_defaults(defaults) if openai else defaults
+                fill = openai_defaults(defaults, item.get("url", "")) if openai else defaults
                 lines.append(InputLine(custom_id, fill | item["body"], openai))
         return lines
     return [
@@ -271,6 +274,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a JSON Schema file: every line's text is JSON that follows it (response_format json_schema)",
     )
     parser.add_argument("--n", type=int, help="samples of each prompt (results carry every choice)")
+    parser.add_argument(
+        "--logprobs", type=int, metavar="K", help="every line asks for its tokens' logprobs with K alternatives (0-20)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="jobs in flight at once (--mode jobs)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
     parser.add_argument("--no-wait", action="store_true", help="submit the batch, print its id and leave")
@@ -288,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             ("top_k", args.top_k),
             ("do_sample", False if args.greedy else None),
             ("n", args.n),
+            ("logprobs", args.logprobs),
         )
         if value is not None
     }

@@ -159,7 +159,7 @@ def test_openai_batch_lines_through_post_batches_with_openai_results(api_server)
 
     # A bad line refuses the whole batch, naming the line; nothing is queued.
     bad = lines[:2] + [chat_line(f"{tag}-bad", "x") | {"url": "/v1/embeddings"}, chat_line(f"{tag}-n", "x")]
-    bad[3]["body"]["n"] = 2
+    bad[3]["body"]["n"] = 17  # past MAX_CHOICES
     refused = requests.post(f"{api_server.base_url}/batches", data=jsonl(bad), headers=JSONL, timeout=30)
     assert refused.status_code == 422
     named = refused.json()["error"]["lines"]

@@ -7,6 +7,8 @@ model is never driven by two threads at once. Stop strings are honoured in the b
 cancelled as soon as a stop appears. Stop token ids join the request's end ids; presence/frequency penalties and
 min_tokens are per-request logits rules (worker/request_rules.py) applied to the request's own row of each step,
 where the manager runs its steps eagerly; where it doesn't (CUDA graphs, compile) such jobs take the sequential lane.
+Logprobs are captured the same way, per request (worker/logprobs.py); `echo` with logprobs needs a forward pass over
+the prompt, so such jobs take the sequential lane.
 
 Liveness: the manager's loop, the dispatcher and the cancel watcher must all be alive. When one dies (or the loop
 stops on a fatal error) every job still in the engine gets EngineDead and `alive()` turns false: the worker hands
@@ -37,6 +39,7 @@ from worker.generation import (
     EngineStopped,
     GenerationResult,
     Progress,
+    TokenLogprob,
     check_stop_token_ids,
 )
 from worker.model_loading import LoadedModel
@@ -67,6 +70,7 @@ class _Pending(Progress):
     stops: StopScanner | None = None
     should_cancel: Callable[[], bool] | None = None
     on_tokens: Callable[[list[int]], None] | None = None
+    on_logprobs: Callable[[list[TokenLogprob]], None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     failure: Exception | None = None
 
@@ -163,6 +167,7 @@ class BatchingEngine:
         params: JobInput,
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
+        on_logprobs: Callable[[list[TokenLogprob]], None] | None = None,
     ) -> GenerationResult:
         """Run one job inside the shared batch (or in the sequential lane when it must); blocks until done.
 
@@ -174,7 +179,7 @@ class BatchingEngine:
         self._refuse_if_not_running()
         plan = SamplingPlan.of(params)
         if self._runs_sequentially(plan):
-            return self._generate_sequential(params, should_cancel, on_tokens)
+            return self._generate_sequential(params, should_cancel, on_tokens, on_logprobs)
         prompt_ids = self.encoder.encode(params)
         check_stop_token_ids(params, self.vocab_size)
         started = time.perf_counter()
@@ -185,9 +190,8 @@ class BatchingEngine:
             if results and should_cancel is not None and should_cancel():
                 results += [not_started(len(prompt_ids)) for _ in indexes]
                 continue
-            requests = self._add_choices(
-                params, plan, prompt_ids, should_cancel, on_tokens if first == 0 else None, len(indexes)
-            )
+            followers = (on_tokens, on_logprobs) if first == 0 else (None, None)
+            requests = self._add_choices(params, plan, prompt_ids, should_cancel, followers, len(indexes))
             results += self._wait_for(requests, params, plan)
         return combined(results, time.perf_counter() - started)
 
@@ -197,17 +201,17 @@ class BatchingEngine:
         plan: SamplingPlan,
         prompt_ids: list[int],
         should_cancel: Callable[[], bool] | None,
-        on_tokens: Callable[[list[int]], None] | None,
+        followers: tuple[Callable[[list[int]], None] | None, Callable[[list[TokenLogprob]], None] | None],
         count: int,
     ) -> list[tuple[str, _Pending]]:
         """`count` choices of the job in the batch: one request and its forks, or (a one-token prompt, which
-        transformers can't fork) as many separate requests; `on_tokens` follows the first."""
+        transformers can't fork) as many separate requests; `followers` (on_tokens, on_logprobs) follow the
+        first."""
         sizes = [count] if len(prompt_ids) > 1 else [1] * count
         requests: list[tuple[str, _Pending]] = []
         for size in sizes:
-            requests += self._add_request(
-                params, plan, prompt_ids, should_cancel, None if requests else on_tokens, size
-            )
+            on_tokens, on_logprobs = (None, None) if requests else followers
+            requests += self._add_request(params, plan, prompt_ids, should_cancel, on_tokens, on_logprobs, size)
         return requests
 
     def _add_request(
@@ -217,6 +221,7 @@ class BatchingEngine:
         prompt_ids: list[int],
         should_cancel: Callable[[], bool] | None,
         on_tokens: Callable[[list[int]], None] | None,
+        on_logprobs: Callable[[list[TokenLogprob]], None] | None,
         choices: int = 1,
     ) -> list[tuple[str, _Pending]]:
         """One request of the job in the batch, under a fresh id, forked into `choices` requests: transformers
@@ -233,6 +238,10 @@ class BatchingEngine:
                 should_cancel=should_cancel,
                 on_tokens=on_tokens if index == 0 else None,
             )
+            if params.echo:
+                pending.prompt_ids = prompt_ids
+            if plan.logprobs is not None and index == 0:
+                pending.on_logprobs = on_logprobs
             requests.append((choice_id, pending))
             with self._lock:
                 self._pending[choice_id] = pending
@@ -240,6 +249,8 @@ class BatchingEngine:
             rules = plan.token_rules(self.eos_token_ids, self.sequential.grammars)
             if rules:
                 self._factory.request_rules.register(choice_id, rules)
+            if plan.logprobs is not None:
+                self._factory.logprobs_capture.register(choice_id, plan.logprobs)
         with self._adding:
             # The manager forks every request into num_return_sequences; only this engine adds requests, under this
             # lock, so the count is this request's alone.
@@ -283,7 +294,11 @@ class BatchingEngine:
 
     def _runs_sequentially(self, plan: SamplingPlan) -> bool:
         """The job needs the sequential lane: what the batch can't apply, or rules where the batch can't run them."""
-        return plan.needs_sequential_path or (plan.has_token_rules and self._factory.request_rules is None)
+        return (
+            plan.needs_sequential_path
+            or (plan.has_token_rules and self._factory.request_rules is None)
+            or (plan.logprobs is not None and self._factory.logprobs_capture is None)
+        )
 
     def release_cached_memory(self) -> None:
         """Empty the CUDA cache, but only when no job is in the batch (it would only slow them down)."""
@@ -327,10 +342,12 @@ class BatchingEngine:
             return EngineStopped("the worker is stopping")
         return EngineDead(self.death or "the batching manager refused the request (its loop is not running)")
 
-    def _generate_sequential(self, params: JobInput, should_cancel, on_tokens) -> GenerationResult:
+    def _generate_sequential(self, params: JobInput, should_cancel, on_tokens, on_logprobs) -> GenerationResult:
         try:
             with _ModelTurns(self.manager) as turns:
-                return self.sequential.generate(params, should_cancel, on_tokens, between_tokens=turns.take_turns)
+                return self.sequential.generate(
+                    params, should_cancel, on_tokens, between_tokens=turns.take_turns, on_logprobs=on_logprobs
+                )
         except RuntimeError as error:
             if "generation loop" in str(error) or not self.manager.is_running():
                 # Waiting for the pause raises when the manager's loop is gone: that is the engine's death.
@@ -348,8 +365,11 @@ class BatchingEngine:
             pending = self._pending.pop(request_id, None)
         if self._factory.request_rules is not None:
             self._factory.request_rules.forget(request_id)
+        capture = self._factory.logprobs_capture
+        captured = capture.finish(request_id, pending.tokens if pending else []) if capture is not None else None
         if pending is None:
             return
+        pending.logprobs = captured
         pending.canceled = pending.canceled or canceled
         pending.failure = failure
         pending.finished_at = time.perf_counter()
@@ -416,6 +436,8 @@ class BatchingEngine:
             if pending is None:
                 continue  # canceled or stopped earlier: late outputs are dropped
             pending.tokens = output.generated_tokens
+            if pending.on_logprobs is not None and self._factory.logprobs_capture is not None:
+                pending.on_logprobs(self._factory.logprobs_capture.so_far(output.request_id, pending.tokens))
             if pending.on_tokens is not None:
                 pending.on_tokens(pending.tokens)  # hands the list over; the publisher decodes it in its own thread
             if output.timestamps and pending.first_token_at is None:

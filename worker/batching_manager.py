@@ -11,8 +11,9 @@ from transformers import GenerationConfig
 from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
 from core.settings import Settings
-from worker import request_rules
+from worker import logprobs, request_rules
 from worker.engine_variant import EngineVariant, resolve_engine_variant
+from worker.logprobs import LogprobsCapture
 from worker.request_rules import RequestRulesProcessor
 from worker.torch_flash_attention import use_torch_flash
 
@@ -49,6 +50,8 @@ class ManagerFactory:
         # Per-request rules run Python on every step: only where steps run eagerly (see worker/request_rules.py).
         self.with_request_rules = not self.variant.pads_shapes
         self.request_rules: RequestRulesProcessor | None = None
+        # Logprobs are captured per request under the same condition (eager steps); elsewhere such jobs go sequential.
+        self.logprobs_capture: LogprobsCapture | None = None
         # Non-default temperature/top_p/top_k make transformers build the per-request processors; each job then
         # passes its own values. do_sample is manager-wide, so greedy jobs sample with top_k=1 (same tokens).
         self.generation_config = GenerationConfig(
@@ -97,6 +100,8 @@ class ManagerFactory:
         if self.with_request_rules:
             # Before warmup, which sizes the processors' argument storage.
             self.request_rules = request_rules.install(manager)
+            # Inserted after the rules, so it comes first: it sees the raw logits.
+            self.logprobs_capture = logprobs.install(manager)
         # Graph capture and compilation of the largest shapes happen here; smaller shapes are captured on first use.
         manager.warmup()
         self.warmup_s = time.perf_counter() - started
@@ -107,6 +112,7 @@ class ManagerFactory:
             # transformers resolved graphs, compile or async batching after all: the rules can't run in the batch.
             log.warning("batching engine: per-request logits rules run in the sequential lane (steps are not eager)")
             self.request_rules = None
+            self.logprobs_capture = None
         log.info(
             "batching engine: per-request logits rules (penalties, min_tokens) run %s",
             "in the batch" if self.request_rules is not None else "in the sequential lane",

@@ -54,7 +54,7 @@ def combined(results: list[GenerationResult], generation_s: float) -> Generation
         results[0],
         generation_s=generation_s,
         batch_size=max(r.batch_size for r in results),
-        choices=tuple(ChoiceResult(r.text, r.finish_reason, r.completion_tokens) for r in results),
+        choices=tuple(ChoiceResult(r.text, r.finish_reason, r.completion_tokens, r.logprobs) for r in results),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Protocol
 from core.errors import ErrorType
 from core.jobs.model import JobInput
 from core.jobs.records import JobError
+from worker.logprobs import TokenLogprob, as_records
 from worker.stop_strings import tokens_up_to_stop
 
 
@@ -37,6 +38,8 @@ class ChoiceResult:
     text: str
     finish_reason: str
     completion_tokens: int
+    # The choice's own tokens' records, when the job asked for logprobs (as GenerationResult.logprobs).
+    logprobs: list[dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ class GenerationResult:
     time_to_first_token_s: float | None
     generation_s: float
     batch_size: int = 1  # the most jobs that shared the model while this one ran
+    # Only for jobs that asked (JobInput.logprobs, echo): records as core/jobs/records.py's TokenLogprob.
+    logprobs: list[dict] | None = None
+    prompt_logprobs: list[dict] | None = None
+    prompt_text: str | None = None
     # Every choice, choice 0 first, when the job asked for n > 1; empty for one choice.
     choices: tuple[ChoiceResult, ...] = ()
 
@@ -71,6 +78,11 @@ class Progress:
     stop_hit: bool = False
     canceled: bool = False
     batch_size: int = 1
+    # The generated tokens' logprobs (worker/logprobs.py), one per token, for a job that asked.
+    logprobs: list[TokenLogprob] | None = None
+    # The prompt's tokens for an `echo` job, and their logprobs (the first None) when it asked for logprobs.
+    prompt_ids: list[int] | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
     def result(
         self, tokenizer, eos_ids: list[int], stops: list[str] | None, stop_token_ids: tuple[int, ...] = ()
@@ -88,6 +100,8 @@ class Progress:
         else:
             text = tokenizer.decode(tokens, skip_special_tokens=True)
         finished_at = self.finished_at or time.perf_counter()
+        # Tokens a stop string cut off lose their logprobs with them.
+        logprobs = as_records(tokenizer, self.logprobs, tokens) if self.logprobs is not None else None
         return GenerationResult(
             text=text,
             finish_reason=finish_reason_of(
@@ -98,6 +112,13 @@ class Progress:
             time_to_first_token_s=(self.first_token_at - self.started_at if self.first_token_at is not None else None),
             generation_s=finished_at - self.started_at,
             batch_size=self.batch_size,
+            logprobs=logprobs,
+            prompt_logprobs=(
+                as_records(tokenizer, self.prompt_logprobs, self.prompt_ids)
+                if self.prompt_ids is not None and self.prompt_logprobs is not None
+                else None
+            ),
+            prompt_text=tokenizer.decode(self.prompt_ids, skip_special_tokens=True) if self.prompt_ids else None,
         )
 
 
@@ -121,8 +142,10 @@ class Engine(Protocol):
         params: JobInput,
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
+        on_logprobs: Callable[[list[TokenLogprob]], None] | None = None,
     ) -> GenerationResult:
-        """Run the job; `on_tokens` gets every generated token so far after each step (it must return at once)."""
+        """Run the job; `on_tokens` gets every generated token so far after each step (it must return at once), and,
+        for a job with `logprobs`, `on_logprobs` their logprobs known so far, before it."""
         ...
 
     def release_cached_memory(self) -> None: ...
@@ -178,6 +201,8 @@ class PromptEncoder:
             except Exception as refused:  # noqa: BLE001 - templates raise what they like (e.g. "no system role")
                 raise EngineInputError(f"the model's chat template refused these messages: {refused}") from None
             input_ids = list(encoded["input_ids"])
+        elif params.prompt_token_ids is not None:
+            input_ids = list(params.prompt_token_ids)
         else:
             input_ids = list(self.tokenizer(params.prompt)["input_ids"])
         if self.context_tokens and len(input_ids) + params.max_tokens > self.context_tokens:
@@ -189,12 +214,14 @@ class PromptEncoder:
 
 
 def check_stop_token_ids(params: JobInput, vocab_size: int) -> None:
-    """Refuse stop token ids outside the model's vocabulary (the API checks them too, where it can read the model)."""
-    outside = [i for i in params.stop_token_ids or [] if i >= vocab_size]
-    if outside:
-        raise EngineInputError(
-            f"stop_token_ids: {outside[0]} is not a token of this model (its vocabulary has {vocab_size} tokens)"
-        )
+    """Refuse stop (and prompt) token ids outside the model's vocabulary (the API checks stop ids too, where it can
+    read the model)."""
+    for name in ("stop_token_ids", "prompt_token_ids"):
+        outside = [i for i in getattr(params, name) or [] if i >= vocab_size]
+        if outside:
+            raise EngineInputError(
+                f"{name}: {outside[0]} is not a token of this model (its vocabulary has {vocab_size} tokens)"
+            )
 
 
 def context_tokens(model) -> int | None:

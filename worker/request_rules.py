@@ -11,9 +11,10 @@ Extending it:
 - a grammar mask is one more rule, stateful per request: on each `apply` it feeds the matcher the tokens of
   `generated` it has not seen yet (so it needs no hook on sampling), then masks the row with the matcher's bitmask;
   it goes last in the job's rules, after the penalties.
-- a raw-logprobs capture is a second processor of the same kind inserted first in the list (before temperature), with
-  the same row-to-request mapping: it keeps each row's `log_softmax`; the sampled token of step k is `generated[k]`
-  at step k + 1 (or in the finished output), so it too needs no hook on sampling.
+- the raw-logprobs capture (worker/logprobs.py) is a second processor of the same kind, inserted before this one
+  (so before temperature), with the same row-to-request mapping: it keeps each asking row's `log_softmax`; the
+  sampled token of step k is `generated[k]` at step k + 1 (or in the finished output), so it needs no hook on
+  sampling.
 
 The rules run as Python per step: the batch installs them only where steps run eagerly (no CUDA graphs, no
 compile, no async batching, which would prepare a step before the previous token is known); elsewhere a job with
@@ -25,11 +26,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 from transformers import LogitsProcessor
 from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
+
+_Processor = TypeVar("_Processor", bound=ContinuousBatchingLogitsProcessor)
 
 
 class TokenRule(Protocol):
@@ -139,10 +142,14 @@ class SequenceRulesProcessor(LogitsProcessor):
 def install(manager) -> RequestRulesProcessor:
     """Add the rules processor to a manager's logits processors, first (before temperature); call before warmup,
     which sizes the per-processor argument storage."""
+    return install_first(manager, RequestRulesProcessor())
+
+
+def install_first(manager, processor: _Processor) -> _Processor:
+    """Put a per-request processor first in a manager's logits processors (it takes one argument row per step)."""
     processors = manager.logit_processor
-    rules = RequestRulesProcessor()
-    processors.logits_processor.insert(0, rules)
+    processors.logits_processor.insert(0, processor)
     processors.tensors_required += 1
     processors._retrieve_processors_kwargs()
     processors.do_processing = True
-    return rules
+    return processor

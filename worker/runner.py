@@ -166,10 +166,18 @@ def job_output(result: GenerationResult, *, canceled: bool) -> JobOutput:
             text=choice.text,
             finish_reason=reason(choice.finish_reason),
             completion_tokens=choice.completion_tokens,
+            logprobs=choice.logprobs,
         )
         for index, choice in enumerate(result.choices)
     ]
-    return JobOutput(text=result.text, finish_reason=reason(result.finish_reason), choices=choices or None)
+    return JobOutput(
+        text=result.text,
+        finish_reason=reason(result.finish_reason),
+        choices=choices or None,
+        logprobs=result.logprobs,
+        prompt_logprobs=result.prompt_logprobs,
+        prompt_text=result.prompt_text,
+    )
 
 
 def _note_execution(settings: Settings, job: Job, worker_name: str) -> None:
@@ -365,12 +373,14 @@ def _generate_streamed(runtime: WorkerRuntime, job: Job, params: JobInput, watch
     if runtime.publisher is None:
         return runtime.engine.generate(params, watch)
     feed = runtime.publisher.open(job.id, job.attempts, params.stop)
+    # Only a job with logprobs hands them on: an engine that can't (a test's) still runs every other job.
+    with_logprobs = {"on_logprobs": feed.on_logprobs} if params.logprobs is not None else {}
     try:
-        result = runtime.engine.generate(params, watch, feed.on_tokens)
+        result = runtime.engine.generate(params, watch, feed.on_tokens, **with_logprobs)
     except BaseException:
         feed.close()
         raise
-    feed.finish(result.text)
+    feed.finish(result.text, result.logprobs)
     return result
 
 

@@ -44,6 +44,9 @@ class SamplingPlan:
     stop_token_ids: tuple[int, ...] = ()
     # The response_format's grammar (llguidance's JSON), None for plain text: the last rule, a mask.
     grammar: str | None = None
+    # Log probabilities (worker/logprobs.py): how many alternatives (None: none asked), and the prompt's too.
+    logprobs: int | None = None
+    prompt_logprobs: bool = False
 
     @classmethod
     def of(cls, params: JobInput) -> SamplingPlan:
@@ -62,6 +65,8 @@ class SamplingPlan:
             min_tokens=params.min_tokens or 0,
             stop_token_ids=tuple(params.stop_token_ids or ()),
             grammar=grammar_of(params.response_format) if params.response_format is not None else None,
+            logprobs=params.logprobs,
+            prompt_logprobs=bool(params.echo) and params.logprobs is not None,
         )
 
     @property
@@ -71,8 +76,9 @@ class SamplingPlan:
 
     @property
     def needs_sequential_path(self) -> bool:
-        """What the batch can't apply per request: a private RNG seed, a repetition penalty."""
-        return self.seed is not None or self.repetition_penalty is not None
+        """What the batch can't apply per request: a private RNG seed, a repetition penalty, the prompt's logprobs
+        (a forward pass of its own)."""
+        return self.seed is not None or self.repetition_penalty is not None or self.prompt_logprobs
 
     @property
     def has_token_rules(self) -> bool:

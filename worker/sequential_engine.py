@@ -17,11 +17,13 @@ from worker.generation import (
     GenerationResult,
     Progress,
     PromptEncoder,
+    TokenLogprob,
     check_stop_token_ids,
     context_tokens,
     eos_token_ids,
 )
 from worker.grammar import Grammars
+from worker.logprobs import SequenceLogprobs, prompt_logprobs
 from worker.model_loading import LoadedModel
 from worker.places import Places
 from worker.sampling import SamplingPlan
@@ -118,6 +120,7 @@ class SequentialEngine:
         should_cancel: Callable[[], bool] | None = None,
         on_tokens: Callable[[list[int]], None] | None = None,
         between_tokens: Callable[[], None] | None = None,
+        on_logprobs: Callable[[list[TokenLogprob]], None] | None = None,
     ) -> GenerationResult:
         """Run one job's generation (the caller holds its slot); raises EngineInputError, or what torch raises.
 
@@ -127,7 +130,11 @@ class SequentialEngine:
         """
         return one_after_another(
             lambda choice, index: self._generate_one(
-                choice, should_cancel, on_tokens if index == 0 else None, between_tokens
+                choice,
+                should_cancel,
+                on_tokens if index == 0 else None,
+                between_tokens,
+                on_logprobs if index == 0 else None,
             ),
             params,
             should_cancel,
@@ -139,6 +146,7 @@ class SequentialEngine:
         should_cancel: Callable[[], bool] | None,
         on_tokens: Callable[[list[int]], None] | None,
         between_tokens: Callable[[], None] | None,
+        on_logprobs: Callable[[list[TokenLogprob]], None] | None,
     ) -> GenerationResult:
         prompt_ids = self.encoder.encode(params)
         check_stop_token_ids(params, self.vocab_size)
@@ -147,16 +155,32 @@ class SequentialEngine:
         plan = SamplingPlan.of(params)
         progress = Progress(len(prompt_ids), started_at=time.perf_counter())
         watcher = _WatchOutput(progress, stops, should_cancel, between_tokens, on_tokens)
-        with torch.inference_mode():
-            output = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=plan.generation_config(self.eos_token_ids, self.tokenizer.pad_token_id),
-                stopping_criteria=StoppingCriteriaList([watcher]),
-                logits_processor=plan.logits_processors(
-                    self.device, self.eos_token_ids, len(prompt_ids), self.grammars
-                ),
-            )
+        if params.echo:
+            progress.prompt_ids = prompt_ids
+        if plan.prompt_logprobs:
+            progress.prompt_logprobs = prompt_logprobs(self.model, prompt_ids, plan.logprobs or 0)
+        # Before the watcher: a token's logprob is resolved before the watcher hands the token on.
+        capture = (
+            SequenceLogprobs(self.model, plan.logprobs, len(prompt_ids), on_logprobs)
+            if plan.logprobs is not None
+            else None
+        )
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    generation_config=plan.generation_config(self.eos_token_ids, self.tokenizer.pad_token_id),
+                    stopping_criteria=StoppingCriteriaList([c for c in (capture, watcher) if c is not None]),
+                    logits_processor=plan.logits_processors(
+                        self.device, self.eos_token_ids, len(prompt_ids), self.grammars
+                    ),
+                )
+        finally:
+            if capture is not None:
+                capture.close()
         progress.finished_at = time.perf_counter()
         progress.tokens = output[0, len(prompt_ids) :].tolist()
+        if capture is not None:
+            progress.logprobs = capture.finish(progress.tokens)
         return progress.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)

@@ -29,6 +29,7 @@ class TextDeltas:
         self.stopped = False
         self._prefix = 0  # tokens before `_read` kept as decoding context
         self._read = 0  # tokens already turned into `text`
+        self.covered = 0  # tokens whose text has all been given out (their logprobs can go with it)
 
     def update(self, tokens: list[int]) -> str:
         """The new final text, given every token the job has so far."""
@@ -39,7 +40,10 @@ class TextDeltas:
         if len(decoded) > len(context) and not decoded.endswith(_INCOMPLETE):
             self.text += decoded[len(context) :]
             self._prefix, self._read = self._read, len(tokens)
-        return self._take_final()
+        delta = self._take_final()
+        if self.emitted == len(self.text) and not self.stopped:
+            self.covered = self._read
+        return delta
 
     def finish(self, final_text: str) -> str:
         """What the job's final text adds to what was given out (the engine's text is the truth)."""

@@ -18,6 +18,7 @@ import time
 import redis
 
 from core.events.stream import TokenStreams
+from worker.logprobs import TokenLogprob, as_records
 from worker.text_deltas import TextDeltas
 
 log = logging.getLogger("llm.worker")
@@ -42,13 +43,23 @@ class JobFeed:
         self.finished = threading.Event()
         self.final_text: str | None = None
         self.closed = False
+        # A job with logprobs: the engine's logprobs so far, and how many tokens' records were published.
+        self.logprobs: list[TokenLogprob] = []
+        self.final_records: list[dict] = []
+        self.records_sent = 0
 
     def on_tokens(self, tokens: list[int]) -> None:
         """Every token the job has so far (called by the engine after each step)."""
         self.publisher.note_tokens(self, tokens)
 
-    def finish(self, final_text: str) -> None:
-        """Publish the rest of the job's final text and wait (a bounded while) until all of it is written."""
+    def on_logprobs(self, logprobs: list[TokenLogprob]) -> None:
+        """The logprobs of the job's tokens so far (called by the engine before `on_tokens`)."""
+        self.logprobs = logprobs
+
+    def finish(self, final_text: str, final_records: list[dict] | None = None) -> None:
+        """Publish the rest of the job's final text (and of its logprob records) and wait (a bounded while) until
+        all of it is written."""
+        self.final_records = final_records or []
         self.publisher.note_finish(self, final_text)
         if not self.finished.wait(FINISH_WAIT_S):
             log.warning("job %s: its last text deltas were not written in %.0f s", self.job_id, FINISH_WAIT_S)
@@ -72,6 +83,7 @@ class TokenPublisher:
         self._latest: dict[JobFeed, list[int]] = {}  # feed -> its newest token list, not yet decoded
         self._finishing: list[JobFeed] = []
         self._unsent: dict[JobFeed, str] = {}  # deltas decoded but not written yet (Redis away): kept in order
+        self._unsent_records: dict[JobFeed, list[dict]] = {}  # the logprob records that go with them
         self._feeds: set[JobFeed] = set()
         self._flushing: list[JobFeed] = []  # finished feeds whose last delta waits to be written (this thread's own)
         self._thread = threading.Thread(target=self._run, name="token-publisher", daemon=True)
@@ -105,6 +117,7 @@ class TokenPublisher:
             self._feeds.discard(feed)
             self._latest.pop(feed, None)
             self._unsent.pop(feed, None)
+            self._unsent_records.pop(feed, None)
 
     def _run(self) -> None:
         while True:
@@ -127,12 +140,18 @@ class TokenPublisher:
             latest, self._latest = self._latest, {}
             finishing, self._finishing = self._finishing, []
         for feed, tokens in latest.items():
-            self._add_unsent(feed, feed.deltas.update(tokens))
+            self._add_unsent(feed, feed.deltas.update(tokens), self._records_due(feed, tokens))
         for feed in finishing:
-            self._add_unsent(feed, feed.deltas.finish(feed.final_text or ""))
+            rest = feed.final_records[feed.records_sent :]
+            feed.records_sent += len(rest)
+            self._add_unsent(feed, feed.deltas.finish(feed.final_text or ""), rest)
             self._flushing.append(feed)
         with self._lock:
-            unsent = {feed: text for feed, text in self._unsent.items() if feed in self._feeds}
+            unsent = {
+                feed: (text, self._unsent_records[feed]) if self._unsent_records.get(feed) else text
+                for feed, text in self._unsent.items()
+                if feed in self._feeds
+            }
         written = True
         if unsent:
             try:
@@ -145,14 +164,25 @@ class TokenPublisher:
                 with self._lock:
                     for feed in unsent:
                         self._unsent.pop(feed, None)
+                        self._unsent_records.pop(feed, None)
         if written:
             for feed in self._flushing:
                 feed.finished.set()
             self._flushing.clear()
         return written
 
-    def _add_unsent(self, feed: JobFeed, text: str) -> None:
-        if text:
+    def _records_due(self, feed: JobFeed, tokens: list[int]) -> list[dict]:
+        """The logprob records of the tokens whose text is now all published and whose logprobs are known."""
+        due = min(feed.deltas.covered, len(feed.logprobs), len(tokens))
+        if due <= feed.records_sent:
+            return []
+        start, feed.records_sent = feed.records_sent, due
+        return as_records(self.tokenizer, feed.logprobs[start:due], tokens[start:due])
+
+    def _add_unsent(self, feed: JobFeed, text: str, records: list[dict] = ()) -> None:
+        if text or records:
             with self._lock:
                 if feed in self._feeds:
                     self._unsent[feed] = self._unsent.get(feed, "") + text
+                    if records:
+                        self._unsent_records[feed] = self._unsent_records.get(feed, []) + list(records)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.events.stream import STATUS, TOKEN, StreamEvent
 from core.jobs.model import Job, JobStatus
+from core.jobs.records import TokenLogprob
 
 COMPLETED = "completed"
 
@@ -26,6 +27,12 @@ class JobTokenEvent(BaseModel):
     """The data of a `token` event: a delta of whole characters; they concatenate to `output.text`."""
 
     text: str
+    logprobs: list[TokenLogprob] | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="For a job with `logprobs`: the records of the tokens this delta completes (the rest come with "
+        "the last delta); they concatenate to `output.logprobs`.",
+    )
 
 
 @dataclass(frozen=True)
@@ -49,4 +56,4 @@ def event_data(event: StreamEvent) -> JobStatusEvent | JobTokenEvent:
     """The data sent for one entry of a job's stream."""
     if event.kind == STATUS:
         return JobStatusEvent(status=event.data["status"])
-    return JobTokenEvent(text=event.data["text"])
+    return JobTokenEvent(text=event.data["text"], logprobs=event.data.get("logprobs"))

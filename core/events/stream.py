@@ -43,8 +43,13 @@ _APPEND_TOKEN = """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('GET', KEYS[3]) ~= ARGV[3] then
   return false
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'kind', 'token', 'value', ARGV[1])
-redis.call('PUBLISH', KEYS[2], cjson.encode({id, 'token', ARGV[1]}))
+local id
+if ARGV[4] == '' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'kind', 'token', 'value', ARGV[1])
+else
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'kind', 'token', 'value', ARGV[1], 'logprobs', ARGV[4])
+end
+redis.call('PUBLISH', KEYS[2], cjson.encode({id, 'token', ARGV[1], ARGV[4]}))
 return id
 """
 
@@ -55,7 +60,9 @@ class StreamEvent:
 
     event_id: str  # the Redis Stream entry id: the SSE `id:` and what `Last-Event-ID` resumes after
     kind: str  # "status" | "token"
-    data: dict  # {"status": "<job status>"} or {"text": "<delta: whole characters only>"}
+    # {"status": "<job status>"} or {"text": "<delta: whole characters only>"}, with "logprobs" (the records of the
+    # delta's tokens, core/jobs/records.py TokenLogprob) for a job that asked for them
+    data: dict
 
 
 def stream_key(job_id: str) -> str:
@@ -82,15 +89,19 @@ def is_event_id(value: str) -> bool:
     return EVENT_ID_PATTERN.fullmatch(value) is not None
 
 
-def event_from(event_id: str, kind: str, value: str) -> StreamEvent:
-    """The event of one entry, from its id and its two fields."""
-    return StreamEvent(event_id, kind, {"status": value} if kind == STATUS else {"text": value})
+def event_from(event_id: str, kind: str, value: str, logprobs: str = "") -> StreamEvent:
+    """The event of one entry, from its id and its fields (a token's logprobs as JSON, or empty)."""
+    if kind == STATUS:
+        return StreamEvent(event_id, kind, {"status": value})
+    return StreamEvent(
+        event_id, kind, {"text": value, "logprobs": json.loads(logprobs)} if logprobs else {"text": value}
+    )
 
 
 def event_from_message(payload: str | bytes) -> StreamEvent | None:
     """The event a channel message carries, or None for a status change (its entry is read from the stream)."""
-    event_id, kind, value = json.loads(payload)
-    return event_from(event_id, kind, value) if event_id else None
+    event_id, kind, value, *logprobs = json.loads(payload)
+    return event_from(event_id, kind, value, *logprobs) if event_id else None
 
 
 def writer_key(job_id: str) -> str:
@@ -144,33 +155,35 @@ class TokenStreams:
         if not answer:
             return []
         _key, entries = answer[0]
-        return [
-            event_from(_text(entry_id), _text(fields[_field("kind", fields)]), _value(fields))
-            for entry_id, fields in entries
-        ]
+        return [_entry_event(entry_id, fields) for entry_id, fields in entries]
 
     def last(self, job_id: str) -> StreamEvent | None:
         """The stream's newest entry, if any."""
         entries = self.client.xrevrange(stream_key(job_id), count=1)
         if not entries:
             return None
-        entry_id, fields = entries[0]
-        return event_from(_text(entry_id), _text(fields[_field("kind", fields)]), _value(fields))
+        return _entry_event(*entries[0])
 
-    def append_texts(self, deltas: Mapping[tuple[str, int], str]) -> None:
-        """Append one `token` entry per job attempt ((job id, attempt) -> delta), all in one pipelined round trip.
+    def append_texts(self, deltas: Mapping[tuple[str, int], str | tuple[str, list[dict]]]) -> None:
+        """Append one `token` entry per job attempt ((job id, attempt) -> delta, or (delta, the logprob records of
+        its tokens)), all in one pipelined round trip.
 
         A job whose stream is gone (expired, or never started), or that no longer runs that attempt, gets nothing.
         """
-        deltas = {writer: text for writer, text in deltas.items() if text}
+        deltas = {
+            writer: delta
+            for writer, delta in deltas.items()
+            if (delta if isinstance(delta, str) else delta[0] or delta[1])
+        }
         if not deltas:
             return
         if self._append_sha is None:
             self._append_sha = self.client.script_load(_APPEND_TOKEN)
         pipe = self.client.pipeline(transaction=False)
-        for (job_id, attempt), text in deltas.items():
+        for (job_id, attempt), delta in deltas.items():
             keys = (stream_key(job_id), channel_of(job_id), writer_key(job_id))
-            pipe.evalsha(self._append_sha, len(keys), *keys, text, self.max_entries, attempt)
+            text, logprobs = (delta, "") if isinstance(delta, str) else (delta[0], json.dumps(delta[1]))
+            pipe.evalsha(self._append_sha, len(keys), *keys, text, self.max_entries, attempt, logprobs)
         results = pipe.execute(raise_on_error=False)
         if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
             # Redis restarted (or its scripts were flushed): none of them ran; load the script and send them again.
@@ -191,5 +204,12 @@ def _field(name: str, fields: dict) -> str | bytes:
     return name if name in fields else name.encode()
 
 
-def _value(fields: dict) -> str:
-    return _text(fields[_field("value", fields)])
+def _value(fields: dict, name: str = "value") -> str:
+    key = _field(name, fields)
+    return _text(fields[key]) if key in fields else ""
+
+
+def _entry_event(entry_id: str | bytes, fields: dict) -> StreamEvent:
+    return event_from(
+        _text(entry_id), _text(fields[_field("kind", fields)]), _value(fields), _value(fields, "logprobs")
+    )

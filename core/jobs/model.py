@@ -61,6 +61,10 @@ JOB_ID_PATTERN = re.compile("[0-9a-f]{32}")
 MAX_METADATA_KEYS = 16
 # The most samples (`n`) one job may ask for; more than the batch holds run in waves (worker/choices.py).
 MAX_CHOICES = 16
+# OpenAI's range for top_logprobs: how many alternatives each token's logprob comes with.
+MAX_TOP_LOGPROBS = 20
+# The longest prompt given as token ids (the model's context is checked by the worker).
+MAX_PROMPT_TOKEN_IDS = 131_072
 _STOP_STRING_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 256}
 _STOP_SCHEMA = {
     "anyOf": [
@@ -89,21 +93,34 @@ class JobInput(BaseModel):
     Validated once, where a request arrives; the worker reads the stored JSON back into this model.
     """
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        # The document says what the validator below enforces, so clients (and the fuzzer) know the rule.
+        json_schema_extra={"oneOf": [{"required": [name]} for name in ("prompt", "messages", "prompt_token_ids")]},
+    )
 
     prompt: str | None = Field(
         None,
         min_length=1,
-        description="The text to continue. Give exactly one of `prompt` or `messages`.",
+        description="The text to continue. Give exactly one of `prompt`, `messages` or `prompt_token_ids`.",
         examples=["Once upon a time"],
     )
     messages: list[ChatMessage] | None = Field(
         None,
         min_length=1,
         max_length=1000,
-        description="A chat to answer, rendered with the model's chat template. Give exactly one of `prompt` or "
-        "`messages`.",
+        description="A chat to answer, rendered with the model's chat template. Give exactly one of `prompt`, "
+        "`messages` or `prompt_token_ids`.",
         examples=[[{"role": "user", "content": "Say hello in French."}]],
+    )
+    prompt_token_ids: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PROMPT_TOKEN_IDS,
+        description="The text to continue, as token ids of the model's vocabulary, used as they are (no BOS is "
+        "added). Instead of `prompt` or `messages`.",
+        examples=[[1, 450, 4996]],
     )
     max_tokens: int = Field(
         128,
@@ -208,6 +225,22 @@ class JobInput(BaseModel):
         examples=[1],
     )
 
+    logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_TOP_LOGPROBS,
+        description="Return each generated token's log probability under the model's raw distribution (before "
+        f"temperature, top-k, top-p and penalties), with this many most likely alternatives (0 to "
+        f"{MAX_TOP_LOGPROBS}), in `output.logprobs`.",
+        examples=[2],
+    )
+    echo: bool | None = Field(
+        None,
+        description="Also return the prompt's text in `output.prompt_text` and, with `logprobs`, the prompt's "
+        "tokens with their log probabilities (the first has none) in `output.prompt_logprobs`.",
+        examples=[False],
+    )
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_as_list(cls, value: Any) -> Any:
@@ -260,8 +293,10 @@ class JobInput(BaseModel):
 
     @model_validator(mode="after")
     def _prompt_or_messages(self) -> JobInput:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of `prompt` (string) or `messages` (chat list)")
+        if [self.prompt, self.messages, self.prompt_token_ids].count(None) != 2:
+            raise ValueError(
+                "give exactly one of `prompt` (string), `messages` (chat list) or `prompt_token_ids` (token ids)"
+            )
         return self
 
     @property

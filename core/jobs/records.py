@@ -19,6 +19,24 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TopLogprob(Record):
+    """One of the most likely tokens at a position, with its log probability."""
+
+    token_id: int
+    token: str
+    logprob: float
+
+
+class TokenLogprob(Record):
+    """One token of the text with its log probability under the model's raw distribution, and the `top` most
+    likely tokens at its position (most likely first). A prompt's first token has no logprob (null)."""
+
+    token_id: int
+    token: str
+    logprob: float | None
+    top: list[TopLogprob] = Field(default_factory=list)
+
+
 FinishReason = Literal["stop", "length", "canceled", "timeout"]
 
 
@@ -29,6 +47,8 @@ class JobChoice(Record):
     text: str
     finish_reason: FinishReason
     completion_tokens: int
+    # The choice's own tokens with their logprobs, when the job asked (`logprobs`).
+    logprobs: list[TokenLogprob] | None = Field(None, exclude_if=lambda value: value is None)
 
 
 class JobOutput(Record):
@@ -38,6 +58,10 @@ class JobOutput(Record):
     finish_reason: FinishReason
     # Left out for a one-choice job: its output stays the two fields it always had.
     choices: list[JobChoice] | None = Field(None, exclude_if=lambda choices: choices is None)
+    # Only for jobs that asked (`logprobs`, `echo`): left out of the JSON otherwise, so other jobs read the same.
+    logprobs: list[TokenLogprob] | None = Field(None, exclude_if=lambda value: value is None)
+    prompt_logprobs: list[TokenLogprob] | None = Field(None, exclude_if=lambda value: value is None)
+    prompt_text: str | None = Field(None, exclude_if=lambda value: value is None)
 
 
 class JobUsage(Record):

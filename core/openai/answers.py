@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from core.jobs.model import Job, parse_iso
-from core.jobs.records import JobUsage
+from core.jobs.records import JobUsage, TokenLogprob
+from core.openai.logprobs import answer_logprobs, chat_logprobs, echoed_text, text_logprobs, token_pieces
 from core.openai.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -80,16 +81,23 @@ def completion_answer(endpoint: Endpoint, job: Job, model_name: str) -> ChatComp
                 ChatChoice(
                     index=index,
                     message=AssistantMessage(role="assistant", content=text, refusal=None),
-                    logprobs=None,
+                    logprobs=answer_logprobs(job, chat=True, choice=index),
                     finish_reason=reason,
                 )
                 for index, (text, reason) in enumerate(choices)
             ],
             **common,
         )
+    # With `echo`, every choice begins with the prompt, as OpenAI's do.
+    echoed = echoed_text(job)
     return TextCompletion(
         choices=[
-            TextChoice(index=index, text=text, logprobs=None, finish_reason=reason)
+            TextChoice(
+                index=index,
+                text=echoed + text,
+                logprobs=answer_logprobs(job, chat=False, choice=index),
+                finish_reason=reason,
+            )
             for index, (text, reason) in enumerate(choices)
         ],
         **common,
@@ -115,6 +123,15 @@ class StreamChunks:
     model_name: str
     include_usage: bool
     continuous_usage: bool = False
+    # The job's `logprobs` (its chunks carry their tokens' logprobs) and `echo` (its answer is sent token by token
+    # once the job ends, the prompt first: see per_token).
+    logprobs: int | None = None
+    echo: bool = False
+
+    @property
+    def buffered(self) -> bool:
+        """The answer's chunks come from the finished job, not from the live text events."""
+        return self.echo
 
     def _chunk(self, choices: list, usage: JobUsage | None = None) -> Chunk:
         fields = {
@@ -133,14 +150,14 @@ class StreamChunks:
         return TextCompletionChunk(**fields)
 
     def _choice(
-        self, text: str | None, reason: FinishReason | None, *, role: bool = False, index: int = 0
+        self, text: str | None, reason: FinishReason | None, *, role: bool = False, index: int = 0, logprobs=None
     ) -> ChatChunkChoice | TextChunkChoice:
         if self.endpoint is Endpoint.CHAT_COMPLETIONS:
             delta: dict[str, str] = {"role": "assistant", "content": ""} if role else {}
             if text is not None:
                 delta["content"] = text
-            return ChatChunkChoice(index=index, delta=ChunkDelta(**delta), logprobs=None, finish_reason=reason)
-        return TextChunkChoice(index=index, text=text or "", logprobs=None, finish_reason=reason)
+            return ChatChunkChoice(index=index, delta=ChunkDelta(**delta), logprobs=logprobs, finish_reason=reason)
+        return TextChunkChoice(index=index, text=text or "", logprobs=logprobs, finish_reason=reason)
 
     def opening(self, index: int = 0) -> Chunk | None:
         """The chat's first chunk of a choice, naming the role before any content; None for text completions."""
@@ -148,23 +165,57 @@ class StreamChunks:
             return None
         return self._chunk([self._choice(None, None, role=True, index=index)])
 
-    def text(self, delta: str, index: int = 0) -> Chunk:
-        """A chunk carrying the next piece of a choice's text."""
-        return self._chunk([self._choice(delta, None, index=index)])
+    def text(self, delta: str, records: Sequence[TokenLogprob] = (), offset: int = 0, index: int = 0) -> Chunk:
+        """A chunk carrying the next piece of choice `index`'s text, and, for a request with logprobs, those of the
+        tokens it completes (`offset`: where the first of them begins in the choice's text)."""
+        if self.logprobs is None:
+            return self._chunk([self._choice(delta, None, index=index)])
+        if self.endpoint is Endpoint.CHAT_COMPLETIONS:
+            shape = chat_logprobs(records, self.logprobs)
+        else:
+            shape = text_logprobs(records, self.logprobs, offset)
+        return self._chunk([self._choice(delta, None, index=index, logprobs=shape)])
+
+    def per_token(self, job: Job) -> Iterator[Chunk]:
+        """A finished job's text, one chunk per token, each with that token's logprobs (when asked); with `echo`,
+        a first chunk carries the prompt (and its tokens' logprobs). The chunks join to the unstreamed answer."""
+        output = job.output
+        if output is None:
+            return
+        chat = self.endpoint is Endpoint.CHAT_COMPLETIONS
+        if self.echo and not chat:
+            prompt = output.prompt_logprobs or []
+            shape = text_logprobs(prompt, self.logprobs) if self.logprobs is not None and prompt else None
+            yield self._chunk([self._choice(echoed_text(job), None, logprobs=shape)])
+        records = output.logprobs or []
+        if self.logprobs is None or not records:
+            if output.text:
+                yield self.text(output.text)
+            return
+        offset = len(echoed_text(job)) if not chat else 0
+        for record, piece in zip(records, token_pieces(output.text, records), strict=True):
+            if chat:
+                shape = chat_logprobs([record], self.logprobs)
+            else:
+                shape = text_logprobs([record], self.logprobs, offset)
+                offset += len(record.token)
+            yield self._chunk([self._choice(piece, None, logprobs=shape)])
 
     def finish(self, job_finish_reason: str | None, job: Job | None = None, index: int = 0) -> Chunk:
         """The chunk that closes a choice with its finish reason (and, with continuous usage, the job's usage)."""
         usage = usage_of(job) if self.continuous_usage and job is not None else None
         return self._chunk([self._choice(None, finish_reason(job_finish_reason), index=index)], usage)
 
-    def whole_choice(self, index: int, text: str, job_finish_reason: str, job: Job) -> Iterator[Chunk]:
+    def whole_choice(
+        self, index: int, text: str, job_finish_reason: str, job: Job, records: Sequence[TokenLogprob] = ()
+    ) -> Iterator[Chunk]:
         """A choice not streamed as it was written (choices after the first): its opening, its whole text in one
-        chunk, its finish."""
+        chunk (with its tokens' logprobs, when asked), its finish."""
         opening = self.opening(index)
         if opening is not None:
             yield opening
         if text:
-            yield self.text(text, index)
+            yield self.text(text, records, index=index)
         yield self.finish(job_finish_reason, job, index)
 
     def usage(self, job: Job) -> Chunk:

@@ -38,6 +38,39 @@ class Endpoint(StrEnum):
         return "chatcmpl-" if self is Endpoint.CHAT_COMPLETIONS else "cmpl-"
 
 
+class TopLogprob(BaseModel):
+    """One of the most likely tokens at a position (OpenAI's chat `top_logprobs` item)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = Field(description="The token's text as UTF-8 bytes.")
+
+
+class ChatTokenLogprob(TopLogprob):
+    """One token of the answer with its log probability and the most likely tokens at its position."""
+
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    """A chat choice's `logprobs` (with `logprobs: true`): one item per generated token."""
+
+    content: list[ChatTokenLogprob] | None
+    refusal: None = None
+
+
+class TextLogprobs(BaseModel):
+    """A text choice's `logprobs` (with `logprobs: k`), OpenAI's legacy shape: parallel lists, one item per token
+    (the prompt's too with `echo`, whose first token has null logprob and alternatives)."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None] = Field(
+        description="The k most likely tokens at each position, and the chosen one, token text to logprob."
+    )
+    text_offset: list[int] = Field(description="Where each token begins in the choice's `text`, in characters.")
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: str
@@ -47,7 +80,7 @@ class AssistantMessage(BaseModel):
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    logprobs: None
+    logprobs: ChatLogprobs | None
     finish_reason: FinishReason
 
 
@@ -66,7 +99,7 @@ class ChatCompletion(BaseModel):
 class TextChoice(BaseModel):
     index: int
     text: str
-    logprobs: None
+    logprobs: TextLogprobs | None
     finish_reason: FinishReason
 
 
@@ -90,7 +123,7 @@ class ChunkDelta(BaseModel):
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChunkDelta
-    logprobs: None
+    logprobs: ChatLogprobs | None
     finish_reason: FinishReason | None
 
 
@@ -109,7 +142,7 @@ class ChatCompletionChunk(BaseModel):
 class TextChunkChoice(BaseModel):
     index: int
     text: str
-    logprobs: None
+    logprobs: TextLogprobs | None
     finish_reason: FinishReason | None
 
 

@@ -16,6 +16,7 @@ from core.errors import WAIT_TIMED_OUT, ErrorType
 from core.events.follow import Completed, JobEvents, KeepAlive
 from core.events.stream import STATUS, TOKEN, StreamEvent
 from core.jobs.model import Job, JobStatus
+from core.jobs.records import TokenLogprob
 from core.openai.answers import Chunk, StreamChunks
 from core.openai.protocol import OpenAIErrorBody, error_body
 
@@ -43,13 +44,20 @@ class CompletionStream:
             self.events.store, self.events.streams, self.events.listener, keepalive_s=min(TICK_S, self.wait_s)
         )
         sent: list[str] = []
+        records: list[TokenLogprob] = []  # the logprob records sent so far (a request with logprobs)
         for item in events.follow(self.job_id, self.owner, None):
             if isinstance(item, Completed):
-                yield from self._ending(item.job, "".join(sent))
+                yield from self._ending(item.job, "".join(sent), records)
                 return
-            if isinstance(item, StreamEvent) and item.kind == TOKEN and item.data["text"]:
+            if self.chunks.buffered and isinstance(item, StreamEvent) and item.kind == TOKEN:
+                pass  # sent from the finished job, token by token, the prompt first
+            elif (
+                isinstance(item, StreamEvent) and item.kind == TOKEN and (item.data["text"] or "logprobs" in item.data)
+            ):
                 sent.append(item.data["text"])
-                yield self.chunks.text(item.data["text"])
+                new = [TokenLogprob.model_validate(record) for record in item.data.get("logprobs") or ()]
+                yield self.chunks.text(item.data["text"], new, sum(len(record.token) for record in records))
+                records += new
             elif isinstance(item, StreamEvent) and item.kind == STATUS and item.data["status"] == "queued" and sent:
                 # Its worker died or stopped: the job runs again from the start, and the text sent can't be taken
                 # back. The job goes on; its result stays at GET /jobs/<id>.
@@ -72,16 +80,23 @@ class CompletionStream:
         # The follower ends without the finished job only when the job expired meanwhile.
         yield self._error(f"job {self.job_id} expired", "server_error", ErrorType.NOT_FOUND)
 
-    def _ending(self, job: Job, streamed: str) -> Iterator[Chunk | OpenAIErrorBody]:
+    def _ending(self, job: Job, streamed: str, records: list[TokenLogprob]) -> Iterator[Chunk | OpenAIErrorBody]:
         if job.status == JobStatus.SUCCEEDED:
             text = job.output.text if job.output is not None else ""
-            # The events carry the job's whole text; should a last piece be missing from them, it is sent here.
-            if len(text) > len(streamed) and text.startswith(streamed):
-                yield self.chunks.text(text[len(streamed) :])
+            missing = (job.output.logprobs or [])[len(records) :] if job.output is not None else []
+            if self.chunks.buffered:
+                yield from self.chunks.per_token(job)
+            # The events carry the job's whole text (and logprobs); should a last piece be missing from them, it is
+            # sent here.
+            elif (len(text) > len(streamed) and text.startswith(streamed)) or missing:
+                tail = text[len(streamed) :] if text.startswith(streamed) else ""
+                yield self.chunks.text(tail, missing, sum(len(record.token) for record in records))
             yield self.chunks.finish(job.output.finish_reason if job.output is not None else None, job)
             # The events carry choice 0's text only: a job's other choices (n > 1) are sent whole once it ends.
             for choice in (job.output.choices or [])[1:] if job.output is not None else []:
-                yield from self.chunks.whole_choice(choice.index, choice.text, choice.finish_reason, job)
+                yield from self.chunks.whole_choice(
+                    choice.index, choice.text, choice.finish_reason, job, choice.logprobs or ()
+                )
             if self.chunks.include_usage:
                 yield self.chunks.usage(job)
         elif job.status == JobStatus.FAILED:

@@ -3,7 +3,7 @@
 Pure translation (no Flask, no Redis): the OpenAI-compatible routes and the OpenAI batch workflow both use it; the
 answers are built in core/openai/answers.py.
 A request field is either honoured (translated to the generation), accepted and ignored because it changes
-nothing here at the value sent (`logprobs: false`, `logit_bias: {}`, `user`, `store`...), or refused by
+nothing here at the value sent (`logit_bias: {}`, `user`, `store`...), or refused by
 name with InvalidInput: the service never pretends to honour what it can't.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import UNSUPPORTED_FIELD, InvalidInput, invalid_input_from
-from core.jobs.model import MAX_CHOICES, GenerationInput
+from core.jobs.model import MAX_CHOICES, MAX_TOP_LOGPROBS, GenerationInput
 from core.jobs.response_format import ResponseFormat
 from core.jobs.text_checks import check_text
 from core.openai.protocol import Endpoint
@@ -163,8 +163,18 @@ class ChatCompletionRequest(_CommonRequest):
     messages: list[OpenAIChatMessage] = Field(min_length=1, max_length=1000, description="The chat to answer.")
     max_completion_tokens: int | None = Field(None, ge=1, description="The same as max_tokens (OpenAI's newer name).")
     metadata: dict[str, str] | None = Field(None, description="Your labels, kept on the job (16 pairs at most).")
-    logprobs: bool | None = Field(None, description="Only false (not supported).")
-    top_logprobs: int | None = Field(None, description="Only 0 (not supported).")
+    logprobs: bool | None = Field(
+        None,
+        description="Return each generated token's log probability (under the model's raw distribution, before "
+        "temperature, top-k, top-p and penalties) in `choices[].logprobs.content`.",
+    )
+    top_logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_TOP_LOGPROBS,
+        description=f"With `logprobs: true`: how many most likely tokens (0 to {MAX_TOP_LOGPROBS}) come with each "
+        "token.",
+    )
     tools: list[dict[str, Any]] | None = Field(None, description="Only empty (tools are not supported).")
     tool_choice: str | dict[str, Any] | None = Field(None, description="Only `none` or `auto` without tools.")
     parallel_tool_calls: bool | None = Field(None, description="Accepted and ignored (no tools).")
@@ -195,19 +205,14 @@ class ChatCompletionRequest(_CommonRequest):
             renamed["max_tokens"] = "max_completion_tokens"
         if self.metadata:
             body["metadata"] = self.metadata
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidInput("top_logprobs: needs logprobs: true", field="top_logprobs")
+        if self.logprobs:
+            body["logprobs"] = self.top_logprobs or 0
+            renamed["logprobs"] = "top_logprobs"
         if max_tokens is not None:  # absent: the service's default, within the deployment's limit
             body["max_tokens"] = max_tokens
         return body, renamed
-
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: bool | None) -> bool | None:
-        return _refuse_unless(value, (False,), "only false is supported: this server returns no log probabilities")
-
-    @field_validator("top_logprobs")
-    @classmethod
-    def _no_top_logprobs(cls, value: int | None) -> int | None:
-        return _refuse_unless(value, (0,), "only 0 is supported: this server returns no log probabilities")
 
     @field_validator("tools", "functions")
     @classmethod
@@ -233,35 +238,51 @@ class ChatCompletionRequest(_CommonRequest):
 class CompletionRequest(_CommonRequest):
     """An OpenAI `POST /v1/completions` body; fields this server can't honour are refused by name."""
 
-    prompt: str | list[str] = Field(description="One prompt: a string, or a list holding one string.")
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="One prompt: a string, a list holding one string, token ids (a list of ints, used as they are: "
+        "no BOS is added), or a list holding one list of token ids."
+    )
     max_tokens: int | None = Field(None, ge=1, description="The most tokens to generate; default 16.")
-    logprobs: int | None = Field(None, description="Only 0 (not supported).")
-    echo: bool | None = Field(None, description="Only false (not supported).")
+    logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_TOP_LOGPROBS,
+        description="Return each token's log probability (under the model's raw distribution, before temperature, "
+        f"top-k, top-p and penalties) with this many most likely tokens (0 to {MAX_TOP_LOGPROBS}) in "
+        "`choices[].logprobs`; the chosen token is always among `top_logprobs`.",
+    )
+    echo: bool | None = Field(
+        None, description="Return the prompt before the generated text (and its tokens' logprobs, with `logprobs`)."
+    )
     best_of: int | None = Field(None, description="Only 1 (not supported).")
     suffix: str | None = Field(None, description="Not supported.")
 
     def _text_and_length(self) -> tuple[dict[str, Any], dict[str, str]]:
-        body: dict[str, Any] = {"prompt": self.prompt if isinstance(self.prompt, str) else self.prompt[0]}
-        renamed = {"prompt": "prompt" if isinstance(self.prompt, str) else "prompt.0"}
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            body: dict[str, Any] = {"prompt": prompt}
+            renamed = {"prompt": "prompt"}
+        elif isinstance(prompt[0], str):
+            body, renamed = {"prompt": prompt[0]}, {"prompt": "prompt.0"}
+        elif isinstance(prompt[0], int):
+            body, renamed = {"prompt_token_ids": prompt}, {"prompt_token_ids": "prompt"}
+        else:
+            body, renamed = {"prompt_token_ids": prompt[0]}, {"prompt_token_ids": "prompt.0"}
         body["max_tokens"] = self.max_tokens if self.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
+        if self.logprobs is not None:
+            body["logprobs"] = self.logprobs
+        if self.echo:
+            body["echo"] = True
         return body, renamed
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+    def _one_prompt(cls, value: str | list) -> str | list:
+        if isinstance(value, list) and value and isinstance(value[0], int):
+            return value  # one prompt as token ids
         if isinstance(value, list) and len(value) != 1:
             raise ValueError(f"one prompt per request is supported (got {len(value)}): send one request per prompt")
         return value
-
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: int | None) -> int | None:
-        return _refuse_unless(value, (0,), "only 0 is supported: this server returns no log probabilities")
-
-    @field_validator("echo")
-    @classmethod
-    def _no_echo(cls, value: bool | None) -> bool | None:
-        return _refuse_unless(value, (False,), "only false is supported: the prompt is not repeated")
 
     @field_validator("best_of")
     @classmethod

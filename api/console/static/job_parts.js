@@ -45,6 +45,33 @@ export function timingFacts(job) {
 }
 
 // The worker's resource samples around the generation: before, after, and the peaks while it ran.
+// A job's token logprobs (output.logprobs): each token, its logprob and the most likely alternatives.
+export function logprobTable(records) {
+  const shown = (token) => JSON.stringify(token);
+  return h(
+    "div",
+    { class: "table-scroll" },
+    h(
+      "table",
+      { class: "data", id: "answer-logprobs" },
+      h("thead", {}, h("tr", {}, ["Token", "Logprob", "Most likely"].map((label) => h("th", {}, label)))),
+      h(
+        "tbody",
+        {},
+        records.map((record) =>
+          h(
+            "tr",
+            {},
+            h("td", {}, h("code", {}, shown(record.token))),
+            h("td", {}, record.logprob === null ? "—" : record.logprob.toFixed(3)),
+            h("td", {}, record.top.map((alt) => `${shown(alt.token)} ${alt.logprob.toFixed(3)}`).join(", ")),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 export function resourceTable(resources) {
   if (!resources) return h("p", { class: "muted" }, "No resource samples yet.");
   const row = (label, sample) =>

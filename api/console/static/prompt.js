@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { followJob } from "./events.js";
 import { clear, errorBox, h, statusBadge } from "./dom.js";
-import { choiceList, resourceTable, timingFacts, usageFacts } from "./job_parts.js";
+import { choiceList, logprobTable, resourceTable, timingFacts, usageFacts } from "./job_parts.js";
 
 // The fields the form offers, in order; `optional` ones are sent only when filled in.
 const PARAMETERS = [
@@ -20,6 +20,7 @@ const PARAMETERS = [
   { name: "n", label: "Choices (n)", type: "integer", optional: true },
   { name: "stop", label: "Stop strings (one per line)", type: "lines", optional: true },
   { name: "ignore_eos", label: "Ignore end of text", type: "boolean", fallback: false },
+  { name: "logprobs", label: "Logprobs (alternatives per token)", type: "integer", optional: true },
 ];
 
 let schemaPromise = null;
@@ -265,6 +266,7 @@ function showAnswer(section, job, signal) {
         h("div", { class: "columns" }, h("section", {}, h("h3", {}, "Usage"), usageFacts(finished)), h("section", {}, h("h3", {}, "Timings"), timingFacts(finished))),
         h("h3", {}, "Resources"),
         resourceTable(finished.resources),
+        finished.output?.logprobs ? [h("h3", {}, "Token logprobs"), logprobTable(finished.output.logprobs)] : null,
       );
     },
   }).catch((error) => details.append(errorBox(error)));

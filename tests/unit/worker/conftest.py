@@ -37,6 +37,18 @@ def batching_engine(loaded_model, demo_model_dir, tmp_path_factory) -> Iterator:
 
 
 @pytest.fixture
+def bare_manager(loaded_model):
+    """A continuous-batching manager with per-request processors, built and never started (to inspect its list)."""
+    from transformers import GenerationConfig
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+    return loaded_model.model.init_continuous_batching(
+        generation_config=GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=50, max_new_tokens=4),
+        continuous_batching_config=ContinuousBatchingConfig(per_request_processors=True, num_blocks=16),
+    )
+
+
+@pytest.fixture
 def own_store(own_redis) -> JobStore:
     """A job store over a Redis of the test's own: `take_next` sees only the test's jobs."""
     return JobStore(connect(own_redis.url), job_ttl_s=3600, queue="unit-gpu")

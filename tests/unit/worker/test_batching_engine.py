@@ -235,7 +235,7 @@ def test_the_choices_are_one_request_forked_so_the_prompt_is_prefilled_once(batc
     assert batching_engine.manager.num_return_sequences == 1
     # A one-token prompt can't be forked: its choices are separate requests.
     params = greedy("x", 4, n=2)
-    requests = batching_engine._add_choices(params, SamplingPlan.of(params), [5], None, None, 2)
+    requests = batching_engine._add_choices(params, SamplingPlan.of(params), [5], None, (None, None), 2)
     assert added[1:] == [1, 1] and len(requests) == 2
     for _, pending in requests:
         assert pending.done.wait(30) and len(pending.tokens) == 4

@@ -71,3 +71,27 @@ def test_finish_reasons():
     assert finish_reason_of([5], [2], stop_hit=True, canceled=False) == "stop"
     assert finish_reason_of([5], [2], stop_hit=False, canceled=True) == "canceled"
     assert finish_reason_of([5], [2], stop_hit=False, canceled=False) == "length"
+
+
+def test_a_stop_string_cuts_the_logprobs_with_the_tokens_and_echo_keeps_the_prompt(loaded_model):
+    from worker.generation import Progress
+
+    tokenizer = loaded_model.tokenizer
+    tokens = tokenizer("Hello world. And more", add_special_tokens=False)["input_ids"]
+    progress = Progress(prompt_len=2, started_at=0.0, tokens=tokens, stop_hit=True)
+    progress.logprobs = [(token, -1.0, []) for token in tokens]
+    progress.prompt_ids, progress.prompt_logprobs = [5, 6], [None, (6, -2.0, [(6, -2.0)])]
+    result = progress.result(tokenizer, [], ["."])
+    assert result.text == "Hello world"
+    assert [record["token_id"] for record in result.logprobs] == tokens[: result.completion_tokens]
+    assert result.prompt_logprobs[0]["logprob"] is None and result.prompt_logprobs[1]["top"][0]["token_id"] == 6
+    assert result.prompt_text == tokenizer.decode([5, 6], skip_special_tokens=True)
+
+
+def test_token_id_prompts_are_used_as_they_are_and_checked_against_the_vocabulary(loaded_model):
+    from worker.generation import check_stop_token_ids
+
+    encoder = PromptEncoder(loaded_model.tokenizer, 64)
+    assert encoder.encode(GenerationInput(prompt_token_ids=[5, 6, 7], max_tokens=4)) == [5, 6, 7]
+    with pytest.raises(EngineInputError, match="prompt_token_ids: 99999"):
+        check_stop_token_ids(GenerationInput(prompt_token_ids=[5, 99999]), 8192)

@@ -55,15 +55,9 @@ def test_the_sequence_processor_counts_only_tokens_after_the_prompt():
     assert scores.tolist() == [[0.0, 0.0, -3.0]]
 
 
-def test_install_puts_the_processor_first_and_asks_one_more_argument_row(loaded_model):
+def test_install_puts_the_processor_first_and_asks_one_more_argument_row(bare_manager):
     """Fails if transformers' continuous-batching processor list moves: the engine relies on these internals."""
-    from transformers import GenerationConfig
-    from transformers.generation.configuration_utils import ContinuousBatchingConfig
-
-    manager = loaded_model.model.init_continuous_batching(
-        generation_config=GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=50, max_new_tokens=4),
-        continuous_batching_config=ContinuousBatchingConfig(per_request_processors=True, num_blocks=16),
-    )
+    manager = bare_manager
     processors = manager.logit_processor
     before = processors.tensors_required
     rules = install(manager)

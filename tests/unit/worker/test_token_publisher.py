@@ -65,3 +65,25 @@ def test_a_closed_feed_publishes_nothing_more(loaded_model):
     feed.on_tokens(tokens_of(loaded_model.tokenizer, "never"))
     feed.finish("never")
     assert streams.text_of("job-c", 1) == ""
+
+
+def test_a_feed_with_logprobs_writes_each_tokens_record_with_its_text_and_the_rest_at_the_end(loaded_model):
+    from worker.logprobs import as_records
+
+    tokenizer = loaded_model.tokenizer
+    streams = RecordingStreams()
+    publisher = TokenPublisher(streams, tokenizer)
+    tokens = tokens_of(tokenizer, "The quick brown fox")
+    entries = [(token, -1.0 - i, [(token, -1.0 - i)]) for i, token in enumerate(tokens)]
+    feed = publisher.open("job-l", 1, None)
+    for n in range(1, len(tokens) + 1):
+        feed.on_logprobs(entries[: n - 1])  # as in the batch: a token's logprob may be known only a step later
+        feed.on_tokens(tokens[:n])
+        threading.Event().wait(0.08)  # one write per step
+    final = tokenizer.decode(tokens, skip_special_tokens=True)
+    feed.finish(final, as_records(tokenizer, entries, tokens))
+    written = [batch[("job-l", 1)] for batch in streams.appended if ("job-l", 1) in batch]
+    with_records = [delta for delta in written if not isinstance(delta, str)]
+    assert "".join(delta if isinstance(delta, str) else delta[0] for delta in written) == final
+    assert [record["token_id"] for _, records in with_records for record in records] == tokens
+    assert len(with_records) > 1  # they rode with the text as it was written, not only at the end

@@ -92,3 +92,15 @@ def test_the_next_attempt_starts_its_text_again(store, new_job, client):
     store.transition(job.id, JobStatus.RUNNING, take)
     streams.append_texts({(job.id, 2): "second"})
     assert text_of(streams.read(job.id)) == "second"
+
+
+def test_a_token_entry_carries_its_tokens_logprob_records_when_there_are_some(store, new_job, client):
+    job = running(store, new_job)
+    streams = TokenStreams(client)
+    record = {"token_id": 7, "token": "Hi", "logprob": -0.5, "top": []}
+    streams.append_texts({(job.id, 1): ("Hi", [record])})
+    streams.append_texts({(job.id, 1): "!"})
+    _, with_records, plain = streams.read(job.id)
+    assert with_records.data == {"text": "Hi", "logprobs": [record]} and plain.data == {"text": "!"}
+    message = json.dumps(["1-0", "token", "Hi", json.dumps([record])])
+    assert event_from_message(message) == StreamEvent("1-0", "token", {"text": "Hi", "logprobs": [record]})

@@ -84,8 +84,8 @@ def test_a_completion_request_takes_one_prompt_and_16_tokens_by_default():
     }
     assert parse_openai_request(TEXT, {"prompt": "Once", "echo": False, "best_of": 1, "logprobs": 0}).params.prompt
     assert refused(TEXT, {"prompt": ["a", "b"]}).field == "prompt"
-    assert refused(TEXT, {"prompt": [1, 2, 3]}).field.startswith("prompt")
-    assert refused(TEXT, {"prompt": "a", "echo": True}).field == "echo"
+    assert refused(TEXT, {"prompt": [[1, 2], [3]]}).field == "prompt"
+    assert refused(TEXT, {"prompt": [1, -2]}).field.startswith("prompt")
     assert refused(TEXT, {"prompt": "a", "suffix": "z"}).field == "suffix"
     assert refused(TEXT, {"messages": HELLO}).field in ("prompt", "messages")
 
@@ -130,7 +130,8 @@ def test_fields_that_change_nothing_here_are_accepted_and_ignored():
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format", ""),
         ({"response_format": {"type": "json_object"}, "stop": "}"}, "response_format", "stop"),
         ({"logit_bias": {"50256": -100}}, "logit_bias", "bias"),
-        ({"logprobs": True}, "logprobs", "log probabilities"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "20"),
+        ({"top_logprobs": 2}, "top_logprobs", "logprobs: true"),
         ({"frequency_penalty": 2.5}, "frequency_penalty", "2"),
         ({"presence_penalty": -3}, "presence_penalty", "-2"),
         ({"min_tokens": 9, "max_tokens": 8}, "min_tokens", "at most max_tokens (8)"),
@@ -225,3 +226,20 @@ def test_n_becomes_the_jobs_choice_count_and_one_is_the_default():
     assert chat(n=4).params.n == 4 and chat(n=4).params.choice_count == 4
     assert chat(n=1).params == chat().params
     assert chat(n=1, stream=True).params.choice_count == 1 and chat(n=3, stream=True).params.n == 3
+
+
+def test_logprobs_are_asked_with_their_number_of_alternatives_on_both_endpoints():
+    assert chat(logprobs=True, top_logprobs=5).params.logprobs == 5
+    assert chat(logprobs=True).params.logprobs == 0
+    assert chat(logprobs=False).params.logprobs is None
+    text = parse_openai_request(TEXT, {"prompt": "Once", "logprobs": 20, "echo": True}).params
+    assert (text.logprobs, text.echo) == (20, True)
+    assert refused(TEXT, {"prompt": "a", "logprobs": 21}).field == "logprobs"
+    assert refused(TEXT, {"prompt": "a", "logprobs": -1}).field == "logprobs"
+
+
+def test_a_completion_prompt_may_be_token_ids_used_as_they_are():
+    lm_eval_body = {"prompt": [[5, 6, 7]], "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0, "seed": 1}
+    for prompt in ([5, 6, 7], [[5, 6, 7]]):
+        params = parse_openai_request(TEXT, lm_eval_body | {"prompt": prompt}).params
+        assert (params.prompt, params.prompt_token_ids, params.temperature) == (None, [5, 6, 7], 0.0)
