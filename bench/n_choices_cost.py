@@ -8,17 +8,15 @@ choice's tokens counted) and their ratio; the figures are appended to bench/RESU
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 import time
 
 from bench.results import machine_description, record
-from bench.run_bench import CACHE, build_bench_model, run_json_process
+from bench.rules_cost import CLIENTS, best_in_fresh_processes, command_line
 from bench.workload import SAMPLING, Sender, percentile, run_clients
 
-SEQUENCES = 32
+# As many sequences as the other cost benches' concurrent jobs (and their MAX_BATCH_SIZE).
+SEQUENCES = CLIENTS
 # Jobs each client sends back to back: both variants generate the same number of sequences.
 JOBS_EACH = 4
 CHOICES = {"n1": 1, "n4": 4}
@@ -60,30 +58,10 @@ def one(variant: str) -> dict:
 
 def main() -> int:
     """Run each variant in its own process, round after round; print and record the best of each and the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--one", choices=tuple(CHOICES))
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one)))
+    args = command_line(__doc__, CHOICES, one)
+    if args is None:
         return 0
-    CACHE.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ,
-        MODEL_DIR=str(build_bench_model()),
-        LOG_DIR=str(CACHE / "logs"),
-        DEVICE="cpu",
-        MAX_BATCH_SIZE=str(SEQUENCES),
-        PYTHONUNBUFFERED="1",
-    )
-    best: dict[str, dict] = {}
-    for round_number in range(1, args.rounds + 1):
-        for variant in CHOICES:
-            row = run_json_process("bench.n_choices_cost", ["--one", variant], env, f"n_choices_{variant}.log")
-            print(f"round {round_number} {variant}: {row['tokens_per_s']:.1f} tokens/s", flush=True)
-            if row["tokens_per_s"] > best.get(variant, {}).get("tokens_per_s", 0.0):
-                best[variant] = row
+    best = best_in_fresh_processes("bench.n_choices_cost", CHOICES, args.rounds)
     ratio = best["n4"]["tokens_per_s"] / best["n1"]["tokens_per_s"]
     text = (
         f"## n choices cost {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_description()}\n\n"
