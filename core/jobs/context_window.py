@@ -1,10 +1,11 @@
 """The model's context at submit: a prompt whose tokens plus `max_tokens` can't fit is refused before it queues, and
-so are `stop_token_ids` outside the model's vocabulary.
+so are `stop_token_ids` and `prompt_token_ids` outside the model's vocabulary.
 
 The API counts with the model's own tokenizer file (the `tokenizers` library only: no torch, no transformers)
 and reads the context length from config.json. When the model folder is not readable here (the API in a
 container of its own), the check is skipped and the worker, which refuses the same jobs, stays the judge.
-Chat `messages` are rendered by the model's chat template on the worker only, so only `prompt` is counted here.
+Chat `messages` are rendered by the model's chat template on the worker only, so only `prompt` (and a prompt given as
+token ids, counted as it is) is checked here.
 """
 
 from __future__ import annotations
@@ -97,22 +98,26 @@ class ContextWindow:
 
     def check(self, params: GenerationInput) -> None:
         """Raise InvalidInput when the prompt's tokens plus max_tokens pass the model's context, or a stop token id
-        is not in its vocabulary."""
-        if params.prompt is None and not params.stop_token_ids:
+        or prompt token id is not in its vocabulary."""
+        if params.prompt is None and params.prompt_token_ids is None and not params.stop_token_ids:
             return
         counter = self.counter()
         if counter is None:
             return
-        outside = [i for i in params.stop_token_ids or [] if counter.vocab_size and i >= counter.vocab_size]
-        if outside:
-            raise InvalidInput(
-                f"stop_token_ids: {outside[0]} is not a token of this model (its vocabulary has "
-                f"{counter.vocab_size} tokens)",
-                field="stop_token_ids",
-            )
-        if params.prompt is None:
+        for field in ("stop_token_ids", "prompt_token_ids"):
+            outside = [i for i in getattr(params, field) or [] if counter.vocab_size and i >= counter.vocab_size]
+            if outside:
+                raise InvalidInput(
+                    f"{field}: {outside[0]} is not a token of this model (its vocabulary has "
+                    f"{counter.vocab_size} tokens)",
+                    field=field,
+                )
+        if params.prompt is not None:
+            prompt_tokens = len(counter.tokenizer.encode(params.prompt).ids)
+        elif params.prompt_token_ids is not None:
+            prompt_tokens = len(params.prompt_token_ids)  # used as they are: no BOS is added
+        else:
             return
-        prompt_tokens = len(counter.tokenizer.encode(params.prompt).ids)
         if prompt_tokens + params.max_tokens > counter.context_tokens:
             raise InvalidInput(
                 f"the prompt ({prompt_tokens} tokens) plus max_tokens ({params.max_tokens}) exceeds "

@@ -95,3 +95,15 @@ def test_stop_token_ids_outside_the_vocabulary_are_refused_for_prompts_and_chats
             window.check(bad)
         assert refused.value.field == "stop_token_ids"
         assert refused.value.message.startswith("stop_token_ids: 100 is not a token of this model")
+
+
+def test_a_prompt_of_token_ids_is_counted_as_it_is_and_ids_outside_the_vocabulary_are_refused(tmp_path):
+    window = ContextWindow(write_model(tmp_path / "m", {"max_position_embeddings": CONTEXT, "vocab_size": 100}))
+    window.check(GenerationInput.parse({"prompt_token_ids": [1] * 12, "max_tokens": 4}))  # exactly the context
+    with pytest.raises(InvalidInput) as too_long:
+        window.check(GenerationInput.parse({"prompt_token_ids": [1] * 13, "max_tokens": 4}))
+    assert too_long.value.field == "max_tokens" and "(13 tokens) plus max_tokens (4)" in too_long.value.message
+    with pytest.raises(InvalidInput) as outside:
+        window.check(GenerationInput.parse({"prompt_token_ids": [5, 100], "max_tokens": 4}))
+    assert outside.value.field == "prompt_token_ids"
+    assert outside.value.message.startswith("prompt_token_ids: 100 is not a token of this model")
