@@ -96,8 +96,9 @@ class JobInput(BaseModel):
     model_config = ConfigDict(
         strict=True,
         extra="forbid",
-        # The document says what the validator below enforces, so clients (and the fuzzer) know the rule.
-        json_schema_extra={"oneOf": [{"required": [name]} for name in ("prompt", "messages", "prompt_token_ids")]},
+        # The document says the part of the validator's rule that JSON Schema can say without confusing a null with an
+        # absent field: one of the three is needed (the validator also refuses two at once).
+        json_schema_extra={"anyOf": [{"required": [name]} for name in ("prompt", "messages", "prompt_token_ids")]},
     )
 
     prompt: str | None = Field(
