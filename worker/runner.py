@@ -34,6 +34,8 @@ HAND_BACK_WAIT_S = 15.0
 # How long a draining worker's entry stays live without being renewed (renewed while it waits, so a kill -9 then
 # leaves its jobs to the reconciler within this).
 DRAINING_TTL_S = 3.0
+# How much longer a stopping worker retries an outcome Redis won't take (see _while_redis_is_away).
+STOPPING_WRITE_WAIT_S = 10.0
 
 
 @dataclass
@@ -384,13 +386,23 @@ def _generate_streamed(runtime: WorkerRuntime, job: Job, params: JobInput, watch
     return result
 
 
-def _while_redis_is_away(write: Callable[[], Job], give_up_after_s: float = 600.0) -> Job:
-    """Retry a result write while Redis restarts: the result exists only in this process until it is stored."""
+def _while_redis_is_away(
+    write: Callable[[], Job], give_up_after_s: float = 600.0, stopping: threading.Event | None = None
+) -> Job:
+    """Retry a result write while Redis restarts: the result exists only in this process until it is stored.
+
+    Once the worker is `stopping`, it waits STOPPING_WRITE_WAIT_S more at most: whoever stops it (make run, docker,
+    systemd) kills it soon anyway, and a job whose outcome was never written is still `running` in Redis, where the
+    reconciler finds it once this worker's heartbeat lapses and queues it again; nothing is lost but this try.
+    """
     deadline, wait_s = time.monotonic() + give_up_after_s, 0.2
     while True:
         try:
             return write()
         except StoreUnavailable:
+            if stopping is not None and stopping.is_set():
+                deadline = min(deadline, time.monotonic() + STOPPING_WRITE_WAIT_S)
+                stopping = None  # the stop's bound is set once, from when it was first seen
             if time.monotonic() > deadline:
                 raise
             log.warning("Redis unreachable: retrying the result write in %.1f s", wait_s)
@@ -410,11 +422,13 @@ def _record_durably(
     deadline, wait_s, again = time.monotonic() + give_up_after_s, 0.2, False
     while True:
         try:
-            recorded = _while_redis_is_away(lambda: runtime.store.record_outcome(job.id, job.attempts, decide))
+            recorded = _while_redis_is_away(
+                lambda: runtime.store.record_outcome(job.id, job.attempts, decide), stopping=runtime.stopping
+            )
         except WrongState:
             if not again:  # the first write: another execution (or a cancel) owns the job, as without replicas
                 raise
-            found = _while_redis_is_away(lambda: runtime.store.get(job.id))
+            found = _while_redis_is_away(lambda: runtime.store.get(job.id), stopping=runtime.stopping)
             ours = found is not None and found.attempts == job.attempts and found.worker == runtime.worker_name
             if not (ours and found.status.is_terminal):
                 raise

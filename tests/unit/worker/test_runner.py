@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 
 import pytest
 
@@ -193,3 +194,33 @@ def test_the_output_of_a_job_with_choices_lists_each_and_a_cancel_marks_them_all
     canceled = job_output(result, canceled=True)
     assert {c.finish_reason for c in canceled.choices} == {canceled.finish_reason} == {"canceled"}
     assert job_output(GenerationResult("a", "stop", 4, 2, 0.1, 1.0), canceled=False).choices is None
+
+
+def test_a_stopping_worker_stops_retrying_an_outcome_redis_wont_take(monkeypatch):
+    from core.errors import StoreUnavailable
+    from worker import runner
+
+    monkeypatch.setattr(runner, "STOPPING_WRITE_WAIT_S", 0.5)
+    tries: list[float] = []
+
+    def unreachable():
+        tries.append(time.monotonic())
+        if len(tries) == 3:
+            stopping.set()  # the stop arrives while Redis is away
+        raise StoreUnavailable("Redis is away")
+
+    stopping = threading.Event()
+    with pytest.raises(StoreUnavailable):
+        runner._while_redis_is_away(unreachable, give_up_after_s=600.0, stopping=stopping)
+    # It gave up about STOPPING_WRITE_WAIT_S after the stop, not after the outage's 600 s.
+    assert tries[-1] - tries[0] < 30.0 and len(tries) >= 4
+
+    healed = iter([StoreUnavailable("away"), None])
+
+    def comes_back():
+        failure = next(healed)
+        if failure is not None:
+            raise failure
+        return "written"
+
+    assert runner._while_redis_is_away(comes_back, stopping=threading.Event()) == "written"
