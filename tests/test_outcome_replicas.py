@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -44,7 +45,7 @@ def succeed(job: Job, cancel_requested: bool) -> JobStatus:
 def test_an_outcome_lost_in_a_failover_is_recorded_again(store):
     running = running_job(store)
     replicas = LosingReplicas(store, running)
-    runtime = SimpleNamespace(store=store, replicas=replicas, worker_name="gpu@test")
+    runtime = SimpleNamespace(store=store, replicas=replicas, worker_name="gpu@test", stopping=threading.Event())
     recorded = _record_durably(runtime, running, succeed)
     assert replicas.calls == 2 and recorded.status == JobStatus.SUCCEEDED
     assert store.get(running.id).status == JobStatus.SUCCEEDED and store.get(running.id).attempts == 1
@@ -61,7 +62,7 @@ def test_an_outcome_already_there_is_only_confirmed_again(store):
             if self.calls == 1:
                 raise StoreUnavailable("not yet on a replica", job_id=job_id)
 
-    runtime = SimpleNamespace(store=store, replicas=SlowReplicas(), worker_name="gpu@test")
+    runtime = SimpleNamespace(store=store, replicas=SlowReplicas(), worker_name="gpu@test", stopping=threading.Event())
     assert _record_durably(runtime, running, succeed).status == JobStatus.SUCCEEDED
     assert runtime.replicas.calls == 2
 
@@ -69,6 +70,6 @@ def test_an_outcome_already_there_is_only_confirmed_again(store):
 def test_a_job_another_execution_owns_is_left_alone(store):
     running = running_job(store)
     store.transition(running.id, JobStatus.CANCELED)
-    runtime = SimpleNamespace(store=store, replicas=None, worker_name="gpu@test")
+    runtime = SimpleNamespace(store=store, replicas=None, worker_name="gpu@test", stopping=threading.Event())
     with pytest.raises(WrongState):
         _record_durably(runtime, running, succeed)
