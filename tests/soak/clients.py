@@ -35,13 +35,36 @@ def small_job(tag: str, rng: random.Random) -> dict:
     return {"prompt": f"{tag} một câu ngắn", "max_tokens": rng.randint(4, 24), "ignore_eos": True}
 
 
+# A schema the demo model completes in a few tokens: a chat asking for it that ends with `stop` must parse.
+SMALL_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "answer",
+        "schema": {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}},
+            "required": ["ok"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
 def chat_body(tag: str, rng: random.Random, stream: bool) -> dict:
+    """A chat, some asking for what batch users reach for: a JSON schema, logprobs, and (unstreamed) n = 2."""
     body = {
         "model": "soak",
         "messages": [{"role": "user", "content": f"{tag} xin chào"}],
         "max_tokens": rng.randint(4, 24),
         "temperature": 0,
     }
+    feature = rng.random()
+    if feature < 0.25:
+        body |= {"response_format": SMALL_SCHEMA, "max_tokens": 32}
+    elif feature < 0.5:
+        body |= {"logprobs": True, "top_logprobs": 2}
+        if not stream:
+            body["n"] = 2
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
     return body
@@ -163,11 +186,26 @@ class Clients:
     def chat(self, session: requests.Session, rng: random.Random) -> None:
         tag = self.tag("chat")
         route = "POST /v1/chat/completions"
-        answer, job_id = self._submit(session, rng, route, "/v1/chat/completions", chat_body(tag, rng, False), "chat",
-                                      tag)  # fmt: skip
+        body = chat_body(tag, rng, False)
+        answer, job_id = self._submit(session, rng, route, "/v1/chat/completions", body, "chat", tag)
         if job_id and isinstance(answer, requests.Response) and answer.status_code == 200:
-            text = answer.json()["choices"][0]["message"]["content"]
-            self.history.saw_finished(job_id, "succeeded", text, "chat")
+            choices = answer.json()["choices"]
+            self.history.saw_finished(job_id, "succeeded", choices[0]["message"]["content"], "chat")
+            self._check_features(body, choices)
+
+    def _check_features(self, body: dict, choices: list[dict]) -> None:
+        """What a chat asked for is in its answer: n choices, logprobs per choice, JSON that parses when it ended
+        with `stop`; anything else is a finding."""
+        if len(choices) != body.get("n", 1):
+            self.history.client_failed("chat", ValueError(f"{len(choices)} choices for n={body.get('n', 1)}"))
+        for choice in choices:
+            if body.get("logprobs") and not (choice.get("logprobs") or {}).get("content"):
+                self.history.client_failed("chat", ValueError("logprobs asked, none in the answer"))
+            if "response_format" in body and choice["finish_reason"] == "stop":
+                try:
+                    json.loads(choice["message"]["content"])
+                except ValueError as error:
+                    self.history.client_failed("chat", error)
 
     def chat_stream(self, session: requests.Session, rng: random.Random) -> None:
         """A streamed chat completion, read to its `[DONE]`: the text of its chunks is the job's text."""
