@@ -65,10 +65,10 @@ def read_inputs(path: Path, defaults: dict[str, Any]) -> list[InputLine]:
             InputLine(row.get("custom_id") or f"row-{number}", defaults | {"prompt": row["prompt"]})
             for number, row in enumerate(rows, start=1)
         ]
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    first = next((line for line in newline_split(text) if line.strip()), "")
     if path.suffix.lower() in (".jsonl", ".ndjson") or first.lstrip().startswith("{"):
         lines = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(newline_split(text), start=1):
             if line.strip():
                 item = json.loads(line)
                 custom_id = str(item.get("custom_id", f"line-{number}"))
@@ -78,7 +78,7 @@ def read_inputs(path: Path, defaults: dict[str, Any]) -> list[InputLine]:
         return lines
     return [
         InputLine(f"line-{number}", defaults | {"prompt": line})
-        for number, line in enumerate(text.splitlines(), start=1)
+        for number, line in enumerate(newline_split(text), start=1)
         if line.strip()
     ]
 
@@ -91,6 +91,12 @@ def schema_format(path: Path) -> dict[str, Any]:
         raise SystemExit(f"{path}: not a readable JSON file ({error})") from None
     name = "".join(c if c.isalnum() or c in "_-" else "_" for c in path.stem)[:64] or "schema"
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def newline_split(text: str) -> list[str]:
+    """Lines split at newlines only (a `\r` before one dropped). `str.splitlines` also splits at U+2028, U+0085 and
+    other separators, which JSON leaves raw inside strings: a generated text holding one cut its result line in two."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 @dataclass
@@ -109,7 +115,9 @@ class Output:
             # A line cut short by a crash: drop it; its input is collected again (its job is found, not remade).
             text = text[: text.rfind("\n") + 1]
             self.path.write_text(text, encoding="utf-8")
-        for line in text.splitlines():
+        for line in newline_split(text):
+            if not line:
+                continue
             result = json.loads(line)
             self.done[result["custom_id"]] = status_of(result)
         return self
@@ -120,7 +128,12 @@ class Output:
             if result["custom_id"] in self.done:
                 return False
             with self.path.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(result, ensure_ascii=False) + "\n")
+                line = json.dumps(result, ensure_ascii=False)
+                # JSON leaves these raw inside strings, yet many readers split lines at them: escaped, one result
+                # stays one line.
+                for raw in ("\u0085", "\u2028", "\u2029"):
+                    line = line.replace(raw, f"\\u{ord(raw):04x}")
+                out.write(line + "\n")
                 out.flush()
             self.done[result["custom_id"]] = status_of(result)
             return True

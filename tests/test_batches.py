@@ -17,6 +17,7 @@ from api.app import create_app
 from core.jobs.model import parse_iso, utc_now_iso
 from core.redis.keys import JOB_KEY
 from tests.conftest import ROOT, queue_length, unconsumed_queue_name
+from tests.jsonl import json_lines
 from tests.polling import poll_until, wait_for_terminal
 from tests.test_job_spine import submit
 
@@ -56,7 +57,7 @@ def wait_for_batch(base_url: str, batch_id: str, timeout_s: float = 120) -> dict
 def results(base_url: str, batch_id: str) -> list[dict]:
     response = requests.get(f"{base_url}/batches/{batch_id}/results", timeout=120)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/jsonl")
-    return [json.loads(line) for line in response.text.splitlines()]
+    return json_lines(response.text)
 
 
 def test_200_line_batch_completes_with_results_in_input_order(api_server):
@@ -208,15 +209,15 @@ def test_script_killed_halfway_resumes_without_duplicates(api_server, redis_serv
         command + ["--temperature", "0.9"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 60
-    while not (out.exists() and len(out.read_text().splitlines()) >= 5):
+    while not (out.exists() and len(json_lines(out.read_text())) >= 5):
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    written_before = len(out.read_text().splitlines())
+    written_before = len(json_lines(out.read_text()))
     second = subprocess.run(command + ["--temperature", "0.9"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stdout + second.stderr
-    got = [json.loads(line) for line in out.read_text().splitlines()]
+    got = json_lines(out.read_text())
     assert sorted(r["custom_id"] for r in got) == sorted(f"line-{i}" for i in range(1, 31))
     assert all(r["status"] == "succeeded" for r in got)
     assert written_before < 30 and "resuming" in second.stdout
@@ -233,7 +234,27 @@ def test_script_reads_csv_and_reports_failures_with_exit_code(api_server_without
          "--max-tokens", "2047", "--greedy"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    got = {json.loads(line)["custom_id"]: json.loads(line) for line in out.read_text().splitlines()}
+    got = {line["custom_id"]: line for line in json_lines(out.read_text())}
     assert set(got) == {"ok", "too-long"}
     assert got["ok"]["status"] == "failed" and got["ok"]["error"]["type"] == "invalid_input"
     assert result.returncode == 1 and "2 failed" in result.stdout
+
+
+def test_script_results_keep_one_line_each_and_resume_past_a_raw_line_separator(tmp_path):
+    from scripts.submit_batch import Output, read_inputs
+
+    out = tmp_path / "out.jsonl"
+    # A result written before separators were escaped: its text holds a raw U+2028 (valid JSON inside a string).
+    out.write_text('{"custom_id": "a", "status": "succeeded", "output": {"text": "x\u2028y"}}\n', encoding="utf-8")
+    output = Output(out).load()
+    assert output.done == {"a": "succeeded"}
+    assert output.append({"custom_id": "b", "status": "succeeded", "output": {"text": "p\u2029q\x85r"}})
+    assert [line["output"]["text"] for line in json_lines(out.read_text(encoding="utf-8"))] == [
+        "x\u2028y",
+        "p\u2029q\x85r",
+    ]
+    written = out.read_text(encoding="utf-8").split("\n")[1]
+    assert written.splitlines() == [written]  # the new line is escaped: one line for any reader
+    prompts = tmp_path / "in.jsonl"
+    prompts.write_text('{"custom_id": "c", "body": {"prompt": "một\u2028hai"}}\n', encoding="utf-8")
+    assert [line.body["prompt"] for line in read_inputs(prompts, {})] == ["một\u2028hai"]

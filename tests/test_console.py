@@ -4,7 +4,6 @@ phone's screen, API keys, and no request leaving the service. Screenshots go to 
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import requests
 from launcher.redis_server import free_port
 from tests.browser import launched_browser, screenshot
 from tests.conftest import start_api_server, stop_process
+from tests.jsonl import json_lines
 from tests.polling import get_job, poll_until, wait_for_job
 from tests.receivers import Receiver
 
@@ -108,7 +108,7 @@ def test_console_end_to_end(browser, api_server, webhook_worker, tmp_path):
     screenshot(page, "05-batch-done")
     with page.expect_download() as download:
         page.click(f"{batch_row} button.results")
-    results = [json.loads(line) for line in Path(download.value.path()).read_text("utf-8").splitlines()]
+    results = json_lines(Path(download.value.path()).read_text("utf-8"))
     assert [result["custom_id"] for result in results] == [f"line-{n}" for n in range(1, 21)]
     assert {result["status"] for result in results} == {"succeeded"}
 

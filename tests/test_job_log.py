@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
+from tests.jsonl import json_lines
 from tests.polling import poll_until
 from tests.test_job_spine import run
 from worker.job_log import JOB_LOG_FILE, JobLog
@@ -17,7 +18,7 @@ def lines_for(log_file: Path, job_ids: set[str]) -> list[dict]:
     """The log's lines about these jobs (the session's other jobs are in it too)."""
     if not log_file.exists():
         return []
-    found = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
+    found = json_lines(log_file.read_text(encoding="utf-8"))
     return [line for line in found if line["id"] in job_ids]
 
 
@@ -69,7 +70,7 @@ def test_log_prompts_writes_prompt_and_output_and_the_file_rotates_by_size(tmp_p
     job_log.close()
     files = sorted(tmp_path.glob(f"{JOB_LOG_FILE}*"))
     assert len(files) > 1 and all(path.stat().st_size <= 2048 for path in files)
-    lines = [json.loads(line) for path in files for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line for path in files for line in json_lines(path.read_text(encoding="utf-8"))]
     assert sorted(line["id"] for line in lines) == sorted(job.id for job in written)
     by_id = {line["id"]: line for line in lines}
     for job in written:

@@ -12,6 +12,7 @@ import jsonschema_rs
 import requests
 
 from tests.conftest import ROOT
+from tests.jsonl import json_lines
 from tests.polling import wait_for_terminal
 from tests.test_job_spine import submit
 
@@ -118,7 +119,7 @@ def test_a_batch_submitted_with_a_schema_file_validates_on_every_line(api_server
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
-    results = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    results = json_lines(out.read_text(encoding="utf-8"))
     assert len(results) == 20
     for result in results:
         assert result["output"]["finish_reason"] == "stop", result

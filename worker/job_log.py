@@ -3,19 +3,16 @@ by size beside the resource log. Prompts and outputs are user data: they go in o
 
 from __future__ import annotations
 
-import json
 import logging
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
 from core.jobs.model import Job
+from core.json_lines import one_line
 
 JOB_LOG_FILE = "jobs.jsonl"
 BACKUP_COUNT = 5  # rotated files kept, as for the resource log
-# Characters JSON may carry raw inside a string but that many readers take for a line break (Python's
-# splitlines, JavaScript before ES2019, some editors): written escaped, so each job stays one line for every reader.
-_LINE_BREAKS_JSON_KEEPS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
 def job_log_record(job: Job, *, include_prompts: bool) -> dict[str, Any]:
@@ -42,14 +39,6 @@ def job_log_record(job: Job, *, include_prompts: bool) -> dict[str, Any]:
         record["input"] = job.input.model_dump(mode="json", include={"prompt", "messages"}, exclude_none=True)
         record["output"] = job.output.text if job.output is not None else None
     return record
-
-
-def one_line(record: dict[str, Any]) -> str:
-    """The record as JSON on one line: readable UTF-8, with the line breaks JSON leaves raw escaped."""
-    line = json.dumps(record, ensure_ascii=False)
-    for raw, escaped in _LINE_BREAKS_JSON_KEEPS.items():
-        line = line.replace(raw, escaped)
-    return line
 
 
 class JobLog:

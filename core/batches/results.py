@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Literal, Self
 
 from pydantic import BaseModel, Field
 
 from core.jobs.model import Job, JobStatus
 from core.jobs.records import JobError, JobOutput, JobUsage
+from core.json_lines import one_line
 
 
 class BatchResultLine(BaseModel):
@@ -39,4 +39,4 @@ class BatchResultLine(BaseModel):
     def jsonl(self) -> str:
         """The line as sent: JSON with non-ASCII kept, the fields never set left out, and a newline."""
         unset = set(type(self).model_fields) - self.model_fields_set
-        return json.dumps(self.model_dump(mode="json", exclude=unset), ensure_ascii=False) + "\n"
+        return one_line(self.model_dump(mode="json", exclude=unset)) + "\n"

@@ -6,11 +6,11 @@ Answers are built as these models and sent as their JSON; the OpenAPI document s
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.json_lines import one_line
 from core.openai.protocol import ChatCompletion, Endpoint, OpenAIErrorBody, OpenAIList, TextCompletion
 
 MIN_OUTPUT_TTL_S = 3600
@@ -133,4 +133,4 @@ class OpenAIBatchOutputLine(BaseModel):
 
     def jsonl(self) -> str:
         """The line as written: JSON with non-ASCII kept, and a newline."""
-        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False) + "\n"
+        return one_line(self.model_dump(mode="json")) + "\n"

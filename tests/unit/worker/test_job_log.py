@@ -6,7 +6,8 @@ import json
 
 from core.jobs.model import Job, JobStatus
 from core.jobs.records import JobOutput, JobUsage
-from worker.job_log import JobLog, job_log_record, one_line
+from core.json_lines import one_line
+from worker.job_log import JobLog, job_log_record
 
 JOB = Job(
     id="a" * 32,
