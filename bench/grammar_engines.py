@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.results import machine_description, record
+from bench.results import machine_description, report
 from bench.run_bench import CACHE, build_bench_model, run_json_process
 from bench.schema_cost import RECORDS
 
@@ -220,10 +220,7 @@ def main() -> int:
             "engine and masks with its own unpacking, the last column).\n"
         )
     text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_record:
-        record(text)
-    return 0
+    return report(text, keep=not args.no_record)
 
 
 if __name__ == "__main__":

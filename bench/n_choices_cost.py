@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench.results import machine_description, record
+from bench.results import machine_description, report
 from bench.rules_cost import CLIENTS, best_in_fresh_processes, command_line
 from bench.workload import SAMPLING, Sender, percentile, run_clients
 
@@ -77,10 +77,7 @@ def main() -> int:
         )
         + f"\nRatio n=4 / n=1 tokens/s: {ratio:.3f}.\n"
     )
-    print(text)
-    if not args.no_record:
-        record(text)
-    return 0
+    return report(text, keep=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,11 @@ def record(text: str) -> None:
     with RESULTS.open("a", encoding="utf-8") as results:
         results.write("\n" + text)
     print(f"appended to {RESULTS}")
+
+
+def report(text: str, *, keep: bool) -> int:
+    """Print a bench's figures and, when `keep`, append them to bench/RESULTS.md; the bench's exit status (0)."""
+    print(text)
+    if keep:
+        record(text)
+    return 0

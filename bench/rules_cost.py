@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from bench.results import machine_description, record
+from bench.results import machine_description, report
 from bench.run_bench import CACHE, build_bench_model, run_json_process
 from bench.workload import SAMPLING, Sender, measure_throughput
 
@@ -73,10 +73,7 @@ def compare(
         f"| variant | tokens/s |\n| --- | --- |\n{rows}\n"
         f"Ratio with / without {ratio_of}: {best[other] / best[base]:.3f}.\n"
     )
-    print(text)
-    if not args.no_record:
-        record(text)
-    return 0
+    return report(text, keep=not args.no_record)
 
 
 def command_line(doc: str, variants, one) -> argparse.Namespace | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench.results import machine_description, record
+from bench.results import machine_description, report
 from bench.rules_cost import CLIENTS, best_in_fresh_processes, command_line, engine_throughput
 from bench.workload import SAMPLING
 
@@ -85,10 +85,7 @@ def main() -> int:
         f"{best['schema']['grammar_ms_per_call']:.3f} |\n\n"
         f"Ratio with / without a schema: {ratio:.3f}.\n"
     )
-    print(text)
-    if not args.no_record:
-        record(text)
-    return 0
+    return report(text, keep=not args.no_record)
 
 
 if __name__ == "__main__":
