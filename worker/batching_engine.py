@@ -40,7 +40,7 @@ from worker.generation import (
     GenerationResult,
     Progress,
     TokenLogprob,
-    check_stop_token_ids,
+    check_token_ids,
 )
 from worker.model_loading import LoadedModel
 from worker.places import Places
@@ -181,7 +181,7 @@ class BatchingEngine:
         if self._runs_sequentially(plan):
             return self._generate_sequential(params, should_cancel, on_tokens, on_logprobs)
         prompt_ids = self.encoder.encode(params)
-        check_stop_token_ids(params, self.vocab_size)
+        check_token_ids(params, self.vocab_size)
         started = time.perf_counter()
         count, wave = params.choice_count, self._batch_places.count
         results: list[GenerationResult] = []

@@ -213,9 +213,9 @@ class PromptEncoder:
         return input_ids
 
 
-def check_stop_token_ids(params: JobInput, vocab_size: int) -> None:
-    """Refuse stop (and prompt) token ids outside the model's vocabulary (the API checks stop ids too, where it can
-    read the model)."""
+def check_token_ids(params: JobInput, vocab_size: int) -> None:
+    """Refuse stop and prompt token ids outside the model's vocabulary (the API checks both too, where it can read
+    the model)."""
     for name in ("stop_token_ids", "prompt_token_ids"):
         outside = [i for i in getattr(params, name) or [] if i >= vocab_size]
         if outside:

@@ -18,7 +18,7 @@ from worker.generation import (
     Progress,
     PromptEncoder,
     TokenLogprob,
-    check_stop_token_ids,
+    check_token_ids,
     context_tokens,
     eos_token_ids,
 )
@@ -149,7 +149,7 @@ class SequentialEngine:
         on_logprobs: Callable[[list[TokenLogprob]], None] | None,
     ) -> GenerationResult:
         prompt_ids = self.encoder.encode(params)
-        check_stop_token_ids(params, self.vocab_size)
+        check_token_ids(params, self.vocab_size)
         input_ids = torch.tensor([prompt_ids], device=self.device)
         stops = StopScanner(self.tokenizer, params.stop) if params.stop else None
         plan = SamplingPlan.of(params)

@@ -89,9 +89,9 @@ def test_a_stop_string_cuts_the_logprobs_with_the_tokens_and_echo_keeps_the_prom
 
 
 def test_token_id_prompts_are_used_as_they_are_and_checked_against_the_vocabulary(loaded_model):
-    from worker.generation import check_stop_token_ids
+    from worker.generation import check_token_ids
 
     encoder = PromptEncoder(loaded_model.tokenizer, 64)
     assert encoder.encode(GenerationInput(prompt_token_ids=[5, 6, 7], max_tokens=4)) == [5, 6, 7]
     with pytest.raises(EngineInputError, match="prompt_token_ids: 99999"):
-        check_stop_token_ids(GenerationInput(prompt_token_ids=[5, 99999]), 8192)
+        check_token_ids(GenerationInput(prompt_token_ids=[5, 99999]), 8192)
