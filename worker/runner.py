@@ -36,6 +36,8 @@ HAND_BACK_WAIT_S = 15.0
 DRAINING_TTL_S = 3.0
 # How much longer a stopping worker retries an outcome Redis won't take (see _while_redis_is_away).
 STOPPING_WRITE_WAIT_S = 10.0
+# How long a job's start rides out a Redis outage, as its take does.
+START_WRITE_WAIT_S = 30.0
 
 
 @dataclass
@@ -251,7 +253,13 @@ def run_job(runtime: WorkerRuntime, job_id: str) -> None:
         # A job that already used an attempt was running when its worker died: it may be what kills workers.
         with runtime.engine.slot(params, priority_step(queued.priority), alone=queued.attempts > 0):
             try:
-                job = store.transition(job_id, JobStatus.RUNNING, mark_started)
+                # A start whose answer Redis lost (a restart between commit and reply) is retried, and then found
+                # already done by this worker (_started_here) rather than left running with no thread behind it.
+                job = _while_redis_is_away(
+                    lambda: store.transition(job_id, JobStatus.RUNNING, mark_started),
+                    give_up_after_s=START_WRITE_WAIT_S,
+                    stopping=runtime.stopping,
+                )
             except (JobNotFound, WrongState) as reason:
                 job = _started_here(store, job_id, queued, runtime.worker_name, started_at)
                 if job is None:

@@ -224,3 +224,25 @@ def test_a_stopping_worker_stops_retrying_an_outcome_redis_wont_take(monkeypatch
         return "written"
 
     assert runner._while_redis_is_away(comes_back, stopping=threading.Event()) == "written"
+
+
+def test_a_start_whose_answer_redis_lost_runs_the_job_instead_of_leaving_it_running(make_runtime, monkeypatch):
+    from core.errors import StoreUnavailable
+
+    runtime = make_runtime()
+    job_id = submit(runtime, {"prompt": "Hello", "max_tokens": 3, "ignore_eos": True, "temperature": 0})
+    real_transition = runtime.store.transition
+    lost = []
+
+    def answer_lost_once(target_id, status, change, **kwargs):
+        job = real_transition(target_id, status, change, **kwargs)
+        if status == JobStatus.RUNNING and not lost:
+            lost.append(job.id)  # Redis ran the start, then restarted before its answer came back
+            raise StoreUnavailable("the job store is unreachable")
+        return job
+
+    monkeypatch.setattr(runtime.store, "transition", answer_lost_once)
+    run_next_job(runtime, job_id)
+    job = runtime.store.get(job_id)
+    assert lost == [job_id]
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1 and job.usage.completion_tokens == 3
