@@ -288,7 +288,7 @@ class BatchingEngine:
                         self.manager.cancel_request(request_id)
                 raise pending.failure
         return [
-            pending.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)
+            pending.result(self.tokenizer, plan.end_token_ids(self.eos_token_ids), params.stop, plan.stop_token_ids)
             for _, pending in requests
         ]
 

@@ -85,11 +85,13 @@ class Progress:
     prompt_logprobs: list[TokenLogprob | None] | None = None
 
     def result(
-        self, tokenizer, eos_ids: list[int], stops: list[str] | None, stop_token_ids: tuple[int, ...] = ()
+        self, tokenizer, end_ids: list[int], stops: list[str] | None, stop_token_ids: tuple[int, ...] = ()
     ) -> GenerationResult:
         """The job's result: the text up to a stop string (and only the tokens it took), why it ended, its timings.
 
-        A stop token id ends the job as EOS does: counted as a token, left out of the text.
+        `end_ids` are the ids that end this job (SamplingPlan.end_token_ids): with ignore_eos an EOS the batch
+        sampled is an ordinary token, not a stop. A stop token id ends the job as EOS does: counted as a token,
+        left out of the text.
         """
         tokens = list(self.tokens)
         if self.stop_hit:
@@ -104,9 +106,7 @@ class Progress:
         logprobs = as_records(tokenizer, self.logprobs, tokens) if self.logprobs is not None else None
         return GenerationResult(
             text=text,
-            finish_reason=finish_reason_of(
-                tokens, [*eos_ids, *stop_token_ids], stop_hit=self.stop_hit, canceled=self.canceled
-            ),
+            finish_reason=finish_reason_of(tokens, end_ids, stop_hit=self.stop_hit, canceled=self.canceled),
             prompt_tokens=self.prompt_len,
             completion_tokens=len(tokens),
             time_to_first_token_s=(self.first_token_at - self.started_at if self.first_token_at is not None else None),

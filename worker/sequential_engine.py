@@ -183,4 +183,4 @@ class SequentialEngine:
         progress.tokens = output[0, len(prompt_ids) :].tolist()
         if capture is not None:
             progress.logprobs = capture.finish(progress.tokens)
-        return progress.result(self.tokenizer, self.eos_token_ids, params.stop, plan.stop_token_ids)
+        return progress.result(self.tokenizer, plan.end_token_ids(self.eos_token_ids), params.stop, plan.stop_token_ids)

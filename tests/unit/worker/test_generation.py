@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.jobs.model import GenerationInput
+from core.jobs.model import GenerationInput, JobInput
 from worker.generation import (
     EngineDead,
     EngineFailed,
@@ -71,6 +71,20 @@ def test_finish_reasons():
     assert finish_reason_of([5], [2], stop_hit=True, canceled=False) == "stop"
     assert finish_reason_of([5], [2], stop_hit=False, canceled=True) == "canceled"
     assert finish_reason_of([5], [2], stop_hit=False, canceled=False) == "length"
+
+
+def test_an_eos_sampled_under_ignore_eos_is_no_stop(loaded_model):
+    """The batch can sample EOS for an ignore_eos job (nothing ends it there): the job ran to its budget."""
+    from worker.generation import Progress
+    from worker.sampling import SamplingPlan
+
+    tokenizer = loaded_model.tokenizer
+    eos = eos_token_ids(loaded_model.model, tokenizer)
+    progress = Progress(prompt_len=2, started_at=0.0, tokens=[5, 6, eos[0]])
+    plan = SamplingPlan.of(JobInput(prompt="x", max_tokens=3, ignore_eos=True))
+    assert progress.result(tokenizer, plan.end_token_ids(eos), None).finish_reason == "length"
+    plain = SamplingPlan.of(JobInput(prompt="x", max_tokens=3))
+    assert progress.result(tokenizer, plain.end_token_ids(eos), None).finish_reason == "stop"
 
 
 def test_a_stop_string_cuts_the_logprobs_with_the_tokens_and_echo_keeps_the_prompt(loaded_model):
