@@ -38,6 +38,11 @@ log = logging.getLogger("llm.store")
 DEFAULT_QUEUE = "gpu"
 
 
+def turns_of(jobs: list[Job]) -> dict[str, int]:
+    """The turns each job's take spends in its owner's line: one per row it takes in the batch (its choices)."""
+    return {job.id: job.input.choice_count for job in jobs}
+
+
 class JobStore:
     """Reads and writes jobs; every status change goes through `transition`, which enforces the table.
 
@@ -68,7 +73,7 @@ class JobStore:
         pipe.zadd(QUEUED_INDEX_KEY, {job.id: time.time()})
         pipe.zadd(OWNER_INDEX_KEY.format(owner=job.owner), {job.id: sequence})
         stage_queued_count(pipe, job.owner, 1)
-        self.fair.stage_enqueue(pipe, job.owner, job.priority, [job.id])
+        self.fair.stage_enqueue(pipe, job.owner, job.priority, [job.id], turns=turns_of([job]))
         pipe.execute()
 
     @redis_boundary()
@@ -96,8 +101,8 @@ class JobStore:
     def stage_into_lines(self, pipe: redis.client.Pipeline, jobs: list[Job]) -> None:
         """Queue, in the caller's transaction, these queued jobs at the end of their owners' lines."""
         for owner, priority in sorted({(job.owner, job.priority) for job in jobs}):
-            same = [job.id for job in jobs if job.owner == owner and job.priority == priority]
-            self.fair.stage_enqueue(pipe, owner, priority, same)
+            same = [job for job in jobs if job.owner == owner and job.priority == priority]
+            self.fair.stage_enqueue(pipe, owner, priority, [job.id for job in same], turns=turns_of(same))
 
     @redis_boundary()
     def queued_count(self, owner: str) -> int:
@@ -204,7 +209,7 @@ class JobStore:
         if job.status == JobStatus.QUEUED:
             pipe.zadd(QUEUED_INDEX_KEY, {job.id: time.time()})
             # Handed back (its worker stopped or died): it goes again before its owner's later jobs.
-            self.fair.stage_enqueue(pipe, job.owner, job.priority, [job.id], front=True)
+            self.fair.stage_enqueue(pipe, job.owner, job.priority, [job.id], front=True, turns=turns_of([job]))
         elif job.status == JobStatus.RUNNING:
             pipe.sadd(RUNNING_INDEX_KEY, job.id)
             if job.worker is not None:
@@ -350,7 +355,7 @@ class JobStore:
                 if worker is not None:
                     pipe.srem(WORKER_RESERVED_KEY.format(name=worker), job_id)
                 if waiting:
-                    self.fair.stage_enqueue(pipe, job.owner, job.priority, [job_id], front=True)
+                    self.fair.stage_enqueue(pipe, job.owner, job.priority, [job_id], front=True, turns=turns_of([job]))
                     pipe.zadd(QUEUED_INDEX_KEY, {job_id: time.time()}, xx=True)
                 return job if waiting else None
 

@@ -27,6 +27,7 @@ FAIR_OWNERS_KEY = "llm:fair:{queue}:{priority}:owners"
 FAIR_CLOCK_KEY = "llm:fair:{queue}:{priority}:clock"
 FAIR_SERVED_KEY = "llm:fair:{queue}:{priority}:served"
 FAIR_MEMBERS_KEY = "llm:fair:{queue}:members"  # hash: job id -> priority, for every job in a line
+FAIR_TURNS_KEY = "llm:fair:{queue}:turns"  # hash: job id -> turns its take spends, for those spending more than one
 FAIR_SEQUENCE_KEY = "llm:fair:{queue}:seq"  # counter giving jobs their place at the end of a line
 WEBHOOK_DELIVERY_KEY = "llm:webhook:{delivery_id}"  # JSON of one webhook event still being delivered
 WEBHOOK_DUE_KEY = "llm:webhooks:due"  # sorted set: delivery ids by the Unix time their next attempt is due

@@ -6,7 +6,7 @@ import pytest
 
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
 from core.jobs.store import JobStore, connect
-from core.redis.keys import WORKER_RESERVED_KEY
+from core.redis.keys import FAIR_TURNS_KEY, WORKER_RESERVED_KEY
 
 WORKER = "gpu@test#1"
 
@@ -17,20 +17,24 @@ def store(redis_server, request) -> JobStore:
     return JobStore(connect(redis_server.url), job_ttl_s=3600, queue=f"fair-{request.node.name}")
 
 
-def queue_jobs(store: JobStore, owner: str, count: int, priority: str = "normal") -> list[str]:
+def queue_jobs(store: JobStore, owner: str, count: int, priority: str = "normal", choices: int = 1) -> list[str]:
     ids = []
     for _ in range(count):
         job = Job(
             id=new_job_id(),
             status=JobStatus.QUEUED,
             created_at=utc_now_iso(),
-            input={"prompt": "x"},
+            input={"prompt": "x", "n": choices},
             owner=owner,
             priority=priority,
         )
         store.create(job)
         ids.append(job.id)
     return ids
+
+
+def turns_key(store: JobStore) -> str:
+    return FAIR_TURNS_KEY.format(queue=store.fair.queue)
 
 
 def take_all(store: JobStore, limit: int = 10_000) -> list[str]:
@@ -72,6 +76,39 @@ def test_a_key_that_queues_one_job_at_a_time_gets_no_more_turns_than_the_others(
     # Three owners with work: the one that trickles gets its third, not every other place.
     assert order.count("trickle") <= 11
     assert order.count("steady-1") >= 9 and order.count("steady-2") >= 9
+
+
+def test_a_job_with_n_choices_spends_n_turns(store):
+    """n choices take n rows of the batch: the key that asks for them waits as long as n single jobs would."""
+    many = queue_jobs(store, "many", 3, choices=4)
+    single = queue_jobs(store, "single", 12)
+    order = take_all(store)
+    assert sorted(order) == sorted(many + single)
+    # Between two of `many`'s jobs, `single` gets four places (its four rows' worth), not one.
+    positions = [order.index(job_id) for job_id in many]
+    assert [later - earlier for earlier, later in zip(positions, positions[1:])] == [5, 5]
+    assert store.redis.hlen(turns_key(store)) == 0  # a taken job leaves no turns behind
+
+
+def test_a_key_that_comes_back_after_an_n_choice_job_waits_out_its_turns(store):
+    queue_jobs(store, "other", 10)
+    (wide,) = queue_jobs(store, "wide", 1, choices=6)
+    order = take_all(store, limit=2)
+    assert wide in order  # its turn came, and its line emptied
+    (later,) = queue_jobs(store, "wide", 1)
+    rest = take_all(store)
+    # It rejoins six turns on (the five the other key was owed, and a tie that goes by key name), not at once.
+    assert rest.index(later) == 6
+
+
+def test_a_canceled_or_handed_back_n_choice_job_keeps_no_stale_turns(store):
+    kept, canceled = queue_jobs(store, "a", 2, choices=3)
+    assert store.cancel_queued([canceled]) == 1
+    assert store.redis.hget(turns_key(store), canceled) is None
+    assert store.take_next(WORKER) == kept
+    assert [job.id for job in store.put_back([kept], WORKER)] == [kept]
+    assert store.redis.hget(turns_key(store), kept) == "3"  # back in line, still three rows' worth
+    assert take_all(store) == [kept]
 
 
 def test_every_higher_priority_job_is_taken_before_any_lower_one(store):
