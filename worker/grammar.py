@@ -12,9 +12,11 @@ import threading
 from collections.abc import Sequence
 
 import llguidance
-import llguidance.hf
 import torch
 from llguidance import LLMatcher
+
+from worker.generation import EngineInputError
+from worker.grammar_tokenizer import UnsupportedTokenizer, lltokenizer_of
 
 log = logging.getLogger("llm.worker")
 
@@ -27,14 +29,22 @@ class Grammars:
     def __init__(self, tokenizer) -> None:
         self._hf_tokenizer = tokenizer
         self._tokenizer: llguidance.LLTokenizer | None = None
+        self._refusal: UnsupportedTokenizer | None = None
         self._lock = threading.Lock()
 
     @property
     def tokenizer(self) -> llguidance.LLTokenizer:
-        """llguidance's view of the model's tokenizer (about 10 ms for the demo model, up to a second for large)."""
+        """llguidance's view of the model's tokenizer (worker/grammar_tokenizer.py), made at the first use; a
+        tokenizer it can't read fails each JSON-output job as its input (the model can't honour it), once logged."""
         with self._lock:
-            if self._tokenizer is None:
-                self._tokenizer = llguidance.hf.from_tokenizer(self._hf_tokenizer)
+            if self._tokenizer is None and self._refusal is None:
+                try:
+                    self._tokenizer = lltokenizer_of(self._hf_tokenizer)
+                except UnsupportedTokenizer as refusal:
+                    log.error("JSON output (response_format) can't run on this model: %s", refusal)
+                    self._refusal = refusal
+            if self._refusal is not None:
+                raise EngineInputError(f"response_format: this model's tokenizer can't be used: {self._refusal}")
             return self._tokenizer
 
     def rule(self, grammar: str, end_ids: Sequence[int]) -> GrammarMask:
