@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 from api.client_connection import DepartureWatch
 from api.services import Services
@@ -38,6 +39,23 @@ def cancel_abandoned(svc: Services, job_id: str, owner: str, call: str) -> None:
 def wait_for_caller(svc: Services, owner: str, job: Job, sock: socket.socket | None) -> Job:
     """The job once it is terminal or SYNC_WAIT_SECONDS have passed, canceled if the caller leaves meanwhile
     (`sock` None: it is not, or the server can't tell)."""
+    return wait_for_caller_all(svc, owner, [job], sock)[0]
+
+
+def wait_for_caller_all(svc: Services, owner: str, jobs: list[Job], sock: socket.socket | None) -> list[Job]:
+    """The jobs of one call, each once it is terminal or SYNC_WAIT_SECONDS (one wait for all) have passed; every one
+    canceled if the caller leaves meanwhile."""
     settings = svc.settings
-    with DepartureWatch(sock, lambda: cancel_abandoned(svc, job.id, owner, "synchronous")):
-        return svc.waits.until_terminal(job.id, settings.sync_wait_seconds, outage_s=settings.sync_wait_outage_seconds)
+    deadline = time.monotonic() + settings.sync_wait_seconds
+
+    def cancel_all() -> None:
+        for job in jobs:
+            cancel_abandoned(svc, job.id, owner, "synchronous")
+
+    with DepartureWatch(sock, cancel_all):
+        return [
+            svc.waits.until_terminal(
+                job.id, max(0.0, deadline - time.monotonic()), outage_s=settings.sync_wait_outage_seconds
+            )
+            for job in jobs
+        ]

@@ -70,6 +70,29 @@ def test_text_completion(client, openai_server):
     assert job["input"]["prompt"] == "Hà Nội là" and job["output"]["text"] == answer.choices[0].text
 
 
+def test_a_list_of_prompts_is_answered_with_every_prompts_choices_in_order(client, openai_server):
+    """What evaluation harnesses send: several prompts in one request, each with n choices and logprobs."""
+    prompts = ["Hà Nội là", "Huế ở", "Sài Gòn"]
+    answer = client.completions.create(
+        model="m", prompt=prompts, max_tokens=5, n=2, logprobs=1, echo=True, extra_body={"ignore_eos": True}
+    )
+    assert [choice.index for choice in answer.choices] == list(range(6))
+    for choice in answer.choices:
+        prompt = prompts[choice.index // 2]  # prompt i's choice j has index i * n + j
+        assert choice.text.startswith(prompt) and choice.finish_reason == "length"
+        assert choice.logprobs.tokens and len(choice.logprobs.token_logprobs) == len(choice.logprobs.tokens)
+    assert answer.usage.completion_tokens == 3 * 2 * 5
+    # Each prompt was a job of its own; the answer's id names the first.
+    first = job_of(openai_server.base_url, answer.id)
+    assert first["input"]["prompt"] == prompts[0] and first["status"] == "succeeded"
+    ids = client.completions.create(
+        model="m", prompt=[[5, 6, 7], [8, 9]], max_tokens=3, extra_body={"ignore_eos": True}
+    )
+    assert len(ids.choices) == 2 and ids.usage.prompt_tokens == 5
+    with pytest.raises(openai.BadRequestError, match="streamed completion takes one prompt"):
+        client.completions.create(model="m", prompt=prompts, max_tokens=3, stream=True)
+
+
 def test_models_list_and_retrieve(client):
     models = client.models.list()
     assert [model.id for model in models.data] == [SERVED_MODEL]

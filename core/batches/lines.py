@@ -228,4 +228,9 @@ def _openai_line_params(item: dict[str, Any], endpoint: Endpoint | None) -> Gene
     request = parse_openai_request(line_endpoint, item.get("body"))
     if request.stream:
         raise InvalidInput("stream: a batch line's answer is not streamed")
+    if len(request.generations) > 1:
+        raise InvalidInput(
+            f"prompt: a batch line takes one prompt (got {len(request.generations)}): one line per prompt",
+            field="prompt",
+        )
     return request.params

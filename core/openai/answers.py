@@ -63,44 +63,60 @@ def choices_of(job: Job) -> list[tuple[str, FinishReason]]:
     return [(job.output.text, finish_reason(job.output.finish_reason))]
 
 
-def completion_answer(endpoint: Endpoint, job: Job, model_name: str) -> ChatCompletion | TextCompletion:
-    """A succeeded job as OpenAI's `chat.completion` or `text_completion`, naming the served model: one choice per
-    sample the job generated (`n`), with indexes 0 to n - 1."""
-    choices = choices_of(job)
+def completion_answer(endpoint: Endpoint, jobs: Sequence[Job], model_name: str) -> ChatCompletion | TextCompletion:
+    """Succeeded jobs as one OpenAI `chat.completion` or `text_completion`, naming the served model: a job per
+    prompt (a chat, or a completion's one prompt: one job; a completion with several prompts: one each, in order),
+    each with the choices it sampled (`n`). Indexes run over all of them, prompt by prompt (prompt i's choice j is
+    i * n + j, as OpenAI numbers them); `usage` adds up every job's; `id` and `created` are the first job's."""
+    first = jobs[0]
     common = {
-        "id": completion_id(endpoint, job.id),
+        "id": completion_id(endpoint, first.id),
         "object": endpoint.object_name,
-        "created": created_at(job),
+        "created": created_at(first),
         "model": model_name,
-        "usage": usage_of(job),
+        "usage": total_usage(jobs),
         "system_fingerprint": None,
     }
+    # (index in the answer, job, choice within the job, text, finish reason)
+    numbered: list[tuple[int, Job, int, str, FinishReason]] = []
+    for job in jobs:
+        for choice, (text, reason) in enumerate(choices_of(job)):
+            numbered.append((len(numbered), job, choice, text, reason))
     if endpoint is Endpoint.CHAT_COMPLETIONS:
         return ChatCompletion(
             choices=[
                 ChatChoice(
                     index=index,
                     message=AssistantMessage(role="assistant", content=text, refusal=None),
-                    logprobs=answer_logprobs(job, chat=True, choice=index),
+                    logprobs=answer_logprobs(job, chat=True, choice=choice),
                     finish_reason=reason,
                 )
-                for index, (text, reason) in enumerate(choices)
+                for index, job, choice, text, reason in numbered
             ],
             **common,
         )
-    # With `echo`, every choice begins with the prompt, as OpenAI's do.
-    echoed = echoed_text(job)
+    # With `echo`, every choice begins with its prompt, as OpenAI's do.
     return TextCompletion(
         choices=[
             TextChoice(
                 index=index,
-                text=echoed + text,
-                logprobs=answer_logprobs(job, chat=False, choice=index),
+                text=echoed_text(job) + text,
+                logprobs=answer_logprobs(job, chat=False, choice=choice),
                 finish_reason=reason,
             )
-            for index, (text, reason) in enumerate(choices)
+            for index, job, choice, text, reason in numbered
         ],
         **common,
+    )
+
+
+def total_usage(jobs: Sequence[Job]) -> JobUsage:
+    """The token counts of all these jobs together (each job's prompt counted once)."""
+    usages = [usage_of(job) for job in jobs]
+    return JobUsage(
+        prompt_tokens=sum(usage.prompt_tokens for usage in usages),
+        completion_tokens=sum(usage.completion_tokens for usage in usages),
+        total_tokens=sum(usage.total_tokens for usage in usages),
     )
 
 

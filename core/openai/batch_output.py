@@ -38,7 +38,7 @@ def output_line(
     response: OpenAIBatchLineResponse | None = None
     error = None
     if job.status == JobStatus.SUCCEEDED:
-        body = completion_answer(endpoint_of(job), job, model_name)
+        body = completion_answer(endpoint_of(job), [job], model_name)
         response = OpenAIBatchLineResponse(status_code=200, request_id=job.id, body=body)
     elif job.status == JobStatus.FAILED:
         # Input the model could not take (its context) is the request's fault; anything else is the server's.

@@ -25,6 +25,9 @@ OPENAI_DEFAULT_TEMPERATURE = 1.0
 OPENAI_DEFAULT_TOP_P = 1.0
 # The legacy completions endpoint generates 16 tokens unless told otherwise.
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+# Prompts one `POST /v1/completions` may carry, each its own job: a batch of an evaluation harness fits; more is
+# what the batch API is for.
+MAX_PROMPTS = 64
 # Below this the service refuses a temperature (its sampling would overflow); OpenAI clients mean "greedy" by it.
 _SMALLEST_SAMPLING_TEMPERATURE = 0.01
 
@@ -119,13 +122,16 @@ class _CommonRequest(_Strict):
         "or `text`; a schema that can't be enforced is a 422 `unsupported_schema`.",
     )
 
-    def to_generation_input(self) -> GenerationInput:
-        """This request as the service's generation (a job's input), or InvalidInput naming the field as it was sent.
+    def to_generation_inputs(self) -> list[GenerationInput]:
+        """This request as the service's generations (jobs' inputs): one, or one per prompt of a completion with
+        several; InvalidInput naming the field as it was sent.
 
         The service's own rules (stop strings, seed range, metadata) apply here, once; deployment limits
         (MAX_TOKENS_LIMIT, MAX_PROMPT_CHARS, the model's context) are the submit use case's.
         """
-        body, renamed = self._text_and_length()
+        return [self._generation_input(body, renamed) for body, renamed in self._texts_and_lengths()]
+
+    def _generation_input(self, body: dict[str, Any], renamed: dict[str, str]) -> GenerationInput:
         temperature = self.temperature if self.temperature is not None else OPENAI_DEFAULT_TEMPERATURE
         # OpenAI clients send tiny temperatures to mean "as deterministic as possible": that is greedy here.
         body["temperature"] = 0.0 if temperature < _SMALLEST_SAMPLING_TEMPERATURE else float(temperature)
@@ -147,8 +153,8 @@ class _CommonRequest(_Strict):
         except ValidationError as error:
             raise invalid_input_from(error, renamed=renamed, type_messages=UNSUPPORTED_FIELD) from None
 
-    def _text_and_length(self) -> tuple[dict[str, Any], dict[str, str]]:
-        """The generation's text, length (and labels), and which of its fields this request names otherwise."""
+    def _texts_and_lengths(self) -> list[tuple[dict[str, Any], dict[str, str]]]:
+        """Each generation's text, length (and labels), and which of its fields this request names otherwise."""
         raise NotImplementedError
 
     @field_validator("logit_bias")
@@ -192,7 +198,7 @@ class ChatCompletionRequest(_CommonRequest):
     reasoning_effort: str | None = Field(None, description="Not supported (not a reasoning model).")
     verbosity: str | None = Field(None, description="Not supported.")
 
-    def _text_and_length(self) -> tuple[dict[str, Any], dict[str, str]]:
+    def _texts_and_lengths(self) -> list[tuple[dict[str, Any], dict[str, str]]]:
         body: dict[str, Any] = {"messages": [message.as_service_message() for message in self.messages]}
         renamed: dict[str, str] = {}
         max_tokens = self.max_tokens
@@ -212,7 +218,7 @@ class ChatCompletionRequest(_CommonRequest):
             renamed["logprobs"] = "top_logprobs"
         if max_tokens is not None:  # absent: the service's default, within the deployment's limit
             body["max_tokens"] = max_tokens
-        return body, renamed
+        return [(body, renamed)]
 
     @field_validator("tools", "functions")
     @classmethod
@@ -239,8 +245,9 @@ class CompletionRequest(_CommonRequest):
     """An OpenAI `POST /v1/completions` body; fields this server can't honour are refused by name."""
 
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
-        description="One prompt: a string, a list holding one string, token ids (a list of ints, used as they are: "
-        "no BOS is added), or a list holding one list of token ids."
+        description="A prompt: a string or token ids (a list of ints, used as they are: no BOS is added); or up to "
+        f"{MAX_PROMPTS} prompts, a list of strings or of token-id lists, each its own job, answered together "
+        "(prompt i's choice j has index i * n + j). Several prompts are not streamed."
     )
     max_tokens: int | None = Field(None, ge=1, description="The most tokens to generate; default 16.")
     logprobs: int | None = Field(
@@ -257,31 +264,33 @@ class CompletionRequest(_CommonRequest):
     best_of: int | None = Field(None, description="Only 1 (not supported).")
     suffix: str | None = Field(None, description="Not supported.")
 
-    def _text_and_length(self) -> tuple[dict[str, Any], dict[str, str]]:
+    def prompts(self) -> list[tuple[str, str | list[int]]]:
+        """Each prompt as the field it was sent in (`prompt`, or `prompt.<i>` in a list) and its text or ids."""
         prompt = self.prompt
-        if isinstance(prompt, str):
-            body: dict[str, Any] = {"prompt": prompt}
-            renamed = {"prompt": "prompt"}
-        elif isinstance(prompt[0], str):
-            body, renamed = {"prompt": prompt[0]}, {"prompt": "prompt.0"}
-        elif isinstance(prompt[0], int):
-            body, renamed = {"prompt_token_ids": prompt}, {"prompt_token_ids": "prompt"}
-        else:
-            body, renamed = {"prompt_token_ids": prompt[0]}, {"prompt_token_ids": "prompt.0"}
-        body["max_tokens"] = self.max_tokens if self.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
-        if self.logprobs is not None:
-            body["logprobs"] = self.logprobs
-        if self.echo:
-            body["echo"] = True
-        return body, renamed
+        if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
+            return [("prompt", prompt)]
+        return [(f"prompt.{index}", one) for index, one in enumerate(prompt)]
+
+    def _texts_and_lengths(self) -> list[tuple[dict[str, Any], dict[str, str]]]:
+        generations = []
+        for sent_as, prompt in self.prompts():
+            name = "prompt" if isinstance(prompt, str) else "prompt_token_ids"
+            body: dict[str, Any] = {name: prompt}
+            body["max_tokens"] = self.max_tokens if self.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
+            if self.logprobs is not None:
+                body["logprobs"] = self.logprobs
+            if self.echo:
+                body["echo"] = True
+            generations.append((body, {name: sent_as}))
+        return generations
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, value: str | list) -> str | list:
+    def _some_prompts(cls, value: str | list) -> str | list:
         if isinstance(value, list) and value and isinstance(value[0], int):
             return value  # one prompt as token ids
-        if isinstance(value, list) and len(value) != 1:
-            raise ValueError(f"one prompt per request is supported (got {len(value)}): send one request per prompt")
+        if isinstance(value, list) and not 1 <= len(value) <= MAX_PROMPTS:
+            raise ValueError(f"1 to {MAX_PROMPTS} prompts per request (got {len(value)}): send more requests")
         return value
 
     @field_validator("best_of")
@@ -303,19 +312,26 @@ _REQUEST_MODELS: dict[Endpoint, type[_CommonRequest]] = {
 
 @dataclass(frozen=True)
 class OpenAIRequest:
-    """An OpenAI request as the service will run it: its generation (`params`, submitted like any job's) and how
-    the answer is sent."""
+    """An OpenAI request as the service will run it: its generations (each submitted like any job's: one, or one per
+    prompt of a completion with several) and how the answer is sent."""
 
     endpoint: Endpoint
-    params: GenerationInput
+    generations: tuple[GenerationInput, ...]
     stream: bool
     include_usage: bool
     continuous_usage: bool
     requested_model: str | None
 
+    @property
+    def params(self) -> GenerationInput:
+        """The generation of a request with one (every chat; a completion with one prompt)."""
+        if len(self.generations) != 1:
+            raise ValueError(f"this request has {len(self.generations)} generations, not one")
+        return self.generations[0]
+
 
 def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
-    """An OpenAI request body for this endpoint as a generation, or InvalidInput naming the field at fault.
+    """An OpenAI request body for this endpoint as generations, or InvalidInput naming the field at fault.
 
     Deployment limits (MAX_TOKENS_LIMIT, MAX_PROMPT_CHARS, the model's context) are the submit use case's to apply.
     """
@@ -328,9 +344,16 @@ def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
         raise invalid_input_from(error, type_messages=UNSUPPORTED_FIELD) from None
     if request.stream_options is not None and not request.stream:
         raise InvalidInput("stream_options: only allowed with stream: true", field="stream_options")
+    generations = tuple(request.to_generation_inputs())
+    if request.stream and len(generations) > 1:
+        raise InvalidInput(
+            f"prompt: a streamed completion takes one prompt (got {len(generations)}): stream one request per prompt, "
+            "or leave stream out",
+            field="prompt",
+        )
     return OpenAIRequest(
         endpoint=endpoint,
-        params=request.to_generation_input(),
+        generations=generations,
         stream=bool(request.stream),
         include_usage=bool(request.stream and request.stream_options and request.stream_options.include_usage),
         continuous_usage=bool(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from core.jobs.model import Job, JobStatus, new_job_id, utc_now_iso
@@ -86,7 +88,7 @@ def test_a_job_with_n_choices_spends_n_turns(store):
     assert sorted(order) == sorted(many + single)
     # Between two of `many`'s jobs, `single` gets four places (its four rows' worth), not one.
     positions = [order.index(job_id) for job_id in many]
-    assert [later - earlier for earlier, later in zip(positions, positions[1:])] == [5, 5]
+    assert [later - earlier for earlier, later in pairwise(positions)] == [5, 5]
     assert store.redis.hlen(turns_key(store)) == 0  # a taken job leaves no turns behind
 
 

@@ -25,7 +25,7 @@ def _job(**fields) -> Job:
 def test_a_finished_job_as_openai_answers():
     job = _job()
     created = int(parse_iso(job.created_at).timestamp())
-    body = completion_answer(CHAT, job, "demo").model_dump(mode="json")
+    body = completion_answer(CHAT, [job], "demo").model_dump(mode="json")
     assert body["id"] == f"chatcmpl-{job.id}" and body["object"] == "chat.completion"
     assert body["created"] == created and body["model"] == "demo"
     assert body["choices"] == [
@@ -37,7 +37,9 @@ def test_a_finished_job_as_openai_answers():
         }
     ]
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
-    body = completion_answer(TEXT, _job(output={"text": "t", "finish_reason": "stop"}), "demo").model_dump(mode="json")
+    body = completion_answer(TEXT, [_job(output={"text": "t", "finish_reason": "stop"})], "demo").model_dump(
+        mode="json"
+    )
     assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
     assert body["choices"] == [{"index": 0, "text": "t", "logprobs": None, "finish_reason": "stop"}]
 
@@ -48,13 +50,13 @@ def test_a_job_with_n_choices_answers_each_with_its_index_and_finish_reason():
         for i, reason in enumerate(["stop", "length", "timeout"])
     ]
     job = _job(output={"text": "t0", "finish_reason": "stop", "choices": choices})
-    chat = completion_answer(CHAT, job, "demo").model_dump(mode="json")["choices"]
+    chat = completion_answer(CHAT, [job], "demo").model_dump(mode="json")["choices"]
     assert [(c["index"], c["message"]["content"], c["finish_reason"]) for c in chat] == [
         (0, "t0", "stop"),
         (1, "t1", "length"),
         (2, "t2", "length"),
     ]
-    text = completion_answer(TEXT, job, "demo").model_dump(mode="json")["choices"]
+    text = completion_answer(TEXT, [job], "demo").model_dump(mode="json")["choices"]
     assert [(c["index"], c["text"]) for c in text] == [(0, "t0"), (1, "t1"), (2, "t2")]
 
 
@@ -99,7 +101,7 @@ def test_created_is_the_jobs_creation_in_whole_unix_seconds():
 def test_a_job_without_output_or_usage_answers_empty_with_zero_counts():
     job = _job(output=None, usage=None)
     assert usage_of(job).model_dump() == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    body = completion_answer(CHAT, job, "demo").model_dump(mode="json")
+    body = completion_answer(CHAT, [job], "demo").model_dump(mode="json")
     assert body["choices"][0]["message"]["content"] == "" and body["choices"][0]["finish_reason"] == "stop"
     assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     assert body["system_fingerprint"] is None

@@ -9,6 +9,7 @@ from core.errors import InvalidInput
 from core.jobs.model import GenerationInput
 from core.openai.translation import (
     COMPLETIONS_DEFAULT_MAX_TOKENS,
+    MAX_PROMPTS,
     ChatCompletionRequest,
     CompletionRequest,
     Endpoint,
@@ -83,11 +84,27 @@ def test_a_completion_request_takes_one_prompt_and_16_tokens_by_default():
         "ignore_eos": True,
     }
     assert parse_openai_request(TEXT, {"prompt": "Once", "echo": False, "best_of": 1, "logprobs": 0}).params.prompt
-    assert refused(TEXT, {"prompt": ["a", "b"]}).field == "prompt"
-    assert refused(TEXT, {"prompt": [[1, 2], [3]]}).field == "prompt"
+    assert refused(TEXT, {"prompt": []}).field == "prompt"
+    assert refused(TEXT, {"prompt": ["a"] * (MAX_PROMPTS + 1)}).field == "prompt"
     assert refused(TEXT, {"prompt": [1, -2]}).field.startswith("prompt")
     assert refused(TEXT, {"prompt": "a", "suffix": "z"}).field == "suffix"
     assert refused(TEXT, {"messages": HELLO}).field in ("prompt", "messages")
+
+
+def test_a_completion_request_with_several_prompts_is_a_generation_per_prompt():
+    request = parse_openai_request(TEXT, {"prompt": ["Once", "Twice"], "max_tokens": 3, "logprobs": 1, "n": 2})
+    assert [(params.prompt, params.max_tokens, params.logprobs, params.n) for params in request.generations] == [
+        ("Once", 3, 1, 2),
+        ("Twice", 3, 1, 2),
+    ]
+    ids = parse_openai_request(TEXT, {"prompt": [[1, 2], [3]]})
+    assert [params.prompt_token_ids for params in ids.generations] == [[1, 2], [3]]
+    with pytest.raises(ValueError, match="2 generations"):
+        _ = ids.params  # a caller that handles one generation can't take the first of several by mistake
+    # Each prompt's fault names it as sent; several prompts are not streamed.
+    assert refused(TEXT, {"prompt": ["ok", ""]}).field == "prompt.1"
+    assert refused(TEXT, {"prompt": [[1], []]}).field == "prompt.1"
+    assert "streamed completion takes one prompt" in refused(TEXT, {"prompt": ["a", "b"], "stream": True}).message
 
 
 def test_penalties_min_tokens_and_stop_token_ids_are_honoured_on_both_endpoints():
@@ -190,7 +207,7 @@ def test_a_chat_request_model_becomes_a_generation_input():
     request = ChatCompletionRequest.model_validate(
         {"messages": HELLO, "max_completion_tokens": 12, "stop": "\n", "seed": 7, "metadata": {"t": "1"}}
     )
-    params = request.to_generation_input()
+    [params] = request.to_generation_inputs()
     assert isinstance(params, GenerationInput)
     assert params.messages[0].content == "Say hello" and params.max_tokens == 12
     assert params.stop == ["\n"] and params.seed == 7 and params.metadata == {"t": "1"}
@@ -199,26 +216,26 @@ def test_a_chat_request_model_becomes_a_generation_input():
 
 
 def test_a_chat_without_a_length_leaves_it_to_the_deployment():
-    params = ChatCompletionRequest.model_validate({"messages": HELLO}).to_generation_input()
+    [params] = ChatCompletionRequest.model_validate({"messages": HELLO}).to_generation_inputs()
     assert "max_tokens" not in params.model_fields_set
 
 
 def test_a_completion_request_model_takes_its_one_prompt_and_16_tokens():
-    params = CompletionRequest.model_validate({"prompt": ["Once"], "top_k": 5}).to_generation_input()
+    [params] = CompletionRequest.model_validate({"prompt": ["Once"], "top_k": 5}).to_generation_inputs()
     assert params.prompt == "Once" and params.max_tokens == COMPLETIONS_DEFAULT_MAX_TOKENS and params.top_k == 5
 
 
 def test_the_service_rules_name_the_field_as_the_request_sent_it():
     with pytest.raises(InvalidInput) as caught:
-        CompletionRequest.model_validate({"prompt": [""]}).to_generation_input()
+        CompletionRequest.model_validate({"prompt": [""]}).to_generation_inputs()
     assert caught.value.field == "prompt.0"
     with pytest.raises(InvalidInput) as caught:
-        ChatCompletionRequest.model_validate({"messages": HELLO, "seed": -1}).to_generation_input()
+        ChatCompletionRequest.model_validate({"messages": HELLO, "seed": -1}).to_generation_inputs()
     assert caught.value.field == "seed"
     with pytest.raises(InvalidInput) as caught:
         ChatCompletionRequest.model_validate(
             {"messages": HELLO, "max_tokens": 3, "max_completion_tokens": 4}
-        ).to_generation_input()
+        ).to_generation_inputs()
     assert caught.value.field == "max_completion_tokens"
 
 
