@@ -193,7 +193,8 @@ class GpuWorker:
             device=runtime.engine.device,
             dtype=runtime.dtype_name,
             gpu=runtime.sampler.gpu_name,
-            max_batch_size=self.settings.max_batch_size,
+            # What the engine runs, not what was asked: a model served one job at a time says 1.
+            max_batch_size=runtime.batch_size,
             started_at=runtime.started_at,
             model_load_seconds=round(runtime.model_load_seconds, 3),
             # Live figures for GET /metrics and the metrics history, as fresh as the heartbeat.

@@ -62,6 +62,9 @@ class WorkerRuntime:
     reservations: WorkerReservations
     # Writes each running job's text deltas to its event stream (None: nothing is streamed).
     publisher: TokenPublisher | None = None
+    # How many jobs share the model at once: MAX_BATCH_SIZE with continuous batching, 1 when the model is served one
+    # job at a time (MAX_BATCH_SIZE=1, or an architecture the batching manager can't run).
+    batch_size: int = 1
     stopping: threading.Event = field(default_factory=threading.Event)
     dying: threading.Event = field(default_factory=threading.Event)
     # LOG_DIR/jobs.jsonl: a line per job this worker finishes.

@@ -52,9 +52,11 @@ def build_runtime(
     if loaded.paths.is_demo:
         log.warning(_DEMO_WARNING.format(path=loaded.paths.weights_dir.parent))
     engine: Engine = SequentialEngine(loaded)
+    batch_size = 1
     if settings.max_batch_size > 1:
         try:
             engine = BatchingEngine(loaded, settings)
+            batch_size = settings.max_batch_size
             log.info("continuous batching: up to %d jobs share the model", settings.max_batch_size)
         except EngineVariantUnavailable:
             raise  # the ENGINE_* settings name an engine this machine can't run: serving another would hide it
@@ -90,4 +92,5 @@ def build_runtime(
         publisher=TokenPublisher(
             TokenStreams(store.redis, max_entries=entries_cap(settings.max_tokens_limit)), loaded.tokenizer
         ),
+        batch_size=batch_size,
     )
