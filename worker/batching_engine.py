@@ -42,6 +42,7 @@ from worker.generation import (
     TokenLogprob,
     check_token_ids,
 )
+from worker.grammar import grammar_failure
 from worker.model_loading import LoadedModel
 from worker.places import Places
 from worker.sampling import SamplingPlan
@@ -73,6 +74,7 @@ class _Pending(Progress):
     on_logprobs: Callable[[list[TokenLogprob]], None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     failure: Exception | None = None
+    rules: list = field(default_factory=list)  # its per-request logits rules (worker/request_rules.py)
 
 
 class _ModelTurns:
@@ -246,9 +248,9 @@ class BatchingEngine:
             with self._lock:
                 self._pending[choice_id] = pending
                 self._note_batch_size()
-            rules = plan.token_rules(self.eos_token_ids, self.sequential.grammars)
-            if rules:
-                self._factory.request_rules.register(choice_id, rules)
+            pending.rules = plan.token_rules(self.eos_token_ids, self.sequential.grammars)
+            if pending.rules:
+                self._factory.request_rules.register(choice_id, pending.rules)
             if plan.logprobs is not None:
                 self._factory.logprobs_capture.register(choice_id, plan.logprobs)
         with self._adding:
@@ -281,6 +283,7 @@ class BatchingEngine:
         """Every request's result, in order; the first failure cancels the job's other requests and is raised."""
         for index, (_, pending) in enumerate(requests):
             pending.done.wait()
+            pending.failure = pending.failure or grammar_failure(pending.rules)
             if pending.failure is not None:
                 for request_id, other in requests[index + 1 :]:
                     if not other.done.is_set():

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import llguidance
 import torch
 from llguidance import LLMatcher
 
-from worker.generation import EngineInputError
+from worker.generation import EngineFailed, EngineInputError
 from worker.grammar_tokenizer import UnsupportedTokenizer, lltokenizer_of
 
 log = logging.getLogger("llm.worker")
@@ -63,7 +63,13 @@ class GrammarMask:
         self.seen = 0
         self.bitmask = torch.zeros((self.vocab_size + _BITS - 1) // _BITS, dtype=torch.int32)
         self.shifts = torch.arange(_BITS, dtype=torch.int32)
-        self.failed = False
+        # Why the matcher stopped with an error (None while it has not): the job's text then can't follow the
+        # grammar, so the engine fails the job with it (grammar_failure) rather than answer `stop`.
+        self.failure: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
 
     def apply(self, scores: torch.Tensor, generated: Sequence[int]) -> None:
         self._catch_up(generated)
@@ -105,6 +111,16 @@ class GrammarMask:
             self._give_up()
 
     def _give_up(self) -> None:
-        # Not expected for a schema the API compiled; ending the job beats failing it or generating at random.
-        self.failed = True
-        log.warning("the grammar matcher stopped with an error (%s): the job ends here", self.matcher.get_error())
+        # Not expected for a schema the API compiled (a vocabulary that can't spell the JSON, a grammar past
+        # llguidance's limits): the row keeps only the end ids so the request ends at once, and fails.
+        self.failure = self.matcher.get_error() or "the grammar matcher stopped"
+        log.warning("the grammar matcher stopped with an error (%s): the job fails", self.failure)
+
+
+def grammar_failure(rules: Iterable[object]) -> EngineFailed | None:
+    """The failure of a job whose grammar rule stopped with an error (its text can't follow the schema), or None."""
+    for rule in rules:
+        if isinstance(rule, GrammarMask) and rule.failure is not None:
+            first_line = rule.failure.strip().splitlines()[0] if rule.failure.strip() else rule.failure
+            return EngineFailed(f"response_format: the grammar engine stopped, the text can't follow it: {first_line}")
+    return None

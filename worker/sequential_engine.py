@@ -22,10 +22,11 @@ from worker.generation import (
     context_tokens,
     eos_token_ids,
 )
-from worker.grammar import Grammars
+from worker.grammar import Grammars, grammar_failure
 from worker.logprobs import SequenceLogprobs, prompt_logprobs
 from worker.model_loading import LoadedModel
 from worker.places import Places
+from worker.request_rules import SequenceRulesProcessor
 from worker.sampling import SamplingPlan
 from worker.stop_strings import StopScanner
 
@@ -165,6 +166,7 @@ class SequentialEngine:
             if plan.logprobs is not None
             else None
         )
+        processors = plan.logits_processors(self.device, self.eos_token_ids, len(prompt_ids), self.grammars)
         try:
             with torch.inference_mode():
                 output = self.model.generate(
@@ -172,13 +174,14 @@ class SequentialEngine:
                     attention_mask=torch.ones_like(input_ids),
                     generation_config=plan.generation_config(self.eos_token_ids, self.tokenizer.pad_token_id),
                     stopping_criteria=StoppingCriteriaList([c for c in (capture, watcher) if c is not None]),
-                    logits_processor=plan.logits_processors(
-                        self.device, self.eos_token_ids, len(prompt_ids), self.grammars
-                    ),
+                    logits_processor=processors,
                 )
         finally:
             if capture is not None:
                 capture.close()
+        failure = grammar_failure(rule for p in processors if isinstance(p, SequenceRulesProcessor) for rule in p.rules)
+        if failure is not None:
+            raise failure
         progress.finished_at = time.perf_counter()
         progress.tokens = output[0, len(prompt_ids) :].tolist()
         if capture is not None:

@@ -8,11 +8,17 @@ import threading
 
 import pytest
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from core.jobs.model import GenerationInput
 from core.jobs.response_format import ResponseFormat, grammar_of
+from core.settings import Settings
+from tests.unit.worker.conftest import cpu_settings
 from tests.unit.worker.test_batching_engine import run_together
-from worker.grammar import Grammars
+from worker.generation import EngineFailed
+from worker.grammar import Grammars, grammar_failure
+from worker.model_loading import LoadedModel, choose_device, load_model
 
 PERSON = {
     "type": "object",
@@ -173,3 +179,63 @@ def test_a_greedy_schema_job_is_the_same_in_the_batch_and_alone(batching_engine)
     params = schema_job("Same either way")
     batched = run_together(batching_engine, [params])[0]
     assert batched.text == batching_engine.sequential.generate(params).text
+
+
+def test_a_rule_whose_matcher_stops_with_an_error_fails_its_job(grammars, loaded_model):
+    """A token the grammar never allowed (here fed by hand) stops the matcher: the row keeps only the end ids, so
+    the request ends at once, and the engine fails the job with the reason instead of answering `stop`."""
+    tokenizer = loaded_model.tokenizer
+    ends = [tokenizer.eos_token_id]
+    rule = grammars.rule(person_grammar(), ends)
+    healthy = grammars.rule(person_grammar(), ends)
+    scores = torch.zeros(len(tokenizer))
+    rule.apply(scores, tokenizer("plain words", add_special_tokens=False)["input_ids"])
+    assert torch.isfinite(scores).nonzero().flatten().tolist() == ends
+    failure = grammar_failure([healthy, rule])
+    assert isinstance(failure, EngineFailed) and str(failure).startswith("response_format: the grammar engine stopped")
+    assert grammar_failure([healthy]) is None
+
+
+@pytest.fixture(scope="module")
+def no_braces_model(tmp_path_factory) -> LoadedModel:
+    """A tiny Llama whose unigram vocabulary (the demo corpus, which has no `{`) can't spell any JSON object."""
+    from tests.unit.worker.test_grammar_tokenizer import SPECIALS, as_transformers, prose
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.train_from_iterator(
+        prose(), trainers.UnigramTrainer(vocab_size=600, special_tokens=SPECIALS, unk_token="<unk>")
+    )
+    hf_tokenizer = as_transformers(tokenizer)
+    assert hf_tokenizer.convert_ids_to_tokens(hf_tokenizer.encode("{", add_special_tokens=False)) == ["▁", "<unk>"]
+    model_dir = tmp_path_factory.mktemp("no-braces")
+    hf_tokenizer.save_pretrained(model_dir / "tokenizer")
+    config = LlamaConfig(
+        vocab_size=len(hf_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        eos_token_id=hf_tokenizer.eos_token_id,
+        pad_token_id=hf_tokenizer.pad_token_id,
+    )
+    LlamaForCausalLM(config).to(torch.float16).save_pretrained(model_dir / "fp16")
+    return load_model(Settings(_env_file=None, model_dir=model_dir, device="cpu"), choose_device("cpu"))
+
+
+def test_a_job_whose_text_cant_follow_its_schema_fails_in_both_engines(no_braces_model, tmp_path):
+    from worker.batching_engine import BatchingEngine
+    from worker.sequential_engine import SequentialEngine
+
+    params = schema_job("A person:")
+    with pytest.raises(EngineFailed, match="response_format: the grammar engine stopped"):
+        SequentialEngine(no_braces_model).generate(params)
+    engine = BatchingEngine(no_braces_model, cpu_settings(no_braces_model.paths.weights_dir.parent, tmp_path))
+    try:
+        with pytest.raises(EngineFailed, match="response_format: the grammar engine stopped"):
+            engine.generate(params)
+        assert engine.generate(GenerationInput(prompt="still serving", max_tokens=4)).completion_tokens >= 1
+    finally:
+        engine.shutdown()

@@ -18,10 +18,14 @@ from worker.grammar_tokenizer import UnsupportedTokenizer, lltokenizer_of, metas
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 
 
+def prose() -> list[str]:
+    """The demo corpus's lines: prose, without a `{`."""
+    return [line for path in sorted(CORPUS_DIR.glob("*.txt")) for line in path.read_text("utf-8").splitlines()]
+
+
 def corpus() -> list[str]:
     """The demo corpus, and some JSON: a vocabulary without `{` can't spell JSON, whatever the grammar engine."""
-    lines = [line for path in sorted(CORPUS_DIR.glob("*.txt")) for line in path.read_text("utf-8").splitlines()]
-    return lines + [json.dumps({"name": name, "age": age, "kind": "cat"}) for name, age in (("Mi", 3), ("Tý", 12))]
+    return prose() + [json.dumps({"name": name, "age": age, "kind": "cat"}) for name, age in (("Mi", 3), ("Tý", 12))]
 
 
 def as_transformers(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
