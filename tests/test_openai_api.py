@@ -89,8 +89,35 @@ def test_a_list_of_prompts_is_answered_with_every_prompts_choices_in_order(clien
         model="m", prompt=[[5, 6, 7], [8, 9]], max_tokens=3, extra_body={"ignore_eos": True}
     )
     assert len(ids.choices) == 2 and ids.usage.prompt_tokens == 5
-    with pytest.raises(openai.BadRequestError, match="streamed completion takes one prompt"):
-        client.completions.create(model="m", prompt=prompts, max_tokens=3, stream=True)
+
+
+def test_a_streamed_list_of_prompts_sends_each_prompts_choices_under_their_indexes(client, openai_server):
+    prompts = ["Hà Nội là", "Huế ở"]
+    chunks = list(
+        client.completions.create(
+            model="m",
+            prompt=prompts,
+            max_tokens=6,
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )
+    )
+    texts: dict[int, str] = {}
+    finished: dict[int, str] = {}
+    for chunk in chunks[:-1]:
+        assert chunk.id == chunks[0].id and chunk.usage is None
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+            if choice.finish_reason is not None:
+                finished[choice.index] = choice.finish_reason
+    assert finished == dict.fromkeys(range(4), "length") and all(texts.values())
+    # One usage for the whole answer, last: both prompts' jobs, 2 choices of 6 tokens each.
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 2 * 2 * 6
+    # The same texts as the jobs behind it hold.
+    first = job_of(openai_server.base_url, chunks[0].id)
+    assert [choice["text"] for choice in first["output"]["choices"]] == [texts[0], texts[1]]
 
 
 def test_models_list_and_retrieve(client):

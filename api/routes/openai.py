@@ -11,7 +11,7 @@ from contextlib import ExitStack
 
 from flask import Blueprint, jsonify, request
 
-from api.abandoned_jobs import cancels_when_caller_leaves, wait_for_caller, wait_for_caller_all
+from api.abandoned_jobs import cancels_when_caller_leaves, wait_for_caller_all
 from api.client_connection import client_socket
 from api.openai_streaming import streamed_answer
 from api.openapi import document
@@ -52,8 +52,8 @@ def completions():
 
     OpenAI's legacy completion request and answer (16 tokens unless `max_tokens` says otherwise), served by a
     queued job (`id` is `cmpl-<job id>`); a list of prompts (up to 64) is a job per prompt, answered together
-    (`id` names the first; prompt i's choice j has index i * n + j). `stream: true` (one prompt) answers with
-    server-sent `text_completion` chunks ending with `data: [DONE]`.
+    (`id` names the first; prompt i's choice j has index i * n + j). `stream: true` answers with server-sent
+    `text_completion` chunks (several prompts: one prompt's after another) ending with `data: [DONE]`.
     """
     return _complete(Endpoint.COMPLETIONS)
 
@@ -65,21 +65,18 @@ def _complete(endpoint: Endpoint):
     key = request.headers.get("Idempotency-Key")
     cancels = cancels_when_caller_leaves(svc, key)
     sock = client_socket(request.environ) if cancels else None
-    if len(openai_request.generations) > 1:
-        with svc.wait_slots.held(owner):
-            jobs = submit_each(svc, owner, openai_request.generations, key)
-            jobs = wait_for_caller_all(svc, owner, jobs, sock)
-        jobs = [succeeded(job, svc.settings.sync_wait_seconds) for job in jobs]
-        return jsonify(completion_answer(endpoint, jobs, svc.settings.served_model_name))
     with ExitStack() as slot:
         slot.enter_context(svc.wait_slots.held(owner))  # taken before the job exists: a refused call creates none
-        job = svc.submit_job.submit(openai_request.params, owner, key)
+        if len(openai_request.generations) > 1:
+            jobs = submit_each(svc, owner, openai_request.generations, key)
+        else:
+            jobs = [svc.submit_job.submit(openai_request.params, owner, key)]
         if openai_request.stream:
             # The stream holds the wait slot until it ends.
-            return streamed_answer(svc, owner, job, openai_request, slot.pop_all(), sock, cancels)
-        job = wait_for_caller(svc, owner, job, sock)
-    job = succeeded(job, svc.settings.sync_wait_seconds)
-    return jsonify(completion_answer(endpoint, [job], svc.settings.served_model_name))
+            return streamed_answer(svc, owner, jobs, openai_request, slot.pop_all(), sock, cancels)
+        jobs = wait_for_caller_all(svc, owner, jobs, sock)
+    jobs = [succeeded(job, svc.settings.sync_wait_seconds) for job in jobs]
+    return jsonify(completion_answer(endpoint, jobs, svc.settings.served_model_name))
 
 
 def _model_card(settings: Settings) -> ModelCard:

@@ -143,6 +143,9 @@ class StreamChunks:
     # once the job ends, the prompt first: see per_token).
     logprobs: int | None = None
     echo: bool = False
+    # The answer's index of this job's first choice: 0, or i * n for prompt i of a completion with several prompts
+    # (`job_id` is then the first prompt's job, which names the whole answer).
+    first_index: int = 0
 
     @property
     def buffered(self) -> bool:
@@ -168,6 +171,7 @@ class StreamChunks:
     def _choice(
         self, text: str | None, reason: FinishReason | None, *, role: bool = False, index: int = 0, logprobs=None
     ) -> ChatChunkChoice | TextChunkChoice:
+        index += self.first_index
         if self.endpoint is Endpoint.CHAT_COMPLETIONS:
             delta: dict[str, str] = {"role": "assistant", "content": ""} if role else {}
             if text is not None:
@@ -234,6 +238,6 @@ class StreamChunks:
             yield self.text(text, records, index=index)
         yield self.finish(job_finish_reason, job, index)
 
-    def usage(self, job: Job) -> Chunk:
-        """The last chunk when usage was asked for: no choices, the job's token counts."""
-        return self._chunk([], usage_of(job))
+    def usage(self, usage: JobUsage) -> Chunk:
+        """The last chunk when usage was asked for: no choices, the answer's token counts."""
+        return self._chunk([], usage)

@@ -1,9 +1,10 @@
 """Following one job's events (core/events/follow.py) as the chunks of a streamed OpenAI answer.
 
 The text goes out as the worker writes it; the finished job then says how it ended: the finish reason and the
-usage, or the error. A job with n > 1 choices streams choice 0 as it is written; the others follow whole, each
-under its own `index`, once the job ends. Nothing here writes to the client: the caller does, and it gets a tick
-(None) at least every `tick_s` while nothing happens, to keep the connection alive.
+usage (unless the answer adds up several jobs' usage itself: a completion with several prompts), or the error. A
+job with n > 1 choices streams choice 0 as it is written; the others follow whole, each under its own `index`, once
+the job ends. Nothing here writes to the client: the caller does, and it gets a tick (None) at least every
+`tick_s` while nothing happens, to keep the connection alive.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from core.events.follow import Completed, JobEvents, KeepAlive
 from core.events.stream import STATUS, TOKEN, StreamEvent
 from core.jobs.model import Job, JobStatus
 from core.jobs.records import TokenLogprob
-from core.openai.answers import Chunk, StreamChunks
+from core.openai.answers import Chunk, StreamChunks, usage_of
 from core.openai.protocol import OpenAIErrorBody, error_body
 
 # The most a follower waits for news before it ticks (and looks at its deadline).
@@ -33,6 +34,11 @@ class CompletionStream:
     chunks: StreamChunks
     events: JobEvents
     wait_s: float
+    # Whether the job's usage chunk ends the stream (when usage was asked for); False where the caller sends one
+    # for several jobs.
+    ends_with_usage: bool = True
+    # The job as it finished, once the stream has ended with it (None until then, and when it expired).
+    finished: Job | None = None
 
     def __iter__(self) -> Iterator[Chunk | OpenAIErrorBody | None]:
         opening = self.chunks.opening()
@@ -47,6 +53,7 @@ class CompletionStream:
         records: list[TokenLogprob] = []  # the logprob records sent so far (a request with logprobs)
         for item in events.follow(self.job_id, self.owner, None):
             if isinstance(item, Completed):
+                self.finished = item.job
                 yield from self._ending(item.job, "".join(sent), records)
                 return
             if self.chunks.buffered and isinstance(item, StreamEvent) and item.kind == TOKEN:
@@ -97,8 +104,8 @@ class CompletionStream:
                 yield from self.chunks.whole_choice(
                     choice.index, choice.text, choice.finish_reason, job, choice.logprobs or ()
                 )
-            if self.chunks.include_usage:
-                yield self.chunks.usage(job)
+            if self.chunks.include_usage and self.ends_with_usage:
+                yield self.chunks.usage(usage_of(job))
         elif job.status == JobStatus.FAILED:
             error = job.error
             invalid = error is not None and error.type == ErrorType.INVALID_INPUT

@@ -247,7 +247,7 @@ class CompletionRequest(_CommonRequest):
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
         description="A prompt: a string or token ids (a list of ints, used as they are: no BOS is added); or up to "
         f"{MAX_PROMPTS} prompts, a list of strings or of token-id lists, each its own job, answered together "
-        "(prompt i's choice j has index i * n + j). Several prompts are not streamed."
+        "(prompt i's choice j has index i * n + j; streamed, one prompt's chunks after another's)."
     )
     max_tokens: int | None = Field(None, ge=1, description="The most tokens to generate; default 16.")
     logprobs: int | None = Field(
@@ -345,12 +345,6 @@ def parse_openai_request(endpoint: Endpoint, body: Any) -> OpenAIRequest:
     if request.stream_options is not None and not request.stream:
         raise InvalidInput("stream_options: only allowed with stream: true", field="stream_options")
     generations = tuple(request.to_generation_inputs())
-    if request.stream and len(generations) > 1:
-        raise InvalidInput(
-            f"prompt: a streamed completion takes one prompt (got {len(generations)}): stream one request per prompt, "
-            "or leave stream out",
-            field="prompt",
-        )
     return OpenAIRequest(
         endpoint=endpoint,
         generations=generations,

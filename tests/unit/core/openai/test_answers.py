@@ -63,7 +63,7 @@ def test_a_job_with_n_choices_answers_each_with_its_index_and_finish_reason():
 def test_stream_chunks_in_openai_shapes():
     job = _job()
     chunks = StreamChunks(CHAT, job.id, 1700000000, "demo", include_usage=True)
-    built = chunks.opening(), chunks.text("Xin"), chunks.finish("stop"), chunks.usage(job)
+    built = chunks.opening(), chunks.text("Xin"), chunks.finish("stop"), chunks.usage(usage_of(job))
     opening, text, finish, usage = (sent(chunk) for chunk in built)
     for chunk in (opening, text, finish, usage):
         assert chunk["object"] == "chat.completion.chunk" and chunk["id"] == f"chatcmpl-{job.id}"
