@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.jobs.store import JobStore, connect
 from core.settings import Settings
@@ -17,6 +18,22 @@ def cpu_settings(model_dir: Path, tmp: Path, **overrides) -> Settings:
     """Settings for an engine on the CPU over the demo model."""
     values = {"model_dir": model_dir, "log_dir": tmp / "logs", "device": "cpu", "max_batch_size": 4}
     return Settings(_env_file=None, **(values | overrides))
+
+
+def save_tiny_model(model_dir: Path, tokenizer, config_class, model_class, **config) -> Path:
+    """A randomly initialised model of another family than the demo's, as small as it goes, saved with `tokenizer`
+    in the service's layout (tokenizer/, fp16/): a model the service has never seen."""
+    tokenizer.save_pretrained(model_dir / "tokenizer")
+    shape = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    model_config = config_class(
+        vocab_size=len(tokenizer),
+        num_key_value_heads=1,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **(shape | config),
+    )
+    model_class(model_config).to(torch.float16).save_pretrained(model_dir / "fp16")
+    return model_dir
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from core.jobs.model import GenerationInput
 from core.jobs.response_format import ResponseFormat, grammar_of
 from core.settings import Settings
-from tests.unit.worker.conftest import cpu_settings
+from tests.unit.worker.conftest import cpu_settings, save_tiny_model
 from tests.unit.worker.test_batching_engine import run_together
 from worker.generation import EngineFailed
 from worker.grammar import Grammars, grammar_failure
@@ -209,19 +209,7 @@ def no_braces_model(tmp_path_factory) -> LoadedModel:
     )
     hf_tokenizer = as_transformers(tokenizer)
     assert hf_tokenizer.convert_ids_to_tokens(hf_tokenizer.encode("{", add_special_tokens=False)) == ["▁", "<unk>"]
-    model_dir = tmp_path_factory.mktemp("no-braces")
-    hf_tokenizer.save_pretrained(model_dir / "tokenizer")
-    config = LlamaConfig(
-        vocab_size=len(hf_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        eos_token_id=hf_tokenizer.eos_token_id,
-        pad_token_id=hf_tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).to(torch.float16).save_pretrained(model_dir / "fp16")
+    model_dir = save_tiny_model(tmp_path_factory.mktemp("no-braces"), hf_tokenizer, LlamaConfig, LlamaForCausalLM)
     return load_model(Settings(_env_file=None, model_dir=model_dir, device="cpu"), choose_device("cpu"))
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
-import torch
 from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
 
-from tests.unit.worker.conftest import cpu_settings
+from tests.unit.worker.conftest import cpu_settings, save_tiny_model
 from worker.sequential_engine import SequentialEngine
 from worker.startup import build_runtime
 
@@ -31,21 +28,8 @@ def test_one_place_builds_the_sequential_engine_and_a_wrapper_wraps_it(demo_mode
 def test_a_model_the_batch_cant_run_is_served_one_job_at_a_time_and_says_so(demo_model_dir, own_redis, tmp_path):
     """Gemma 2's attention has no form the continuous-batching manager runs here: the worker serves it one job at a
     time, and announces a batch of 1 (what /readyz and llm_worker_max_batch_size show), not MAX_BATCH_SIZE."""
-    model_dir = tmp_path / "gemma2"
-    shutil.copytree(demo_model_dir / "tokenizer", model_dir / "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
-    config = Gemma2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    Gemma2ForCausalLM(config).to(torch.float16).save_pretrained(model_dir / "fp16")
+    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir / "tokenizer")
+    model_dir = save_tiny_model(tmp_path / "gemma2", tokenizer, Gemma2Config, Gemma2ForCausalLM, head_dim=16)
     settings = cpu_settings(model_dir, tmp_path / "logs", redis_url=own_redis.url, max_batch_size=4)
     runtime = build_runtime(settings, worker_name="gpu@unit", republish=lambda *_: None)
     assert isinstance(runtime.engine, SequentialEngine) and runtime.batch_size == 1
