@@ -24,7 +24,11 @@ CHOICES = sum(len(json.loads(line)["choices"]) for line in (TASKS / "choice.json
 QUESTIONS = len((TASKS / "generate.jsonl").read_text().splitlines())
 
 
-def test_lm_eval_scores_both_tasks_with_the_services_answers(api_server: HttpServer, demo_model_dir: Path, tmp_path):
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_lm_eval_scores_both_tasks_with_the_services_answers(
+    api_server: HttpServer, demo_model_dir: Path, tmp_path, batch_size: int
+):
+    """Batch size 1: a request per prompt; 4: lists of prompts in one request (a job per prompt here)."""
     command = [
         str(Path(sys.executable).parent / "lm_eval"),
         "run",
@@ -38,7 +42,7 @@ def test_lm_eval_scores_both_tasks_with_the_services_answers(api_server: HttpSer
         "--tasks",
         "llmq_generate,llmq_choice",
         "--batch_size",
-        "1",
+        str(batch_size),
         "--output_path",
         str(tmp_path / "results"),
         "--log_samples",
