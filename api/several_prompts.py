@@ -35,7 +35,10 @@ def prompt_keys(idempotency_key: str | None, count: int) -> list[str | None]:
 def submit_each(
     svc: Services, owner: str, generations: tuple[GenerationInput, ...], idempotency_key: str | None
 ) -> list[Job]:
-    """Submit a job per prompt, in order; a refusal names its prompt, and without a key cancels the jobs before it."""
+    """Submit a job per prompt, in order; a refusal names its prompt, and without a key cancels the jobs before it.
+    One prompt is submitted as any job is (its key as sent)."""
+    if len(generations) == 1:
+        return [svc.submit_job.submit(generations[0], owner, idempotency_key)]
     keys = prompt_keys(idempotency_key, len(generations))
     svc.submit_job.check_room(owner, len(generations))
     jobs: list[Job] = []

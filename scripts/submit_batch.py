@@ -29,6 +29,8 @@ from typing import Any
 import requests
 from tqdm import tqdm
 
+from core.json_lines import one_line
+
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
@@ -128,12 +130,7 @@ class Output:
             if result["custom_id"] in self.done:
                 return False
             with self.path.open("a", encoding="utf-8") as out:
-                line = json.dumps(result, ensure_ascii=False)
-                # JSON leaves these raw inside strings, yet many readers split lines at them: escaped, one result
-                # stays one line.
-                for raw in ("\u0085", "\u2028", "\u2029"):
-                    line = line.replace(raw, f"\\u{ord(raw):04x}")
-                out.write(line + "\n")
+                out.write(one_line(result) + "\n")  # one result stays one line for every reader
                 out.flush()
             self.done[result["custom_id"]] = status_of(result)
             return True

@@ -36,17 +36,17 @@ class _Wrapper:
 
 
 class _OomOnMarker(_Wrapper):
-    def generate(self, params, should_cancel=None, on_tokens=None):
+    def generate(self, params, should_cancel=None, on_tokens=None, on_logprobs=None):
         if OOM_MARKER in (params.prompt or ""):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake, from a test)")
-        return self.engine.generate(params, should_cancel, on_tokens)
+        return self.engine.generate(params, should_cancel, on_tokens, on_logprobs=on_logprobs)
 
 
 class _KillOnMarker(_Wrapper):
-    def generate(self, params, should_cancel=None, on_tokens=None):
+    def generate(self, params, should_cancel=None, on_tokens=None, on_logprobs=None):
         if POISON_MARKER in (params.prompt or ""):
             os.kill(os.getpid(), signal.SIGKILL)  # the whole worker dies, every time
-        return self.engine.generate(params, should_cancel, on_tokens)
+        return self.engine.generate(params, should_cancel, on_tokens, on_logprobs=on_logprobs)
 
 
 def oom_on_marker(engine):

@@ -45,6 +45,7 @@ from worker.generation import (
 from worker.grammar import grammar_failure
 from worker.model_loading import LoadedModel
 from worker.places import Places
+from worker.request_rules import TokenRule
 from worker.sampling import SamplingPlan
 from worker.sequential_engine import SequentialEngine
 from worker.stop_strings import StopScanner
@@ -74,7 +75,7 @@ class _Pending(Progress):
     on_logprobs: Callable[[list[TokenLogprob]], None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     failure: Exception | None = None
-    rules: list = field(default_factory=list)  # its per-request logits rules (worker/request_rules.py)
+    rules: list[TokenRule] = field(default_factory=list)  # its per-request logits rules (worker/request_rules.py)
 
 
 class _ModelTurns:

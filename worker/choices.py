@@ -24,11 +24,15 @@ def choice_seed(seed: int | None, index: int) -> int | None:
 
 
 def choice_inputs(params: JobInput) -> list[JobInput]:
-    """Each choice's own input: one sample (n unset) with its own seed; a one-choice job is its own input."""
+    """Each choice's own input: one sample (n unset) with its own seed; a one-choice job is its own input. The
+    prompt's `echo` (and, with logprobs, its forward pass over the prompt) is choice 0's alone: the job's result
+    keeps only that copy (combined)."""
     if params.choice_count == 1:
         return [params]
     return [
-        params.model_copy(update={"n": None, "seed": choice_seed(params.seed, index)})
+        params.model_copy(
+            update={"n": None, "seed": choice_seed(params.seed, index)} | ({"echo": None} if index else {})
+        )
         for index in range(params.choice_count)
     ]
 

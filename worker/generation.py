@@ -216,12 +216,9 @@ class PromptEncoder:
 def check_token_ids(params: JobInput, vocab_size: int) -> None:
     """Refuse stop and prompt token ids outside the model's vocabulary (the API checks both too, where it can read
     the model)."""
-    for name in ("stop_token_ids", "prompt_token_ids"):
-        outside = [i for i in getattr(params, name) or [] if i >= vocab_size]
-        if outside:
-            raise EngineInputError(
-                f"{name}: {outside[0]} is not a token of this model (its vocabulary has {vocab_size} tokens)"
-            )
+    outside = params.token_outside(vocab_size)
+    if outside is not None:
+        raise EngineInputError(outside[1])
 
 
 def context_tokens(model) -> int | None:

@@ -121,6 +121,7 @@ def grammar_failure(rules: Iterable[object]) -> EngineFailed | None:
     """The failure of a job whose grammar rule stopped with an error (its text can't follow the schema), or None."""
     for rule in rules:
         if isinstance(rule, GrammarMask) and rule.failure is not None:
-            first_line = rule.failure.strip().splitlines()[0] if rule.failure.strip() else rule.failure
-            return EngineFailed(f"response_format: the grammar engine stopped, the text can't follow it: {first_line}")
+            # llguidance's error spans many lines (its state, the grammar): the first says what went wrong.
+            reason = (rule.failure.strip().splitlines() or [rule.failure])[0]
+            return EngineFailed(f"response_format: the grammar engine stopped, the text can't follow it: {reason}")
     return None

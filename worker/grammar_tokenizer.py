@@ -30,19 +30,18 @@ def lltokenizer_of(hf_tokenizer) -> llguidance.LLTokenizer:
     large vocabulary); UnsupportedTokenizer, naming why, when there is none."""
     if not isinstance(hf_tokenizer, PreTrainedTokenizerFast):
         raise UnsupportedTokenizer("llguidance needs a fast tokenizer (a tokenizer.json), this one is Python-only")
-    fast = hf_tokenizer
     try:
-        return llguidance.hf.from_tokenizer(fast)
+        return llguidance.hf.from_tokenizer(hf_tokenizer)
     except ValueError as error:
         refusal = error
-    tokenizer_json = json.loads(_backend_json(fast))
+    tokenizer_json = json.loads(_backend_json(hf_tokenizer))
     decoder = metaspace_written_out(tokenizer_json.get("decoder"))
     if decoder is None:
         raise UnsupportedTokenizer(f"llguidance can't read this tokenizer: {refusal}") from refusal
     log.info("the tokenizer's Metaspace decoder is given to llguidance as the sequence it reads")
     tokenizer_json["decoder"] = decoder
     try:
-        return llguidance.LLTokenizer(json.dumps(tokenizer_json), eos_token=fast.eos_token_id)
+        return llguidance.LLTokenizer(json.dumps(tokenizer_json), eos_token=hf_tokenizer.eos_token_id)
     except ValueError as error:
         raise UnsupportedTokenizer(f"llguidance can't read this tokenizer: {error}") from error
 

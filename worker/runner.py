@@ -386,10 +386,8 @@ def _generate_streamed(runtime: WorkerRuntime, job: Job, params: JobInput, watch
     if runtime.publisher is None:
         return runtime.engine.generate(params, watch)
     feed = runtime.publisher.open(job.id, job.attempts, params.stop)
-    # Only a job with logprobs hands them on: an engine that can't (a test's) still runs every other job.
-    with_logprobs = {"on_logprobs": feed.on_logprobs} if params.logprobs is not None else {}
     try:
-        result = runtime.engine.generate(params, watch, feed.on_tokens, **with_logprobs)
+        result = runtime.engine.generate(params, watch, feed.on_tokens, on_logprobs=feed.on_logprobs)
     except BaseException:
         feed.close()
         raise

@@ -67,10 +67,7 @@ def _complete(endpoint: Endpoint):
     sock = client_socket(request.environ) if cancels else None
     with ExitStack() as slot:
         slot.enter_context(svc.wait_slots.held(owner))  # taken before the job exists: a refused call creates none
-        if len(openai_request.generations) > 1:
-            jobs = submit_each(svc, owner, openai_request.generations, key)
-        else:
-            jobs = [svc.submit_job.submit(openai_request.params, owner, key)]
+        jobs = submit_each(svc, owner, openai_request.generations, key)
         if openai_request.stream:
             # The stream holds the wait slot until it ends.
             return streamed_answer(svc, owner, jobs, openai_request, slot.pop_all(), sock, cancels)

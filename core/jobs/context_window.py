@@ -104,14 +104,10 @@ class ContextWindow:
         counter = self.counter()
         if counter is None:
             return
-        for field in ("stop_token_ids", "prompt_token_ids"):
-            outside = [i for i in getattr(params, field) or [] if counter.vocab_size and i >= counter.vocab_size]
-            if outside:
-                raise InvalidInput(
-                    f"{field}: {outside[0]} is not a token of this model (its vocabulary has "
-                    f"{counter.vocab_size} tokens)",
-                    field=field,
-                )
+        outside = params.token_outside(counter.vocab_size) if counter.vocab_size else None
+        if outside is not None:
+            field, message = outside
+            raise InvalidInput(message, field=field)
         if params.prompt is not None:
             prompt_tokens = len(counter.tokenizer.encode(params.prompt).ids)
         elif params.prompt_token_ids is not None:

@@ -300,6 +300,18 @@ class JobInput(BaseModel):
             )
         return self
 
+    def token_outside(self, vocab_size: int) -> tuple[str, str] | None:
+        """The first stop or prompt token id outside a vocabulary of `vocab_size`, as (field, what is wrong), or None;
+        the API and the worker each refuse it in their own words."""
+        for field in ("stop_token_ids", "prompt_token_ids"):
+            outside = [i for i in getattr(self, field) or [] if i >= vocab_size]
+            if outside:
+                return (
+                    field,
+                    f"{field}: {outside[0]} is not a token of this model (its vocabulary has {vocab_size} tokens)",
+                )
+        return None
+
     @property
     def choice_count(self) -> int:
         """How many samples of the prompt the job generates (`n`)."""

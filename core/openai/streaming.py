@@ -26,6 +26,18 @@ TICK_S = 1.0
 
 
 @dataclass
+class _SentRecords:
+    """The logprob records a stream has sent: their count and the length of text their tokens span."""
+
+    count: int = 0
+    offset: int = 0
+
+    def add(self, records: list[TokenLogprob]) -> None:
+        self.count += len(records)
+        self.offset += sum(len(record.token) for record in records)
+
+
+@dataclass
 class CompletionStream:
     """The chunks of one job's streamed answer, for at most `wait_s`; `None` items are ticks."""
 
@@ -50,11 +62,13 @@ class CompletionStream:
             self.events.store, self.events.streams, self.events.listener, keepalive_s=min(TICK_S, self.wait_s)
         )
         sent: list[str] = []
-        records: list[TokenLogprob] = []  # the logprob records sent so far (a request with logprobs)
+        # The logprob records sent so far (a request with logprobs): how many, and how much text their tokens span
+        # (where the next record's token begins).
+        sent_records = _SentRecords()
         for item in events.follow(self.job_id, self.owner, None):
             if isinstance(item, Completed):
                 self.finished = item.job
-                yield from self._ending(item.job, "".join(sent), records)
+                yield from self._ending(item.job, "".join(sent), sent_records)
                 return
             if self.chunks.buffered and isinstance(item, StreamEvent) and item.kind == TOKEN:
                 pass  # sent from the finished job, token by token, the prompt first
@@ -63,8 +77,8 @@ class CompletionStream:
             ):
                 sent.append(item.data["text"])
                 new = [TokenLogprob.model_validate(record) for record in item.data.get("logprobs") or ()]
-                yield self.chunks.text(item.data["text"], new, sum(len(record.token) for record in records))
-                records += new
+                yield self.chunks.text(item.data["text"], new, sent_records.offset)
+                sent_records.add(new)
             elif isinstance(item, StreamEvent) and item.kind == STATUS and item.data["status"] == "queued" and sent:
                 # Its worker died or stopped: the job runs again from the start, and the text sent can't be taken
                 # back. The job goes on; its result stays at GET /jobs/<id>.
@@ -87,17 +101,17 @@ class CompletionStream:
         # The follower ends without the finished job only when the job expired meanwhile.
         yield self._error(f"job {self.job_id} expired", "server_error", ErrorType.NOT_FOUND)
 
-    def _ending(self, job: Job, streamed: str, records: list[TokenLogprob]) -> Iterator[Chunk | OpenAIErrorBody]:
+    def _ending(self, job: Job, streamed: str, records: _SentRecords) -> Iterator[Chunk | OpenAIErrorBody]:
         if job.status == JobStatus.SUCCEEDED:
             text = job.output.text if job.output is not None else ""
-            missing = (job.output.logprobs or [])[len(records) :] if job.output is not None else []
+            missing = (job.output.logprobs or [])[records.count :] if job.output is not None else []
             if self.chunks.buffered:
                 yield from self.chunks.per_token(job)
             # The events carry the job's whole text (and logprobs); should a last piece be missing from them, it is
             # sent here.
             elif (len(text) > len(streamed) and text.startswith(streamed)) or missing:
                 tail = text[len(streamed) :] if text.startswith(streamed) else ""
-                yield self.chunks.text(tail, missing, sum(len(record.token) for record in records))
+                yield self.chunks.text(tail, missing, records.offset)
             yield self.chunks.finish(job.output.finish_reason if job.output is not None else None, job)
             # The events carry choice 0's text only: a job's other choices (n > 1) are sent whole once it ends.
             for choice in (job.output.choices or [])[1:] if job.output is not None else []:

@@ -264,7 +264,7 @@ class CompletionRequest(_CommonRequest):
     best_of: int | None = Field(None, description="Only 1 (not supported).")
     suffix: str | None = Field(None, description="Not supported.")
 
-    def prompts(self) -> list[tuple[str, str | list[int]]]:
+    def _prompts(self) -> list[tuple[str, str | list[int]]]:
         """Each prompt as the field it was sent in (`prompt`, or `prompt.<i>` in a list) and its text or ids."""
         prompt = self.prompt
         if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
@@ -273,7 +273,7 @@ class CompletionRequest(_CommonRequest):
 
     def _texts_and_lengths(self) -> list[tuple[dict[str, Any], dict[str, str]]]:
         generations = []
-        for sent_as, prompt in self.prompts():
+        for sent_as, prompt in self._prompts():
             name = "prompt" if isinstance(prompt, str) else "prompt_token_ids"
             body: dict[str, Any] = {name: prompt}
             body["max_tokens"] = self.max_tokens if self.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS

@@ -44,10 +44,10 @@ class Wrapped:
     def slot(self, params, rank, *, alone=False):
         return self._slot(params) if self._slot else self.engine.slot(params, rank, alone=alone)
 
-    def generate(self, params, should_cancel=None, on_tokens=None):
+    def generate(self, params, should_cancel=None, on_tokens=None, on_logprobs=None):
         if self._generate:
             return self._generate(params, should_cancel, on_tokens)
-        return self.engine.generate(params, should_cancel, on_tokens)
+        return self.engine.generate(params, should_cancel, on_tokens, on_logprobs=on_logprobs)
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
